@@ -1,0 +1,63 @@
+"""The contract between the local server and its text engines.
+
+The server turns an interaction's history (steps, media, tools) into plain chat messages and
+generation parameters; an engine only turns those into text, one chunk at a time. Engines are
+blocking and run on a worker thread; `on_text` returning False stops generation (cancel).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+
+@dataclass
+class GenerationParams:
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    max_output_tokens: Optional[int] = None
+    stop_sequences: list[str] = field(default_factory=list)
+    seed: Optional[int] = None
+
+
+@dataclass
+class EngineRequest:
+    model: str
+    # OpenAI-style chat messages: [{"role": "system"|"user"|"assistant", "content": str}, ...]
+    messages: list[dict]
+    params: GenerationParams = field(default_factory=GenerationParams)
+    # When set, the output must be JSON valid against this schema (constrained decoding).
+    json_schema: Optional[dict] = None
+
+
+@dataclass
+class EngineResult:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    # "stop" (natural end or stop sequence), "length" (max_output_tokens), "cancelled"
+    finish: str = "stop"
+
+
+OnText = Callable[[str], bool]
+
+
+class Engine(ABC):
+    """A text generator. Thread-safe: the server may call `generate` from several threads."""
+
+    name: str = "engine"
+
+    @abstractmethod
+    def generate(self, request: EngineRequest, on_text: OnText) -> EngineResult:
+        """Generate a reply, calling `on_text(chunk)` as each chunk is produced.
+
+        If `on_text` returns False, stop as soon as possible and return finish="cancelled"
+        with the text produced so far.
+        """
+
+    def count_tokens(self, text: str) -> int:
+        """Approximate token count, for usage figures of inputs."""
+        return max(1, len(text.split())) if text else 0
+
+    def close(self) -> None:
+        """Release resources (model memory, threads)."""
