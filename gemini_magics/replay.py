@@ -1,0 +1,648 @@
+"""Record every exchange with the Interactions API to a cassette file, and replay it offline.
+
+Why: notebooks that call an LLM cannot be tested, because answers change from run to run.
+Record the real answers once (from Google or from the local server), commit the cassette next
+to the notebook, and replay them byte for byte in CI with no network and no model.
+
+How it plugs in: google-genai 3.4 sends `client.interactions` (and every other resource)
+through one httpx client built from `HttpOptions.client_args` / `async_client_args`, so a
+cassette is an httpx *transport*: `Client(http_options=cassette.http_options())`.
+In record mode the transport forwards to the real upstream and tees the bytes (streams keep
+streaming); in replay mode it answers from the file and never opens a socket.
+
+The cassette is one pretty-printed JSON document, meant to be read in a code review:
+JSON bodies are stored as JSON objects and SSE bodies as a list of events, each checked at
+record time to re-serialise to the exact bytes received (otherwise the raw text lines are kept).
+API keys and bearer tokens are never written.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import tempfile
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Optional
+
+import httpx
+
+__all__ = [
+    "Cassette",
+    "CassetteError",
+    "CassetteMiss",
+    "ENV_CASSETTE",
+    "ENV_MODE",
+    "MODES",
+    "cassette_from_env",
+    "get_cassette",
+    "http_options_from_env",
+]
+
+ENV_CASSETTE = "GEMINI_MAGICS_CASSETTE"
+ENV_MODE = "GEMINI_MAGICS_RECORD_MODE"
+#: "auto" replays when the file exists and records when it does not.
+MODES = ("record", "replay", "auto")
+
+FORMAT = "gemini-magics cassette"
+VERSION = 1
+REDACTED = "REDACTED"
+# Shorter "secrets" (e.g. a placeholder key like "local") would corrupt unrelated text.
+_MIN_SECRET_LEN = 8
+_SECRET_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+_SECRET_HEADERS = ("x-goog-api-key", "authorization", "x-goog-user-project", "proxy-authorization")
+_SECRET_QUERY = ("key", "access_token")
+# Transient answers the SDK retries on its own; a later success for the same request replaces them.
+_RETRYABLE = {408, 409, 429} | set(range(500, 600))
+_KEPT_RESPONSE_HEADERS = ("content-type", "content-encoding", "retry-after")
+_VERSION_SEGMENT = re.compile(r"^(?:.*?)/v\d+(?:alpha|beta)?\d*(/.*)?$")
+
+# json.dumps settings tried, in order, to store a JSON body as an object and still replay it
+# byte for byte. Starlette uses "compact"; Google pretty-prints with two spaces.
+_JSON_STYLES: dict[str, dict[str, Any]] = {
+    "compact": {"ensure_ascii": False, "separators": (",", ":")},
+    "compact-ascii": {"ensure_ascii": True, "separators": (",", ":")},
+    "python": {"ensure_ascii": True},
+    "python-utf8": {"ensure_ascii": False},
+    "indent2": {"ensure_ascii": False, "indent": 2},
+    "indent2-ascii": {"ensure_ascii": True, "indent": 2},
+}
+
+
+class CassetteError(RuntimeError):
+    """A cassette cannot be used; the message is one sentence saying what to do."""
+
+
+class CassetteMiss(CassetteError):
+    """Replay was asked for a request the cassette does not hold."""
+
+
+# --------------------------------------------------------------------------------------------
+# Body encoding: exact bytes <-> reviewable JSON
+# --------------------------------------------------------------------------------------------
+
+def _dumps(obj: Any, style: str) -> str:
+    return json.dumps(obj, **_JSON_STYLES[style])
+
+
+def _json_style(text: str, obj: Any) -> Optional[str]:
+    """The first style that re-serialises `obj` to exactly `text`, if any."""
+    for style in _JSON_STYLES:
+        dumped = _dumps(obj, style)
+        if dumped == text:
+            return style
+        if dumped + "\n" == text:
+            return style + "+nl"
+    return None
+
+
+def _dumps_styled(obj: Any, style: str) -> str:
+    if style.endswith("+nl"):
+        return _dumps(obj, style[:-3]) + "\n"
+    return _dumps(obj, style)
+
+
+def _encode_json_text(text: str) -> Optional[dict]:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    style = _json_style(text, obj)
+    if style is None:
+        return None
+    return {"json": obj, "json_style": style}
+
+
+def _encode_sse(text: str) -> Optional[list]:
+    """SSE text as a list of events `{"event", "data"}` (or `{"raw"}`), if it round-trips."""
+    blocks = text.split("\n\n")
+    tail = blocks.pop()
+    events: list = []
+    for block in blocks:
+        lines = block.split("\n")
+        name, data_line = None, None
+        if len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "):
+            name, data_line = lines[0][len("event: "):], lines[1][len("data: "):]
+        elif len(lines) == 1 and lines[0].startswith("data: "):
+            data_line = lines[0][len("data: "):]
+        encoded = _encode_json_text(data_line) if data_line is not None else None
+        if encoded is None:
+            events.append({"raw": block})
+            continue
+        event: dict = {} if name is None else {"event": name}
+        event["data"] = encoded["json"]
+        if encoded["json_style"] != "compact":
+            event["json_style"] = encoded["json_style"]
+        events.append(event)
+    if tail:
+        events.append({"tail": tail})
+    if _decode_sse(events) != text:
+        return None
+    return events
+
+
+def _sse_event_text(event: Mapping) -> str:
+    if "tail" in event:
+        return event["tail"]
+    if "raw" in event:
+        return event["raw"] + "\n\n"
+    data = _dumps_styled(event["data"], event.get("json_style", "compact"))
+    head = f"event: {event['event']}\n" if "event" in event else ""
+    return f"{head}data: {data}\n\n"
+
+
+def _decode_sse(events: Iterable[Mapping]) -> str:
+    return "".join(_sse_event_text(e) for e in events)
+
+
+def _encode_body(raw: bytes, content_type: str, content_encoding: str) -> dict:
+    """Choose the most readable exact representation of a response body."""
+    if content_encoding and content_encoding != "identity":
+        return {"base64": base64.b64encode(raw).decode("ascii")}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(raw).decode("ascii")}
+    if not text:
+        return {"text": []}
+    if "event-stream" in content_type:
+        events = _encode_sse(text)
+        if events is not None:
+            return {"sse": events}
+    elif "json" in content_type:
+        encoded = _encode_json_text(text)
+        if encoded is not None:
+            return encoded
+    return {"text": text.split("\n")}
+
+
+def _body_chunks(response: Mapping) -> list[bytes]:
+    """The recorded body as the chunks replay yields: one per SSE event, else one."""
+    if "sse" in response:
+        return [_sse_event_text(e).encode("utf-8") for e in response["sse"]]
+    if "json" in response:
+        return [_dumps_styled(response["json"], response["json_style"]).encode("utf-8")]
+    if "base64" in response:
+        return [base64.b64decode(response["base64"])]
+    text = "\n".join(response.get("text", []))
+    return [text.encode("utf-8")] if text else []
+
+
+# --------------------------------------------------------------------------------------------
+# Requests: secrets and the matching key
+# --------------------------------------------------------------------------------------------
+
+def _request_secrets(request: httpx.Request) -> set[str]:
+    found = set()
+    for name in _SECRET_HEADERS:
+        value = request.headers.get(name)
+        if value:
+            found.add(value)
+            if " " in value:  # "Bearer <token>"
+                found.add(value.split(" ", 1)[1].strip())
+    for name, value in request.url.params.multi_items():
+        if name in _SECRET_QUERY and value:
+            found.add(value)
+    for name in _SECRET_ENV_VARS:
+        if os.environ.get(name):
+            found.add(os.environ[name].strip())
+    return {s for s in found if len(s) >= _MIN_SECRET_LEN}
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _describe_request(request: httpx.Request, secrets: set[str]) -> dict:
+    """The stored form of a request: what a reviewer needs, nothing secret."""
+    query = [[k, _scrub(v, secrets)] for k, v in request.url.params.multi_items()
+             if k not in _SECRET_QUERY]
+    stored: dict = {"method": request.method, "path": _scrub(request.url.path, secrets)}
+    if query:
+        stored["query"] = query
+    raw = request.content
+    if raw:
+        text = _scrub(raw.decode("utf-8", errors="replace"), secrets)
+        try:
+            stored["body"] = json.loads(text)
+        except ValueError:
+            stored["body_text"] = text
+    return stored
+
+
+def _match_path(path: str) -> str:
+    """`/prefix/v1beta/interactions/x` -> `/interactions/x`: the version and prefix don't matter."""
+    m = _VERSION_SEGMENT.match(path)
+    if m:
+        return m.group(1) or "/"
+    return path
+
+
+def _match_key(stored: Mapping) -> str:
+    body = stored.get("body", stored.get("body_text"))
+    query = sorted(tuple(p) for p in stored.get("query", []))
+    return json.dumps([stored["method"].upper(), _match_path(stored["path"]), query, body],
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Streams
+# --------------------------------------------------------------------------------------------
+
+class _ReplayStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """Yields recorded chunks (one per SSE event) to sync and async clients alike."""
+
+    def __init__(self, chunks: list[bytes]):
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks
+
+    async def __aiter__(self):
+        for chunk in self._chunks:
+            yield chunk
+
+
+class _TeeStream(httpx.SyncByteStream):
+    """Passes the upstream body through chunk by chunk and records it when it ends."""
+
+    def __init__(self, inner: httpx.SyncByteStream, on_done):
+        self._inner, self._on_done, self._chunks, self._complete = inner, on_done, [], False
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._inner:
+            self._chunks.append(chunk)
+            yield chunk
+        self._complete = True
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._on_done is not None:
+            done, self._on_done = self._on_done, None
+            done(b"".join(self._chunks), self._complete)
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._finish()
+
+
+class _AsyncTeeStream(httpx.AsyncByteStream):
+    """Async twin of `_TeeStream`."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, on_done):
+        self._inner, self._on_done, self._chunks, self._complete = inner, on_done, [], False
+
+    async def __aiter__(self):
+        async for chunk in self._inner:
+            self._chunks.append(chunk)
+            yield chunk
+        self._complete = True
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._on_done is not None:
+            done, self._on_done = self._on_done, None
+            done(b"".join(self._chunks), self._complete)
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._finish()
+
+
+# --------------------------------------------------------------------------------------------
+# The cassette
+# --------------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class _Slot:
+    """One exchange; recorded ones are filled in when their body has been read to the end."""
+    request: dict
+    key: str
+    response: Optional[dict] = None
+    dropped: bool = False
+    secrets: set = field(default_factory=set)
+
+
+class Cassette:
+    """A cassette file and the httpx transports that record into it or replay from it.
+
+    `mode` is "record" (forward to the real upstream and rewrite the file from scratch),
+    "replay" (answer from the file, never touch the network) or "auto" (replay if the file
+    exists, otherwise record). Identical requests are answered in recorded order; once they
+    are used up the last answer is repeated, so re-running a cell works offline too
+    (`strict=True` fails instead).
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "auto", *, strict: bool = False,
+                 secrets: Iterable[str] = ()):
+        mode = (mode or "auto").strip().lower()
+        if mode not in MODES:
+            raise CassetteError(
+                f"Unknown cassette mode {mode!r}: use one of {', '.join(MODES)}.")
+        self.path = os.fspath(path)
+        if mode == "auto":
+            mode = "replay" if os.path.exists(self.path) else "record"
+        self.mode = mode
+        self.strict = strict
+        self._extra_secrets = {s for s in secrets if s and len(s) >= _MIN_SECRET_LEN}
+        self._lock = threading.Lock()
+        self._slots: list[_Slot] = []
+        self._queues: dict[str, list[_Slot]] = defaultdict(list)
+        self._served: dict[str, int] = defaultdict(int)
+        if mode == "replay":
+            self._load()
+        else:
+            self._save()
+
+    def __repr__(self) -> str:
+        return f"Cassette({self.path!r}, mode={self.mode!r}, exchanges={len(self)})"
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(1 for s in self._slots if s.response is not None and not s.dropped)
+
+    # ---- plugging into google-genai ------------------------------------------------------
+
+    def transport(self, inner: Optional[httpx.BaseTransport] = None) -> httpx.BaseTransport:
+        """A sync httpx transport; `inner` is the upstream in record mode (default: HTTP)."""
+        return _SyncTransport(self, inner)
+
+    def async_transport(self, inner: Optional[httpx.AsyncBaseTransport] = None
+                        ) -> httpx.AsyncBaseTransport:
+        """An async httpx transport, for `client.aio`."""
+        return _AsyncTransport(self, inner)
+
+    def http_options(self, base: Any = None):
+        """`google.genai.types.HttpOptions` that route every request through this cassette.
+
+        `base` (HttpOptions, a dict or None) is kept; its `client_args` / `async_client_args`
+        get our transports. Injected `httpx_client`s cannot be wrapped, so they are refused.
+        """
+        from google.genai import types
+
+        if base is None:
+            options = types.HttpOptions()
+        elif isinstance(base, Mapping):
+            options = types.HttpOptions(**base)
+        else:
+            options = base.model_copy(deep=False)
+        if options.httpx_client is not None or options.httpx_async_client is not None:
+            raise CassetteError(
+                "A cassette cannot wrap an injected httpx_client: pass client_args instead.")
+        client_args = dict(options.client_args or {})
+        async_args = dict(options.async_client_args or {})
+        client_args["transport"] = self.transport(client_args.get("transport"))
+        async_args["transport"] = self.async_transport(async_args.get("transport"))
+        return options.model_copy(update={"client_args": client_args,
+                                          "async_client_args": async_args})
+
+    # ---- record --------------------------------------------------------------------------
+
+    def _begin_record(self, request: httpx.Request) -> _Slot:
+        secrets = _request_secrets(request) | self._extra_secrets
+        stored = _describe_request(request, secrets)
+        slot = _Slot(request=stored, key=_match_key(stored), secrets=secrets)
+        with self._lock:
+            self._slots.append(slot)
+        # Bodies must be stored readable, not gzip: ask the upstream for identity encoding.
+        request.headers["accept-encoding"] = "identity"
+        return slot
+
+    def _finish_record(self, slot: _Slot, response: httpx.Response, raw: bytes,
+                       complete: bool) -> None:
+        headers = {}
+        for name in _KEPT_RESPONSE_HEADERS:
+            if name in response.headers:
+                headers[name] = response.headers[name]
+        raw = _scrub(raw.decode("utf-8"), slot.secrets).encode("utf-8") if _is_utf8(raw) else raw
+        stored = {"status": response.status_code, "headers": headers}
+        stored.update(_encode_body(raw, headers.get("content-type", ""),
+                                   headers.get("content-encoding", "")))
+        if not complete:
+            stored["incomplete"] = True  # the caller stopped reading (e.g. a cancelled stream)
+        with self._lock:
+            slot.response = stored
+            if response.status_code not in _RETRYABLE:
+                position = next(i for i, s in enumerate(self._slots) if s is slot)
+                for earlier in reversed(self._slots[:position]):
+                    if earlier.key != slot.key or earlier.response is None:
+                        continue
+                    if earlier.response["status"] not in _RETRYABLE or earlier.dropped:
+                        break
+                    earlier.dropped = True
+            self._save_locked()
+
+    def _save(self) -> None:
+        with self._lock:
+            self._save_locked()
+
+    def _save_locked(self) -> None:
+        secrets = set(self._extra_secrets)
+        for slot in self._slots:
+            secrets |= slot.secrets
+        document = {
+            "format": FORMAT,
+            "version": VERSION,
+            "note": (f"Recorded by gemini_magics.replay; API keys removed. Re-record with "
+                     f"{ENV_MODE}=record."),
+            "exchanges": [{"request": s.request, "response": s.response} for s in self._slots
+                          if s.response is not None and not s.dropped],
+        }
+        text = _scrub(json.dumps(document, indent=1, ensure_ascii=False) + "\n", secrets)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".cassette-", suffix=".tmp", dir=directory)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise CassetteError(
+                f"Cannot write cassette {self.path} ({exc.strerror or exc}): "
+                f"choose a writable path.") from None
+
+    # ---- replay --------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                document = json.load(f)
+        except FileNotFoundError:
+            raise CassetteError(
+                f"Cassette {self.path} does not exist: record it first with "
+                f"{ENV_MODE}=record.") from None
+        except (OSError, ValueError) as exc:
+            raise CassetteError(
+                f"Cassette {self.path} is not a readable JSON cassette ({exc}): "
+                f"re-record it with {ENV_MODE}=record.") from None
+        if not isinstance(document, dict) or document.get("format") != FORMAT \
+                or not isinstance(document.get("exchanges"), list):
+            raise CassetteError(
+                f"{self.path} is not a gemini-magics cassette: re-record it with "
+                f"{ENV_MODE}=record.")
+        if document.get("version") != VERSION:
+            raise CassetteError(
+                f"Cassette {self.path} has format version {document.get('version')!r}, "
+                f"this gemini-magics reads version {VERSION}: re-record it.")
+        for exchange in document["exchanges"]:
+            try:
+                slot = _Slot(request=exchange["request"], key=_match_key(exchange["request"]),
+                             response=exchange["response"])
+            except (KeyError, TypeError):
+                raise CassetteError(
+                    f"Cassette {self.path} has a malformed exchange: re-record it with "
+                    f"{ENV_MODE}=record.") from None
+            self._slots.append(slot)
+            self._queues[slot.key].append(slot)
+
+    def _replay(self, request: httpx.Request) -> httpx.Response:
+        secrets = _request_secrets(request) | self._extra_secrets
+        stored = _describe_request(request, secrets)
+        key = _match_key(stored)
+        with self._lock:
+            queue = self._queues.get(key)
+            index = self._served[key]
+            if not queue or (self.strict and index >= len(queue)):
+                raise CassetteMiss(self._miss_message(stored, bool(queue)))
+            slot = queue[min(index, len(queue) - 1)]
+            self._served[key] = index + 1
+        response = slot.response
+        headers = [(k, v) for k, v in response.get("headers", {}).items()]
+        return httpx.Response(response["status"], headers=headers,
+                              stream=_ReplayStream(_body_chunks(response)), request=request)
+
+    def _miss_message(self, stored: Mapping, used_up: bool) -> str:
+        what = f"{stored['method']} {stored['path']}"
+        if used_up:
+            reason = "was recorded fewer times than it is now being sent"
+        elif any(_match_path(s.request["path"]) == _match_path(stored["path"])
+                 and s.request["method"] == stored["method"] for s in self._slots):
+            reason = "is in it only with a different body or query"
+        else:
+            reason = "is not in it"
+        return (f"Replay: {what} {reason} (cassette {self.path}); re-record it with "
+                f"{ENV_MODE}=record.")
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _SyncTransport(httpx.BaseTransport):
+    """Record: forward and tee. Replay: answer from the cassette."""
+
+    def __init__(self, cassette: Cassette, inner: Optional[httpx.BaseTransport]):
+        self._cassette = cassette
+        self._inner = inner
+        if cassette.mode == "record" and inner is None:
+            self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        cassette = self._cassette
+        if cassette.mode == "replay":
+            request.read()
+            return cassette._replay(request)
+        request.read()
+        slot = cassette._begin_record(request)
+        upstream = self._inner.handle_request(request)
+
+        def done(raw: bytes, complete: bool) -> None:
+            cassette._finish_record(slot, upstream, raw, complete)
+
+        return httpx.Response(upstream.status_code, headers=upstream.headers,
+                              stream=_TeeStream(upstream.stream, done),
+                              extensions=upstream.extensions, request=request)
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+
+
+class _AsyncTransport(httpx.AsyncBaseTransport):
+    """Async twin of `_SyncTransport`."""
+
+    def __init__(self, cassette: Cassette, inner: Optional[httpx.AsyncBaseTransport]):
+        self._cassette = cassette
+        self._inner = inner
+        if cassette.mode == "record" and inner is None:
+            self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        cassette = self._cassette
+        if cassette.mode == "replay":
+            await request.aread()
+            return cassette._replay(request)
+        await request.aread()
+        slot = cassette._begin_record(request)
+        upstream = await self._inner.handle_async_request(request)
+
+        def done(raw: bytes, complete: bool) -> None:
+            cassette._finish_record(slot, upstream, raw, complete)
+
+        return httpx.Response(upstream.status_code, headers=upstream.headers,
+                              stream=_AsyncTeeStream(upstream.stream, done),
+                              extensions=upstream.extensions, request=request)
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
+
+
+# --------------------------------------------------------------------------------------------
+# Environment (notebooks, CI)
+# --------------------------------------------------------------------------------------------
+
+_open_cassettes: dict[tuple[str, str], Cassette] = {}
+_open_lock = threading.Lock()
+
+
+def get_cassette(path: str | os.PathLike, mode: str = "auto") -> Cassette:
+    """The one Cassette for (path, mode) in this process.
+
+    Clients may be rebuilt for every cell; sharing the Cassette keeps the replay order and
+    stops a second record-mode Cassette from wiping what the first one recorded.
+    """
+    key = (os.path.abspath(os.fspath(path)), (mode or "auto").strip().lower())
+    with _open_lock:
+        cassette = _open_cassettes.get(key)
+        if cassette is None:
+            cassette = Cassette(path, mode)
+            _open_cassettes[key] = cassette
+        return cassette
+
+
+def cassette_from_env(environ: Optional[Mapping[str, str]] = None) -> Optional[Cassette]:
+    """The cassette named by GEMINI_MAGICS_CASSETTE (mode GEMINI_MAGICS_RECORD_MODE), or None."""
+    environ = os.environ if environ is None else environ
+    path = (environ.get(ENV_CASSETTE) or "").strip()
+    mode = (environ.get(ENV_MODE) or "").strip().lower()
+    if not path:
+        if mode:
+            raise CassetteError(
+                f"{ENV_MODE}={mode} is set but {ENV_CASSETTE} is not: set {ENV_CASSETTE} "
+                f"to the cassette file path.")
+        return None
+    if mode and mode not in MODES:
+        raise CassetteError(
+            f"{ENV_MODE}={mode!r} is not a mode: use one of {', '.join(MODES)}.")
+    return get_cassette(path, mode or "auto")
+
+
+def http_options_from_env(base: Any = None, environ: Optional[Mapping[str, str]] = None):
+    """`base` routed through the env-configured cassette, or `base` unchanged if none is set."""
+    cassette = cassette_from_env(environ)
+    if cassette is None:
+        return base
+    return cassette.http_options(base)
