@@ -1,0 +1,240 @@
+"""Images coming back from Gemini: decode, display, save, and the request's image config.
+
+Generated images arrive as base64 PNG/JPEG. We decode them once with Pillow for the user
+(`.images`), but display and save reuse the original encoded bytes whenever we still have the
+content part, so a 4K image is never re-encoded just to be shown or written to disk.
+The aspect-ratio and size vocabularies live here so the client and the local server agree.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from PIL import Image, UnidentifiedImageError
+
+# The protocol's image_config / response_format vocabularies (google-genai 3.4 ImageConfig).
+ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
+                 "1:8", "8:1", "1:4", "4:1")
+IMAGE_SIZES = ("512", "1K", "2K", "4K")
+# Formats a notebook front end shows inline and that we can pass through without re-encoding.
+_DISPLAY_MIMES = {"image/png": "PNG", "image/jpeg": "JPEG"}
+_PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
+_SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
+                 ".gif": "GIF", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+_FORMAT_MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif",
+                 "BMP": "image/bmp", "TIFF": "image/tiff"}
+
+
+class ImageError(ValueError):
+    """Bad image input or output, with a one-sentence message meant for the user."""
+
+
+# ----------------------------------------------------------------------------- image config
+def normalize_aspect_ratio(value: str | None) -> str | None:
+    """'16:9' (spaces ignored) or None; anything else raises ImageError listing the valid ratios."""
+    if value is None:
+        return None
+    text = str(value).replace(" ", "")
+    if text not in ASPECT_RATIOS:
+        raise ImageError(f"Unsupported aspect ratio {value!r}: use one of {', '.join(ASPECT_RATIOS)}.")
+    return text
+
+
+def normalize_image_size(value: str | int | None) -> str | None:
+    """'512', '1K', '2K' or '4K' (case-insensitive) or None; anything else raises ImageError."""
+    if value is None:
+        return None
+    text = str(value).strip().upper()
+    if text not in IMAGE_SIZES:
+        raise ImageError(f"Unsupported image size {value!r}: use one of {', '.join(IMAGE_SIZES)}.")
+    return text
+
+
+def image_config(aspect: str | None = None, size: str | int | None = None) -> dict:
+    """The `generation_config["image_config"]` dict for a request; {} when both are None."""
+    config = {}
+    if aspect is not None:
+        config["aspect_ratio"] = normalize_aspect_ratio(aspect)
+    if size is not None:
+        config["image_size"] = normalize_image_size(size)
+    return config
+
+
+# ----------------------------------------------------------------------------- decoding
+def _field(part: Any, name: str) -> Any:
+    """Read a field from a dict or from an SDK model (ImageContent, ImageDelta, ...)."""
+    if isinstance(part, Mapping):
+        return part.get(name)
+    return getattr(part, name, None)
+
+
+def _is_part(value: Any) -> bool:
+    return isinstance(value, Mapping) or (
+        not isinstance(value, Image.Image) and hasattr(value, "data") and hasattr(value, "mime_type"))
+
+
+def _b64_bytes(part: Any) -> bytes:
+    """The raw bytes of an inline image part; ImageError if there is no inline data."""
+    data = _field(part, "data")
+    if not data:
+        uri = _field(part, "uri")
+        if uri:
+            raise ImageError(f"This image was returned as a link ({uri}), not inline data: "
+                             "download it from that address to open it.")
+        raise ImageError("This content has no image data: pass an image part or delta with a "
+                         "base64 'data' field.")
+    try:
+        # a2b_base64 reads an ASCII str in place; base64.b64decode would copy it to bytes first.
+        return binascii.a2b_base64(data)
+    except (binascii.Error, ValueError, TypeError):
+        raise ImageError("The image data is not valid base64: the response may be truncated.") from None
+
+
+def decode_image(part_or_delta: Any) -> Image.Image:
+    """Decode an image content part or stream delta (dict or SDK object) into a loaded PIL image.
+
+    The base64 text is decoded once, Pillow reads pixels straight from that buffer, and the buffer
+    is released after loading (the image does not keep a hidden copy of the encoded file).
+    """
+    raw = _b64_bytes(part_or_delta)
+    mime = _field(part_or_delta, "mime_type") or "image"
+    try:
+        with io.BytesIO(raw) as buf:
+            img = Image.open(buf)
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise ImageError(f"The image data ({mime}, {_human(len(raw))}) could not be decoded by "
+                         "Pillow: it is corrupt, truncated or in an unsupported format.") from None
+    return img
+
+
+# ----------------------------------------------------------------------------- display
+def _describe(width: int, height: int, fmt: str) -> str:
+    return f"<{fmt} image {width}x{height}>"
+
+
+def _encode(img: Image.Image, fmt: str | None = None) -> tuple[io.BytesIO, str]:
+    """Encode a PIL image for display: JPEG stays JPEG (photos), everything else becomes PNG."""
+    if fmt is None:
+        fmt = "JPEG" if img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK") else "PNG"
+    if fmt == "PNG" and img.mode not in _PNG_MODES:
+        img = img.convert("RGBA" if "A" in img.mode else "RGB")
+    elif fmt == "JPEG" and img.mode not in ("RGB", "L"):
+        img = _flatten(img)
+    buf = io.BytesIO()
+    # compress_level 1: several times faster than the default 6 on large images, ~10-30 % bigger.
+    options = {"compress_level": 1} if fmt == "PNG" else {"quality": 92}
+    img.save(buf, format=fmt, **options)
+    return buf, _FORMAT_MIMES[fmt]
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """RGB version of an image, with any transparency laid over white (JPEG has no alpha)."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def image_mimebundle(img: Any) -> dict:
+    """`{"image/png"|"image/jpeg": base64, "text/plain": ...}` for `display(bundle, raw=True)`.
+
+    Accepts a PIL image (encoded here) or an image content part/delta whose PNG/JPEG data is
+    passed through untouched: no decode, no re-encode, and the saved .ipynb holds the original.
+    """
+    if _is_part(img):
+        mime = (_field(img, "mime_type") or "").lower()
+        if mime in _DISPLAY_MIMES and _field(img, "data"):
+            data = _field(img, "data")
+            if isinstance(data, (bytes, bytearray)):
+                data = bytes(data).decode("ascii")
+            raw = _b64_bytes(img)
+            try:
+                with Image.open(io.BytesIO(raw)) as header:  # reads the header only
+                    width, height = header.size
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+                raise ImageError(f"The image data ({mime}, {_human(len(raw))}) could not be decoded "
+                                 "by Pillow: it is corrupt, truncated or not really an image.") from None
+            return {mime: data.replace("\n", ""), "text/plain": _describe(width, height, _DISPLAY_MIMES[mime])}
+        img = decode_image(img)  # another format (webp, gif...): show it as PNG
+    if not isinstance(img, Image.Image):
+        raise ImageError(f"Cannot display a {type(img).__name__} as an image: pass a PIL image or an "
+                         "image content part.")
+    buf, mime = _encode(img)
+    data = base64.b64encode(buf.getbuffer()).decode("ascii")
+    return {mime: data, "text/plain": _describe(img.width, img.height, _DISPLAY_MIMES[mime])}
+
+
+# ----------------------------------------------------------------------------- saving
+def _targets(count: int, path_or_dir: str | os.PathLike, stem: str, suffix: str) -> list[Path]:
+    """Where `count` images go: numbered files in a directory, or a file and numbered siblings."""
+    target = Path(path_or_dir).expanduser()
+    is_dir = target.is_dir() or str(path_or_dir).endswith(("/", os.sep)) or not target.suffix
+    if is_dir:
+        target.mkdir(parents=True, exist_ok=True)
+        # Continue after the highest existing number so re-running a cell never overwrites.
+        taken = [p.stem[len(stem) + 1:] for p in target.glob(f"{stem}_*")]
+        start = max([int(n) for n in taken if n.isdigit()], default=0) + 1
+        return [target / f"{stem}_{start + i}{suffix}" for i in range(count)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if count == 1:
+        return [target]
+    return [target.with_name(f"{target.stem}_{i + 1}{target.suffix}") for i in range(count)]
+
+
+def save_images(images: Iterable[Any], path_or_dir: str | os.PathLike, stem: str = "gemini") -> list[Path]:
+    """Write images (PIL images or content parts) and return the paths written.
+
+    A directory (existing, ending in '/', or a name without a suffix) receives `stem_N.png`
+    files numbered after any already there; a file path receives the single image, or
+    `name_1.ext`, `name_2.ext`, ... when there are several. Parts whose format matches the
+    file suffix are written byte for byte.
+    """
+    items = list(images)
+    if not items:
+        return []
+    target = Path(path_or_dir).expanduser()
+    suffix = target.suffix.lower()
+    if suffix and not target.is_dir():
+        if suffix not in _SAVE_FORMATS:
+            raise ImageError(f"Cannot save images as {suffix!r} files: use a .png, .jpg or .webp "
+                             "file name, or a directory.")
+    else:
+        suffix = ".png"
+        first_mime = (_field(items[0], "mime_type") or "").lower() if _is_part(items[0]) else ""
+        if first_mime == "image/jpeg" or (not first_mime and getattr(items[0], "format", None) == "JPEG"):
+            suffix = ".jpg"
+    fmt = _SAVE_FORMATS[suffix]
+    try:
+        paths = _targets(len(items), path_or_dir, stem, suffix)
+        for item, path in zip(items, paths):
+            if _is_part(item) and (_field(item, "mime_type") or "").lower() == _FORMAT_MIMES[fmt]:
+                path.write_bytes(_b64_bytes(item))
+                continue
+            img = decode_image(item) if _is_part(item) else item
+            if not isinstance(img, Image.Image):
+                raise ImageError(f"Cannot save a {type(img).__name__} as an image: pass PIL images "
+                                 "or image content parts.")
+            if fmt == "JPEG" and img.mode not in ("RGB", "L"):
+                img = _flatten(img)
+            elif fmt == "PNG" and img.mode not in _PNG_MODES:
+                img = img.convert("RGBA" if "A" in img.mode else "RGB")
+            img.save(path, format=fmt)
+    except OSError as exc:
+        raise ImageError(f"Cannot write images to {str(path_or_dir)!r}: {exc.strerror or exc}.") from None
+    return paths
+
+
+def _human(n: int) -> str:
+    """1234567 -> '1.2 MB' (decimal units, like the Gemini docs)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} bytes"
