@@ -1,0 +1,159 @@
+"""The local Interactions API server: the offline default of the magics and the test backend.
+
+Public face:
+    srv = start_server(engine="echo" | "local" | Engine, db=None | path, host="127.0.0.1",
+                       port=0, api_key=None)
+    srv.base_url   # "http://127.0.0.1:PORT" (the SDKs append /v1/interactions themselves)
+    srv.stop()     # also a context manager
+    default_server()  # one lazily started server per process, used when no API key is set
+
+Why a background thread of the calling process and not a child process: nothing to manage
+(no pid files, no orphan when a kernel is killed: the thread dies with it), the store stays an
+in-memory SQLite, and startup costs no second interpreter. Several kernels still do not each pay
+for the model in RAM: the local engine's GGUF weights are mmapped read-only, so every process
+maps the same page-cache pages and only its small KV cache is private.
+"""
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Optional, Union
+
+from .app import InteractionService, create_app
+from .engines import Engine, make_engine
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_SECONDS = 60
+STOP_TIMEOUT_SECONDS = 15
+ENGINE_ENV = "GEMINI_MAGICS_ENGINE"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class LocalServer:
+    """A uvicorn server on a background thread; `base_url` is set once it accepts connections."""
+
+    def __init__(self, engine: Union[str, Engine] = "local", db: Optional[str] = None,
+                 host: str = "127.0.0.1", port: int = 0, api_key: Optional[str] = None,
+                 model_path: Optional[str] = None):
+        import uvicorn
+
+        if not is_loopback(host) and not api_key:
+            raise ValueError(f"Host {host!r} is reachable from other machines: give an API key "
+                             f"(--api-key) that clients must send, or bind to 127.0.0.1.")
+        sock = _bind(host, port)
+        self.host = host
+        self.port = sock.getsockname()[1]
+        self.base_url = f"http://{_url_host(host)}:{self.port}"
+        self._owns_engine = not isinstance(engine, Engine)
+        try:
+            self.engine = make_engine(engine, model_path=model_path)
+            self.store = Store(db)
+        except BaseException:
+            sock.close()
+            raise
+        self.service = InteractionService(self.engine, self.store, api_key=api_key)
+        config = uvicorn.Config(create_app(self.service), log_level="warning", access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=3)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name=f"gemini-magics-server-{self.port}", daemon=True)
+        self._stopped = False
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"The local server did not start on {self.base_url}; "
+                                   f"see the log above.")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Cancel running turns, stop serving, release the engine (if we made it) and store."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for rec in list(self.service.live.values()):
+            rec.cancel_requested.set()
+        self._server.should_exit = True
+        self._thread.join(STOP_TIMEOUT_SECONDS)
+        self.service.shutdown()
+        if self._owns_engine:
+            self.engine.close()
+        self.store.close()
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped and self._thread.is_alive()
+
+    def __enter__(self) -> "LocalServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<LocalServer {self.base_url} engine={self.engine.name}>"
+
+
+def start_server(engine: Union[str, Engine] = "local", db: Optional[str] = None,
+                 host: str = "127.0.0.1", port: int = 0, api_key: Optional[str] = None,
+                 model_path: Optional[str] = None) -> LocalServer:
+    """Start a server on a background thread; returns once its socket accepts connections."""
+    return LocalServer(engine=engine, db=db, host=host, port=port, api_key=api_key,
+                       model_path=model_path)
+
+
+_default: Optional[LocalServer] = None
+_default_lock = threading.Lock()
+
+
+def default_server() -> LocalServer:
+    """The process-wide server the magics use when no API key is set (started on first use).
+
+    Engine from env GEMINI_MAGICS_ENGINE ("local" by default, or "echo").
+    """
+    global _default
+    with _default_lock:
+        if _default is None or not _default.running:
+            _default = start_server(engine=os.environ.get(ENGINE_ENV, "local") or "local")
+            atexit.register(_default.stop)
+        return _default
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno in (98, 48):  # EADDRINUSE on Linux / macOS
+            raise OSError(e.errno, f"Port {port} on {host} is already in use; pick another "
+                                   f"with --port (0 picks a free one) or stop the other "
+                                   f"server.") from None
+        raise OSError(e.errno, f"Cannot listen on {host}:{port} ({e.strerror}); check --host "
+                               f"and --port.") from None
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+__all__ = ["LocalServer", "start_server", "default_server", "is_loopback"]

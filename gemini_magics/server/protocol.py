@@ -1,0 +1,340 @@
+"""Request validation and Google-style errors for the Interactions wire protocol.
+
+Bad input must become one clear 4xx sentence naming the field (never a 500, never a hang), so
+every request body goes through `parse_create` before anything else touches it. Inputs are
+normalised here into a list of steps, the one shape the rest of the server handles.
+Reference: shared/interactions-protocol.md (sections 2, 4, 5 and 9).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+CONTENT_TYPES = {"text", "image", "audio", "video", "document"}
+STEP_TYPES = {
+    "user_input", "model_output", "thought", "function_call", "function_result",
+    "code_execution_call", "code_execution_result", "google_search_call", "google_search_result",
+    "url_context_call", "url_context_result", "file_search_call", "file_search_result",
+    "google_maps_call", "google_maps_result", "mcp_server_tool_call", "mcp_server_tool_result",
+    "retrieval_call", "retrieval_result", "tool_search_call", "tool_search_result",
+    "processing_call", "processing_result",
+}
+# Top-level create fields the SDKs can send (protocol doc section 2.1). Anything else is a typo
+# the real API would reject too, so we name it instead of silently ignoring it.
+KNOWN_FIELDS = {
+    "model", "agent", "agent_config", "input", "system_instruction", "tools", "generation_config",
+    "response_format", "stream", "store", "background", "previous_interaction_id",
+    "continuation_token", "service_tier", "labels", "webhook_config", "environment",
+    "safety_settings", "cached_content", "response_mime_type", "response_modalities",
+}
+# Request fields echoed back on the Interaction resource.
+ECHOED_FIELDS = (
+    "agent", "agent_config", "system_instruction", "tools", "generation_config", "response_format",
+    "environment", "service_tier", "labels", "webhook_config", "safety_settings",
+)
+
+_STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                 404: "NOT_FOUND", 405: "INVALID_ARGUMENT", 413: "INVALID_ARGUMENT",
+                 500: "INTERNAL"}
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": {"code", "message", "status"}}` with that HTTP code."""
+
+    def __init__(self, code: int, message: str, status: Optional[str] = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or _STATUS_NAMES.get(code, "INVALID_ARGUMENT")
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+
+
+def bad(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+@dataclass
+class CreateRequest:
+    """A validated create body. `input_steps` is the input normalised to a list of steps."""
+
+    model: Optional[str]
+    agent: Optional[str]
+    input_steps: list[dict]
+    system_instruction: Optional[str] = None
+    generation_config: dict = field(default_factory=dict)
+    response_format: Any = None
+    tools: list = field(default_factory=list)
+    stream: bool = False
+    store: bool = True
+    background: bool = False
+    previous_interaction_id: Optional[str] = None
+    echo: dict = field(default_factory=dict)  # request fields to echo on the resource
+
+    @property
+    def name(self) -> str:
+        return self.model or self.agent or ""
+
+    def json_schema(self) -> Optional[dict]:
+        """The JSON schema the output must follow, if `response_format` asks for JSON."""
+        formats = self.response_format
+        if formats is None:
+            return None
+        for fmt in formats if isinstance(formats, list) else [formats]:
+            if not isinstance(fmt, dict):
+                continue
+            if fmt.get("type") == "text" and isinstance(fmt.get("schema"), dict):
+                return fmt["schema"]
+            if fmt.get("type") == "text" and fmt.get("mime_type") == "application/json":
+                return {"type": "object"}
+            if fmt.get("type") not in {"text", "image", "audio", "video"}:
+                return fmt  # a bare JSON schema
+        return None
+
+
+def parse_json_body(raw: bytes) -> dict:
+    if not raw.strip():
+        raise bad("The request body is empty; send a JSON object such as "
+                  '{"model": "gemini-3.5-flash", "input": "Hello"}.')
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise bad(f"The request body is not valid JSON ({e}); send a JSON object.") from None
+    if not isinstance(body, dict):
+        raise bad(f"The request body must be a JSON object, not a {_kind(body)}.")
+    return body
+
+
+def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
+    """Validate a create body; raise ApiError naming the first wrong field."""
+    unknown = sorted(k for k in body if k not in KNOWN_FIELDS)
+    if unknown:
+        raise bad(f"Unknown field '{unknown[0]}' in the request body; known fields are "
+                  f"{', '.join(sorted(KNOWN_FIELDS))}.")
+    model = _opt(body, "model", str)
+    agent = _opt(body, "agent", str)
+    if model and agent:
+        raise bad("Give either 'model' or 'agent', not both.")
+    if not model and not agent:
+        raise bad("'model' is required (for example \"gemini-3.5-flash\").")
+    if "input" not in body or body["input"] is None:
+        raise bad("'input' is required: a string, a content object, or a list of content or steps.")
+    gen = _opt(body, "generation_config", dict) or {}
+    _check_generation_config(gen)
+    system = _opt(body, "system_instruction", str)
+    tools = _opt(body, "tools", list) or []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            raise bad(f"'tools[{i}]' must be an object with a string 'type' such as \"function\".")
+    rf = body.get("response_format")
+    if rf is not None and not isinstance(rf, (dict, list)):
+        raise bad(f"'response_format' must be an object or a list of objects, not a {_kind(rf)}.")
+    stream = _opt(body, "stream", bool)
+    store = _opt(body, "store", bool)
+    background = _opt(body, "background", bool) or False
+    prev = _opt(body, "previous_interaction_id", str)
+    for name, kind in (("labels", dict), ("agent_config", dict), ("webhook_config", dict),
+                       ("safety_settings", list), ("service_tier", str)):
+        _opt(body, name, kind)
+    store = True if store is None else store
+    if background and not store:
+        raise bad("'background': true needs 'store': true, so the result can be fetched later.")
+    steps = normalise_input(body["input"])
+    return CreateRequest(
+        model=model, agent=agent, input_steps=steps, system_instruction=system,
+        generation_config=gen, response_format=rf, tools=tools,
+        stream=bool(stream) or query_stream, store=store, background=background,
+        previous_interaction_id=prev or None,
+        echo={k: body[k] for k in ECHOED_FIELDS if body.get(k) is not None},
+    )
+
+
+def _check_generation_config(gen: dict) -> None:
+    for name in ("temperature", "top_p"):
+        v = gen.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise bad(f"'generation_config.{name}' must be a number, not a {_kind(v)}.")
+    for name in ("max_output_tokens", "seed"):
+        v = gen.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise bad(f"'generation_config.{name}' must be an integer, not a {_kind(v)}.")
+    mot = gen.get("max_output_tokens")
+    if mot is not None and mot < 1:
+        raise bad("'generation_config.max_output_tokens' must be at least 1.")
+    stops = gen.get("stop_sequences")
+    if stops is not None and (not isinstance(stops, list)
+                              or not all(isinstance(s, str) for s in stops)):
+        raise bad("'generation_config.stop_sequences' must be a list of strings.")
+
+
+def normalise_input(value: Any, where: str = "input") -> list[dict]:
+    """Turn every accepted input form into a list of steps.
+
+    Forms: "text"; a content object; a list of content objects (one user turn); a list of steps;
+    a list of {role, content} turns (role "user" or "model"/"assistant"). Explicit nulls, as the
+    Python SDK's model_dump() sends them, count as absent.
+    """
+    if isinstance(value, str):
+        return [{"type": "user_input", "content": [{"type": "text", "text": value}]}]
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise bad(f"'{where}' must be a string, an object or a list, not a {_kind(value)}.")
+    if not value:
+        raise bad(f"'{where}' is an empty list; give at least one content item or step.")
+    steps: list[dict] = []
+    pending: list[dict] = []  # consecutive bare content items form one user turn
+    for i, item in enumerate(value):
+        path = f"{where}[{i}]"
+        if isinstance(item, str):
+            pending.append({"type": "text", "text": item})
+            continue
+        if not isinstance(item, dict):
+            raise bad(f"'{path}' must be an object or a string, not a {_kind(item)}.")
+        item = strip_nulls(item)
+        kind = item.get("type")
+        if kind is None and "text" in item and "role" not in item:
+            kind = "text"
+            item = {**item, "type": "text"}
+        if kind in CONTENT_TYPES:
+            pending.append(_content(item, path))
+            continue
+        if pending:
+            steps.append({"type": "user_input", "content": pending})
+            pending = []
+        if "role" in item and kind is None:
+            steps.append(_turn(item, path))
+        elif isinstance(kind, str):
+            steps.append(_step(item, path))
+        else:
+            raise bad(f"'{path}' needs a 'type' (a step type such as \"user_input\" or a content "
+                      f"type such as \"text\"), or a 'role' and 'content'.")
+    if pending:
+        steps.append({"type": "user_input", "content": pending})
+    return steps
+
+
+def _turn(item: dict, path: str) -> dict:
+    role = item.get("role")
+    if role not in ("user", "model", "assistant"):
+        raise bad(f"'{path}.role' must be \"user\" or \"model\", not {json.dumps(role)}.")
+    content = _contents(item.get("content"), f"{path}.content")
+    return {"type": "user_input" if role == "user" else "model_output", "content": content}
+
+
+def _step(item: dict, path: str) -> dict:
+    kind = item["type"]
+    if kind in ("user_input", "model_output"):
+        out = dict(item)
+        if "content" in item:
+            out["content"] = _contents(item["content"], f"{path}.content")
+        return out
+    if kind == "function_call":
+        for name in ("id", "name"):
+            if not isinstance(item.get(name), str):
+                raise bad(f"'{path}.{name}' is required for a function_call step (a string).")
+        if not isinstance(item.get("arguments", {}), dict):
+            raise bad(f"'{path}.arguments' must be an object.")
+    elif kind == "function_result":
+        if not isinstance(item.get("call_id"), str):
+            raise bad(f"'{path}.call_id' is required for a function_result step (a string).")
+        if "result" not in item:
+            raise bad(f"'{path}.result' is required for a function_result step.")
+    elif kind == "thought":
+        sig = item.get("signature")
+        if sig is not None and not isinstance(sig, str):
+            raise bad(f"'{path}.signature' must be a string.")
+    return dict(item)  # other step types (tool calls and results) are kept as sent
+
+
+def _contents(value: Any, path: str) -> list[dict]:
+    if isinstance(value, str):
+        return [{"type": "text", "text": value}]
+    if isinstance(value, dict):
+        value = [value]
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad(f"'{path}' must be a string or a list of content objects, not a {_kind(value)}.")
+    out = []
+    for i, c in enumerate(value):
+        if isinstance(c, str):
+            out.append({"type": "text", "text": c})
+            continue
+        if not isinstance(c, dict):
+            raise bad(f"'{path}[{i}]' must be a content object, not a {_kind(c)}.")
+        c = strip_nulls(c)
+        if "type" not in c and "text" in c:
+            c["type"] = "text"
+        out.append(_content(c, f"{path}[{i}]"))
+    return out
+
+
+def _content(item: dict, path: str) -> dict:
+    kind = item.get("type")
+    if kind == "text":
+        if not isinstance(item.get("text"), str):
+            raise bad(f"'{path}.text' is required for a text content item (a string).")
+    elif kind in CONTENT_TYPES:
+        if item.get("data") is None and item.get("uri") is None:
+            raise bad(f"'{path}' ({kind}) needs 'data' (base64) or 'uri'.")
+        for name in ("data", "uri", "mime_type"):
+            if item.get(name) is not None and not isinstance(item[name], str):
+                raise bad(f"'{path}.{name}' must be a string.")
+    elif not isinstance(kind, str):
+        raise bad(f"'{path}.type' is required (\"text\", \"image\", \"audio\", ...).")
+    return item
+
+
+def strip_nulls(value: Any) -> Any:
+    """Drop keys whose value is None, recursively (model_dump() output comes back this way)."""
+    if isinstance(value, dict):
+        return {k: strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [strip_nulls(v) for v in value]
+    return value
+
+
+def parse_bool_param(value: Optional[str], name: str) -> bool:
+    if value is None or value == "":
+        return False
+    low = value.lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    raise bad(f"Query parameter '{name}' must be true or false, not {value!r}.")
+
+
+def _opt(body: dict, name: str, kind: type) -> Any:
+    v = body.get(name)
+    if v is None:
+        return None
+    if kind is not bool and isinstance(v, bool) or not isinstance(v, kind):
+        raise bad(f"'{name}' must be {_expected(kind)}, not a {_kind(v)}.")
+    return v
+
+
+def _expected(kind: type) -> str:
+    return {str: "a string", bool: "true or false", dict: "an object", list: "a list",
+            int: "an integer"}.get(kind, kind.__name__)
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "list"
+    if isinstance(v, dict):
+        return "object"
+    return type(v).__name__

@@ -1,0 +1,90 @@
+"""Server-sent events: framing, and async readers that follow a turn produced on a thread.
+
+Framing is `event: <type>` + `data: <json with event_type and event_id>` + a blank line, one
+chunk (so one flush) per event. We use starlette's StreamingResponse rather than a dependency
+such as sse-starlette: the format is two lines, and StreamingResponse already cancels the
+generator when the client disconnects (uvicorn's h11 protocol reports ASGI spec 2.3), which is
+how a dropped stream cancels its turn.
+
+The worker thread wakes readers through `LoopWaker`, which coalesces wake-ups: at most one
+`call_soon_threadsafe` is pending per reader, however fast the engine emits.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Iterable
+
+from .turns import TurnRecorder
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+MEDIA_TYPE = "text/event-stream"
+
+
+def frame(event_type: str, data: str) -> bytes:
+    return f"event: {event_type}\ndata: {data}\n\n".encode()
+
+
+class LoopWaker:
+    """A thread-safe, coalescing way to set an asyncio.Event from the producer thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.event = asyncio.Event()
+        self._scheduled = False
+
+    def __call__(self) -> None:
+        if self._scheduled:
+            return
+        self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # loop closed: the server is stopping
+            pass
+
+    def _wake(self) -> None:
+        self._scheduled = False
+        self.event.set()
+
+
+async def follow(rec: TurnRecorder, start: int = 0) -> AsyncIterator[tuple[str, str]]:
+    """Yield the recorder's events from position `start` until the turn is done."""
+    waker = LoopWaker(asyncio.get_running_loop())
+    rec.add_listener(waker)
+    try:
+        i = start
+        while True:
+            waker.event.clear()
+            while i < len(rec.events):
+                yield rec.events[i]
+                i += 1
+            if rec.done.is_set() and i >= len(rec.events):
+                return
+            if i < len(rec.events):
+                continue
+            await waker.event.wait()
+    finally:
+        rec.remove_listener(waker)
+
+
+async def wait_done(rec: TurnRecorder) -> None:
+    waker = LoopWaker(asyncio.get_running_loop())
+    rec.add_listener(waker)
+    try:
+        while not rec.done.is_set():
+            waker.event.clear()
+            if rec.done.is_set():
+                break
+            await waker.event.wait()
+    finally:
+        rec.remove_listener(waker)
+
+
+async def frames(events: AsyncIterator[tuple[str, str]]) -> AsyncIterator[bytes]:
+    async for event_type, data in events:
+        yield frame(event_type, data)
+
+
+async def replay(events: Iterable) -> AsyncIterator[bytes]:
+    """Frames of stored events, given as [event_type, data] pairs."""
+    for event_type, data in events:
+        yield frame(event_type, data)

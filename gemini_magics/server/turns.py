@@ -1,0 +1,327 @@
+"""Runs one turn: history -> engine -> steps and SSE events.
+
+The seam for later features is `pick_producer`: given the parsed request and the history it
+returns a *step producer*, a blocking function that emits this turn's steps through a
+`TurnRecorder` and returns how the turn ended. Today there is one, `text_producer` (a thought
+step, then a model_output streamed from the engine). Image models, function calls and emulated
+built-in tools add producers there; media and tool steps reach the text engine through the one
+conversion function `history_to_messages`, which they extend.
+
+Payloads are plain dicts serialised once with `json.dumps` (running every event through the
+SDK's pydantic models costs ~1.7 ms each). Producers run on a worker thread; the recorder is
+the only thing they share with the event loop (`listeners` wake async readers).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+from .engines.base import Engine, EngineRequest, GenerationParams
+from .protocol import CreateRequest
+
+log = logging.getLogger(__name__)
+
+FINISH_STATUS = {"stop": "completed", "length": "incomplete", "cancelled": "cancelled"}
+TERMINAL = {"completed", "incomplete", "cancelled", "failed", "requires_action",
+            "budget_exceeded"}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_usage(input_tokens: int, output_tokens: int, thought_tokens: int = 0) -> dict:
+    return {
+        "total_input_tokens": input_tokens,
+        "total_output_tokens": output_tokens,
+        "total_thought_tokens": thought_tokens,
+        "total_cached_tokens": 0,
+        "total_tool_use_tokens": 0,
+        "total_tokens": input_tokens + output_tokens + thought_tokens,
+        "input_tokens_by_modality": [{"modality": "text", "tokens": input_tokens}],
+        "output_tokens_by_modality": [{"modality": "text", "tokens": output_tokens}],
+    }
+
+
+class TurnRecorder:
+    """The live state of one interaction: its resource, steps so far and SSE events.
+
+    Written by the producer's thread, read by the event loop. `events` is append-only
+    (event_type, json_data) pairs; event ids are their 1-based positions.
+    """
+
+    def __init__(self, resource: dict, input_steps: list[dict]):
+        self.resource = resource
+        self.input_steps = input_steps
+        self.events: list[tuple[str, str]] = []
+        self.cancel_requested = threading.Event()
+        self.done = threading.Event()
+        self.disconnected = False
+        self._steps: list[dict] = []
+        self._chunks: dict[int, list[str]] = {}
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def id(self) -> str:
+        return self.resource["id"]
+
+    # -- listeners (async readers) -------------------------------------------------------
+    def add_listener(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+
+    def _notify(self) -> None:
+        for fn in list(self._listeners):
+            fn()
+
+    # -- what producers call -------------------------------------------------------------
+    def emit(self, event_type: str, payload: dict) -> None:
+        payload["event_type"] = event_type
+        with self._lock:
+            payload["event_id"] = str(len(self.events) + 1)
+            self.events.append((event_type, json.dumps(payload, separators=(",", ":"),
+                                                       ensure_ascii=False)))
+        self._notify()
+
+    def start_step(self, step: dict, announce: Optional[dict] = None) -> int:
+        """Open a step (kept as `step`); stream `announce` (default: just its type)."""
+        with self._lock:
+            index = len(self._steps)
+            self._steps.append(dict(step))
+        self.emit("step.start", {"index": index, "step": announce or {"type": step["type"]}})
+        return index
+
+    def text(self, index: int, text: str) -> None:
+        """Append text to a model_output step and stream it as a text delta."""
+        if not text:
+            return
+        with self._lock:
+            self._chunks.setdefault(index, []).append(text)
+        self.emit("step.delta", {"index": index, "delta": {"type": "text", "text": text}})
+
+    def delta(self, index: int, delta: dict, update: Optional[dict] = None) -> None:
+        """Stream any other delta; `update` is merged into the kept step."""
+        if update:
+            with self._lock:
+                self._steps[index].update(update)
+        self.emit("step.delta", {"index": index, "delta": delta})
+
+    def stop_step(self, index: int) -> None:
+        self.emit("step.stop", {"index": index})
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_requested.is_set()
+
+    # -- snapshots -----------------------------------------------------------------------
+    def steps(self) -> list[dict]:
+        """The steps produced so far, text joined."""
+        with self._lock:
+            out = []
+            for i, step in enumerate(self._steps):
+                step = dict(step)
+                if i in self._chunks or step.get("type") == "model_output" and "content" not in step:
+                    text = "".join(self._chunks.get(i, ()))
+                    step["content"] = list(step.get("content") or []) + [{"type": "text", "text": text}]
+                out.append(step)
+            return out
+
+    def snapshot(self, include_input: bool = False) -> dict:
+        res = dict(self.resource)
+        res["steps"] = self.steps()
+        if include_input:
+            res["input"] = self.input_steps
+            res["steps"] = list(self.input_steps) + res["steps"]
+        return res
+
+
+@dataclass
+class TurnContext:
+    """Everything a producer needs for one turn."""
+
+    request: CreateRequest
+    history: list[dict]  # earlier steps of the conversation (inputs and outputs), oldest first
+    engine: Engine
+    recorder: TurnRecorder
+
+    @property
+    def all_steps(self) -> list[dict]:
+        return self.history + self.request.input_steps
+
+
+@dataclass
+class Outcome:
+    status: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    errors: list = field(default_factory=list)
+
+
+StepProducer = Callable[[TurnContext], Outcome]
+
+
+def pick_producer(request: CreateRequest, history: list[dict]) -> StepProducer:
+    """Choose what produces this turn's steps. Later issues add image/tool producers here."""
+    return text_producer
+
+
+def text_producer(ctx: TurnContext) -> Outcome:
+    """A thought step (signature only), then the engine's reply streamed as a model_output."""
+    rec = ctx.recorder
+    signature = base64.b64encode(f"gemini-magics:{rec.id}".encode()).decode()
+    t = rec.start_step({"type": "thought"})
+    rec.delta(t, {"type": "thought_signature", "signature": signature},
+              update={"signature": signature})
+    rec.stop_step(t)
+
+    req = ctx.request
+    out = rec.start_step({"type": "model_output"})
+    engine_request = EngineRequest(
+        model=req.name,
+        messages=history_to_messages(req.system_instruction, ctx.all_steps),
+        params=generation_params(req.generation_config),
+        json_schema=req.json_schema(),
+    )
+
+    def on_text(chunk: str) -> bool:
+        if rec.cancelled:
+            return False
+        rec.text(out, chunk)
+        return not rec.cancelled
+
+    try:
+        result = ctx.engine.generate(engine_request, on_text)
+    finally:
+        rec.stop_step(out)
+    status = "cancelled" if rec.cancelled else FINISH_STATUS.get(result.finish, "completed")
+    return Outcome(status, result.input_tokens, result.output_tokens)
+
+
+def generation_params(config: dict) -> GenerationParams:
+    return GenerationParams(
+        temperature=config.get("temperature"),
+        top_p=config.get("top_p"),
+        max_output_tokens=config.get("max_output_tokens"),
+        stop_sequences=list(config.get("stop_sequences") or []),
+        seed=config.get("seed"),
+    )
+
+
+def history_to_messages(system_instruction: Optional[str], steps: list[dict]) -> list[dict]:
+    """Interaction steps -> chat messages for a text engine (consecutive roles merged).
+
+    Thoughts are dropped; media become short markers like "[image/png image]"; tool calls and
+    results become bracketed text, so a small text model still sees that they happened.
+    """
+    messages: list[dict] = []
+    if system_instruction:
+        messages.append({"role": "system", "content": system_instruction})
+
+    def add(role: str, text: str) -> None:
+        if not text:
+            return
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"] += "\n\n" + text
+        else:
+            messages.append({"role": role, "content": text})
+
+    for step in steps:
+        kind = step.get("type")
+        if kind == "user_input":
+            add("user", content_text(step.get("content")))
+        elif kind == "model_output":
+            add("assistant", content_text(step.get("content")))
+        elif kind == "thought":
+            continue
+        elif kind == "function_call":
+            add("assistant", f"[function call {step.get('name')}"
+                             f"({json.dumps(step.get('arguments') or {})})]")
+        elif kind == "function_result":
+            result = step.get("result")
+            text = content_text(result) if isinstance(result, list) else (
+                result if isinstance(result, str) else json.dumps(result))
+            add("user", f"[function result {step.get('name') or step.get('call_id')}: {text}]")
+        elif isinstance(kind, str) and kind.endswith("_call"):
+            add("assistant", f"[{kind} {json.dumps(step.get('arguments') or {})}]")
+        elif isinstance(kind, str) and kind.endswith("_result"):
+            add("user", f"[{kind}: {_short(json.dumps(step.get('result')))}]")
+    return messages
+
+
+def content_text(content) -> str:
+    """Text of a content list; non-text items become markers such as "[image/png image]"."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for item in content or []:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "text":
+            parts.append(item.get("text") or "")
+        elif kind:
+            parts.append(media_marker(item))
+    return "\n".join(p for p in parts if p)
+
+
+def media_marker(item: dict) -> str:
+    kind = item.get("type", "media")
+    mime = item.get("mime_type") or kind
+    where = f" at {item['uri']}" if item.get("uri") else ""
+    return f"[{mime} {kind}{where}]"
+
+
+def _short(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def run_turn(ctx: TurnContext, producer: StepProducer,
+             on_finish: Callable[[TurnRecorder], None]) -> None:
+    """Produce the turn, close it with interaction.completed, then `on_finish` (store it)."""
+    rec = ctx.recorder
+    try:
+        outcome = producer(ctx)
+    except Exception as e:  # an engine bug must end the turn, not hang its readers
+        log.exception("turn %s failed", rec.id)
+        outcome = Outcome("failed", errors=[{"code": "internal",
+                                             "message": f"The engine failed: {e}"}])
+        rec.emit("error", {"error": {"code": "internal", "message": f"The engine failed: {e}"}})
+    finish(rec, outcome)
+    try:
+        on_finish(rec)
+    finally:
+        rec.done.set()
+        rec._notify()
+
+
+def finish(rec: TurnRecorder, outcome: Outcome) -> None:
+    res = rec.resource
+    res["status"] = outcome.status
+    res["updated"] = now_iso()
+    res["usage"] = make_usage(outcome.input_tokens, outcome.output_tokens)
+    if outcome.errors:
+        res["errors"] = outcome.errors
+    brief = {k: res[k] for k in ("id", "object", "status", "model", "agent", "created",
+                                  "updated", "usage", "previous_interaction_id", "errors")
+             if k in res}
+    rec.emit("interaction.completed", {"interaction": brief})
+
+
+def begin(rec: TurnRecorder) -> None:
+    """The two events every stream starts with."""
+    res = rec.resource
+    brief = {k: res[k] for k in ("id", "object", "status", "model", "agent", "created",
+                                  "updated", "previous_interaction_id") if k in res}
+    rec.emit("interaction.created", {"interaction": brief})
+    rec.emit("interaction.status_update", {"interaction_id": res["id"], "status": res["status"]})
