@@ -1,0 +1,92 @@
+"""`gemini-magics serve`: run the local Interactions API server in the foreground.
+
+Prints the base URL once the socket accepts connections, stops cleanly on Ctrl-C or SIGTERM.
+Wrong options end with one sentence on stderr (exit 2), never a traceback. The API key is
+never printed; it can come from the environment instead of the command line (which `ps` shows).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from typing import Optional
+
+API_KEY_ENV = "GEMINI_MAGICS_SERVER_API_KEY"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gemini-magics",
+        description="Gemini Interactions API magics for Jupyter, with an offline local server.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve", help="run the local Interactions API server",
+        description="Serve the Gemini Interactions API locally (point an SDK at it with "
+                    "GOOGLE_GEMINI_BASE_URL and any GEMINI_API_KEY).")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1; any other needs --api-key)")
+    serve.add_argument("--port", type=int, default=8390, help="port (default 8390; 0 = any free)")
+    serve.add_argument("--engine", choices=["local", "echo"], default="local",
+                       help="local: a small real LLM (default); echo: instant, deterministic")
+    serve.add_argument("--db", metavar="PATH",
+                       help="SQLite file for stored interactions (default: in memory)")
+    serve.add_argument("--api-key", metavar="KEY",
+                       help=f"require this x-goog-api-key on every request (or set {API_KEY_ENV})")
+    serve.add_argument("--model-path", metavar="GGUF",
+                       help="GGUF model file for the local engine (default: SmolLM2-135M)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        parser.print_help()
+        return 2
+    return serve(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .server import start_server
+
+    if not 0 <= args.port <= 65535:
+        return _fail(f"--port must be between 0 and 65535, not {args.port}.")
+    if args.model_path and not os.path.isfile(args.model_path):
+        return _fail(f"--model-path {args.model_path!r} is not a file; give the path of a .gguf "
+                     f"model file.")
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        srv = start_server(engine=args.engine, db=args.db, host=args.host, port=args.port,
+                           api_key=api_key, model_path=args.model_path)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError, RuntimeError) as e:
+        return _fail(str(e))
+    print(srv.base_url, flush=True)
+    note = "; requests must send the x-goog-api-key header" if api_key else ""
+    print(f"gemini-magics: serving the Interactions API with the {args.engine} engine{note}. "
+          f"Use it with GOOGLE_GEMINI_BASE_URL={srv.base_url}. Ctrl-C to stop.",
+          file=sys.stderr, flush=True)
+    try:
+        while not stop.wait(0.5):
+            if not srv.running:
+                return _fail("the server stopped unexpectedly; see the log above.")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+    print("gemini-magics: stopped.", file=sys.stderr, flush=True)
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"gemini-magics: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
