@@ -62,12 +62,12 @@ def find_model(model_path: Optional[str] = None) -> str:
     for folder in (spec.submodule_search_locations or []) if spec else []:
         found = sorted(glob.glob(os.path.join(folder, "*.gguf")))
         if found:
-            return found[0]
+            return os.path.realpath(found[0])
     raise ModelNotFoundError(f"No local model is installed: {_INSTALL_HINT}.")
 
 
 def _check_gguf(path: str, what: str) -> str:
-    path = os.path.abspath(os.path.expanduser(path))
+    path = os.path.realpath(os.path.expanduser(path))  # one cache entry per file, however named
     if not os.path.isfile(path):
         raise ModelNotFoundError(f"{what} {path!r} is not a file: {_INSTALL_HINT}.")
     try:
