@@ -24,6 +24,7 @@ import time
 
 from .base import Engine, EngineRequest, EngineResult, OnText
 
+_CHUNK = re.compile(r"\S+\s*")  # one word and the whitespace after it = one token, one chunk
 _WORDS = re.compile(r"^/words\s+(\d+)(?:\s+delay=([0-9.]+))?\s*$")
 MAX_WORDS = 1_000_000
 MAX_DELAY_S = 5.0
@@ -49,7 +50,7 @@ class EchoEngine(Engine):
             if limit is not None and i >= limit:
                 finish = "length"
                 break
-            chunk = word if i == len(words) - 1 else word + " "
+            chunk = word
             hit = _first_stop(text + chunk, stops)
             if hit is not None:
                 chunk = (text + chunk)[len(text):hit] if hit > len(text) else ""
@@ -67,6 +68,7 @@ class EchoEngine(Engine):
                             output_tokens=len(produced), finish=finish)
 
     def _reply_words(self, request: EngineRequest) -> tuple[list[str], float]:
+        """The reply as chunks (each a word with its trailing whitespace) and a per-chunk delay."""
         messages = request.messages
         users = [m for m in messages if m.get("role") == "user"]
         models = [m for m in messages if m.get("role") == "assistant"]
@@ -77,23 +79,23 @@ class EchoEngine(Engine):
         if m:
             n = min(int(m.group(1)), MAX_WORDS)
             delay = min(float(m.group(2) or 0), MAX_DELAY_S)
-            return [f"w{i}" for i in range(1, n + 1)], delay
+            return [f"w{i} " for i in range(1, n)] + [f"w{n}"] * (n > 0), delay
         if command == "/params":
             p = request.params
-            return [json.dumps({
+            return _CHUNK.findall(json.dumps({
                 "temperature": p.temperature, "top_p": p.top_p,
                 "max_output_tokens": p.max_output_tokens,
                 "stop_sequences": list(p.stop_sequences or []), "seed": p.seed,
-            }, sort_keys=True)], 0.0
+            }, sort_keys=True)), 0.0
         if request.json_schema is not None:
-            return [json.dumps(_instance(request.json_schema, last))], 0.0
+            return _CHUNK.findall(json.dumps(_instance(request.json_schema, last))), 0.0
         parts = []
         if systems:
             sys_text = " ".join(s.get("content") or "" for s in systems)
             parts.append(f'[system: "{sys_text}"]')
         parts.append(f"Echo: I saw {_plural(len(users), 'user turn')} and "
                      f"{_plural(len(models), 'model turn')}. You said: {last}")
-        return " ".join(parts).split(), 0.0
+        return _CHUNK.findall(" ".join(parts)), 0.0
 
 
 def _first_stop(text: str, stops: list[str]):
