@@ -143,12 +143,21 @@ def _encode_sse(text: str) -> Optional[list]:
     return events
 
 
-def _sse_event_text(event: Mapping) -> str:
+def _hoist_style(events: list) -> tuple[list, Optional[str]]:
+    """Store a JSON style shared by every event once, on the response, instead of per event."""
+    styles = {e.get("json_style", "compact") for e in events if "data" in e}
+    if len(styles) != 1 or styles == {"compact"}:
+        return events, None
+    style = styles.pop()
+    return [{k: v for k, v in e.items() if k != "json_style"} for e in events], style
+
+
+def _sse_event_text(event: Mapping, style: str = "compact") -> str:
     if "tail" in event:
         return event["tail"]
     if "raw" in event:
         return event["raw"] + "\n\n"
-    data = _dumps_styled(event["data"], event.get("json_style", "compact"))
+    data = _dumps_styled(event["data"], event.get("json_style", style))
     head = f"event: {event['event']}\n" if "event" in event else ""
     return f"{head}data: {data}\n\n"
 
@@ -170,7 +179,8 @@ def _encode_body(raw: bytes, content_type: str, content_encoding: str) -> dict:
     if "event-stream" in content_type:
         events = _encode_sse(text)
         if events is not None:
-            return {"sse": events}
+            events, style = _hoist_style(events)
+            return {"sse": events, "json_style": style} if style else {"sse": events}
     elif "json" in content_type:
         encoded = _encode_json_text(text)
         if encoded is not None:
@@ -181,7 +191,8 @@ def _encode_body(raw: bytes, content_type: str, content_encoding: str) -> dict:
 def _body_chunks(response: Mapping) -> list[bytes]:
     """The recorded body as the chunks replay yields: one per SSE event, else one."""
     if "sse" in response:
-        return [_sse_event_text(e).encode("utf-8") for e in response["sse"]]
+        style = response.get("json_style", "compact")
+        return [_sse_event_text(e, style).encode("utf-8") for e in response["sse"]]
     if "json" in response:
         return [_dumps_styled(response["json"], response["json_style"]).encode("utf-8")]
     if "base64" in response:
@@ -456,7 +467,7 @@ class Cassette:
             "exchanges": [{"request": s.request, "response": s.response} for s in self._slots
                           if s.response is not None and not s.dropped],
         }
-        text = _scrub(json.dumps(document, indent=1, ensure_ascii=False) + "\n", secrets)
+        text = _scrub(json.dumps(document, indent=2, ensure_ascii=False) + "\n", secrets)
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(directory, exist_ok=True)
