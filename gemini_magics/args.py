@@ -1,0 +1,229 @@
+"""`%%gemini` options: IPython magic_arguments definitions and PURE parsing into a Request.
+
+The decorator `cell_arguments` is applied both to the magic (so `%%gemini?` prints the help)
+and to `_spec` here, whose parser `parse()` uses; nothing here touches IPython state, the
+network or the SDK, so every option can be tested as plain data.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Optional
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+__all__ = [
+    "Request", "ArgsError", "cell_arguments", "parse", "THINKING_LEVELS", "DEFAULT_MODEL",
+]
+
+DEFAULT_MODEL = "gemini-3.5-flash"
+THINKING_LEVELS = ("minimal", "low", "medium", "high", "xhigh")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ArgsError(ValueError):
+    """Bad options or an empty prompt; the message is one sentence saying how to fix it."""
+
+
+@dataclass
+class Request:
+    """Everything one `%%gemini` run needs, as plain data (settings already merged in)."""
+
+    text: str = ""                    # the prompt as typed (before interpolation)
+    parts: list = field(default_factory=list)  # interpolated prompt: str and content dicts
+    model: str = DEFAULT_MODEL
+    system: Optional[str] = None
+    temperature: Optional[float] = None
+    max_tokens: Optional[int] = None
+    thinking: Optional[str] = None
+    show_thoughts: bool = False
+    stream: bool = True
+    new: bool = False
+    stateless: bool = False
+    out: Optional[str] = None
+    # Room for the widgets/media/tools features: tool declarations, generation_config and
+    # top-level body fields merged in as given.
+    tools: list = field(default_factory=list)
+    generation_extra: dict = field(default_factory=dict)
+    body_extra: dict = field(default_factory=dict)
+
+    def generation_config(self) -> dict:
+        cfg: dict = {}
+        if self.temperature is not None:
+            cfg["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            cfg["max_output_tokens"] = self.max_tokens
+        if self.thinking:
+            cfg["thinking_level"] = self.thinking
+        if self.show_thoughts:
+            cfg["thinking_summaries"] = "auto"
+        cfg.update(self.generation_extra)
+        return cfg
+
+    def body(self, user_step: dict, previous_interaction_id: Optional[str] = None,
+             history: Optional[list] = None) -> dict:
+        """The create() keyword arguments (wire field names) for this request."""
+        body: dict[str, Any] = {"model": self.model}
+        if history:
+            body["input"] = list(history) + [user_step]
+        elif len(user_step["content"]) == 1 and user_step["content"][0].get("type") == "text":
+            body["input"] = user_step["content"][0]["text"]
+        else:
+            body["input"] = [user_step]
+        if previous_interaction_id:
+            body["previous_interaction_id"] = previous_interaction_id
+        if self.system:
+            body["system_instruction"] = self.system
+        cfg = self.generation_config()
+        if cfg:
+            body["generation_config"] = cfg
+        if self.tools:
+            body["tools"] = list(self.tools)
+        if self.stateless:
+            body["store"] = False
+        body.update(self.body_extra)
+        return body
+
+
+def cell_arguments(func):
+    """Attach the `%%gemini` options to `func` (IPython magic_arguments decorators)."""
+    decorators = [
+        magic_arguments(),
+        argument("-m", "--model", default=None,
+                 help=f"Model name (default: the GeminiMagics.model setting, {DEFAULT_MODEL})."),
+        argument("--system", default=None, help="System instruction for this cell."),
+        argument("--temperature", type=float, default=None, help="Sampling temperature, 0 to 2."),
+        argument("--max-tokens", type=int, default=None, dest="max_tokens",
+                 help="Upper limit on output tokens."),
+        argument("--thinking", default=None, metavar="LEVEL",
+                 help="Thinking level: " + ", ".join(THINKING_LEVELS) + "."),
+        argument("--show-thoughts", action="store_true", default=None, dest="show_thoughts",
+                 help="Show the model's thought summaries (folded) above the answer."),
+        argument("--no-stream", action="store_false", default=None, dest="stream",
+                 help="Wait for the whole answer instead of streaming it."),
+        argument("--stream", action="store_true", default=None, dest="stream",
+                 help="Stream the answer (the default unless GeminiMagics.stream is off)."),
+        argument("--new", action="store_true", default=False,
+                 help="Start a new conversation with this cell."),
+        argument("--stateless", action="store_true", default=None,
+                 help="Do not store the turn on the server (store=false); the history is kept "
+                      "here and re-sent each turn."),
+        argument("-o", "--out", default=None, metavar="VAR",
+                 help="Put the result object (.text, .steps, .usage, .id, .interaction) in VAR."),
+        argument("words", nargs="*", help="(line magic only) the prompt."),
+    ]
+    for deco in reversed(decorators):
+        func = deco(func)
+    return func
+
+
+@cell_arguments
+def _spec(line, cell=None):
+    """%%gemini [options]: send the cell to Gemini and stream the answer as Markdown."""
+
+
+_ARG_RE = re.compile(r"argument (\S+?)(?:/\S+)?: (.*)")
+
+
+def _explain_usage(msg: str) -> str:
+    m = re.match(r"unrecognized arguments: (.*)", msg)
+    if m:
+        return (f"Unknown option {m.group(1)} for %%gemini; run %%gemini? to see the options "
+                f"(the prompt goes in the cell below the %%gemini line).")
+    m = _ARG_RE.match(msg)
+    if m:
+        opt, why = m.groups()
+        if "expected one argument" in why:
+            return f"Option {opt} needs a value, e.g. {opt} VALUE."
+        v = re.search(r"invalid (\w+) value: (.*)", why)
+        if v:
+            kind = "a number" if v.group(1) == "float" else "a whole number"
+            return f"Option {opt} needs {kind}, not {v.group(2)}."
+        return f"Option {opt}: {why}."
+    if "No closing quotation" in msg:
+        return "The %%gemini line has an unclosed quote; close it or drop the quote."
+    return f"Bad %%gemini options ({msg}); run %%gemini? to see the options."
+
+
+def parse_options(line: str) -> Any:
+    """The argparse namespace for a magic line; ArgsError with one sentence on bad input."""
+    try:
+        return parse_argstring(_spec, line)
+    except UsageError as exc:
+        raise ArgsError(_explain_usage(str(exc))) from None
+    except ValueError as exc:  # shlex errors
+        raise ArgsError(_explain_usage(str(exc))) from None
+
+
+def _merge(opts: Any, defaults: Mapping[str, Any]) -> dict:
+    def pick(name, fallback=None):
+        v = getattr(opts, name, None)
+        if v is None:
+            v = defaults.get(name, fallback)
+        return v
+
+    values = {
+        "model": pick("model", DEFAULT_MODEL) or DEFAULT_MODEL,
+        "system": pick("system") or None,
+        "temperature": pick("temperature"),
+        "max_tokens": pick("max_tokens"),
+        "thinking": pick("thinking") or None,
+        "show_thoughts": bool(pick("show_thoughts", False)),
+        "stream": bool(pick("stream", True)),
+        "new": bool(getattr(opts, "new", False)),
+        "stateless": bool(pick("stateless", False)),
+        "out": getattr(opts, "out", None),
+    }
+    return values
+
+
+def _validate(values: dict) -> None:
+    t = values["temperature"]
+    if t is not None and not (0.0 <= t <= 2.0):
+        raise ArgsError(f"Temperature must be between 0 and 2, not {t:g}.")
+    n = values["max_tokens"]
+    if n is not None and n < 1:
+        raise ArgsError(f"--max-tokens must be a positive whole number, not {n}.")
+    level = values["thinking"]
+    if level is not None and level not in THINKING_LEVELS:
+        raise ArgsError(
+            f"Unknown thinking level {level!r}; use one of {', '.join(THINKING_LEVELS)}."
+        )
+    out = values["out"]
+    if out is not None and not _IDENT.match(out):
+        raise ArgsError(f"--out needs a Python variable name, not {out!r}.")
+    model = values["model"]
+    if not isinstance(model, str) or not model.strip() or any(c.isspace() for c in model):
+        raise ArgsError(f"Model name {model!r} is not valid; use e.g. -m {DEFAULT_MODEL}.")
+
+
+def parse(line: str, cell: Optional[str], defaults: Mapping[str, Any] = {}) -> Request:
+    """Parse a `%%gemini` line and cell into a Request, with `defaults` (the settings) filling
+    every option not given. Raises ArgsError (one sentence) on bad input or an empty prompt."""
+    opts = parse_options(line or "")
+    words = list(getattr(opts, "words", None) or [])
+    if cell is not None and words:
+        raise ArgsError(
+            f"Unexpected text {' '.join(words)!r} on the %%gemini line; options start with "
+            f"'-' and the prompt goes in the cell below."
+        )
+    text = cell if cell is not None else " ".join(words)
+    values = _merge(opts, defaults)
+    _validate(values)
+    if not text or not text.strip():
+        raise ArgsError("The prompt is empty; write your question in the cell below %%gemini.")
+    return Request(text=text, parts=[text], **values)
+
+
+def with_parts(request: Request, parts: list) -> Request:
+    """A copy of `request` whose prompt is the interpolated `parts`."""
+    return replace(request, parts=list(parts))
+
+
+def parse_line(line: str, defaults: Mapping[str, Any] = {}) -> Request:
+    """A one-line `%gemini PROMPT` (options, if any, come first and start with '-'). A prompt
+    without options is taken verbatim, so apostrophes and quotes need no escaping."""
+    if not line.lstrip().startswith("-"):
+        return parse("", line, defaults)
+    return parse(line, None, defaults)

@@ -1,0 +1,154 @@
+"""Which backend answers, the lazily built google-genai client, and API-key redaction.
+
+`import google.genai` costs about a second, so nothing here imports it until the first
+request. With GEMINI_API_KEY or GOOGLE_API_KEY set, requests go to the real API; without one
+(or with the `offline` setting), to the embedded local server, announced once by a notice.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+__all__ = [
+    "Backend", "resolve_backend", "get_client", "redact", "interaction_from_dict",
+    "OFFLINE_NOTICE", "LOCAL_API_KEY",
+]
+
+KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+# The local server accepts any key; the SDK insists on having one.
+LOCAL_API_KEY = "local-offline-no-key"
+OFFLINE_NOTICE = (
+    "Note: no GEMINI_API_KEY is set, so answers come from the local offline model "
+    "(a small model running here, not Gemini); set GEMINI_API_KEY and re-run to use the real API."
+)
+
+_lock = threading.Lock()
+_clients: dict = {}
+_servers: dict = {}
+_known_keys: set = set()
+
+
+@dataclass(frozen=True)
+class Backend:
+    kind: str                  # "api" (Google), "local" (embedded server) or "custom" (base_url)
+    base_url: Optional[str]    # None: the SDK's default (Google)
+    api_key: str
+    attempts: int              # HTTP attempts per request, retries included
+    timeout: Optional[float]   # seconds per HTTP request, None: the SDK default
+
+    @property
+    def label(self) -> str:
+        if self.kind == "api":
+            return "Gemini API"
+        if self.kind == "local":
+            return f"local offline server at {self.base_url}"
+        return self.base_url or "custom endpoint"
+
+    def __repr__(self) -> str:  # never show the key
+        return f"Backend(kind={self.kind!r}, base_url={self.base_url!r}, api_key='***')"
+
+
+def env_api_key() -> Optional[str]:
+    for name in KEY_ENV_VARS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _local_server(engine: Optional[str]) -> Any:
+    from .server import default_server, start_server
+
+    if not engine:
+        return default_server()
+    with _lock:
+        server = _servers.get(engine)
+        if server is None:
+            server = start_server(engine=engine)
+            _servers[engine] = server
+        return server
+
+
+def resolve_backend(settings: Mapping[str, Any]) -> tuple[Backend, Optional[str]]:
+    """(backend, notice): the notice is set when answers come from the local offline model."""
+    attempts = int(settings.get("retries") or 0) + 1
+    timeout = settings.get("timeout") or None
+    key = env_api_key()
+    base_url = (settings.get("base_url") or "").strip() or None
+    if base_url:
+        if key:
+            _known_keys.add(key)
+        return Backend("custom", base_url.rstrip("/"), key or LOCAL_API_KEY, attempts, timeout), None
+    if key and not settings.get("offline"):
+        _known_keys.add(key)
+        return Backend("api", None, key, attempts, timeout), None
+    server = _local_server(settings.get("engine") or None)
+    notice = None if settings.get("offline") else OFFLINE_NOTICE
+    # A local server does not fail transiently: one attempt, no backoff waits.
+    return Backend("local", server.base_url.rstrip("/"), LOCAL_API_KEY, 1, timeout), notice
+
+
+def get_client(backend: Backend) -> Any:
+    """A `google.genai.Client` for `backend`, built on first use and then reused."""
+    cache_key = (backend.base_url, backend.api_key, backend.attempts, backend.timeout)
+    with _lock:
+        client = _clients.get(cache_key)
+        if client is not None:
+            return client
+    from google import genai
+    from google.genai import types
+
+    options: dict = {"retry_options": types.HttpRetryOptions(attempts=backend.attempts)}
+    if backend.base_url:
+        options["base_url"] = backend.base_url
+    if backend.timeout:
+        options["timeout"] = int(backend.timeout * 1000)
+    client = genai.Client(api_key=backend.api_key, http_options=types.HttpOptions(**options))
+    with _lock:
+        _clients.setdefault(cache_key, client)
+        return _clients[cache_key]
+
+
+def interaction_from_dict(data: Mapping[str, Any]) -> Any:
+    """The SDK's Interaction object for a wire dict (with `output_text` filled like the SDK)."""
+    from google.genai import interactions
+
+    try:
+        return interactions.Interaction.model_validate(dict(data))
+    except Exception:  # noqa: BLE001 - lenient like the SDK: never fail on odd server data
+        from google.genai._gaos.google_genai import _add_output_properties_if_interaction
+        from google.genai._gaos.utils.serializers import construct_unvalidated
+
+        return _add_output_properties_if_interaction(
+            construct_unvalidated(dict(data), interactions.Interaction)
+        )
+
+
+_KEY_PATTERNS = [
+    re.compile(r"AIza[0-9A-Za-z_\-]{20,}"),                            # Google API keys
+    re.compile(r"(?i)(x-goog-api-key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),  # header dumps
+    re.compile(r"(?i)([?&]key=)[^&\s'\"]+"),                              # ?key=... in URLs
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{12,}"),
+]
+
+
+def redact(text: Any) -> str:
+    """`text` with anything that looks like an API key replaced by `***`."""
+    s = str(text)
+    keys = set(_known_keys)
+    env = env_api_key()
+    if env:
+        keys.add(env)
+    for name in KEY_ENV_VARS:
+        v = os.environ.get(name, "").strip()
+        if v:
+            keys.add(v)
+    for k in sorted(keys, key=len, reverse=True):
+        if len(k) >= 6:
+            s = s.replace(k, "***")
+    for pat in _KEY_PATTERNS:
+        s = pat.sub(lambda m: (m.group(1) if m.groups() else "") + "***", s)
+    return s

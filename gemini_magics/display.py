@@ -1,0 +1,257 @@
+"""Observers that show an answer as it streams: notebook Markdown, or plain terminal text.
+
+Observers only read the accumulator (`on_update(acc)`, many times) and the result
+(`on_done(result)`, once); they never change what is being built.
+
+The notebook display keeps what is sent to the frontend linear in the answer's length:
+- finished Markdown blocks (up to a blank line outside code fences) become their own final
+  outputs and are never sent again; only the block still growing is re-sent;
+- the growing block is re-sent at most every `interval` seconds and only after it grew by half
+  its last sent size (so its re-sends add up to at most twice its length); a block longer than
+  `max_block` characters is split at a line or word break (code fences are closed and reopened);
+- while streaming only `text/markdown` is sent; each finished output is sent once more as
+  `text/markdown` + `text/plain`, which is what a saved notebook keeps, so it renders on GitHub
+  and in nbconvert without a kernel.
+A folded footer (model, tokens, elapsed, interaction id) follows the answer.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import time
+import uuid
+from typing import Any, Callable, Optional
+
+from .result import GeminiResult, footer_markdown, footer_text
+
+__all__ = ["NotebookDisplay", "TerminalDisplay"]
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def _publish(data: dict, display_id: str, update: bool) -> None:
+    from IPython.display import display, update_display
+
+    if update:
+        update_display(data, raw=True, display_id=display_id)
+    else:
+        display(data, raw=True, display_id=display_id)
+
+
+class NotebookDisplay:
+    """Streams Markdown through display handles; see the module docstring for the scheme."""
+
+    def __init__(
+        self,
+        *,
+        interval: float = 0.1,
+        max_block: int = 4000,
+        growth: float = 1.5,
+        min_step: int = 16,
+        show_thoughts: bool = False,
+        publish: Optional[Callable[[dict, str, bool], None]] = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.interval = interval
+        self.max_block = max_block
+        self.growth = growth
+        self.min_step = min_step
+        self.show_thoughts = show_thoughts
+        self._publish = publish or _publish
+        self._clock = clock
+        self._last = float("-inf")
+        self.messages = 0
+        # answer blocks
+        self._committed = 0      # chars of answer text already in finished outputs
+        self._scan = 0           # chars scanned for line structure
+        self._boundary = 0       # last safe block boundary found
+        self._fence: Optional[str] = None   # open fence marker, e.g. "```"
+        self._fence_line = ""    # the line that opened it (to reopen after a split)
+        self._prefix = ""        # reopened fence to prepend to the growing block
+        self._live: Optional[str] = None     # display id of the growing block
+        self._live_sent = 0
+        # thoughts
+        self._thought_id: Optional[str] = None
+        self._thought_sent = 0
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _send(self, data: dict, display_id: str, update: bool) -> None:
+        self.messages += 1
+        self._publish(data, display_id, update)
+
+    @staticmethod
+    def _new_id() -> str:
+        return uuid.uuid4().hex
+
+    def _grown_enough(self, size: int, sent: int) -> bool:
+        return size - sent >= max(self.min_step, (self.growth - 1.0) * sent)
+
+    # -- observer API -------------------------------------------------------------------------
+    def on_start(self, acc: Any = None) -> None:
+        pass
+
+    def on_update(self, acc: Any) -> None:
+        now = self._clock()
+        if now - self._last < self.interval:
+            return
+        # Count attempts, not only sends: reading the text costs O(length), so it must not
+        # happen on every event.
+        self._last = now
+        self._tick(acc)
+
+    def on_done(self, result: GeminiResult) -> None:
+        text = result.answer
+        if self.show_thoughts and result.thoughts:
+            body = ("<details><summary>Thoughts</summary>\n\n" + result.thoughts.strip()
+                    + "\n\n</details>")
+            self._final(body, self._thought_id)
+        self._scan_lines(text)
+        rest = text[self._committed:]
+        if rest.strip() or self._live is not None:
+            self._final(self._prefix + rest, self._live)
+        self._committed = len(text)
+        self._live = None
+        foot = footer_markdown(result)
+        self._send({"text/markdown": foot, "text/plain": footer_text(result)}, self._new_id(), False)
+
+    # -- the scheme ---------------------------------------------------------------------------
+    def _final(self, markdown: str, display_id: Optional[str]) -> None:
+        data = {"text/markdown": markdown, "text/plain": markdown}
+        if display_id is None:
+            self._send(data, self._new_id(), False)
+        else:
+            self._send(data, display_id, True)
+
+    def _scan_lines(self, text: str) -> None:
+        """Advance over complete lines, tracking code fences and blank-line block boundaries."""
+        pos = self._scan
+        find = text.find
+        while True:
+            nl = find("\n", pos)
+            if nl < 0:
+                break
+            line = text[pos:nl]
+            if self._fence is not None:
+                stripped = line.strip()
+                if stripped.startswith(self._fence) and set(stripped) == {self._fence[0]}:
+                    self._fence = None
+            else:
+                m = _FENCE.match(line)
+                if m:
+                    self._fence = m.group(1)
+                    self._fence_line = line
+                elif not line.strip():
+                    self._boundary = nl + 1
+            pos = nl + 1
+        self._scan = pos
+
+    def _tick(self, acc: Any) -> bool:
+        sent = False
+        if self.show_thoughts:
+            thoughts = acc.thought_text()
+            if thoughts and (self._thought_id is None
+                             or self._grown_enough(len(thoughts), self._thought_sent)):
+                data = {"text/markdown": "*Thinking…*\n\n" + thoughts}
+                if self._thought_id is None:
+                    self._thought_id = self._new_id()
+                    self._send(data, self._thought_id, False)
+                else:
+                    self._send(data, self._thought_id, True)
+                self._thought_sent = len(thoughts)
+                sent = True
+        if acc.answer_length <= self._committed:
+            return sent
+        text = acc.answer_text()
+        self._scan_lines(text)
+        if self._boundary > self._committed:
+            self._final(self._prefix + text[self._committed:self._boundary], self._live)
+            self._committed = self._boundary
+            self._prefix = ""
+            self._live, self._live_sent = None, 0
+            sent = True
+        elif len(text) - self._committed > self.max_block:
+            if self._split(text):
+                sent = True
+        growing = text[self._committed:]
+        if not growing.strip():
+            return sent
+        if self._live is None:
+            self._live = self._new_id()
+            self._send({"text/markdown": self._prefix + growing}, self._live, False)
+            self._live_sent = len(growing)
+            return True
+        if self._grown_enough(len(growing), self._live_sent):
+            self._send({"text/markdown": self._prefix + growing}, self._live, True)
+            self._live_sent = len(growing)
+            return True
+        return sent
+
+    def _split(self, text: str) -> bool:
+        """Finish an over-long growing block at a line (or word) break."""
+        start = self._committed
+        low = start + self.max_block // 2
+        if self._fence is not None:
+            cut = text.rfind("\n", low, self._scan)
+            if cut < 0:
+                return False
+            cut += 1
+            piece = self._prefix + text[start:cut] + self._fence + "\n"
+            self._final(piece, self._live)
+            self._prefix = self._fence_line + "\n"
+        else:
+            cut = max(text.rfind("\n", low), text.rfind(" ", low))
+            if cut < 0:
+                return False
+            cut += 1
+            self._final(self._prefix + text[start:cut], self._live)
+            self._prefix = ""
+        self._committed = cut
+        self._live, self._live_sent = None, 0
+        return True
+
+
+class TerminalDisplay:
+    """Prints the answer as plain text as it arrives (plain terminal IPython), then a footer."""
+
+    def __init__(self, stream: Any = None, *, interval: float = 0.05, show_thoughts: bool = False,
+                 clock: Callable[[], float] = time.monotonic):
+        self.stream = stream
+        self.interval = interval
+        self.show_thoughts = show_thoughts
+        self._clock = clock
+        self._last = float("-inf")
+        self._written = 0
+        self._thought_written = 0
+
+    def _out(self) -> Any:
+        return self.stream if self.stream is not None else sys.stdout
+
+    def on_start(self, acc: Any = None) -> None:
+        pass
+
+    def on_update(self, acc: Any) -> None:
+        now = self._clock()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        self._write(acc.thought_text() if self.show_thoughts else "", acc.answer_text())
+
+    def _write(self, thoughts: str, text: str) -> None:
+        out = self._out()
+        if thoughts and len(thoughts) > self._thought_written and not self._written:
+            if not self._thought_written:
+                out.write("Thinking: ")
+            out.write(thoughts[self._thought_written:])
+            self._thought_written = len(thoughts)
+        if len(text) > self._written:
+            if self._thought_written and not self._written:
+                out.write("\n\n")
+            out.write(text[self._written:])
+            self._written = len(text)
+        out.flush()
+
+    def on_done(self, result: GeminiResult) -> None:
+        self._write(result.thoughts if self.show_thoughts else "", result.answer)
+        out = self._out()
+        out.write(("\n" if self._written else "") + footer_text(result) + "\n")
+        out.flush()

@@ -1,0 +1,105 @@
+"""The result of one `%%gemini` run: what `--out VAR` and `_gemini` hold.
+
+Plain data first (`.text`, `.steps`, `.usage`, `.id`), the SDK's `Interaction` object on
+demand (`.interaction`, built once from the accumulated wire dict the first time it is read,
+so a fast stream never pays for SDK models it does not need).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+__all__ = ["GeminiResult", "footer_markdown", "footer_text"]
+
+
+@dataclass(eq=False)
+class GeminiResult:
+    text: str = ""
+    steps: list = field(default_factory=list)
+    usage: dict = field(default_factory=dict)
+    id: Optional[str] = None
+    status: Optional[str] = None
+    model: Optional[str] = None
+    elapsed: float = 0.0
+    stopped: bool = False
+    error: Optional[str] = None
+    thoughts: str = ""
+    answer: str = ""  # all model text, as displayed (text is the SDK's output_text)
+    images: list = field(default_factory=list)  # PIL images once image output lands
+    interaction_data: dict = field(default_factory=dict, repr=False)
+    _interaction: Any = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the turn completed (and so was added to the conversation)."""
+        return not self.stopped and self.error is None
+
+    @property
+    def interaction(self) -> Any:
+        """The `google.genai` Interaction object (built once, lazily)."""
+        if self._interaction is None and self.interaction_data:
+            from .client import interaction_from_dict
+
+            self._interaction = interaction_from_dict(self.interaction_data)
+        return self._interaction
+
+    @property
+    def image(self) -> Any:
+        return self.images[-1] if self.images else None
+
+    @property
+    def total_tokens(self) -> Optional[int]:
+        return self.usage.get("total_tokens") if self.usage else None
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _repr_markdown_(self) -> str:
+        body = self.answer or self.text or "*(no text in the answer)*"
+        return body + "\n\n" + footer_markdown(self)
+
+    def __repr__(self) -> str:
+        state = "stopped" if self.stopped else ("error" if self.error else self.status)
+        short = self.text if len(self.text) <= 60 else self.text[:59] + "…"
+        return f"GeminiResult(id={self.id!r}, status={state!r}, text={short!r})"
+
+
+def _facts(r: GeminiResult) -> list[str]:
+    facts = [r.model or "?"]
+    if r.usage:
+        total = r.usage.get("total_tokens")
+        out = r.usage.get("total_output_tokens")
+        if total is not None:
+            facts.append(f"{total} tokens" + (f" ({out} out)" if out is not None else ""))
+    facts.append(f"{r.elapsed:.1f} s")
+    if r.stopped:
+        facts.append("stopped")
+    elif r.error:
+        facts.append("error")
+    elif r.status and r.status != "completed":
+        facts.append(r.status)
+    return facts
+
+
+def footer_markdown(r: GeminiResult) -> str:
+    """A folded details block: model, tokens, time, interaction id (answer first, details below)."""
+    lines = [f"<details><summary>{' · '.join(_facts(r))}</summary>", ""]
+    lines.append(f"- model: `{r.model}`")
+    if r.id:
+        lines.append(f"- interaction id: `{r.id}`")
+    if r.status:
+        lines.append(f"- status: {r.status}")
+    if r.usage:
+        keys = ("total_input_tokens", "total_output_tokens", "total_thought_tokens", "total_tokens")
+        parts = [f"{k.replace('total_', '').replace('_tokens', '')} {r.usage[k]}"
+                 for k in keys if r.usage.get(k) is not None]
+        if parts:
+            lines.append("- tokens: " + ", ".join(parts))
+    lines.append(f"- elapsed: {r.elapsed:.2f} s")
+    lines += ["", "</details>"]
+    return "\n".join(lines)
+
+
+def footer_text(r: GeminiResult) -> str:
+    ident = f" · {r.id}" if r.id else ""
+    return "— " + " · ".join(_facts(r)) + ident

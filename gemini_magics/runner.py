@@ -1,0 +1,271 @@
+"""Run one request end to end: request → client → events → accumulator → observers → result.
+
+`run()` never raises for a failed request: the result carries `.error` (one sentence) or
+`.stopped`, and the partial answer. It can run off the main thread: setting `cancel_event`
+stops reading, cancels the interaction on the server and keeps the partial text; a
+KeyboardInterrupt on the main thread (the notebook's stop button) does the same.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterable, Iterator, Mapping, Optional
+
+from .args import Request
+from .client import Backend, get_client, redact, resolve_backend
+from .conversation import Conversation, user_step
+from .errors import explain, stream_error_sentence
+from .result import GeminiResult
+from .stream import ADVANCING_STATUSES, Accumulator, iter_sse_events, sdk_event_to_dict
+
+__all__ = ["run", "Observer"]
+
+MAX_CONTINUATION_HOPS = 32
+CANCEL_TIMEOUT_S = 5.0
+# Fields google-genai computes on its Interaction objects, never sent by servers.
+_SDK_COMPUTED = ("output_text", "output_image", "output_audio", "output_video", "continuation_ids")
+
+
+class Observer:
+    """What the runner calls; subclass or duck-type. `on_update` runs after every event, so it
+    must be cheap (throttle inside)."""
+
+    def on_start(self, acc: Accumulator) -> None: ...
+    def on_update(self, acc: Accumulator) -> None: ...
+    def on_done(self, result: GeminiResult) -> None: ...
+
+
+class _Run:
+    """Mutable state shared with the cancel watcher thread."""
+
+    def __init__(self) -> None:
+        self.acc = Accumulator()
+        self.stream: Any = None
+        self.client: Any = None
+        self.cancelled = False
+        self.server_cancelled = False
+        self.lock = threading.Lock()
+
+    def cancel_on_server(self) -> None:
+        with self.lock:
+            if self.server_cancelled or self.client is None:
+                return
+            ident = self.acc.id
+            if not ident or self.acc.done:
+                return
+            self.server_cancelled = True
+        try:
+            self.client.interactions.cancel(ident, timeout=CANCEL_TIMEOUT_S)
+        except BaseException:  # noqa: BLE001 - best effort: the stream is closed anyway
+            pass
+
+    def close_stream(self) -> None:
+        stream = self.stream
+        if stream is not None:
+            try:
+                stream.close()
+            except BaseException:  # noqa: BLE001
+                pass
+
+
+def _watch(cancel_event: threading.Event, finished: threading.Event, state: _Run) -> None:
+    while not finished.is_set():
+        if cancel_event.wait(0.05):
+            if finished.is_set():
+                return
+            state.cancelled = True
+            state.cancel_on_server()
+            state.close_stream()
+            return
+
+
+def _fast_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
+    """Events read straight from the HTTP response the SDK opened (the SDK still builds the
+    request, authenticates and retries); continuation hops are followed like the SDK does."""
+    from google.genai._gaos.lib.compat_errors import is_stream
+
+    hops = 0
+    while True:
+        hops += 1
+        stream = client.interactions.create(**body, stream=True, automatic_continuation=False)
+        if not is_stream(stream):  # a JSON Interaction answered the stream request
+            yield from _replay(_interaction_dict(stream))
+            return
+        state.stream = stream
+        try:
+            yield from iter_sse_events(stream.response.iter_lines())
+        finally:
+            stream.close()
+            state.stream = None
+        acc = state.acc
+        if not acc.needs_continuation or hops >= MAX_CONTINUATION_HOPS or state.cancelled:
+            return
+        body = dict(body)
+        body["continuation_token"] = acc.continuation_token
+        if body.get("store") is not False:
+            body.pop("input", None)
+            body["previous_interaction_id"] = acc.id
+
+
+def _sdk_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
+    """The plain SDK iterator (one pydantic model per event): the reference the fast path is
+    tested against, and a fallback setting."""
+    from google.genai._gaos.lib.compat_errors import is_stream
+
+    stream = client.interactions.create(**body, stream=True)
+    if not is_stream(stream):
+        yield from _replay(_interaction_dict(stream))
+        return
+    state.stream = stream
+    try:
+        for event in stream:
+            yield sdk_event_to_dict(event)
+    finally:
+        stream.close()
+        state.stream = None
+
+
+def _interaction_dict(interaction: Any) -> dict:
+    data = interaction.model_dump(mode="json", exclude_none=True, by_alias=True)
+    for key in _SDK_COMPUTED:
+        data.pop(key, None)
+    return data
+
+
+def _replay(interaction: dict) -> Iterable[dict]:
+    acc = _Collector()
+    acc.feed_interaction(interaction)
+    return acc.collected
+
+
+class _Collector(Accumulator):
+    """An accumulator that only records the events it is fed (to replay an Interaction)."""
+
+    def __init__(self) -> None:
+        self.collected: list = []
+
+    def feed(self, event: dict) -> None:  # type: ignore[override]
+        self.collected.append(event)
+
+
+def _call(observers: Iterable[Any], name: str, arg: Any) -> None:
+    for o in observers:
+        fn = getattr(o, name, None)
+        if fn is not None:
+            fn(arg)
+
+
+def run(
+    request: Request,
+    *,
+    settings: Optional[Mapping[str, Any]] = None,
+    backend: Optional[Backend] = None,
+    observers: Iterable[Any] = (),
+    cancel_event: Optional[threading.Event] = None,
+    conversation: Optional[Conversation] = None,
+    cell_id: Optional[str] = None,
+    fast_stream: bool = True,
+) -> GeminiResult:
+    """Send `request`, feed observers while the answer arrives, and return the result.
+
+    The conversation (if given) supplies the parent turn and records the turn when it
+    completed; `cell_id` drives re-run forking. `settings` are used to resolve the backend
+    when `backend` is not given.
+    """
+    observers = list(observers)
+    start = time.monotonic()
+    state = _Run()
+    acc = state.acc
+    parent = conversation.parent_for(cell_id, request.new) if conversation is not None else None
+    prev_id, history = (conversation.context(parent, request.stateless)
+                        if conversation is not None else (None, []))
+    ustep = user_step(request.parts or [request.text])
+    body = request.body(ustep, prev_id, history)
+    sdk_object = None
+    error: Optional[str] = None
+    finished = threading.Event()
+    watcher = None
+    if cancel_event is not None:
+        watcher = threading.Thread(target=_watch, args=(cancel_event, finished, state),
+                                   name="gemini-cancel-watch", daemon=True)
+        watcher.start()
+    _call(observers, "on_start", acc)
+    where = None
+    try:
+        if backend is None:
+            backend, _ = resolve_backend(settings or {})
+        where = backend.label
+        state.client = client = get_client(backend)
+        if request.stream:
+            source = _fast_events if fast_stream else _sdk_events
+            for event in source(client, body, state):
+                acc.feed(event)
+                for o in observers:
+                    o.on_update(acc)
+                if cancel_event is not None and cancel_event.is_set():
+                    state.cancelled = True
+                    break
+        else:
+            sdk_object = client.interactions.create(**body)
+            for event in _replay(_interaction_dict(sdk_object)):
+                acc.feed(event)
+                for o in observers:
+                    o.on_update(acc)
+    except KeyboardInterrupt:
+        state.cancelled = True
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one sentence
+        if state.cancelled:
+            pass  # closing the stream from the watcher thread surfaces here
+        else:
+            error = explain(exc, model=request.model, where=where,
+                            partial=acc.answer_length > 0, continued=bool(prev_id))
+    finally:
+        finished.set()
+    if state.cancelled:
+        state.cancel_on_server()
+        state.close_stream()
+    if watcher is not None:
+        watcher.join(timeout=1.0)
+
+    partial = acc.answer_length > 0
+    status = acc.status
+    if state.cancelled:
+        error = None
+    elif error is None:
+        if acc.error is not None:
+            error = stream_error_sentence(acc.error, partial=partial)
+        elif not acc.done:
+            kept = (" (the partial answer above is kept, and this turn was not added to the "
+                    "conversation)") if partial else ""
+            error = (f"The answer stopped before the server said it was complete{kept}; the "
+                     f"connection was probably lost, so re-run the cell to try again.")
+        elif status == "failed":
+            errs = acc.meta.get("errors") or [{"message": "the interaction failed"}]
+            error = stream_error_sentence(errs[0] if isinstance(errs[0], dict) else
+                                          {"message": str(errs[0])}, partial=partial)
+        elif status == "budget_exceeded":
+            error = ("The interaction ran out of its budget before finishing; raise the budget "
+                     "or simplify the request, then re-run.")
+        elif status not in ADVANCING_STATUSES and status != "cancelled":
+            error = f"The interaction ended with status {status!r}; re-run the cell."
+    stopped = state.cancelled or status == "cancelled"
+    if stopped:
+        error = None
+    steps = acc.step_list()
+    data = acc.interaction_dict()
+    result = GeminiResult(
+        text=acc.text, answer=acc.answer_text(), steps=steps, usage=dict(acc.usage),
+        id=acc.id, status=("cancelled" if stopped and status not in ("cancelled",) and state.cancelled else status),
+        model=acc.model or request.model, elapsed=time.monotonic() - start, stopped=stopped,
+        error=redact(error) if error else None, thoughts=acc.thought_text(),
+        interaction_data=data, _interaction=sdk_object,
+    )
+    if result.ok and conversation is not None:
+        conversation.record(
+            parent=parent, cell_id=cell_id, interaction_id=acc.id,
+            stored=not request.stateless, prompt="".join(p for p in (request.parts or [request.text])
+                                                         if isinstance(p, str)),
+            model=result.model, user_step=ustep, steps=steps, text=result.text,
+        )
+    _call(observers, "on_done", result)
+    return result

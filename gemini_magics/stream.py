@@ -1,0 +1,466 @@
+"""Events → interaction: the ONE accumulator, and the fast raw-SSE event source.
+
+Streaming and non-streaming answers take the same path: a finished Interaction is replayed
+through `Accumulator.feed_interaction` as the events that would have produced it, so display,
+results and conversation code only ever read an accumulator.
+
+google-genai 3.4 builds a pydantic model class for every SSE event it parses (~1.7 ms each);
+`iter_sse_events` reads the SDK's raw HTTP response instead and checks each event's required
+fields with a table built once, which costs microseconds per event.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Iterator, Optional
+
+__all__ = [
+    "Accumulator", "StreamProtocolError", "iter_sse_events", "sdk_event_to_dict",
+    "TERMINAL_STATUSES",
+]
+
+# Statuses after which the server will send nothing more for this interaction.
+TERMINAL_STATUSES = frozenset({
+    "completed", "failed", "cancelled", "incomplete", "requires_action", "budget_exceeded",
+})
+# Statuses that mean "the turn happened" and may be continued by a later turn.
+ADVANCING_STATUSES = frozenset({"completed", "incomplete", "requires_action"})
+
+# Required fields per event type (what google-genai's models require), checked per event.
+_REQUIRED = {
+    "interaction.created": ("interaction",),
+    "interaction.completed": ("interaction",),
+    "interaction.status_update": ("interaction_id", "status"),
+    "step.start": ("index", "step"),
+    "step.delta": ("index", "delta"),
+    "step.stop": ("index",),
+    "error": (),
+}
+# Content-carrying delta types: each becomes (or extends) a content item of the step.
+_MEDIA_DELTAS = frozenset({"image", "audio", "video", "document"})
+
+
+class StreamProtocolError(ValueError):
+    """The server sent an event that does not follow the Interactions wire protocol."""
+
+
+def _check(event: Any, raw: str) -> dict:
+    if not isinstance(event, dict):
+        raise StreamProtocolError(f"The server sent an event that is not a JSON object: {raw[:80]!r}.")
+    kind = event.get("event_type")
+    if kind is None:
+        # google-genai treats JSON without event_type as an error event; so do we.
+        return {"event_type": "error", "error": event.get("error") or {"message": raw[:200]}}
+    required = _REQUIRED.get(kind)
+    if required:
+        for key in required:
+            if key not in event:
+                raise StreamProtocolError(
+                    f"The server sent a {kind!r} event without its required {key!r} field."
+                )
+    return event
+
+
+def iter_sse_events(lines: Iterable[str]) -> Iterator[dict]:
+    """Parse server-sent-event lines into event dicts (dispatching on the JSON `event_type`,
+    like both SDKs do); `data: [DONE]` or the end of the lines ends the stream."""
+    data: list[str] = []
+    loads = json.loads
+    for line in lines:
+        if line:
+            if line.startswith("data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(" ") else value)
+            continue  # event:, id:, retry: and ": comments" are not used
+        if not data:
+            continue
+        payload = data[0] if len(data) == 1 else "\n".join(data)
+        data = []
+        if payload == "[DONE]":
+            return
+        try:
+            event = loads(payload)
+        except ValueError:
+            raise StreamProtocolError(
+                f"The server sent an event that is not JSON: {payload[:80]!r}."
+            ) from None
+        yield _check(event, payload)
+    if data:
+        payload = "\n".join(data)
+        if payload != "[DONE]":
+            try:
+                event = loads(payload)
+            except ValueError:
+                raise StreamProtocolError(
+                    f"The server sent an event that is not JSON: {payload[:80]!r}."
+                ) from None
+            yield _check(event, payload)
+
+
+def sdk_event_to_dict(event: Any) -> dict:
+    """An SDK SSE event model as the wire dict it was parsed from (for the SDK-iterator path)."""
+    if isinstance(event, dict):
+        return event
+    if isinstance(event, str):
+        raise StreamProtocolError(f"The server sent an event that is not JSON: {event[:80]!r}.")
+    raw = getattr(event, "raw", None)
+    if isinstance(raw, dict):
+        return raw
+    out = event.model_dump(mode="json", exclude_none=True, by_alias=True)
+    if out.get("event_type") == "UNKNOWN" and isinstance(raw, dict):
+        return raw
+    return out
+
+
+class _Step:
+    """One step being assembled. Text arrives as many small chunks: they are kept in a list and
+    joined only when the step is read, so a long answer costs linear time."""
+
+    __slots__ = ("data", "content", "chunks", "summary", "args")
+
+    def __init__(self, data: dict):
+        self.data = data
+        content = data.pop("content", None)
+        self.content: Optional[list] = list(content) if isinstance(content, list) else None
+        self.chunks: Optional[list] = None  # open text item's chunks (last item of content)
+        summary = data.pop("summary", None)
+        self.summary: Optional[list] = list(summary) if isinstance(summary, list) else None
+        self.args: Optional[list] = None  # function_call arguments_delta fragments
+
+    def _close_text(self) -> None:
+        if self.chunks is not None:
+            self.content[-1]["text"] = "".join(self.chunks)
+            self.chunks = None
+
+    def add_text(self, text: str) -> None:
+        if self.chunks is None:
+            self._close_text()
+            if self.content is None:
+                self.content = []
+            self.content.append({"type": "text", "text": ""})
+            self.chunks = []
+        self.chunks.append(text)
+
+    def add_content(self, item: dict) -> None:
+        self._close_text()
+        if self.content is None:
+            self.content = []
+        self.content.append(item)
+
+    def add_annotations(self, annotations: list) -> None:
+        self._close_text()
+        if self.content and self.content[-1].get("type") == "text":
+            self.content[-1].setdefault("annotations", []).extend(annotations)
+            # A later text delta starts a new item only after non-text content, so keep
+            # appending to this one.
+            self.chunks = [self.content[-1]["text"]]
+
+    def materialize(self) -> dict:
+        self._close_text()
+        out = dict(self.data)
+        if self.args is not None:
+            joined = "".join(self.args)
+            try:
+                out["arguments"] = json.loads(joined) if joined.strip() else {}
+            except ValueError:
+                out["arguments"] = joined  # keep what came; the caller reports it
+        if self.content is not None:
+            out["content"] = [dict(c) for c in self.content]
+        if self.summary is not None:
+            out["summary"] = [dict(c) for c in self.summary]
+        return out
+
+
+class Accumulator:
+    """Builds an interaction (as the wire dict) from Interactions SSE events.
+
+    `feed(event)` accepts event dicts; readers use `.status`, `.id`, `.usage`, `.done`,
+    `answer_text()` (all model text so far, for display), `thought_text()`, `text` (the SDK's
+    `output_text` rule) and `interaction_dict()`. `version` changes with every event.
+    """
+
+    def __init__(self) -> None:
+        self.meta: dict = {}
+        self.steps: dict[int, _Step] = {}
+        self.order: list[int] = []
+        self.usage: dict = {}
+        self.error: Optional[dict] = None
+        self.done = False
+        self.version = 0
+        self.events = 0
+        self.hops = 0
+        self._offset = 0  # step index offset of the current continuation hop
+        self._prev_usage: dict = {}  # usage summed over earlier continuation hops
+        self.checkpoint_token: Optional[str] = None
+        self._answer: list[str] = []  # model text chunks in arrival order
+        self._answer_len = 0
+        self._answer_cache = ("", 0)
+        self._last_text_index: Optional[int] = None
+        self._thoughts: list[str] = []
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def id(self) -> Optional[str]:
+        return self.meta.get("id")
+
+    @property
+    def status(self) -> Optional[str]:
+        return self.meta.get("status")
+
+    @property
+    def model(self) -> Optional[str]:
+        return self.meta.get("model")
+
+    @property
+    def continuation_token(self) -> Optional[str]:
+        return self.meta.get("continuation_token")
+
+    @property
+    def needs_continuation(self) -> bool:
+        return self.status == "requires_continuation" and bool(self.continuation_token)
+
+    @property
+    def answer_length(self) -> int:
+        return self._answer_len
+
+    def answer_text(self) -> str:
+        """All model_output text so far, in order (steps separated by a blank line)."""
+        text, n = self._answer_cache
+        if n != len(self._answer):
+            text = "".join(self._answer)
+            self._answer = [text] if text else []
+            self._answer_cache = (text, len(self._answer))
+        return text
+
+    def thought_text(self) -> str:
+        return "".join(self._thoughts)
+
+    @property
+    def text(self) -> str:
+        """The SDK's `output_text`: the trailing run of text of this turn."""
+        return output_text(self.step_list())
+
+    def step_list(self) -> list[dict]:
+        return [self.steps[i].materialize() for i in self.order]
+
+    def interaction_dict(self) -> dict:
+        out = dict(self.meta)
+        out["steps"] = self.step_list()
+        if self.usage:
+            out["usage"] = dict(self.usage)
+        return out
+
+    # -- feeding ---------------------------------------------------------------------------
+    def feed(self, event: dict) -> None:
+        self.events += 1
+        self.version += 1
+        kind = event.get("event_type")
+        if kind == "step.delta":
+            self._delta(event)
+        elif kind == "step.start":
+            self._start(event)
+        elif kind == "step.stop":
+            self._stop(event)
+        elif kind == "interaction.created":
+            self._created(event["interaction"])
+        elif kind == "interaction.status_update":
+            self.meta["status"] = event.get("status")
+            if event.get("usage"):
+                self._set_usage(event["usage"])
+            if event.get("continuation_token"):
+                self.checkpoint_token = event["continuation_token"]
+        elif kind == "interaction.completed":
+            self._completed(event["interaction"])
+        elif kind == "error":
+            self.error = event.get("error") or {"message": "unknown error"}
+            self.done = True
+        # Unknown event types are ignored, as the SDKs do.
+
+    def _created(self, inter: dict) -> None:
+        self.hops += 1
+        if self.hops > 1:
+            self._offset = (max(self.steps) + 1) if self.steps else 0
+            self._prev_usage = dict(self.usage)
+            self.meta.pop("continuation_token", None)
+        for k, v in inter.items():
+            if k not in ("steps", "usage") and v is not None:
+                if self.hops > 1 and k in ("previous_interaction_id", "created"):
+                    continue
+                self.meta[k] = v
+        if inter.get("usage"):
+            self._set_usage(inter["usage"])
+
+    def _completed(self, inter: dict) -> None:
+        for k, v in inter.items():
+            if k in ("steps", "usage") or v is None:
+                continue
+            if self.hops > 1 and k in ("previous_interaction_id", "created"):
+                continue
+            self.meta[k] = v
+        if inter.get("usage"):
+            self._set_usage(inter["usage"])
+        steps = inter.get("steps")
+        if isinstance(steps, list) and steps and not self.steps:
+            # A server that sends the finished steps only here: take them as they are.
+            for i, step in enumerate(steps):
+                if isinstance(step, dict):
+                    self._replay_step(i, step)
+        if not self.needs_continuation:
+            self.done = True
+
+    def _set_usage(self, usage: dict) -> None:
+        if self.hops > 1 and self._prev_usage:
+            merged = dict(usage)
+            for k, v in self._prev_usage.items():
+                if isinstance(v, int) and isinstance(merged.get(k), int) and k != "initial_input_tokens":
+                    merged[k] = merged[k] + v
+                elif k not in merged:
+                    merged[k] = v
+            self.usage = merged
+        else:
+            self.usage = dict(usage)
+
+    def _start(self, event: dict) -> None:
+        index = event["index"] + self._offset
+        step = event["step"]
+        st = _Step(dict(step) if isinstance(step, dict) else {"type": "unknown"})
+        if index not in self.steps:
+            self.order.append(index)
+        self.steps[index] = st
+        if st.content:
+            for item in st.content:
+                if item.get("type") == "text" and st.data.get("type") == "model_output":
+                    self._answer_add(index, item.get("text") or "")
+
+    def _get(self, event: dict) -> _Step:
+        index = event["index"] + self._offset
+        st = self.steps.get(index)
+        if st is None:  # a delta without step.start: infer a model_output step
+            st = _Step({"type": "model_output"})
+            self.steps[index] = st
+            self.order.append(index)
+        return st
+
+    def _answer_add(self, index: int, text: str) -> None:
+        if not text:
+            return
+        if self._last_text_index is not None and self._last_text_index != index and self._answer_len:
+            self._answer.append("\n\n")
+            self._answer_len += 2
+        self._last_text_index = index
+        self._answer.append(text)
+        self._answer_len += len(text)
+
+    def _delta(self, event: dict) -> None:
+        delta = event["delta"]
+        st = self._get(event)
+        kind = delta.get("type")
+        if kind == "text":
+            text = delta.get("text") or ""
+            if st.data.get("type") == "thought":
+                # Some servers stream thought text as plain text deltas.
+                if st.summary is None:
+                    st.summary = []
+                st.summary.append({"type": "text", "text": text})
+                self._thoughts.append(text)
+                return
+            st.add_text(text)
+            self._answer_add(event["index"] + self._offset, text)
+        elif kind == "thought_summary":
+            item = delta.get("content") or {}
+            if st.summary is None:
+                st.summary = []
+            if st.summary and item.get("type") == "text" and st.summary[-1].get("type") == "text":
+                st.summary[-1] = {**st.summary[-1], "text": st.summary[-1]["text"] + (item.get("text") or "")}
+            else:
+                st.summary.append(dict(item))
+            if item.get("type") == "text":
+                self._thoughts.append(item.get("text") or "")
+        elif kind == "thought_signature":
+            st.data["signature"] = delta.get("signature")
+        elif kind == "arguments_delta":
+            if st.args is None:
+                st.args = []
+            st.args.append(delta.get("arguments") or "")
+        elif kind == "text_annotation_delta":
+            st.add_annotations(list(delta.get("annotations") or []))
+        elif kind in _MEDIA_DELTAS:
+            st.add_content(dict(delta))
+        else:
+            # Tool call/result deltas carry the step's own fields (arguments, result, ...).
+            for k, v in delta.items():
+                if k != "type":
+                    st.data[k] = v
+
+    def _stop(self, event: dict) -> None:
+        st = self.steps.get(event["index"] + self._offset)
+        if st is not None:
+            st._close_text()
+        if event.get("usage"):
+            self._set_usage(event["usage"])
+
+    # -- non-streaming ---------------------------------------------------------------------
+    def _replay_step(self, index: int, step: dict) -> None:
+        step = dict(step)
+        content = step.pop("content", None)
+        summary = step.pop("summary", None)
+        self.feed({"event_type": "step.start", "index": index, "step": step})
+        for item in summary or []:
+            self.feed({"event_type": "step.delta", "index": index,
+                       "delta": {"type": "thought_summary", "content": item}})
+        for item in content or []:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "text":
+                self.feed({"event_type": "step.delta", "index": index,
+                           "delta": {"type": "text", "text": item.get("text") or ""}})
+                if item.get("annotations"):
+                    self.feed({"event_type": "step.delta", "index": index,
+                               "delta": {"type": "text_annotation_delta",
+                                         "annotations": item["annotations"]}})
+            else:
+                self.feed({"event_type": "step.delta", "index": index, "delta": dict(item)})
+        self.feed({"event_type": "step.stop", "index": index})
+
+    def feed_interaction(self, interaction: dict) -> None:
+        """Replay a finished Interaction (wire dict) as the events that would have built it."""
+        head = {k: v for k, v in interaction.items() if k not in ("steps", "usage")}
+        self.feed({"event_type": "interaction.created", "interaction": head})
+        for i, step in enumerate(interaction.get("steps") or []):
+            if isinstance(step, dict):
+                self._replay_step(i, step)
+        tail = dict(head)
+        if interaction.get("usage") is not None:
+            tail["usage"] = interaction["usage"]
+        self.feed({"event_type": "interaction.completed", "interaction": tail})
+
+    @classmethod
+    def from_interaction(cls, interaction: dict) -> "Accumulator":
+        acc = cls()
+        acc.feed_interaction(interaction)
+        return acc
+
+
+def output_text(steps: list[dict]) -> str:
+    """google-genai's `output_text` rule: walk back from the end to the last user_input, skip
+    thoughts, collect the trailing run of text items."""
+    collected: list[str] = []
+    for step in reversed(steps):
+        kind = step.get("type")
+        if kind == "user_input":
+            break
+        if kind == "thought":
+            continue
+        if kind != "model_output":
+            if collected:
+                break
+            continue
+        stop = False
+        for item in reversed(step.get("content") or []):
+            if item.get("type") == "text":
+                collected.append(item.get("text") or "")
+            elif collected:
+                stop = True
+                break
+        if stop:
+            break
+    return "".join(reversed(collected))
