@@ -155,7 +155,8 @@ def _build_arguments_model(fn: Callable) -> type[pydantic.BaseModel]:
         if ann is inspect.Parameter.empty:
             ann = Any
         default = ... if p.default is inspect.Parameter.empty else p.default
-        field = pydantic.Field(default, alias=p.name, description=docs.get(p.name))
+        extra = {"description": docs[p.name]} if docs.get(p.name) else {}  # keep Annotated's own
+        field = pydantic.Field(default, alias=p.name, **extra)
         fields[f"p{i}"] = (ann, field)
     config = pydantic.ConfigDict(
         extra="allow" if accepts_kwargs else "forbid",
