@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import binascii
 import colorsys
+import hashlib
+from collections import OrderedDict
 import csv
 import io
 import re
+import threading
 import wave
 from typing import Any
 
@@ -21,6 +24,11 @@ __all__ = ["describe_part", "part_bytes"]
 
 _MAX_ANALYSED_PIXELS = 40_000_000  # above this we report size and format but skip the colour
 _EXCERPT = 300
+# Images in a conversation's history are described again on every turn: remember the text by a
+# digest of the data (never the data itself, which may be megabytes).
+_CACHE: OrderedDict[bytes, str] = OrderedDict()
+_CACHE_SIZE = 256
+_CACHE_LOCK = threading.Lock()  # the server describes parts from several worker threads
 _OFFICE = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "Word document",
     "application/msword": "Word document",
@@ -55,6 +63,26 @@ def _looks_b64(data: bytes | bytearray) -> bool:
 
 def describe_part(part: dict) -> str:
     """One line such as '[Attached image: PNG, 640x480 pixels, RGB, mostly dark blue, 12.3 KB]'."""
+    data = part.get("data") if isinstance(part, dict) else None
+    if not data or not isinstance(data, (str, bytes)):
+        return _describe(part)
+    key = hashlib.blake2b(f"{part.get('type')}|{part.get('mime_type')}|".encode()
+                          + (data.encode("ascii", "replace") if isinstance(data, str) else data),
+                          digest_size=16).digest()
+    with _CACHE_LOCK:
+        text = _CACHE.get(key)
+        if text is not None:
+            _CACHE.move_to_end(key)
+            return text
+    text = _describe(part)
+    with _CACHE_LOCK:
+        _CACHE[key] = text
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return text
+
+
+def _describe(part: dict) -> str:
     if not isinstance(part, dict):
         return f"[Attached content of an unknown kind ({type(part).__name__})]"
     kind = str(part.get("type") or "file")
