@@ -11,6 +11,7 @@ import asyncio
 import json
 import socket
 
+import httpx
 import pytest
 
 from gemini_magics import replay
@@ -182,7 +183,7 @@ def test_streaming_still_streams_while_recording(tmp_path):
         client = _client(cassette, srv.base_url)
         plain = genai.Client(api_key=KEY, http_options={"base_url": srv.base_url})
         seen_status = None
-        for event in client.interactions.create(model=MODEL, input="/words 4 delay=0.5",
+        for event in client.interactions.create(model=MODEL, input="/words 3 delay=0.3",
                                                 stream=True):
             if event.event_type == "step.delta" and seen_status is None:
                 seen_status = plain.interactions.get(interaction_id).status
@@ -290,3 +291,60 @@ def test_missing_or_corrupt_cassette_is_one_clear_sentence(tmp_path):
     other.write_text('{"hello": 1}', encoding="utf-8")
     with pytest.raises(CassetteError, match="not a gemini-magics cassette"):
         Cassette(other, "replay")
+
+
+class BusyOnce(httpx.BaseTransport):
+    """An upstream that answers 503 once (as Google does when overloaded), then forwards."""
+
+    def __init__(self):
+        self.inner, self.busy = httpx.HTTPTransport(), True
+
+    def handle_request(self, request):
+        if self.busy:
+            self.busy = False
+            return httpx.Response(503, json={"error": {
+                "code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})
+        return self.inner.handle_request(request)
+
+
+def test_a_retried_transient_error_is_not_kept(tmp_path):
+    """The SDK retries a 503 by itself; the cassette keeps only the answer that counted."""
+    from gemini_magics.server import start_server
+
+    from google import genai
+
+    path = tmp_path / "retry.json"
+    srv = start_server(engine="echo", api_key=KEY)
+    try:
+        options = Cassette(path, "record").http_options({
+            "base_url": srv.base_url, "client_args": {"transport": BusyOnce()},
+            "retry_options": {"initial_delay": 0.01, "max_delay": 0.01}})
+        client = genai.Client(api_key=KEY, http_options=options)
+        answer = client.interactions.create(model=MODEL, input="after a retry")
+    finally:
+        srv.stop()
+    document = json.loads(path.read_text(encoding="utf-8"))
+    assert [e["response"]["status"] for e in document["exchanges"]] == [200]
+    replayed = _client(Cassette(path, "replay", strict=True), DEAD_URL)
+    assert replayed.interactions.create(model=MODEL, input="after a retry").id == answer.id
+
+
+def test_a_stream_stopped_early_replays_what_was_received(tmp_path):
+    from gemini_magics.server import start_server
+
+    path = tmp_path / "stopped.json"
+    srv = start_server(engine="echo", api_key=KEY)
+    try:
+        client = _client(Cassette(path, "record"), srv.base_url)
+        stream = client.interactions.create(model=MODEL, input="/words 50 delay=0.05",
+                                            stream=True)
+        first = [e.event_type for _, e in zip(range(4), stream)]
+        stream.close()
+    finally:
+        srv.stop()
+    document = json.loads(path.read_text(encoding="utf-8"))
+    assert document["exchanges"][0]["response"]["incomplete"] is True
+    replayed = _client(Cassette(path, "replay"), DEAD_URL)
+    again = [e.event_type for e in replayed.interactions.create(
+        model=MODEL, input="/words 50 delay=0.05", stream=True)]
+    assert again[:4] == first and "interaction.completed" not in again
