@@ -224,8 +224,8 @@ def _b64_size(n: int) -> int:
 
 def _check_size(nbytes: int, label: str, limit: int) -> None:
     if _b64_size(nbytes) > limit:
-        raise MediaError(f"{label} is {_human(nbytes)}, too large to send inline (Gemini allows "
-                         f"{_human(limit)} per request, base64 included): pass a URL to it instead, "
+        raise MediaError(f"{label} is {_human(nbytes)}, too large to send inline (inline data is "
+                         f"limited to {_human(limit)} per request, base64 included): pass a URL to it instead, "
                          "or make it smaller.")
 
 
@@ -448,8 +448,8 @@ def check_inline_size(parts: Iterable[Mapping[str, Any]], limit: int = INLINE_LI
     """Raise MediaError if the inline (base64) data of all parts together exceeds `limit`."""
     total = sum(len(p.get("data") or "") for p in parts if isinstance(p, Mapping))
     if total > limit:
-        raise MediaError(f"The inline media add up to {_human(total)} of base64, over Gemini's "
-                         f"{_human(limit)} request limit: pass some of them as URLs, or send fewer or "
+        raise MediaError(f"The inline media add up to {_human(total)} of base64, over the "
+                         f"{_human(limit)} limit for one request: pass some of them as URLs, or send fewer or "
                          "smaller files.")
 
 
