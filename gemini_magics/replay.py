@@ -37,8 +37,11 @@ __all__ = [
     "ENV_MODE",
     "MODES",
     "cassette_from_env",
+    "current_cassette",
+    "eject",
     "get_cassette",
-    "http_options_from_env",
+    "use_cassette",
+    "wrap_http_options",
 ]
 
 ENV_CASSETTE = "GEMINI_MAGICS_CASSETTE"
@@ -56,6 +59,8 @@ _SECRET_HEADERS = ("x-goog-api-key", "authorization", "x-goog-user-project", "pr
 _SECRET_QUERY = ("key", "access_token")
 # Transient answers the SDK retries on its own; a later success for the same request replaces them.
 _RETRYABLE = {408, 409, 429} | set(range(500, 600))
+# Any Google API key, even one we were not told about (e.g. pasted into a prompt).
+_GOOGLE_KEY_SHAPE = re.compile(r"AIza[0-9A-Za-z_\-]{35}")
 _KEPT_RESPONSE_HEADERS = ("content-type", "content-encoding", "retry-after")
 _VERSION_SEGMENT = re.compile(r"^(?:.*?)/v\d+(?:alpha|beta)?\d*(/.*)?$")
 
@@ -225,7 +230,7 @@ def _request_secrets(request: httpx.Request) -> set[str]:
 def _scrub(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
-    return text
+    return _GOOGLE_KEY_SHAPE.sub(REDACTED, text)
 
 
 def _describe_request(request: httpx.Request, secrets: set[str]) -> dict:
@@ -617,6 +622,7 @@ class _AsyncTransport(httpx.AsyncBaseTransport):
 
 _open_cassettes: dict[tuple[str, str], Cassette] = {}
 _open_lock = threading.Lock()
+_active: Optional[Cassette] = None
 
 
 def get_cassette(path: str | os.PathLike, mode: str = "auto") -> Cassette:
@@ -632,6 +638,29 @@ def get_cassette(path: str | os.PathLike, mode: str = "auto") -> Cassette:
             cassette = Cassette(path, mode)
             _open_cassettes[key] = cassette
         return cassette
+
+
+def use_cassette(path: str | os.PathLike, mode: str = "auto") -> Cassette:
+    """Make a fresh cassette the active one (for a line magic); it wins over the environment.
+
+    Fresh on purpose: "record" starts the file again, "replay" starts from the first answer,
+    which is what re-running a notebook from the top needs.
+    """
+    global _active
+    cassette = Cassette(path, mode)
+    with _open_lock:
+        _open_cassettes[(os.path.abspath(cassette.path), (mode or "auto").strip().lower())] = \
+            cassette
+        _active = cassette
+    return cassette
+
+
+def eject() -> Optional[Cassette]:
+    """Stop using the active cassette (the environment's, if any, applies again)."""
+    global _active
+    with _open_lock:
+        cassette, _active = _active, None
+    return cassette
 
 
 def cassette_from_env(environ: Optional[Mapping[str, str]] = None) -> Optional[Cassette]:
@@ -651,9 +680,14 @@ def cassette_from_env(environ: Optional[Mapping[str, str]] = None) -> Optional[C
     return get_cassette(path, mode or "auto")
 
 
-def http_options_from_env(base: Any = None, environ: Optional[Mapping[str, str]] = None):
-    """`base` routed through the env-configured cassette, or `base` unchanged if none is set."""
-    cassette = cassette_from_env(environ)
+def current_cassette(environ: Optional[Mapping[str, str]] = None) -> Optional[Cassette]:
+    """The cassette requests should go through now: the active one, else the environment's."""
+    return _active if _active is not None else cassette_from_env(environ)
+
+
+def wrap_http_options(base: Any = None, environ: Optional[Mapping[str, str]] = None):
+    """`base` routed through the current cassette, or `base` unchanged when there is none."""
+    cassette = current_cassette(environ)
     if cassette is None:
         return base
     return cassette.http_options(base)

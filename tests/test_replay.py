@@ -19,6 +19,7 @@ from gemini_magics.replay import Cassette, CassetteError, CassetteMiss
 
 KEY = "sk-test-SECRET-key-0123456789"
 BEARER = "ya29.secret-bearer-token-abcdef"
+GOOGLE_SHAPED = "AIza" + "Sy" + "0123456789abcdefghijklmnopqrstuvw"  # looks like a Google key
 MODEL = "gemini-3-flash-preview"
 DEAD_URL = "http://127.0.0.1:9"  # nothing listens here: replay must not need a server
 
@@ -204,10 +205,12 @@ def test_secret_in_a_body_is_redacted(tmp_path):
     try:
         live = _client(Cassette(path, "record"), srv.base_url)
         said = live.interactions.create(model=MODEL, input=f"my key is {KEY}").output_text
+        other = live.interactions.create(model=MODEL, input=f"and {GOOGLE_SHAPED}").output_text
     finally:
         srv.stop()
-    assert KEY in said
-    assert KEY not in path.read_text(encoding="utf-8")
+    assert KEY in said and GOOGLE_SHAPED in other
+    text = path.read_text(encoding="utf-8")
+    assert KEY not in text and GOOGLE_SHAPED not in text
     # Replay still matches the request (scrubbed the same way) and answers with the redaction.
     replayed = _client(Cassette(path, "replay"), DEAD_URL)
     again = replayed.interactions.create(model=MODEL, input=f"my key is {KEY}").output_text
@@ -245,7 +248,7 @@ def test_environment_variables_choose_the_cassette(tmp_path):
     try:
         from google import genai
 
-        options = replay.http_options_from_env({"base_url": srv.base_url}, env)
+        options = replay.wrap_http_options({"base_url": srv.base_url}, env)
         client = genai.Client(api_key=KEY, http_options=options)
         recorded_id = client.interactions.create(model=MODEL, input="from env").id
     finally:
@@ -253,13 +256,25 @@ def test_environment_variables_choose_the_cassette(tmp_path):
     # The same (path, mode) gives the same cassette, so rebuilding a client per cell is fine.
     assert replay.cassette_from_env(env) is replay.cassette_from_env(env)
     env[replay.ENV_MODE] = "replay"
-    options = replay.http_options_from_env({"base_url": DEAD_URL}, env)
+    options = replay.wrap_http_options({"base_url": DEAD_URL}, env)
     from google import genai
 
     client = genai.Client(api_key=KEY, http_options=options)
     replayed = client.interactions.create(model=MODEL, input="from env")
     assert replayed.id == recorded_id
-    assert replay.http_options_from_env("unchanged", {}) == "unchanged"
+    assert replay.wrap_http_options("unchanged", {}) == "unchanged"
+
+
+def test_an_active_cassette_wins_over_the_environment_until_ejected(tmp_path):
+    env = {replay.ENV_CASSETTE: str(tmp_path / "from_env.json"), replay.ENV_MODE: "record"}
+    try:
+        active = replay.use_cassette(tmp_path / "active.json", "record")
+        assert replay.current_cassette(env) is active
+        assert replay.use_cassette(tmp_path / "active.json", "record") is not active  # fresh
+    finally:
+        replay.eject()
+    assert replay.current_cassette(env).path == env[replay.ENV_CASSETTE]
+    assert replay.current_cassette({}) is None
 
 
 def test_auto_mode_records_when_missing_and_replays_when_present(tmp_path):
