@@ -7,11 +7,12 @@ network or the SDK, so every option can be tested as plain data.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional
 
 from IPython.core.error import UsageError
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 __all__ = [
     "Request", "ArgsError", "cell_arguments", "parse", "THINKING_LEVELS", "DEFAULT_MODEL",
@@ -149,7 +150,8 @@ def _explain_usage(msg: str) -> str:
 def parse_options(line: str) -> Any:
     """The argparse namespace for a magic line; ArgsError with one sentence on bad input."""
     try:
-        return parse_argstring(_spec, line)
+        # POSIX shell quoting, so --system "Be brief." arrives without its quotes.
+        return _spec.parser.parse_args(shlex.split(line))
     except UsageError as exc:
         raise ArgsError(_explain_usage(str(exc))) from None
     except ValueError as exc:  # shlex errors

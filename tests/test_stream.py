@@ -1,0 +1,204 @@
+"""The accumulator and the fast SSE path: the same interaction whatever the event source.
+
+The fast path (raw SSE read from the SDK's HTTP response) is checked against the plain SDK
+iterator over real sockets, on the echo server and on a scripted server sending every step
+and delta kind.
+"""
+import copy
+
+import pytest
+
+from gemini_magics.args import Request
+from gemini_magics.client import Backend
+from gemini_magics.runner import run
+from gemini_magics.stream import Accumulator, StreamProtocolError, iter_sse_events, output_text
+
+from magics_fixtures import ScriptedServer, scripted, sse_events_for  # noqa: F401
+
+RICH = [
+    {"event_type": "interaction.created", "event_id": "e1",
+     "interaction": {"id": "v1_r", "status": "in_progress", "object": "interaction", "model": "m",
+                     "created": "2026-01-01T00:00:00Z"}},
+    {"event_type": "interaction.status_update", "interaction_id": "v1_r", "status": "in_progress"},
+    {"event_type": "step.start", "index": 0, "step": {"type": "thought"}},
+    {"event_type": "step.delta", "index": 0, "delta": {"type": "thought_signature", "signature": "c2ln"}},
+    {"event_type": "step.delta", "index": 0,
+     "delta": {"type": "thought_summary", "content": {"type": "text", "text": "Thinking "}}},
+    {"event_type": "step.delta", "index": 0,
+     "delta": {"type": "thought_summary", "content": {"type": "text", "text": "hard."}}},
+    {"event_type": "step.stop", "index": 0},
+    {"event_type": "step.start", "index": 1, "step": {"type": "model_output"}},
+    {"event_type": "step.delta", "index": 1, "delta": {"type": "text", "text": "Hello "}},
+    {"event_type": "step.delta", "index": 1, "delta": {"type": "text", "text": "world"}},
+    {"event_type": "step.delta", "index": 1, "delta": {"type": "text_annotation_delta", "annotations": [
+        {"type": "url_citation", "url": "https://x.org", "title": "X", "start_index": 0, "end_index": 5}]}},
+    {"event_type": "step.delta", "index": 1, "delta": {"type": "image", "data": "aGVsbG8=", "mime_type": "image/png"}},
+    {"event_type": "step.delta", "index": 1, "delta": {"type": "text", "text": " after image"}},
+    {"event_type": "step.stop", "index": 1},
+    {"event_type": "step.start", "index": 2,
+     "step": {"type": "function_call", "id": "c1", "name": "f", "arguments": {}}},
+    {"event_type": "step.delta", "index": 2, "delta": {"type": "arguments_delta", "arguments": "{\"a\": "}},
+    {"event_type": "step.delta", "index": 2, "delta": {"type": "arguments_delta", "arguments": "1}"}},
+    {"event_type": "step.stop", "index": 2},
+    {"event_type": "step.start", "index": 3, "step": {"type": "code_execution_call", "id": "x1",
+                                                      "arguments": {"code": "", "language": "python"}}},
+    {"event_type": "step.delta", "index": 3, "delta": {"type": "code_execution_call",
+                                                       "arguments": {"code": "print(1)", "language": "python"}}},
+    {"event_type": "step.stop", "index": 3},
+    {"event_type": "interaction.completed",
+     "interaction": {"id": "v1_r", "status": "requires_action", "object": "interaction", "model": "m",
+                     "usage": {"total_tokens": 9, "total_input_tokens": 3}}},
+]
+
+RICH_INTERACTION = {
+    "id": "v1_r", "status": "requires_action", "object": "interaction", "model": "m",
+    "created": "2026-01-01T00:00:00Z",
+    "steps": [
+        {"type": "thought", "signature": "c2ln", "summary": [{"type": "text", "text": "Thinking hard."}]},
+        {"type": "model_output", "content": [
+            {"type": "text", "text": "Hello world", "annotations": [
+                {"type": "url_citation", "url": "https://x.org", "title": "X", "start_index": 0, "end_index": 5}]},
+            {"type": "image", "data": "aGVsbG8=", "mime_type": "image/png"},
+            {"type": "text", "text": " after image"}]},
+        {"type": "function_call", "id": "c1", "name": "f", "arguments": {"a": 1}},
+        {"type": "code_execution_call", "id": "x1", "arguments": {"code": "print(1)", "language": "python"}},
+    ],
+    "usage": {"total_tokens": 9, "total_input_tokens": 3},
+}
+
+
+def feed_all(events):
+    acc = Accumulator()
+    for e in copy.deepcopy(events):
+        acc.feed(e)
+    return acc
+
+
+def test_events_build_the_interaction():
+    acc = feed_all(RICH)
+    assert acc.done and acc.status == "requires_action"
+    assert acc.interaction_dict() == RICH_INTERACTION
+    assert acc.answer_text() == "Hello world after image"
+    assert acc.text == " after image"  # the SDK's output_text: trailing run of text
+    assert acc.thought_text() == "Thinking hard."
+
+
+def test_a_finished_interaction_replays_to_the_same_thing():
+    acc = Accumulator.from_interaction(copy.deepcopy(RICH_INTERACTION))
+    assert acc.interaction_dict() == RICH_INTERACTION
+    assert acc.done
+
+
+def test_many_small_deltas_make_one_text_item():
+    events = sse_events_for([f"w{i} " for i in range(5000)])
+    acc = feed_all(events)
+    steps = acc.interaction_dict()["steps"]
+    assert len(steps) == 1 and len(steps[0]["content"]) == 1
+    assert steps[0]["content"][0]["text"] == "".join(f"w{i} " for i in range(5000))
+
+
+def test_output_text_rule_matches_the_sdk_example():
+    def mo(t):
+        return {"type": "model_output", "content": [{"type": "text", "text": t}]}
+    steps = [{"type": "user_input", "content": []}, mo("A1"),
+             {"type": "function_call", "id": "1", "name": "f", "arguments": {}},
+             {"type": "function_result", "call_id": "1", "result": "r"}, mo("A2"),
+             {"type": "thought"}, mo("A3")]
+    assert output_text(steps) == "A2A3"
+
+
+def test_error_event_and_missing_completion():
+    acc = feed_all(sse_events_for(["partial"], complete=False)
+                   + [{"event_type": "error", "error": {"code": "overloaded", "message": "busy"}}])
+    assert acc.done and acc.error == {"code": "overloaded", "message": "busy"}
+    acc = feed_all(sse_events_for(["partial"], complete=False))
+    assert not acc.done and acc.answer_text() == "partial"
+
+
+def test_sse_framing():
+    lines = [": comment", "event: ignored-name", 'data: {"event_type": "step.stop",',
+             'data:  "index": 0}', "", "id: 7", "retry: 10", "",
+             'data: {"event_type": "step.stop", "index": 1}', "", "data: [DONE]", "",
+             'data: {"event_type": "step.stop", "index": 2}', ""]
+    assert [e["index"] for e in iter_sse_events(lines)] == [0, 1]
+    # a last event without its blank line still counts
+    assert list(iter_sse_events(['data: {"event_type": "step.stop", "index": 5}'])) == [
+        {"event_type": "step.stop", "index": 5}]
+    # JSON without event_type is an error event, as in the SDK
+    assert list(iter_sse_events(['data: {"error": {"message": "x"}}', ""]))[0]["event_type"] == "error"
+
+
+@pytest.mark.parametrize("lines, words", [
+    (["data: not json", ""], "not JSON"),
+    (['data: {"event_type": "step.delta", "index": 0}', ""], "'delta'"),
+    (['data: {"event_type": "interaction.created"}', ""], "'interaction'"),
+    (["data: [1, 2]", ""], "not a JSON object"),
+])
+def test_sse_protocol_errors_are_one_sentence(lines, words):
+    with pytest.raises(StreamProtocolError) as info:
+        list(iter_sse_events(lines))
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+# -- fast path vs the SDK iterator, over real sockets ------------------------------------------
+
+def _both(backend, request):
+    fast = run(request, backend=backend, fast_stream=True)
+    slow = run(request, backend=backend, fast_stream=False)
+    return fast, slow
+
+
+def _same(a, b):
+    assert a.error is None and b.error is None
+    assert a.interaction_data == b.interaction_data
+    assert (a.text, a.answer, a.usage, a.id, a.status, a.thoughts) == \
+        (b.text, b.answer, b.usage, b.id, b.status, b.thoughts)
+    assert a.interaction.output_text == b.interaction.output_text == a.text
+
+
+def test_fast_and_sdk_paths_agree_on_every_step_kind(scripted):
+    scripted.script = [{"sse": RICH}]
+    backend = Backend("custom", scripted.base_url, "k", 1, None)
+    fast, slow = _both(backend, Request(text="hi", parts=["hi"]))
+    _same(fast, slow)
+    assert fast.interaction_data == RICH_INTERACTION
+
+
+def test_fast_and_sdk_paths_agree_on_the_echo_server(base_url):
+    backend = Backend("custom", base_url, "k", 1, None)
+    fast, slow = _both(backend, Request(text="/words 300", parts=["/words 300"]))
+    assert fast.id != slow.id
+    for r in (fast, slow):  # ids, times and id-derived signatures differ between two runs
+        for k in ("id", "created", "updated"):
+            r.interaction_data.pop(k, None)
+        for step in r.interaction_data["steps"]:
+            step.pop("signature", None)
+    fast.id = slow.id = None
+    _same(fast, slow)
+    assert fast.text == " ".join(f"w{i}" for i in range(1, 301))
+
+
+def test_non_streaming_goes_through_the_same_accumulator(base_url):
+    backend = Backend("custom", base_url, "k", 1, None)
+    streamed = run(Request(text="hello", parts=["hello"]), backend=backend)
+    whole = run(Request(text="hello", parts=["hello"], stream=False), backend=backend)
+    assert whole.error is None and whole.text == streamed.text
+    assert [s["type"] for s in whole.steps] == [s["type"] for s in streamed.steps]
+    assert whole.interaction is not None and whole.interaction.output_text == whole.text
+
+
+def test_continuation_hops_are_followed_like_the_sdk(scripted):
+    hop1 = sse_events_for(["Hello "], ident="v1_h1", status="requires_continuation",
+                          usage={"total_tokens": 5, "total_output_tokens": 1},
+                          extra_completed={"continuation_token": "tok1"})
+    hop2 = sse_events_for(["again"], ident="v1_h2",
+                          usage={"total_tokens": 6, "total_output_tokens": 1})
+    scripted.script = [{"sse": hop1}, {"sse": hop2}, {"sse": hop1}, {"sse": hop2}]
+    backend = Backend("custom", scripted.base_url, "k", 1, None)
+    fast, slow = _both(backend, Request(text="hi", parts=["hi"]))
+    _same(fast, slow)
+    assert fast.answer == "Hello \n\nagain" and fast.id == "v1_h2" and fast.status == "completed"
+    assert fast.usage["total_tokens"] == 11
+    second = scripted.requests[1]["body"]
+    assert second["continuation_token"] == "tok1"
+    assert second["previous_interaction_id"] == "v1_h1" and "input" not in second
