@@ -1,0 +1,56 @@
+"""The quickstart's own Python code runs unchanged against the local server."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import sdk_env
+
+SEED = Path(__file__).parent / "seed_examples"
+
+
+def run_seed(name: str, base_url: str) -> str:
+    proc = subprocess.run([sys.executable, str(SEED / name)], env=sdk_env(base_url),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_text(base_url):
+    out = run_seed("text.py", base_url)
+    assert out.strip().endswith("You said: Explain how AI works in a few words")
+
+
+def test_streaming(base_url):
+    out = run_seed("streaming.py", base_url)
+    kinds = [line.rsplit("event_type=", 1)[-1].split()[0] for line in out.splitlines()]
+    assert kinds[:3] == ["'interaction.created'", "'interaction.status_update'", "'step.start'"]
+    assert kinds[-1] == "'interaction.completed'"
+    assert "type='thought_signature'" in out and "TextDelta(text=" in out
+    assert "UNKNOWN" not in out and "'error'" not in out
+
+
+def test_stateful(base_url):
+    out = run_seed("stateful.py", base_url)
+    assert "Response 2: Echo: I saw 2 user turns and 1 model turn." in out
+
+
+def test_stateless(base_url):
+    out = run_seed("stateless.py", base_url)
+    assert "Response 2: Echo: I saw 2 user turns and 1 model turn." in out
+
+
+def test_background(base_url):
+    out = run_seed("background.py", base_url)
+    assert "Started background task: v1_" in out
+    assert "Status: in_progress" in out
+    assert "Result:\nEcho: I saw 1 user turn" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["text.py", "stateful.py", "stateless.py"])
+def test_with_the_local_engine(local_server, name):
+    out = run_seed(name, local_server.base_url)
+    assert out.strip()
