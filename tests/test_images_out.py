@@ -1,0 +1,289 @@
+"""Images coming back: decode, display (and survive in the saved notebook), save, image config.
+
+Until the local server routes image models to the renderer, a small scripted loopback server
+answers with `render_image` output, so these tests still go through the real SDK and a real socket.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, make_client, sdk_env
+from PIL import Image
+
+from gemini_magics.images import (ImageError, decode_image, image_config, image_mimebundle,
+                                  save_images)
+from gemini_magics.server.images import render_image
+
+SKYLINE = "Generate an image of a futuristic city skyline at sunset"
+
+
+# ----------------------------------------------------------------------------- scripted server
+class _ImageModel(BaseHTTPRequestHandler):
+    """Answers every create with one rendered image (JSON, or SSE when streaming)."""
+
+    requests: list = []
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.requests.append(body)
+        prompt = body["input"] if isinstance(body["input"], str) else " ".join(
+            c.get("text", "") for step in body["input"] for c in step.get("content", [step]))
+        config = (body.get("generation_config") or {}).get("image_config") or {}
+        data, mime = render_image(prompt, aspect_ratio=config.get("aspect_ratio"),
+                                  image_size=config.get("image_size"))
+        image = {"type": "image", "data": base64.b64encode(data).decode(), "mime_type": mime}
+        done = {"id": "v1_img", "object": "interaction", "status": "completed", "model": body["model"],
+                "created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:01Z",
+                "usage": {"total_tokens": 1}}
+        if body.get("stream"):
+            events = [
+                {"event_type": "interaction.created", "interaction": {**done, "status": "in_progress"}},
+                {"event_type": "step.start", "index": 0, "step": {"type": "model_output"}},
+                {"event_type": "step.delta", "index": 0, "delta": image},
+                {"event_type": "step.stop", "index": 0},
+                {"event_type": "interaction.completed", "interaction": done},
+            ]
+            payload = "".join(f"event: {e['event_type']}\ndata: {json.dumps({**e, 'event_id': str(i)})}\n\n"
+                              for i, e in enumerate(events)).encode()
+            ctype = "text/event-stream"
+        else:
+            payload = json.dumps({**done, "steps": [{"type": "model_output", "content": [image]}]}).encode()
+            ctype = "application/json"
+        self.send_response(200)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def image_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ImageModel)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def image_client(image_url):
+    return make_client(image_url)
+
+
+def png_part(prompt="a blue square", aspect="1:1", size="512", mime="image/png") -> dict:
+    data, mime = render_image(prompt, aspect_ratio=aspect, image_size=size, mime_type=mime)
+    return {"type": "image", "data": base64.b64encode(data).decode(), "mime_type": mime}
+
+
+def one_sentence(message: str) -> str:
+    assert "\n" not in message and message.endswith("."), message
+    return message
+
+
+# ----------------------------------------------------------------------------- decode
+def test_output_image_from_the_sdk_decodes_to_pil(image_client):
+    interaction = image_client.interactions.create(
+        model="gemini-3.1-flash-image", input=SKYLINE,
+        generation_config={"image_config": image_config("16:9", "1K")})
+    img = decode_image(interaction.output_image)
+    assert isinstance(img, Image.Image) and img.size == (1024, 576) and img.format == "PNG"
+    assert _ImageModel.requests[-1]["generation_config"]["image_config"] == {
+        "aspect_ratio": "16:9", "image_size": "1K"}
+    assert img.tobytes() == Image.open(io.BytesIO(render_image(
+        SKYLINE, aspect_ratio="16:9", image_size="1K")[0])).tobytes()
+
+
+def test_streamed_image_delta_decodes_the_same(image_client):
+    stream = image_client.interactions.create(model="gemini-3.1-flash-image", input=SKYLINE, stream=True)
+    deltas = [e.delta for e in stream if e.event_type == "step.delta"]
+    assert [d.type for d in deltas] == ["image"]
+    img = decode_image(deltas[0])
+    assert img.size == (1024, 1024)
+    assert image_mimebundle(deltas[0])["image/png"] == deltas[0].data
+
+
+def test_decode_dict_part_and_the_pixels_stay_usable():
+    img = decode_image(png_part(size="512"))
+    assert img.size == (512, 512)
+    assert img.copy().getpixel((0, 0))  # loaded: no file handle needed any more
+
+
+@pytest.mark.parametrize("part, words", [
+    ({"type": "image", "uri": "https://x.com/a.png"}, "returned as a link"),
+    ({"type": "image", "mime_type": "image/png"}, "no image data"),
+    ({"type": "image", "data": base64.b64encode(b"not an image").decode(), "mime_type": "image/png"},
+     "could not be decoded"),
+    ({"type": "image", "data": "abc", "mime_type": "image/png"}, "not valid base64"),
+])
+def test_decode_errors_are_one_sentence(part, words):
+    with pytest.raises(ImageError) as err:
+        decode_image(part)
+    assert isinstance(err.value, ValueError)
+    assert words in one_sentence(str(err.value))
+
+
+# ----------------------------------------------------------------------------- display
+def test_bundle_of_a_part_passes_the_original_data_through():
+    part = png_part(aspect="16:9")
+    bundle = image_mimebundle(part)
+    assert bundle["image/png"] is part["data"]  # no decode, no re-encode
+    assert bundle["text/plain"] == "<PNG image 512x288>"
+    jpeg = png_part(mime="image/jpeg")
+    assert set(image_mimebundle(jpeg)) == {"image/jpeg", "text/plain"}
+
+
+def test_bundle_of_a_pil_image_round_trips():
+    img = Image.new("RGBA", (30, 20), (200, 10, 10, 255))
+    bundle = image_mimebundle(img)
+    back = Image.open(io.BytesIO(base64.b64decode(bundle["image/png"])))
+    assert back.size == (30, 20) and back.getpixel((3, 3)) == (200, 10, 10, 255)
+    assert bundle["text/plain"] == "<PNG image 30x20>"
+
+
+def test_bundle_keeps_jpeg_photos_jpeg_and_converts_odd_modes():
+    photo = Image.open(Path(__file__).parent / "data" / "photo.jpg")
+    assert "image/jpeg" in image_mimebundle(photo)
+    for mode in ("CMYK", "F", "I;16", "LAB"):
+        bundle = image_mimebundle(Image.new(mode, (4, 4)))
+        assert Image.open(io.BytesIO(base64.b64decode(bundle["image/png"]))).size == (4, 4)
+
+
+def test_bundle_of_other_formats_is_png():
+    buf = io.BytesIO()
+    Image.new("RGB", (6, 6), "green").save(buf, format="WEBP")
+    bundle = image_mimebundle({"type": "image", "mime_type": "image/webp",
+                               "data": base64.b64encode(buf.getvalue()).decode()})
+    assert "image/png" in bundle
+
+
+def test_bundle_of_something_else_is_a_clear_error():
+    with pytest.raises(ImageError, match="Cannot display a str"):
+        image_mimebundle("picture.png")
+
+
+# ----------------------------------------------------------------------------- save
+def test_save_to_a_directory_numbers_files_and_never_overwrites(tmp_path):
+    parts = [png_part("one"), png_part("two")]
+    first = save_images(parts, tmp_path / "out")
+    assert [p.name for p in first] == ["gemini_1.png", "gemini_2.png"]
+    assert first[0].read_bytes() == base64.b64decode(parts[0]["data"])  # byte for byte
+    again = save_images([decode_image(parts[0])], tmp_path / "out")
+    assert [p.name for p in again] == ["gemini_3.png"]
+    named = save_images(parts, str(tmp_path / "out") + "/", stem="city")
+    assert [p.name for p in named] == ["city_1.png", "city_2.png"]
+
+
+def test_save_to_a_file_and_numbered_siblings(tmp_path):
+    single = save_images([png_part()], tmp_path / "city.png")
+    assert single == [tmp_path / "city.png"] and Image.open(single[0]).size == (512, 512)
+    several = save_images([png_part("a"), png_part("b")], tmp_path / "sub" / "city.png")
+    assert [p.name for p in several] == ["city_1.png", "city_2.png"]
+
+
+def test_save_converts_to_the_suffix_format(tmp_path):
+    [jpg] = save_images([png_part()], tmp_path / "city.jpg")
+    assert Image.open(jpg).format == "JPEG"
+    [flat] = save_images([Image.new("RGBA", (8, 8), (0, 0, 0, 0))], tmp_path / "clear.jpeg")
+    assert Image.open(flat).getpixel((1, 1)) == (255, 255, 255)  # transparency over white
+    [webp] = save_images([png_part()], tmp_path / "city.webp")
+    assert Image.open(webp).format == "WEBP"
+    [auto] = save_images([png_part(mime="image/jpeg")], tmp_path / "dir")
+    assert auto.suffix == ".jpg"
+
+
+def test_save_errors(tmp_path):
+    with pytest.raises(ImageError) as err:
+        save_images([png_part()], tmp_path / "city.xyz")
+    assert ".xyz" in one_sentence(str(err.value))
+    (tmp_path / "plain_file").write_text("x")
+    with pytest.raises(ImageError) as err:
+        save_images([png_part()], tmp_path / "plain_file" / "city.png")
+    assert "Cannot write images" in one_sentence(str(err.value))
+    assert save_images([], tmp_path / "nothing") == []
+
+
+# ----------------------------------------------------------------------------- image config
+def test_image_config_values():
+    assert image_config() == {}
+    assert image_config("16:9") == {"aspect_ratio": "16:9"}
+    assert image_config(size="4k") == {"image_size": "4K"}
+    assert image_config(" 21:9 ", 512) == {"aspect_ratio": "21:9", "image_size": "512"}
+
+
+@pytest.mark.parametrize("aspect, size, words", [
+    ("16x9", None, ["'16x9'", "16:9"]), ("2:1", None, ["'2:1'"]), (None, "8K", ["'8K'", "1K, 2K, 4K"]),
+    (None, "big", ["'big'"]),
+])
+def test_image_config_errors(aspect, size, words):
+    with pytest.raises(ImageError) as err:
+        image_config(aspect, size)
+    message = one_sentence(str(err.value))
+    assert all(w in message for w in words)
+
+
+# ----------------------------------------------------------------------------- quickstart & notebook
+QUICKSTART_IMAGE = '''
+import base64
+from google import genai
+client = genai.Client()
+interaction = client.interactions.create(
+    model="gemini-3.1-flash-image",
+    input="Generate an image of a futuristic city skyline at sunset",
+)
+with open("generated_image.png", "wb") as f:
+    f.write(base64.b64decode(interaction.output_image.data))
+'''
+
+
+def test_quickstart_image_generation_example_runs_unchanged(image_url, tmp_path):
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(QUICKSTART_IMAGE)], cwd=tmp_path,
+                          env=sdk_env(image_url), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    img = Image.open(tmp_path / "generated_image.png")
+    assert img.format == "PNG" and img.size == (1024, 1024)
+    assert "offline" in img.info["Software"].lower()
+
+
+def test_displayed_images_are_kept_in_the_saved_notebook(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    cells = [
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})",
+        textwrap.dedent("""\
+            import base64
+            from IPython.display import display
+            from gemini_magics.images import decode_image, image_mimebundle
+            from gemini_magics.server.images import render_image
+            data, mime = render_image("a lighthouse by the sea", aspect_ratio="4:3", image_size="512")
+            part = {"type": "image", "data": base64.b64encode(data).decode(), "mime_type": mime}
+            display(image_mimebundle(part), raw=True)
+            img = decode_image(part)
+            display(image_mimebundle(img.convert("RGBA")), raw=True)
+        """),
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    path = tmp_path / "images.ipynb"
+    nbformat.write(nb, path)
+    saved = nbformat.read(path, as_version=4)
+    outputs = [o for o in saved.cells[1].outputs if o.output_type == "display_data"]
+    assert len(outputs) == 2
+    for out in outputs:
+        img = Image.open(io.BytesIO(base64.b64decode(out.data["image/png"])))
+        assert img.size == (512, 384)
+        assert out.data["text/plain"] == "<PNG image 512x384>"
