@@ -20,7 +20,7 @@ from conftest import ROOT, make_client, sdk_env
 from PIL import Image
 
 from gemini_magics.images import (ImageError, decode_image, image_config, image_mimebundle,
-                                  save_images)
+                                  image_response_format, save_images)
 from gemini_magics.server.images import render_image
 
 SKYLINE = "Generate an image of a futuristic city skyline at sunset"
@@ -222,6 +222,15 @@ def test_image_config_values():
     assert image_config("16:9") == {"aspect_ratio": "16:9"}
     assert image_config(size="4k") == {"image_size": "4K"}
     assert image_config(" 21:9 ", 512) == {"aspect_ratio": "21:9", "image_size": "512"}
+
+
+def test_image_response_format_is_accepted_by_the_sdk(image_client):
+    fmt = image_response_format("9:16", "2K", "image/jpeg")
+    assert fmt == {"type": "image", "aspect_ratio": "9:16", "image_size": "2K", "mime_type": "image/jpeg"}
+    image_client.interactions.create(model="gemini-3.1-flash-image", input="x", response_format=fmt)
+    assert _ImageModel.requests[-1]["response_format"] == fmt
+    with pytest.raises(ImageError, match="image/gif"):
+        image_response_format(mime_type="image/gif")
 
 
 @pytest.mark.parametrize("aspect, size, words", [
