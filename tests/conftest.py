@@ -22,6 +22,8 @@ _SDK_ENV = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGL
 
 
 def make_client(base_url: str, **http_options):
+    """A real google-genai Client on `base_url`. Keep it in a variable: the SDK closes its HTTP
+    client when the Client object is garbage-collected, even mid-expression."""
     from google import genai
 
     return genai.Client(api_key="dummy", http_options={"base_url": base_url, **http_options})
