@@ -211,6 +211,7 @@ def parse(line: str, cell: Optional[str], defaults: Mapping[str, Any] = {}) -> R
             f"'-' and the prompt goes in the cell below."
         )
     text = cell if cell is not None else " ".join(words)
+    text = text.lstrip("\r\n").rstrip()  # IPython adds a trailing newline to every cell
     values = _merge(opts, defaults)
     _validate(values)
     if not text or not text.strip():

@@ -91,9 +91,20 @@ def resolve_backend(settings: Mapping[str, Any]) -> tuple[Backend, Optional[str]
     return Backend("local", server.base_url.rstrip("/"), LOCAL_API_KEY, 1, timeout), notice
 
 
+def _cassette() -> Any:
+    """The active record/replay cassette (gemini_magics.replay), if any."""
+    try:
+        from .replay import current_cassette
+    except ImportError:
+        return None
+    return current_cassette()
+
+
 def get_client(backend: Backend) -> Any:
     """A `google.genai.Client` for `backend`, built on first use and then reused."""
-    cache_key = (backend.base_url, backend.api_key, backend.attempts, backend.timeout)
+    cassette = _cassette()
+    cache_key = (backend.base_url, backend.api_key, backend.attempts, backend.timeout,
+                 id(cassette) if cassette is not None else None)
     with _lock:
         client = _clients.get(cache_key)
         if client is not None:
@@ -106,7 +117,10 @@ def get_client(backend: Backend) -> Any:
         options["base_url"] = backend.base_url
     if backend.timeout:
         options["timeout"] = int(backend.timeout * 1000)
-    client = genai.Client(api_key=backend.api_key, http_options=types.HttpOptions(**options))
+    http_options = types.HttpOptions(**options)
+    if cassette is not None:
+        http_options = cassette.http_options(http_options)
+    client = genai.Client(api_key=backend.api_key, http_options=http_options)
     with _lock:
         _clients.setdefault(cache_key, client)
         return _clients[cache_key]

@@ -6,12 +6,14 @@ Observers only read the accumulator (`on_update(acc)`, many times) and the resul
 The notebook display keeps what is sent to the frontend linear in the answer's length:
 - finished Markdown blocks (up to a blank line outside code fences) become their own final
   outputs and are never sent again; only the block still growing is re-sent;
-- the growing block is re-sent at most every `interval` seconds and only after it grew by half
-  its last sent size (so its re-sends add up to at most twice its length); a block longer than
-  `max_block` characters is split at a line or word break (code fences are closed and reopened);
+- the growing block is re-sent at most every `interval` seconds and only once it has doubled
+  since it was last sent (so its re-sends add up to at most twice its length); a block longer
+  than `max_block` characters is split at a line or word break (code fences are closed and
+  reopened), which bounds the wait between updates of one block;
 - while streaming only `text/markdown` is sent; each finished output is sent once more as
   `text/markdown` + `text/plain`, which is what a saved notebook keeps, so it renders on GitHub
   and in nbconvert without a kernel.
+In total at most ~4x the answer's length is sent, however fast or slow it streams.
 A folded footer (model, tokens, elapsed, interaction id) follows the answer.
 """
 from __future__ import annotations
@@ -45,8 +47,8 @@ class NotebookDisplay:
         self,
         *,
         interval: float = 0.1,
-        max_block: int = 4000,
-        growth: float = 1.5,
+        max_block: int = 3000,
+        growth: float = 2.0,
         min_step: int = 16,
         show_thoughts: bool = False,
         publish: Optional[Callable[[dict, str, bool], None]] = None,

@@ -206,8 +206,16 @@ def run(
                     state.cancelled = True
                     break
         else:
-            sdk_object = client.interactions.create(**body)
-            for event in _replay(_interaction_dict(sdk_object)):
+            from google.genai._gaos.lib.compat_errors import is_stream
+
+            answer = client.interactions.create(**body)
+            if is_stream(answer):  # a server that streams anyway: read it like a stream
+                state.stream = answer
+                events: Iterable[dict] = iter_sse_events(answer.response.iter_lines())
+            else:
+                sdk_object = answer
+                events = _replay(_interaction_dict(answer))
+            for event in events:
                 acc.feed(event)
                 for o in observers:
                     o.on_update(acc)

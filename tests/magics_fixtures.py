@@ -16,11 +16,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
 
-__all__ = ["shell", "run_cell", "final_outputs", "ScriptedServer", "scripted", "magics_of",
+ROOT_DIR = Path(__file__).resolve().parents[1]
+
+__all__ = ["ROOT_DIR", "shell", "run_cell", "final_outputs", "ScriptedServer", "scripted", "magics_of",
            "sse_events_for", "Captured"]
 
 

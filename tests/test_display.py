@@ -1,0 +1,162 @@
+"""The streaming display: bounded update rate, bytes linear in the answer, Markdown that
+survives saving (finished outputs are text/markdown + text/plain), a folded footer.
+
+Driven with a simulated clock so rates are measured in simulated seconds (no timing in tests).
+"""
+import io
+import json
+
+from gemini_magics.display import NotebookDisplay, TerminalDisplay
+from gemini_magics.result import GeminiResult
+from gemini_magics.stream import Accumulator
+
+from magics_fixtures import final_outputs, sse_events_for
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+class Recorder:
+    def __init__(self):
+        self.outputs = []
+
+    def __call__(self, data, display_id, update):
+        self.outputs.append({"data": dict(data), "transient": {"display_id": display_id},
+                             "update": update})
+
+    @property
+    def bytes(self):
+        return sum(len(json.dumps(o["data"])) for o in self.outputs)
+
+    @property
+    def final(self):
+        return final_outputs(self.outputs)
+
+
+def stream_through(chunks, *, dt=0.001, **kw):
+    """Feed text chunks as events (one every `dt` simulated seconds) into a NotebookDisplay."""
+    clock, rec = Clock(), Recorder()
+    disp = NotebookDisplay(publish=rec, clock=clock, **kw)
+    acc = Accumulator()
+    for ev in sse_events_for(chunks):
+        clock.t += dt
+        acc.feed(ev)
+        disp.on_update(acc)
+    result = GeminiResult(text=acc.text, answer=acc.answer_text(), usage=acc.usage, id=acc.id,
+                          status=acc.status, model="gemini-test", elapsed=clock.t)
+    disp.on_done(result)
+    return rec, clock, result
+
+
+def answer_outputs(rec):
+    return rec.final[:-1]  # the last output is the footer
+
+
+def test_long_paragraph_stream_is_bounded_in_rate_and_bytes():
+    words = [f"w{i} " for i in range(1, 20001)]
+    rec, clock, result = stream_through(words, dt=0.001)
+    text = result.answer
+    assert len(rec.outputs) <= 20 * clock.t + 5            # ≤ 20 messages per (simulated) second
+    assert rec.bytes <= 4 * len(text)                       # linear, not quadratic
+    # what a saved notebook keeps: the whole answer, as Markdown + plain text
+    outs = answer_outputs(rec)
+    assert "".join(o["text/markdown"] for o in outs) == text
+    assert all(o["text/plain"] == o["text/markdown"] for o in outs)
+
+
+def test_fast_stream_bytes_stay_linear_whatever_the_speed():
+    words = [f"w{i} " for i in range(1, 20001)]
+    for dt in (0.0001, 0.01):
+        rec, clock, result = stream_through(words, dt=dt)
+        assert rec.bytes <= 4 * len(result.answer)
+        assert len(rec.outputs) <= 20 * clock.t + 5
+
+
+def test_finished_blocks_are_sent_once_and_only_the_growing_block_again():
+    paragraphs = [f"Paragraph {i} " + "word " * 40 + "\n\n" for i in range(30)]
+    chunks = [w for p in paragraphs for w in p.split(" ") for w in (w + " ",)]
+    rec, clock, result = stream_through(chunks, dt=0.02)
+    finals = [o for o in rec.outputs if "text/plain" in o["data"]]
+    ids = [o["transient"]["display_id"] for o in finals]
+    assert len(ids) == len(set(ids))                       # each final output sent once
+    streaming = [o for o in rec.outputs if "text/plain" not in o["data"]]
+    for o in streaming:                                     # re-sends hold only the open block
+        assert o["data"]["text/markdown"].count("Paragraph") <= 1
+    assert "".join(o["text/markdown"] for o in answer_outputs(rec)).rstrip() == result.answer.rstrip()
+    assert len(answer_outputs(rec)) > 5
+
+
+def test_blank_lines_inside_code_fences_do_not_split_blocks():
+    text = "Intro\n\n```python\ndef f():\n\n    return 1\n\n\nx = 2\n```\n\nAfter the code.\n"
+    rec, _, _ = stream_through(list(text), dt=0.2)
+    outs = [o["text/markdown"] for o in answer_outputs(rec)]
+    fence = [o for o in outs if "```python" in o]
+    assert len(fence) == 1 and "return 1" in fence[0] and "x = 2" in fence[0]
+    assert fence[0].rstrip().endswith("```")
+
+
+def test_an_overlong_code_block_is_split_into_valid_fences():
+    code = "".join(f"line_{i} = {i}\n" for i in range(2000))
+    text = "```python\n" + code + "```\n\nDone.\n"
+    rec, _, result = stream_through([text[i:i + 50] for i in range(0, len(text), 50)],
+                                    dt=0.05, max_block=2000)
+    outs = [o["text/markdown"] for o in answer_outputs(rec)]
+    code_outs = [o for o in outs if "line_" in o]
+    assert len(code_outs) > 3
+    for o in code_outs:
+        assert o.startswith("```python\n") and o.rstrip().endswith("```")
+    joined = "".join(o for o in code_outs)
+    assert all(f"line_{i} = {i}\n" in joined for i in range(0, 2000, 97))
+
+
+def test_footer_is_folded_with_model_tokens_time_and_id():
+    rec, _, result = stream_through(["Hello ", "world"])
+    foot = rec.final[-1]
+    md = foot["text/markdown"]
+    assert md.startswith("<details><summary>") and md.rstrip().endswith("</details>")
+    for fact in ("gemini-test", "7 tokens", "v1_scripted", " s"):
+        assert fact in md
+    assert "v1_scripted" in foot["text/plain"]
+    assert rec.final[0]["text/markdown"] == "Hello world"
+
+
+def test_thoughts_fold_above_the_answer_when_asked():
+    clock, rec = Clock(), Recorder()
+    disp = NotebookDisplay(publish=rec, clock=clock, show_thoughts=True)
+    acc = Accumulator()
+    events = sse_events_for(["The answer."])
+    events[2:2] = [
+        {"event_type": "step.start", "index": 5, "step": {"type": "thought"}},
+        {"event_type": "step.delta", "index": 5,
+         "delta": {"type": "thought_summary", "content": {"type": "text", "text": "Let me think."}}},
+        {"event_type": "step.stop", "index": 5},
+    ]
+    for ev in events:
+        clock.t += 0.2
+        acc.feed(ev)
+        disp.on_update(acc)
+    disp.on_done(GeminiResult(answer=acc.answer_text(), thoughts=acc.thought_text(), model="m"))
+    final = rec.final
+    assert final[0]["text/markdown"].startswith("<details><summary>Thoughts</summary>")
+    assert "Let me think." in final[0]["text/markdown"]
+    assert final[1]["text/markdown"] == "The answer."
+
+
+def test_terminal_prints_the_stream_as_text():
+    out = io.StringIO()
+    clock = Clock()
+    disp = TerminalDisplay(out, clock=clock)
+    acc = Accumulator()
+    for ev in sse_events_for(["Hello ", "**world**"]):
+        clock.t += 1
+        acc.feed(ev)
+        disp.on_update(acc)
+    disp.on_done(GeminiResult(answer=acc.answer_text(), model="m", id="v1_t", usage={"total_tokens": 3}))
+    text = out.getvalue()
+    assert text.startswith("Hello **world**\n")
+    assert "— m · 3 tokens" in text and "v1_t" in text
