@@ -343,6 +343,7 @@ class _Slot:
     request: dict
     key: str
     response: Optional[dict] = None
+    text: str = ""  # the exchange as it appears in the file (recording only)
     dropped: bool = False
     secrets: set = field(default_factory=set)
 
@@ -379,9 +380,12 @@ class Cassette:
             self._save()
 
     def __repr__(self) -> str:
-        return f"Cassette({self.path!r}, mode={self.mode!r}, exchanges={len(self)})"
+        return f"Cassette({self.path!r}, mode={self.mode!r}, exchanges={self.exchange_count})"
 
-    def __len__(self) -> int:
+    @property
+    def exchange_count(self) -> int:
+        """Exchanges in the file (recorded so far, or loaded). Not `len()`: an empty cassette
+        must stay truthy in `if cassette:`."""
         with self._lock:
             return sum(1 for s in self._slots if s.response is not None and not s.dropped)
 
@@ -444,8 +448,10 @@ class Cassette:
                                    headers.get("content-encoding", "")))
         if not complete:
             stored["incomplete"] = True  # the caller stopped reading (e.g. a cancelled stream)
+        text = json.dumps({"request": slot.request, "response": stored}, indent=2,
+                          ensure_ascii=False)
         with self._lock:
-            slot.response = stored
+            slot.response, slot.text = stored, text
             if response.status_code not in _RETRYABLE:
                 position = next(i for i, s in enumerate(self._slots) if s is slot)
                 for earlier in reversed(self._slots[:position]):
@@ -461,18 +467,22 @@ class Cassette:
             self._save_locked()
 
     def _save_locked(self) -> None:
+        # Each exchange is serialised once (when it ends) and the file is assembled from those
+        # texts: re-serialising a long stream on every save would make recording quadratic.
         secrets = set(self._extra_secrets)
         for slot in self._slots:
             secrets |= slot.secrets
-        document = {
-            "format": FORMAT,
-            "version": VERSION,
-            "note": (f"Recorded by gemini_magics.replay; API keys removed. Re-record with "
-                     f"{ENV_MODE}=record."),
-            "exchanges": [{"request": s.request, "response": s.response} for s in self._slots
-                          if s.response is not None and not s.dropped],
-        }
-        text = _scrub(json.dumps(document, indent=2, ensure_ascii=False) + "\n", secrets)
+        header = {"format": FORMAT, "version": VERSION,
+                  "note": (f"Recorded by gemini_magics.replay; API keys removed. Re-record with "
+                           f"{ENV_MODE}=record.")}
+        texts = [s.text for s in self._slots if s.response is not None and not s.dropped]
+        head = json.dumps(header, indent=2, ensure_ascii=False)[:-2]
+        if texts:
+            body = ",\n".join("    " + t.replace("\n", "\n    ") for t in texts)
+            exchanges = f'"exchanges": [\n{body}\n  ]'
+        else:
+            exchanges = '"exchanges": []'
+        text = _scrub(f"{head},\n  {exchanges}\n}}\n", secrets)
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(directory, exist_ok=True)
