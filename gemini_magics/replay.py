@@ -283,11 +283,20 @@ class _ReplayStream(httpx.SyncByteStream, httpx.AsyncByteStream):
             yield chunk
 
 
-class _TeeStream(httpx.SyncByteStream):
-    """Passes the upstream body through chunk by chunk and records it when it ends."""
+class _Tee:
+    """Collects the chunks of an upstream body and reports them once, when it ends or closes."""
 
-    def __init__(self, inner: httpx.SyncByteStream, on_done):
+    def __init__(self, inner, on_done):
         self._inner, self._on_done, self._chunks, self._complete = inner, on_done, [], False
+
+    def _finish(self) -> None:
+        if self._on_done is not None:
+            done, self._on_done = self._on_done, None
+            done(b"".join(self._chunks), self._complete)
+
+
+class _TeeStream(_Tee, httpx.SyncByteStream):
+    """Passes the upstream body through chunk by chunk (streams keep streaming) and records it."""
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._inner:
@@ -296,11 +305,6 @@ class _TeeStream(httpx.SyncByteStream):
         self._complete = True
         self._finish()
 
-    def _finish(self) -> None:
-        if self._on_done is not None:
-            done, self._on_done = self._on_done, None
-            done(b"".join(self._chunks), self._complete)
-
     def close(self) -> None:
         try:
             self._inner.close()
@@ -308,11 +312,8 @@ class _TeeStream(httpx.SyncByteStream):
             self._finish()
 
 
-class _AsyncTeeStream(httpx.AsyncByteStream):
+class _AsyncTeeStream(_Tee, httpx.AsyncByteStream):
     """Async twin of `_TeeStream`."""
-
-    def __init__(self, inner: httpx.AsyncByteStream, on_done):
-        self._inner, self._on_done, self._chunks, self._complete = inner, on_done, [], False
 
     async def __aiter__(self):
         async for chunk in self._inner:
@@ -320,11 +321,6 @@ class _AsyncTeeStream(httpx.AsyncByteStream):
             yield chunk
         self._complete = True
         self._finish()
-
-    def _finish(self) -> None:
-        if self._on_done is not None:
-            done, self._on_done = self._on_done, None
-            done(b"".join(self._chunks), self._complete)
 
     async def aclose(self) -> None:
         try:
@@ -377,7 +373,7 @@ class Cassette:
         if mode == "replay":
             self._load()
         else:
-            self._save()
+            self._check_writable()
 
     def __repr__(self) -> str:
         return f"Cassette({self.path!r}, mode={self.mode!r}, exchanges={self.exchange_count})"
@@ -462,9 +458,19 @@ class Cassette:
                     earlier.dropped = True
             self._save_locked()
 
-    def _save(self) -> None:
-        with self._lock:
-            self._save_locked()
+    def _check_writable(self) -> None:
+        """Fail now, not after the first answer. The file itself is only written once an
+        exchange is recorded, so an aborted session never leaves an empty cassette behind
+        (which "auto" would then replay)."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise CassetteError(f"Cannot create the folder for cassette {self.path} "
+                                f"({exc.strerror or exc}): choose a writable path.") from None
+        if not os.access(directory, os.W_OK) or os.path.isdir(self.path):
+            raise CassetteError(f"Cannot write cassette {self.path}: choose a writable "
+                                f"file path.")
 
     def _save_locked(self) -> None:
         # Each exchange is serialised once (when it ends) and the file is assembled from those
@@ -484,13 +490,15 @@ class Cassette:
             exchanges = '"exchanges": []'
         text = _scrub(f"{head},\n  {exchanges}\n}}\n", secrets)
         directory = os.path.dirname(os.path.abspath(self.path))
+        tmp = None
         try:
-            os.makedirs(directory, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".cassette-", suffix=".tmp", dir=directory)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
-            os.replace(tmp, self.path)
+            os.replace(tmp, self.path)  # atomic: a reader never sees half a cassette
         except OSError as exc:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
             raise CassetteError(
                 f"Cannot write cassette {self.path} ({exc.strerror or exc}): "
                 f"choose a writable path.") from None

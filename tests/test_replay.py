@@ -280,8 +280,15 @@ def test_an_active_cassette_wins_over_the_environment_until_ejected(tmp_path):
 def test_auto_mode_records_when_missing_and_replays_when_present(tmp_path):
     path = tmp_path / "auto.json"
     assert Cassette(path, "auto").mode == "record"
-    assert path.exists()
+    assert not path.exists()  # nothing recorded, nothing written
+    path.write_text('{"format": "gemini-magics cassette", "version": 1, "exchanges": []}',
+                    encoding="utf-8")
     assert Cassette(path, "auto").mode == "replay"
+
+
+def test_unwritable_cassette_path_is_one_clear_sentence(tmp_path):
+    with pytest.raises(CassetteError, match="Cannot write cassette .*: choose a writable"):
+        Cassette(tmp_path, "record")  # a folder, not a file
 
 
 @pytest.mark.parametrize("env, words", [
