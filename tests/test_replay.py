@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
@@ -370,3 +371,34 @@ def test_a_stream_stopped_early_replays_what_was_received(tmp_path):
     again = [e.event_type for e in replayed.interactions.create(
         model=MODEL, input="/words 50 delay=0.05", stream=True)]
     assert again[:4] == first and "interaction.completed" not in again
+
+
+# A committed cassette: proves files already next to notebooks keep replaying as the code
+# changes. Re-record it with `python tests/test_replay.py` (echo engine, deterministic prompts).
+FIXTURE = Path(__file__).parent / "data" / "cassettes" / "echo_basics.json"
+
+
+def fixture_scenario(client) -> list:
+    first = client.interactions.create(model=MODEL, input="What is a cassette?")
+    events = [e.event_type for e in client.interactions.create(
+        model=MODEL, input="/words 4", stream=True)]
+    follow = client.interactions.create(model=MODEL, input="And a follow-up?",
+                                        previous_interaction_id=first.id)
+    return [first.id, first.output_text, events, follow.id, follow.output_text]
+
+
+def test_committed_cassette_still_replays(offline):
+    document = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    first_json = document["exchanges"][0]["response"]["json"]
+    out = fixture_scenario(_client(Cassette(FIXTURE, "replay", strict=True), DEAD_URL))
+    assert out[0] == first_json["id"]
+    assert out[1] == first_json["steps"][-1]["content"][0]["text"]
+    assert out[2][0] == "interaction.created" and out[2][-1] == "interaction.completed"
+    assert "1 model turn" in out[4]
+
+
+if __name__ == "__main__":
+    from gemini_magics.server import start_server
+
+    with start_server(engine="echo") as server:
+        print(fixture_scenario(_client(Cassette(FIXTURE, "record"), server.base_url)))
