@@ -153,6 +153,25 @@ def _flatten(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _header_size(data: str, mime: str) -> tuple[int, int]:
+    """(width, height) from the first few KB of base64: a 30 MB PNG is never decoded to show it."""
+    for chars in (8192, 262144, None):  # JPEG headers can sit after a long EXIF block
+        try:
+            head = binascii.a2b_base64(data[:chars] if chars else data)
+        except (binascii.Error, ValueError):
+            head = b""
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        try:
+            with Image.open(io.BytesIO(head)) as header:  # parses the header only
+                return header.size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+            if chars is None or len(head) < chars * 3 // 4 - 3:
+                break  # we already had all the data
+    raise ImageError(f"The {mime} image data could not be read by Pillow: it is corrupt, truncated or "
+                     "not really an image.")
+
+
 def image_mimebundle(img: Any) -> dict:
     """`{"image/png"|"image/jpeg": base64, "text/plain": ...}` for `display(bundle, raw=True)`.
 
@@ -165,14 +184,10 @@ def image_mimebundle(img: Any) -> dict:
             data = _field(img, "data")
             if isinstance(data, (bytes, bytearray)):
                 data = bytes(data).decode("ascii")
-            raw = _b64_bytes(img)
-            try:
-                with Image.open(io.BytesIO(raw)) as header:  # reads the header only
-                    width, height = header.size
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-                raise ImageError(f"The image data ({mime}, {_human(len(raw))}) could not be decoded "
-                                 "by Pillow: it is corrupt, truncated or not really an image.") from None
-            return {mime: data.replace("\n", ""), "text/plain": _describe(width, height, _DISPLAY_MIMES[mime])}
+            if "\n" in data:
+                data = data.replace("\n", "")
+            width, height = _header_size(data, mime)
+            return {mime: data, "text/plain": _describe(width, height, _DISPLAY_MIMES[mime])}
         img = decode_image(img)  # another format (webp, gif...): show it as PNG
     if not isinstance(img, Image.Image):
         raise ImageError(f"Cannot display a {type(img).__name__} as an image: pass a PIL image or an "

@@ -170,9 +170,20 @@ def test_bundle_of_other_formats_is_png():
     assert "image/png" in bundle
 
 
+def test_bundle_reads_dimensions_after_a_long_exif_block():
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200)).save(buf, format="JPEG", exif=b"Exif\x00\x00" + b"\x00" * 60000)
+    part = {"type": "image", "mime_type": "image/jpeg", "data": base64.b64encode(buf.getvalue()).decode()}
+    assert image_mimebundle(part)["text/plain"] == "<JPEG image 300x200>"
+
+
 def test_bundle_of_something_else_is_a_clear_error():
     with pytest.raises(ImageError, match="Cannot display a str"):
         image_mimebundle("picture.png")
+    garbage = {"type": "image", "mime_type": "image/png", "data": base64.b64encode(b"junk" * 50).decode()}
+    with pytest.raises(ImageError) as err:
+        image_mimebundle(garbage)
+    assert "could not be read" in one_sentence(str(err.value))
 
 
 # ----------------------------------------------------------------------------- save
