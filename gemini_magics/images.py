@@ -105,20 +105,77 @@ def _b64_bytes(part: Any) -> bytes:
         raise ImageError("The image data is not valid base64: the response may be truncated.") from None
 
 
+class _Base64File(io.RawIOBase):
+    """A read-only, seekable binary file over base64 text, decoded a block at a time.
+
+    Base64 maps every 3 bytes to 4 characters, so byte offset k lives at character 4*(k//3):
+    Pillow can read and seek as in a file while the whole encoded image never exists as bytes.
+    """
+
+    def __init__(self, text: str | bytes):
+        self._text, self._pos = text, 0
+        tail = text[-2:] if isinstance(text, str) else text[-2:].decode("ascii", "replace")
+        pad = len(tail) - len(tail.rstrip("="))  # not text.rstrip(): that copies the whole string
+        self._size = len(text) // 4 * 3 - pad
+
+    def close(self) -> None:
+        self._text = ""  # the image keeps its fp: do not let it pin the base64 text
+        super().close()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        end = min(self._size, self._pos + len(buffer))
+        if end <= self._pos:
+            return 0
+        first = self._pos // 3
+        chunk = binascii.a2b_base64(self._text[4 * first: 4 * ((end + 2) // 3)])
+        data = chunk[self._pos - 3 * first: end - 3 * first]
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def _clean_b64(data: Any) -> bool:
+    """True when `data` is unbroken base64 text, which _Base64File can read in place."""
+    if not isinstance(data, (str, bytes)) or len(data) % 4:
+        return False
+    return not any(c in data for c in (("\n", "\r", " ", "-", "_") if isinstance(data, str)
+                                       else (b"\n", b"\r", b" ", b"-", b"_")))
+
+
 def decode_image(part_or_delta: Any) -> Image.Image:
     """Decode an image content part or stream delta (dict or SDK object) into a loaded PIL image.
 
-    The base64 text is decoded once, Pillow reads pixels straight from that buffer, and the buffer
-    is released after loading (the image does not keep a hidden copy of the encoded file).
+    Pillow reads straight from the base64 text through a decoding file object, so the peak memory
+    is the pixels plus a few blocks: the encoded image is never held as a second full copy.
     """
-    raw = _b64_bytes(part_or_delta)
+    data = _field(part_or_delta, "data")
     mime = _field(part_or_delta, "mime_type") or "image"
+    if _clean_b64(data):
+        source, size = _Base64File(data), len(data) // 4 * 3
+    else:  # line-wrapped or odd base64: decode it in one go
+        raw = _b64_bytes(part_or_delta)
+        source, size = io.BytesIO(raw), len(raw)
     try:
-        with io.BytesIO(raw) as buf:
-            img = Image.open(buf)
+        with source:
+            img = Image.open(source)
             img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise ImageError(f"The image data ({mime}, {_human(len(raw))}) could not be decoded by "
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+            binascii.Error, Image.DecompressionBombError):
+        raise ImageError(f"The image data ({mime}, {_human(size)}) could not be decoded by "
                          "Pillow: it is corrupt, truncated or in an unsupported format.") from None
     return img
 

@@ -122,6 +122,21 @@ def test_decode_dict_part_and_the_pixels_stay_usable():
     assert img.copy().getpixel((0, 0))  # loaded: no file handle needed any more
 
 
+@pytest.mark.parametrize("width", [31, 32, 33])  # encoded sizes with 0, 1 and 2 '=' of padding
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_decoded_pixels_match_pillow_for_any_padding_and_line_wrapping(width, fmt):
+    original = Image.effect_noise((width, 17), 60).convert("RGB")
+    buf = io.BytesIO()
+    original.save(buf, format=fmt)
+    reference = Image.open(io.BytesIO(buf.getvalue()))
+    reference.load()
+    text = base64.b64encode(buf.getvalue()).decode()
+    wrapped = "\n".join(text[i:i + 76] for i in range(0, len(text), 76))  # MIME-style base64
+    for data in (text, text.encode(), wrapped):
+        img = decode_image({"type": "image", "data": data, "mime_type": f"image/{fmt.lower()}"})
+        assert img.size == (width, 17) and img.tobytes() == reference.tobytes()
+
+
 @pytest.mark.parametrize("part, words", [
     ({"type": "image", "uri": "https://x.com/a.png"}, "returned as a link"),
     ({"type": "image", "mime_type": "image/png"}, "no image data"),
