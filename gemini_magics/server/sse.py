@@ -1,7 +1,8 @@
 """Server-sent events: framing, and async readers that follow a turn produced on a thread.
 
-Framing is `event: <type>` + `data: <json with event_type and event_id>` + a blank line, one
-chunk (so one flush) per event. We use starlette's StreamingResponse rather than a dependency
+Framing is `event: <type>` + `data: <json with event_type and event_id>` + a blank line. Each
+event is written as soon as it exists; events that are already waiting when the socket is ready
+go out in one write (see `follow`), never held back for more. We use starlette's StreamingResponse rather than a dependency
 such as sse-starlette: the format is two lines, and StreamingResponse already cancels the
 generator when the client disconnects (uvicorn's h11 protocol reports ASGI spec 2.3), which is
 how a dropped stream cancels its turn.
@@ -12,7 +13,7 @@ The worker thread wakes readers through `LoopWaker`, which coalesces wake-ups: a
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator
 
 from .turns import TurnRecorder
 
@@ -46,8 +47,14 @@ class LoopWaker:
         self.event.set()
 
 
-async def follow(rec: TurnRecorder, start: int = 0) -> AsyncIterator[tuple[str, str]]:
-    """Yield the recorder's events from position `start` until the turn is done."""
+async def follow(rec: TurnRecorder, start: int = 0,
+                 max_batch: int = 256) -> AsyncIterator[list[tuple[str, str]]]:
+    """Yield the recorder's events from position `start` until the turn is done.
+
+    Each yield is every event already waiting (at most `max_batch`): one event when the engine
+    is slower than the socket, as for a real model; a batch when the client reads slower than
+    the engine produces, so a slow reader costs one write per batch, not per event.
+    """
     waker = LoopWaker(asyncio.get_running_loop())
     rec.add_listener(waker)
     try:
@@ -55,8 +62,9 @@ async def follow(rec: TurnRecorder, start: int = 0) -> AsyncIterator[tuple[str, 
         while True:
             waker.event.clear()
             while i < len(rec.events):
-                yield rec.events[i]
-                i += 1
+                batch = rec.events[i:i + max_batch]
+                i += len(batch)
+                yield batch
             if rec.done.is_set() and i >= len(rec.events):
                 return
             if i < len(rec.events):
@@ -79,12 +87,12 @@ async def wait_done(rec: TurnRecorder) -> None:
         rec.remove_listener(waker)
 
 
-async def frames(events: AsyncIterator[tuple[str, str]]) -> AsyncIterator[bytes]:
-    async for event_type, data in events:
-        yield frame(event_type, data)
+async def frames(batches: AsyncIterator[list[tuple[str, str]]]) -> AsyncIterator[bytes]:
+    async for batch in batches:
+        yield b"".join(frame(event_type, data) for event_type, data in batch)
 
 
-async def replay(events: Iterable) -> AsyncIterator[bytes]:
+async def replay(events: list, max_batch: int = 256) -> AsyncIterator[bytes]:
     """Frames of stored events, given as [event_type, data] pairs."""
-    for event_type, data in events:
-        yield frame(event_type, data)
+    for k in range(0, len(events), max_batch):
+        yield b"".join(frame(t, d) for t, d in events[k:k + max_batch])
