@@ -24,7 +24,8 @@ from .engines.base import Engine
 from .protocol import (MAX_BODY_BYTES, ApiError, CreateRequest, bad, parse_bool_param,
                        parse_create, parse_json_body)
 from .store import Store
-from .turns import TurnContext, TurnRecorder, begin, now_iso, pick_producer, run_turn
+from .turns import (TurnContext, TurnRecorder, begin, make_usage, now_iso, pick_producer,
+                    run_turn)
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,8 @@ class InteractionService:
         """Register a new turn and run it on the pool; returns at once."""
         now = now_iso()
         resource = {"id": "v1_" + secrets.token_urlsafe(24), "object": "interaction",
-                    "status": "in_progress", "created": now, "updated": now}
+                    "status": "in_progress", "created": now, "updated": now,
+                    "usage": make_usage(0, 0)}
         if req.model:
             resource["model"] = req.model
         if req.agent:

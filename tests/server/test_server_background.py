@@ -37,6 +37,18 @@ def test_background_answers_at_once_then_completes(client):
     assert _words(done.output_text) == [f"w{k}" for k in range(1, 31)]
 
 
+def test_background_response_is_strict(http):
+    from strict import strict_interaction
+
+    r = http.post("/v1/interactions", json={"model": "m", "input": "/words 5 delay=0.01",
+                                            "background": True})
+    body = r.json()
+    assert body["status"] == "in_progress"
+    strict_interaction(body)
+    r = http.get(f"/v1/interactions/{body['id']}")
+    strict_interaction(r.json())
+
+
 def test_background_progress_then_cancel_keeps_partial_output(client):
     i = client.interactions.create(model="m", input=SLOW, background=True)
     partial = _poll(client, i.id, lambda g: len(_words(g.output_text)) >= 3)

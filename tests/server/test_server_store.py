@@ -28,6 +28,16 @@ def test_oldest_interactions_are_dropped_beyond_the_limit():
         ["i2", "re i2", "i3", "re i3", "i4", "re i4"]
 
 
+def test_oldest_interactions_are_dropped_beyond_the_byte_limit():
+    s = Store(max_bytes=1000)
+    for k in range(20):
+        _put(s, f"i{k}")
+    assert 1 < s.count() < 20
+    assert s.get("i19") is not None and s.get("i0") is None
+    s.delete("i19")
+    assert s.get("i19") is None
+
+
 def test_interactions_expire_after_the_ttl(monkeypatch):
     clock = [1000.0]
     monkeypatch.setattr(store_mod.time, "time", lambda: clock[0])

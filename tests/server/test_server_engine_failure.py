@@ -1,0 +1,48 @@
+"""An engine that crashes fails its turn with a clear error; the server keeps serving."""
+from __future__ import annotations
+
+import pytest
+from conftest import make_client
+from strict import strict_interaction
+
+from gemini_magics.server import start_server
+from gemini_magics.server.engines.base import Engine, EngineResult
+
+
+class Broken(Engine):
+    name = "broken"
+
+    def generate(self, request, on_text):
+        if "crash" in request.messages[-1]["content"]:
+            on_text("partial ")
+            raise RuntimeError("out of cheese")
+        on_text("fine")
+        return EngineResult(text="fine", input_tokens=1, output_tokens=1)
+
+
+@pytest.fixture(scope="module")
+def broken():
+    with start_server(engine=Broken()) as srv:
+        yield srv
+
+
+def test_failed_turn_is_reported(broken):
+    import httpx
+
+    c = make_client(broken.base_url)
+    i = c.interactions.create(model="m", input="please crash")
+    assert i.status == "failed"
+    assert "out of cheese" in i.errors[0].message
+    assert i.output_text == "partial "
+    raw = httpx.get(f"{broken.base_url}/v1/interactions/{i.id}", timeout=10).json()
+    strict_interaction(raw)
+    assert c.interactions.create(model="m", input="hello").output_text == "fine"
+
+
+def test_failed_stream_ends_with_error_and_completed(broken):
+    c = make_client(broken.base_url)
+    events = list(c.interactions.create(model="m", input="crash now", stream=True))
+    kinds = [e.event_type for e in events]
+    assert "error" in kinds
+    assert kinds[-1] == "interaction.completed"
+    assert events[-1].interaction.status == "failed"
