@@ -1,8 +1,8 @@
 """`%%gemini` options: IPython magic_arguments definitions and PURE parsing into a Request.
 
 The decorator `cell_arguments` is applied both to the magic (so `%%gemini?` prints the help)
-and to `_spec` here, whose parser `parse()` uses; nothing here touches IPython state, the
-network or the SDK, so every option can be tested as plain data.
+and, on first use, to a stand-in whose parser `parse()` uses; nothing here touches IPython
+state, the network or the SDK, so every option can be tested as plain data.
 """
 from __future__ import annotations
 
@@ -119,9 +119,17 @@ def cell_arguments(func):
     return func
 
 
-@cell_arguments
-def _spec(line, cell=None):
-    """%%gemini [options]: send the cell to Gemini and stream the answer as Markdown."""
+_parser_cache: list = []
+
+
+def _parser() -> Any:
+    """The options parser, built on first use (loading the extension stays cheap)."""
+    if not _parser_cache:
+        @cell_arguments
+        def gemini(line, cell=None):
+            """%%gemini [options]: send the cell to Gemini and stream the answer as Markdown."""
+        _parser_cache.append(gemini.parser)
+    return _parser_cache[0]
 
 
 _ARG_RE = re.compile(r"argument (\S+?)(?:/\S+)?: (.*)")
@@ -151,7 +159,7 @@ def parse_options(line: str) -> Any:
     """The argparse namespace for a magic line; ArgsError with one sentence on bad input."""
     try:
         # POSIX shell quoting, so --system "Be brief." arrives without its quotes.
-        return _spec.parser.parse_args(shlex.split(line))
+        return _parser().parse_args(shlex.split(line))
     except UsageError as exc:
         raise ArgsError(_explain_usage(str(exc))) from None
     except ValueError as exc:  # shlex errors

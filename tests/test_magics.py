@@ -200,3 +200,29 @@ def test_offline_notice_once_when_no_key(shell, monkeypatch):
     assert first.stdout.count("\n") == 1
     assert "local offline model" not in second.stdout
     assert "You said: hello offline" in first.markdown
+
+
+def test_offline_setting_wins_over_an_api_key(shell, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "AIzaSy-not-a-real-key-000000000000000000")
+    m = magics_of(shell)
+    m.base_url = None
+    m.engine = "echo"
+    m.offline = True
+    cap = ok(run_cell(shell, "%%gemini\nstay local"))
+    assert "You said: stay local" in cap.markdown
+    assert "local offline model" not in cap.stdout  # asked for explicitly: no notice
+
+
+def test_default_local_server_follows_the_engine_environment(shell, monkeypatch):
+    import gemini_magics.server as server
+
+    existing = server._default
+    if existing is not None and existing.running and existing.engine.name != "echo":
+        pytest.skip("this process already runs a default server with another engine")
+    monkeypatch.setenv("GEMINI_MAGICS_ENGINE", "echo")
+    m = magics_of(shell)
+    m.base_url = None
+    m.engine = None
+    cap = ok(run_cell(shell, "%%gemini\nwho answers?"))
+    assert "You said: who answers?" in cap.markdown
+    assert server._default is not None and server._default.engine.name == "echo"
