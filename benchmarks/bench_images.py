@@ -56,6 +56,9 @@ def _reset_peak() -> int:
 # ----------------------------------------------------------------------------- child side
 def _run(op: str, part: dict, img):
     """The operation under test; returns what it built (kept alive until measured)."""
+    if op.startswith("render:"):  # "render:SIZE,ASPECT": the server side
+        size, aspect = op.split(":", 1)[1].split(",")
+        return render_image(PROMPT, aspect_ratio=aspect, image_size=size)
     if op == "decode":
         return decode_image(part)
     if op == "bundle_part":
@@ -68,9 +71,11 @@ def _run(op: str, part: dict, img):
 
 
 def _child(path: str, op: str) -> None:
-    spec = json.loads(Path(path).read_text())
-    part = {"type": "image", "data": spec["data"], "mime_type": spec["mime"]}
-    del spec
+    part = None
+    if path != "-":
+        spec = json.loads(Path(path).read_text())
+        part = {"type": "image", "data": spec["data"], "mime_type": spec["mime"]}
+        del spec
     # bundle_pil starts from a decoded image, as `display(result.image)` would.
     img = decode_image(part) if op == "bundle_pil" else None
     gc.collect()
@@ -81,6 +86,8 @@ def _child(path: str, op: str) -> None:
     rss_peak = _status("VmHWM") - rss0
     decoded = out[0] if op == "decode+display" else out if op == "decode" else img
     pixels = decoded.width * decoded.height * len(decoded.getbands()) if decoded is not None else None
+    if op.startswith("render:"):
+        decoded, pixels = None, len(out[0])  # for a render: the encoded size
     del out, decoded
     gc.collect()
     # Pass 2, under tracemalloc (which slows allocation): Python-object peak only.
@@ -104,17 +111,21 @@ def _photo_like_4k(aspect: str) -> tuple[bytes, str]:
     return buf.getvalue(), "image/png"
 
 
-def _measure(data: bytes, mime: str, op: str, repeats: int) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump({"data": base64.b64encode(data).decode(), "mime": mime}, f)
+def _measure(data: bytes | None, mime: str | None, op: str, repeats: int) -> dict:
+    name = "-"
+    if data is not None:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump({"data": base64.b64encode(data).decode(), "mime": mime}, f)
+        name = f.name
     try:
         runs = []
         for _ in range(repeats):
-            done = subprocess.run([sys.executable, __file__, "--child", f.name, op], capture_output=True,
+            done = subprocess.run([sys.executable, __file__, "--child", name, op], capture_output=True,
                                   text=True, timeout=300, check=True)
             runs.append(json.loads(done.stdout))
     finally:
-        os.unlink(f.name)
+        if name != "-":
+            os.unlink(name)
     best = min(runs, key=lambda r: r["seconds"])
     return {"seconds": statistics.median(r["seconds"] for r in runs),
             "rss_peak": max(r["rss_peak"] for r in runs), "py_peak": best["py_peak"],
@@ -131,18 +142,15 @@ def main() -> None:
         return
     repeats = 1 if args.quick else 3
 
-    print("Offline render (server side): median of", repeats, "runs")
-    print(f"{'size':>5} {'aspect':>6} {'pixels':>11} {'PNG KB':>8} {'render ms':>10}")
+    print("Offline render (server side), fresh process per run, median of", repeats, "runs")
+    print(f"{'size':>5} {'aspect':>6} {'pixels':>11} {'PNG KB':>8} {'render ms':>10} {'RSS peak MB':>12} "
+          f"{'canvas MB':>10}")
     for size in ("512", "1K", "2K", "4K"):
         for aspect in ("1:1", "16:9"):
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                data, _ = render_image(PROMPT, aspect_ratio=aspect, image_size=size)
-                times.append(time.perf_counter() - t0)
+            r = _measure(None, None, f"render:{size},{aspect}", repeats)
             w, h = image_dimensions(aspect, size)
-            print(f"{size:>5} {aspect:>6} {f'{w}x{h}':>11} {len(data) / 1000:>8.0f} "
-                  f"{statistics.median(times) * 1000:>10.0f}")
+            print(f"{size:>5} {aspect:>6} {f'{w}x{h}':>11} {r['decoded'] / 1000:>8.0f} "
+                  f"{r['seconds'] * 1000:>10.0f} {r['rss_peak'] / MB:>12.1f} {w * h * 4 / MB:>10.1f}")
 
     print("\nDecode and display a 4K image (client side), fresh process per run")
     print(f"{'image':<22} {'operation':<15} {'ms':>6} {'RSS peak MB':>12} {'py peak MB':>11} "
@@ -159,8 +167,10 @@ def main() -> None:
             print(f"{label:<22} {op:<15} {r['seconds'] * 1000:>6.0f} {r['rss_peak'] / MB:>12.1f} "
                   f"{r['py_peak'] / MB:>11.1f} {decoded / MB:>11.1f} {r['rss_peak'] / decoded:>13.2f}")
             label = ""
-    print("\nbundle_part reuses the response's base64 (no decode, no re-encode); bundle_pil encodes a "
-          "PIL image (PNG, compress_level 1).")
+    print("\ndecoded MB = width x height x 3 bytes; Pillow keeps RGB as 4 bytes a pixel, so 1.33 is the "
+          "decoded image itself\nand nothing more. bundle_part reuses the response's base64 (no decode, "
+          "no re-encode); bundle_pil\nencodes a PIL image (PNG, compress_level 1), for images the user "
+          "made or changed.")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import io
 import re
 import threading
 import wave
-from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 

@@ -2,7 +2,6 @@
 
 Kept in git (a few KB in all) so tests read real files; this script documents how they were made.
 """
-import io
 import math
 import struct
 import wave
