@@ -60,12 +60,15 @@ def _looks_b64(data: bytes | bytearray) -> bool:
     return re.fullmatch(rb"[A-Za-z0-9+/=\s]*", data[:4096]) is not None
 
 
-def describe_part(part: dict) -> str:
-    """One line such as '[Attached image: PNG, 640x480 pixels, RGB, mostly dark blue, 12.3 KB]'."""
+def describe_part(part: dict, label: str | None = None) -> str:
+    """One line such as '[Attached image: PNG, 640x480 pixels, RGB, mostly dark blue, 12.3 KB]'.
+
+    `label` replaces "Attached image" (e.g. "Generated image" for the model's own outputs).
+    """
     data = part.get("data") if isinstance(part, dict) else None
     if not data or not isinstance(data, (str, bytes)):
-        return _describe(part)
-    key = hashlib.blake2b(f"{part.get('type')}|{part.get('mime_type')}|".encode()
+        return _describe(part, label)
+    key = hashlib.blake2b(f"{label}|{part.get('type')}|{part.get('mime_type')}|".encode()
                           + (data.encode("ascii", "replace") if isinstance(data, str) else data),
                           digest_size=16).digest()
     with _CACHE_LOCK:
@@ -73,7 +76,7 @@ def describe_part(part: dict) -> str:
         if text is not None:
             _CACHE.move_to_end(key)
             return text
-    text = _describe(part)
+    text = _describe(part, label)
     with _CACHE_LOCK:
         _CACHE[key] = text
         if len(_CACHE) > _CACHE_SIZE:
@@ -81,14 +84,14 @@ def describe_part(part: dict) -> str:
     return text
 
 
-def _describe(part: dict) -> str:
+def _describe(part: dict, label: str | None = None) -> str:
     if not isinstance(part, dict):
         return f"[Attached content of an unknown kind ({type(part).__name__})]"
     kind = str(part.get("type") or "file")
     mime = str(part.get("mime_type") or "").lower()
     if kind == "text":
         return str(part.get("text") or "")
-    label = f"Attached {kind}"
+    label = label or f"Attached {kind}"
     uri = part.get("uri")
     if not part.get("data"):
         if uri:

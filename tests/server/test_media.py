@@ -28,6 +28,12 @@ def test_png_is_described_with_format_size_mode_and_colour():
     assert text == "[Attached image: PNG, 16x12 pixels, RGB, mostly blue, 99 bytes]"
 
 
+def test_label_for_the_models_own_images():
+    part = inline("image", "image/png", fixture("tiny.png"))
+    assert describe_part(part, label="Generated image").startswith("[Generated image: PNG, 16x12")
+    assert describe_part(part).startswith("[Attached image: PNG")  # cached per label
+
+
 def test_jpeg_and_a_generated_4k_png():
     assert "JPEG, 32x24 pixels" in describe_part(inline("image", "image/jpeg", fixture("photo.jpg")))
     data, mime = render_image("city at night", aspect_ratio="16:9", image_size="4K")
