@@ -49,8 +49,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    import logging
+
     from .server import start_server
 
+    logging.basicConfig(level=logging.WARNING, format="gemini-magics: %(name)s: %(message)s")
     if not 0 <= args.port <= 65535:
         return _fail(f"--port must be between 0 and 65535, not {args.port}.")
     if args.model_path and not os.path.isfile(args.model_path):

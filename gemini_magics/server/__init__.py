@@ -29,6 +29,9 @@ from .engines import Engine, make_engine
 from .store import Store
 
 log = logging.getLogger(__name__)
+# Library code: stay silent unless the application configures logging (a kernel would otherwise
+# print our warnings into cell output). The CLI configures it for the terminal.
+log.addHandler(logging.NullHandler())
 
 START_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 15
@@ -67,8 +70,10 @@ class LocalServer:
             sock.close()
             raise
         self.service = InteractionService(self.engine, self.store, api_key=api_key)
-        config = uvicorn.Config(create_app(self.service), log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=3)
+        # log_config=None: do not let uvicorn reconfigure the host process's logging (a kernel's).
+        # No access log: request lines are noise, and a key sent as ?key= must never be logged.
+        config = uvicorn.Config(create_app(self.service), log_config=None, log_level="warning",
+                                access_log=False, lifespan="off", timeout_graceful_shutdown=3)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name=f"gemini-magics-server-{self.port}", daemon=True)

@@ -293,7 +293,7 @@ def run_turn(ctx: TurnContext, producer: StepProducer,
     try:
         outcome = producer(ctx)
     except Exception as e:  # an engine bug must end the turn, not hang its readers
-        log.exception("turn %s failed", rec.id)
+        log.warning("turn %s failed: %s: %s", rec.id, type(e).__name__, e)
         outcome = Outcome("failed", errors=[{"code": "internal",
                                              "message": f"The engine failed: {e}"}])
         rec.emit("error", {"error": {"code": "internal", "message": f"The engine failed: {e}"}})
