@@ -11,7 +11,10 @@ from typing import Any, Optional
 
 from .client import redact
 
-__all__ = ["GeminiError", "explain", "server_message"]
+__all__ = ["GeminiError", "explain", "server_message", "stream_error_sentence", "KEPT"]
+
+# Added to a sentence when some of the answer had already arrived.
+KEPT = " (the partial answer above is kept, and this turn was not added to the conversation)"
 
 
 class GeminiError(Exception):
@@ -80,7 +83,7 @@ def explain(
     from .prompt import PromptError
     from .stream import StreamProtocolError
 
-    kept = " (the partial answer above is kept, and this turn was not added to the conversation)" if partial else ""
+    kept = KEPT if partial else ""
     if isinstance(exc, GeminiError):
         return str(exc)
     if isinstance(exc, (ArgsError, PromptError)):
@@ -141,7 +144,7 @@ def explain(
 
 def stream_error_sentence(error: dict, *, partial: bool = False) -> str:
     """One sentence for an `error` event or a failed interaction's `errors[0]`."""
-    kept = " (the partial answer above is kept, and this turn was not added to the conversation)" if partial else ""
+    kept = KEPT if partial else ""
     code = error.get("code")
     msg = " ".join(str(error.get("message") or "no message").split())
     if len(msg) > 200:

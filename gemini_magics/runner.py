@@ -14,9 +14,10 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 from .args import Request
 from .client import Backend, get_client, redact, resolve_backend
 from .conversation import Conversation, user_step
-from .errors import explain, stream_error_sentence
+from .errors import KEPT, explain, stream_error_sentence
 from .result import GeminiResult
-from .stream import ADVANCING_STATUSES, Accumulator, iter_sse_events, sdk_event_to_dict
+from .stream import (ADVANCING_STATUSES, Accumulator, interaction_events, iter_sse_events,
+                     sdk_event_to_dict)
 
 __all__ = ["run", "Observer"]
 
@@ -89,7 +90,7 @@ def _fast_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
         hops += 1
         stream = client.interactions.create(**body, stream=True, automatic_continuation=False)
         if not is_stream(stream):  # a JSON Interaction answered the stream request
-            yield from _replay(_interaction_dict(stream))
+            yield from interaction_events(_interaction_dict(stream))
             return
         state.stream = stream
         try:
@@ -114,7 +115,7 @@ def _sdk_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
 
     stream = client.interactions.create(**body, stream=True)
     if not is_stream(stream):
-        yield from _replay(_interaction_dict(stream))
+        yield from interaction_events(_interaction_dict(stream))
         return
     state.stream = stream
     try:
@@ -130,22 +131,6 @@ def _interaction_dict(interaction: Any) -> dict:
     for key in _SDK_COMPUTED:
         data.pop(key, None)
     return data
-
-
-def _replay(interaction: dict) -> Iterable[dict]:
-    acc = _Collector()
-    acc.feed_interaction(interaction)
-    return acc.collected
-
-
-class _Collector(Accumulator):
-    """An accumulator that only records the events it is fed (to replay an Interaction)."""
-
-    def __init__(self) -> None:
-        self.collected: list = []
-
-    def feed(self, event: dict) -> None:  # type: ignore[override]
-        self.collected.append(event)
 
 
 def _call(observers: Iterable[Any], name: str, arg: Any) -> None:
@@ -214,7 +199,7 @@ def run(
                 events: Iterable[dict] = iter_sse_events(answer.response.iter_lines())
             else:
                 sdk_object = answer
-                events = _replay(_interaction_dict(answer))
+                events = interaction_events(_interaction_dict(answer))
             for event in events:
                 acc.feed(event)
                 for o in observers:
@@ -243,8 +228,7 @@ def run(
         if acc.error is not None:
             error = stream_error_sentence(acc.error, partial=partial)
         elif not acc.done:
-            kept = (" (the partial answer above is kept, and this turn was not added to the "
-                    "conversation)") if partial else ""
+            kept = KEPT if partial else ""
             error = (f"The answer stopped before the server said it was complete{kept}; the "
                      f"connection was probably lost, so re-run the cell to try again.")
         elif status == "failed":
@@ -263,7 +247,7 @@ def run(
     data = acc.interaction_dict()
     result = GeminiResult(
         text=acc.text, answer=acc.answer_text(), steps=steps, usage=dict(acc.usage),
-        id=acc.id, status=("cancelled" if stopped and status not in ("cancelled",) and state.cancelled else status),
+        id=acc.id, status="cancelled" if stopped else status,
         model=acc.model or request.model, elapsed=time.monotonic() - start, stopped=stopped,
         error=redact(error) if error else None, thoughts=acc.thought_text(),
         interaction_data=data, _interaction=sdk_object,

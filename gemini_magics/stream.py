@@ -15,13 +15,9 @@ from typing import Any, Iterable, Iterator, Optional
 
 __all__ = [
     "Accumulator", "StreamProtocolError", "iter_sse_events", "sdk_event_to_dict",
-    "TERMINAL_STATUSES",
+    "interaction_events", "step_events", "output_text", "ADVANCING_STATUSES",
 ]
 
-# Statuses after which the server will send nothing more for this interaction.
-TERMINAL_STATUSES = frozenset({
-    "completed", "failed", "cancelled", "incomplete", "requires_action", "budget_exceeded",
-})
 # Statuses that mean "the turn happened" and may be continued by a later turn.
 ADVANCING_STATUSES = frozenset({"completed", "incomplete", "requires_action"})
 
@@ -60,11 +56,20 @@ def _check(event: Any, raw: str) -> dict:
     return event
 
 
+def _decode(payload: str) -> dict:
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise StreamProtocolError(
+            f"The server sent an event that is not JSON: {payload[:80]!r}."
+        ) from None
+    return _check(event, payload)
+
+
 def iter_sse_events(lines: Iterable[str]) -> Iterator[dict]:
     """Parse server-sent-event lines into event dicts (dispatching on the JSON `event_type`,
     like both SDKs do); `data: [DONE]` or the end of the lines ends the stream."""
     data: list[str] = []
-    loads = json.loads
     for line in lines:
         if line:
             if line.startswith("data:"):
@@ -77,23 +82,11 @@ def iter_sse_events(lines: Iterable[str]) -> Iterator[dict]:
         data = []
         if payload == "[DONE]":
             return
-        try:
-            event = loads(payload)
-        except ValueError:
-            raise StreamProtocolError(
-                f"The server sent an event that is not JSON: {payload[:80]!r}."
-            ) from None
-        yield _check(event, payload)
-    if data:
+        yield _decode(payload)
+    if data:  # a last event without its blank line
         payload = "\n".join(data)
         if payload != "[DONE]":
-            try:
-                event = loads(payload)
-            except ValueError:
-                raise StreamProtocolError(
-                    f"The server sent an event that is not JSON: {payload[:80]!r}."
-                ) from None
-            yield _check(event, payload)
+            yield _decode(payload)
 
 
 def sdk_event_to_dict(event: Any) -> dict:
@@ -150,9 +143,7 @@ class _Step:
         self._close_text()
         if self.content and self.content[-1].get("type") == "text":
             self.content[-1].setdefault("annotations", []).extend(annotations)
-            # A later text delta starts a new item only after non-text content, so keep
-            # appending to this one.
-            self.chunks = [self.content[-1]["text"]]
+            self.chunks = [self.content[-1]["text"]]  # later text still extends this item
 
     def materialize(self) -> dict:
         self._close_text()
@@ -303,7 +294,8 @@ class Accumulator:
             # A server that sends the finished steps only here: take them as they are.
             for i, step in enumerate(steps):
                 if isinstance(step, dict):
-                    self._replay_step(i, step)
+                    for event in step_events(i, step):
+                        self.feed(event)
         if not self.needs_continuation:
             self.done = True
 
@@ -399,45 +391,53 @@ class Accumulator:
             self._set_usage(event["usage"])
 
     # -- non-streaming ---------------------------------------------------------------------
-    def _replay_step(self, index: int, step: dict) -> None:
-        step = dict(step)
-        content = step.pop("content", None)
-        summary = step.pop("summary", None)
-        self.feed({"event_type": "step.start", "index": index, "step": step})
-        for item in summary or []:
-            self.feed({"event_type": "step.delta", "index": index,
-                       "delta": {"type": "thought_summary", "content": item}})
-        for item in content or []:
-            if not isinstance(item, dict):
-                continue
-            if item.get("type") == "text":
-                self.feed({"event_type": "step.delta", "index": index,
-                           "delta": {"type": "text", "text": item.get("text") or ""}})
-                if item.get("annotations"):
-                    self.feed({"event_type": "step.delta", "index": index,
-                               "delta": {"type": "text_annotation_delta",
-                                         "annotations": item["annotations"]}})
-            else:
-                self.feed({"event_type": "step.delta", "index": index, "delta": dict(item)})
-        self.feed({"event_type": "step.stop", "index": index})
-
     def feed_interaction(self, interaction: dict) -> None:
         """Replay a finished Interaction (wire dict) as the events that would have built it."""
-        head = {k: v for k, v in interaction.items() if k not in ("steps", "usage")}
-        self.feed({"event_type": "interaction.created", "interaction": head})
-        for i, step in enumerate(interaction.get("steps") or []):
-            if isinstance(step, dict):
-                self._replay_step(i, step)
-        tail = dict(head)
-        if interaction.get("usage") is not None:
-            tail["usage"] = interaction["usage"]
-        self.feed({"event_type": "interaction.completed", "interaction": tail})
+        for event in interaction_events(interaction):
+            self.feed(event)
 
     @classmethod
     def from_interaction(cls, interaction: dict) -> "Accumulator":
         acc = cls()
         acc.feed_interaction(interaction)
         return acc
+
+
+def step_events(index: int, step: dict) -> Iterator[dict]:
+    """The step.start / step.delta / step.stop events that carry one finished step."""
+    step = dict(step)
+    content = step.pop("content", None)
+    summary = step.pop("summary", None)
+    yield {"event_type": "step.start", "index": index, "step": step}
+    for item in summary or []:
+        yield {"event_type": "step.delta", "index": index,
+               "delta": {"type": "thought_summary", "content": item}}
+    for item in content or []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "text":
+            yield {"event_type": "step.delta", "index": index,
+                   "delta": {"type": "text", "text": item.get("text") or ""}}
+            if item.get("annotations"):
+                yield {"event_type": "step.delta", "index": index,
+                       "delta": {"type": "text_annotation_delta",
+                                 "annotations": item["annotations"]}}
+        else:
+            yield {"event_type": "step.delta", "index": index, "delta": dict(item)}
+    yield {"event_type": "step.stop", "index": index}
+
+
+def interaction_events(interaction: dict) -> Iterator[dict]:
+    """A finished Interaction (wire dict) as the stream of events that would have built it."""
+    head = {k: v for k, v in interaction.items() if k not in ("steps", "usage")}
+    yield {"event_type": "interaction.created", "interaction": head}
+    for i, step in enumerate(interaction.get("steps") or []):
+        if isinstance(step, dict):
+            yield from step_events(i, step)
+    tail = dict(head)
+    if interaction.get("usage") is not None:
+        tail["usage"] = interaction["usage"]
+    yield {"event_type": "interaction.completed", "interaction": tail}
 
 
 def output_text(steps: list[dict]) -> str:
