@@ -178,21 +178,29 @@ def pick_producer(request: CreateRequest, history: list[dict]) -> StepProducer:
 
 def text_producer(ctx: TurnContext) -> Outcome:
     """A thought step (signature only), then the engine's reply streamed as a model_output."""
-    rec = ctx.recorder
+    emit_thought(ctx.recorder)
+    return stream_model_output(ctx)
+
+
+def emit_thought(rec: TurnRecorder) -> None:
+    """A thought step carrying only a signature, as Gemini 3 models stream one first."""
     signature = base64.b64encode(f"gemini-magics:{rec.id}".encode()).decode()
     t = rec.start_step({"type": "thought"})
     rec.delta(t, {"type": "thought_signature", "signature": signature},
               update={"signature": signature})
     rec.stop_step(t)
 
-    req = ctx.request
+
+def stream_model_output(ctx: TurnContext, messages: Optional[list[dict]] = None) -> Outcome:
+    """Ask the engine (with `messages`, default: the whole conversation) and stream its reply
+    as one model_output step. Producers that add tool steps first call this for the answer."""
+    rec, req = ctx.recorder, ctx.request
+    if messages is None:
+        messages = history_to_messages(req.system_instruction, ctx.all_steps)
     out = rec.start_step({"type": "model_output"})
-    engine_request = EngineRequest(
-        model=req.name,
-        messages=history_to_messages(req.system_instruction, ctx.all_steps),
-        params=generation_params(req.generation_config),
-        json_schema=req.json_schema(),
-    )
+    engine_request = EngineRequest(model=req.name, messages=messages,
+                                   params=generation_params(req.generation_config),
+                                   json_schema=req.json_schema())
 
     def on_text(chunk: str) -> bool:
         if rec.cancelled:
