@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Optional
 __all__ = ["Prompt", "PromptError", "interpolate", "interpolate_parts"]
 
 # A reference: identifier, then any number of .identifier / [int] / ['str'] / ["str"].
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_IDENT = r"[^\W\d]\w*"  # a Python identifier (Unicode letters allowed, as in Python)
 _PART = rf"(?:\.{_IDENT}|\[\s*-?\d+\s*\]|\[\s*'[^'\]]*'\s*\]|\[\s*\"[^\"\]]*\"\s*\])"
 _REF = re.compile(rf"{_IDENT}{_PART}*")
 _PART_RE = re.compile(rf"\.({_IDENT})|\[\s*(-?\d+)\s*\]|\[\s*'([^'\]]*)'\s*\]|\[\s*\"([^\"\]]*)\"\s*\]")

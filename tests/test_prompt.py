@@ -83,5 +83,9 @@ def test_values_can_be_kept_as_separate_parts():
     assert prompt.objects == [marker]
 
 
+def test_unicode_identifiers():
+    assert interpolate("數量: {數量}", {"數量": 3}) == "數量: 3"
+
+
 def test_non_string_values_use_str():
     assert interpolate("{lst}", NS) == "[1, 2, 3]"
