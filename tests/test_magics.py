@@ -226,3 +226,18 @@ def test_default_local_server_follows_the_engine_environment(shell, monkeypatch)
     cap = ok(run_cell(shell, "%%gemini\nwho answers?"))
     assert "You said: who answers?" in cap.markdown
     assert server._default is not None and server._default.engine.name == "echo"
+
+
+def test_plain_terminal_ipython_prints_text(echo_server):
+    code = (
+        "ip = get_ipython()\n"
+        "ip.run_line_magic('load_ext', 'gemini_magics')\n"
+        f"ip.run_line_magic('config', \"GeminiMagics.base_url = '{echo_server.base_url}'\")\n"
+        "ip.run_cell('%%gemini\\n/words 5')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env["PYTHONPATH"] = str(ROOT_DIR)
+    out = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=nocolor",
+                          "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "w1 w2 w3 w4 w5\n— gemini-3.5-flash" in out.stdout, (out.stdout, out.stderr)
+    assert "Markdown object" not in out.stdout and "<details>" not in out.stdout
