@@ -43,6 +43,7 @@ class Request:
     new: bool = False
     stateless: bool = False
     out: Optional[str] = None
+    ui: bool = False                  # --ui: stream into a live widget view in the background
     # Room for the widgets/media/tools features: tool declarations, generation_config and
     # top-level body fields merged in as given.
     tools: list = field(default_factory=list)
@@ -112,6 +113,9 @@ def cell_arguments(func):
                       "here and re-sent each turn."),
         argument("-o", "--out", default=None, metavar="VAR",
                  help="Put the result object (.text, .steps, .usage, .id, .interaction) in VAR."),
+        argument("--ui", action="store_true", default=False,
+                 help="Stream into a live view with a Stop button, in the background (the "
+                      "kernel stays free); the answer is written out when it ends."),
         argument("words", nargs="*", help="(line magic only) the prompt."),
     ]
     for deco in reversed(decorators):
@@ -184,6 +188,7 @@ def _merge(opts: Any, defaults: Mapping[str, Any]) -> dict:
         "new": bool(getattr(opts, "new", False)),
         "stateless": bool(pick("stateless", False)),
         "out": getattr(opts, "out", None),
+        "ui": bool(getattr(opts, "ui", False)),
     }
     return values
 

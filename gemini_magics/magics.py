@@ -105,7 +105,8 @@ class GeminiMagics(Magics):
         .usage, .id, .interaction) goes to `-o VAR` and to `_gemini`.
 
         Line magic: `%gemini PROMPT` asks in one line; `%gemini history`, `%gemini reset`,
-        `%gemini settings`, `%gemini last`; `%gemini NAME [VALUE]` shows or sets a setting
+        `%gemini settings`, `%gemini last`, `%gemini ui` (a panel to pick model and tools),
+        `%gemini stop` (stops `--ui` answers); `%gemini NAME [VALUE]` shows or sets a setting
         (model, system, temperature, max_tokens, thinking, show_thoughts, stream, stateless,
         offline, base_url, engine, ...), the same as `%config GeminiMagics.NAME = VALUE`.
         Without GEMINI_API_KEY the answers come from a small local offline model.
@@ -121,6 +122,10 @@ class GeminiMagics(Magics):
             return None
         head = words[0].lower().replace("-", "_")
         rest = words[1] if len(words) > 1 else None
+        if head in ("ui", "stop") and rest is None:  # the widgets panel; stop --ui answers
+            from .widgets import line_command
+
+            return line_command(self, head)
         if head in _COMMANDS and rest is None:
             if head == "history":
                 print(self.conversation.history_text())
@@ -184,6 +189,11 @@ class GeminiMagics(Magics):
         if notice and not self._notice_shown:
             self._notice_shown = True
             print(notice)
+        if request.ui:  # stream in the background into a live widget view (widgets.py)
+            from .widgets import run_live
+
+            run_live(self, request, backend, cell_id=current_cell_id(self.shell))
+            return None
         result = run(
             request, backend=backend, observers=self._observers(request),
             cancel_event=self.cancel_event, conversation=self.conversation,

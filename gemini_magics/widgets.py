@@ -323,6 +323,10 @@ def _publish(data: dict, display_id: str, update: bool) -> None:
         display(data, raw=True, display_id=display_id)
 
 
+def _publish_now(data: dict, display_id: str, update: bool) -> None:
+    _publish(data, display_id, update)  # looked up at call time, so tests can record it
+
+
 def _show_widget(widget: Any, plain: str) -> None:
     """Display `widget` with a readable text/plain fallback for kernel-less renderers."""
     from IPython.display import display
@@ -364,7 +368,7 @@ class LiveView:
     answer ends it is written to an ordinary display output below the widget (saved with the
     notebook) and the widget keeps only the final status line."""
 
-    def __init__(self, *, publish: Callable[[dict, str, bool], None] = _publish):
+    def __init__(self, *, publish: Optional[Callable[[dict, str, bool], None]] = None):
         self.answer = W.Output()
         self.stop_button = W.Button(description="Stop", icon="stop", button_style="warning",
                                     tooltip="Stop the answer and cancel it on the server")
@@ -374,7 +378,7 @@ class LiveView:
         self.job: Optional[StreamJob] = None
         self.note = ""
         self.status_line = _STATES["sending"]
-        self._publish = publish
+        self._publish = publish or _publish_now
         self._shown_len = -1
         self.stop_button.on_click(lambda _b: self.stop())
 
@@ -439,7 +443,7 @@ class LiveView:
 
 
 def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optional[str] = None,
-             publish: Callable[[dict, str, bool], None] = _publish) -> LiveView:
+             publish: Optional[Callable[[dict, str, bool], None]] = None) -> LiveView:
     """Start `request` in the background with a live view, and return at once (the kernel stays
     free). The view is `_gemini_live`; the result goes to `_gemini` (and `--out`) at the end."""
     view = LiveView(publish=publish)
@@ -471,9 +475,9 @@ class Panel:
     temperature, and tools if the magics have such a setting); its turns continue the same
     conversation as `%%gemini` cells. Closing and reopening keeps turns and a running answer."""
 
-    def __init__(self, magics: Any, *, publish: Callable[[dict, str, bool], None] = _publish):
+    def __init__(self, magics: Any, *, publish: Optional[Callable[[dict, str, bool], None]] = None):
         self.magics = magics
-        self._publish = publish
+        self._publish = publish or _publish_now
         self.turns: list[dict] = []       # {"prompt", "result"}; result None while running
         self.job: Optional[StreamJob] = None
         self.note = ""
@@ -801,7 +805,7 @@ def _close_tree(widget: Any) -> None:
 # Entry points from the magics
 # --------------------------------------------------------------------------------------------
 
-def show_panel(magics: Any, *, publish: Callable[[dict, str, bool], None] = _publish) -> Panel:
+def show_panel(magics: Any, *, publish: Optional[Callable[[dict, str, bool], None]] = None) -> Panel:
     """`%gemini ui`: show this session's panel (the same one again, turns and all)."""
     panel = _PANELS.get(magics)
     if panel is None:
