@@ -1,0 +1,357 @@
+"""Widgets driven programmatically (set values, `button.click()`) against the echo server.
+
+Every request goes through the real google-genai SDK over a loopback socket; what the server
+received is checked by GETting the interaction back. Streaming runs in the widgets' worker
+thread, so tests wait on it with a timeout, as a notebook user would wait for the answer.
+"""
+import re
+import socket
+import threading
+import time
+
+import ipywidgets
+import pytest
+
+from conftest import make_client
+from gemini_magics import widgets
+from magics_fixtures import magics_of, run_cell, scripted, shell  # noqa: F401
+
+WAIT = 60
+
+
+def wait_for(predicate, timeout=WAIT, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture()
+def published(monkeypatch):
+    """Every display output the widgets write (the part that is saved in the notebook)."""
+    calls = []
+    lock = threading.Lock()
+
+    def record(data, display_id, update):
+        with lock:
+            calls.append({"data": dict(data), "display_id": display_id, "update": update})
+
+    monkeypatch.setattr(widgets, "_publish", record)
+    return calls
+
+
+def saved(calls, display_id):
+    """The final bundle of a display id, as the saved notebook holds it."""
+    bundles = [c["data"] for c in calls if c["display_id"] == display_id]
+    assert bundles, f"nothing was published for {display_id}"
+    return bundles[-1]
+
+
+@pytest.fixture()
+def panel(shell, published):
+    m = magics_of(shell)
+    old = widgets._PANELS.pop(m, None)
+    if old is not None:
+        old.close()
+    run_cell(shell, "%gemini ui")
+    p = shell.user_ns["_gemini_panel"]
+    yield p
+    if p.job is not None:
+        p.job.stop()
+        p.job.wait(WAIT)
+    p.close()
+    widgets._PANELS.pop(m, None)
+
+
+@pytest.fixture()
+def api(base_url):
+    return make_client(base_url)
+
+
+def last_turn_markdown(p):
+    return p.turns[-1]["out"].outputs[0]["data"]["text/markdown"]
+
+
+# -- the panel: settings and requests ---------------------------------------------------------
+
+def test_panel_lists_models_tools_and_the_users_functions(shell, published):
+    run_cell(shell, "def lookup_price(item: str) -> float:\n    return 1.0\n_private = lambda: 0")
+    m = magics_of(shell)
+    widgets._PANELS.pop(m, None)
+    cap = run_cell(shell, "%gemini ui")
+    assert cap.error is None
+    p = shell.user_ns["_gemini_panel"]
+    try:
+        assert {"gemini-3.5-flash", "gemini-3.1-flash-image", widgets.LOCAL_MODEL} <= set(p.model.options)
+        values = [v for _, v in p.tools.options]
+        assert values[:5] == ["google_search", "code_execution", "url_context", "google_maps",
+                              "file_search"]
+        assert "fn:lookup_price" in values and not any("_private" in v for v in values)
+        # the widget has a readable fallback, and the transcript output is written under it
+        widget_out = [o for o in cap.outputs if "application/vnd.jupyter.widget-view+json" in o["data"]]
+        assert widget_out and "Gemini panel" in widget_out[0]["data"]["text/plain"]
+        assert saved(published, p.transcript_id)["text/plain"].startswith("Gemini panel")
+    finally:
+        p.close()
+        widgets._PANELS.pop(m, None)
+        shell.user_ns.pop("lookup_price", None)
+
+
+def test_choosing_a_model_changes_the_request(panel, shell, api):
+    panel.model.value = "gemini-3.1-flash-image"
+    assert magics_of(shell).model == "gemini-3.1-flash-image"
+    panel.prompt.value = "Which model are you?"
+    panel.send_button.click()
+    result = panel.wait(WAIT)
+    assert result.ok, result.error
+    assert api.interactions.get(result.id).model == "gemini-3.1-flash-image"
+    assert "You said: Which model are you?" in last_turn_markdown(panel)
+    assert panel.prompt.value == ""
+    assert "done" in panel.status_line and "tokens" in panel.status_line
+
+
+def test_choosing_tools_changes_the_request(panel, shell, api):
+    run_cell(shell, "def my_helper(x: int) -> int:\n    return x")
+    try:
+        panel.close()
+        run_cell(shell, "%gemini ui")  # reopening lists the functions defined since
+        panel.tools.value = ("google_search", "code_execution", "fn:my_helper")
+        panel.prompt.value = "Find it."
+        panel.send_button.click()
+        result = panel.wait(WAIT)
+        assert result.id, result.error
+        tools = api.interactions.get(result.id).tools
+        assert [t.type for t in tools] == ["google_search", "code_execution"]
+        assert "my_helper" in panel.status_line and "not sent" in panel.status_line
+        panel.tools.value = ()
+        panel.prompt.value = "And now?"
+        panel.send_button.click()
+        result = panel.wait(WAIT)
+        assert not api.interactions.get(result.id).tools
+    finally:
+        shell.user_ns.pop("my_helper", None)
+
+
+def test_panel_and_magic_share_settings(panel, shell):
+    m = magics_of(shell)
+    run_cell(shell, "%config GeminiMagics.model = 'gemini-2.5-pro'")
+    assert panel.model.value == "gemini-2.5-pro"
+    run_cell(shell, "%gemini temperature 0.5")
+    assert panel.use_temperature.value is True and panel.temperature.value == 0.5
+    run_cell(shell, "%gemini system Be brief.")
+    assert panel.system.value == "Be brief."
+
+    panel.model.value = "gemini-3-flash-preview"
+    panel.system.value = "Talk like a pirate."
+    panel.use_temperature.value = False
+    assert (m.model, m.system, m.temperature) == ("gemini-3-flash-preview", "Talk like a pirate.", None)
+    cap = run_cell(shell, "%%gemini\nhello")
+    assert cap.error is None
+    assert '[system: "Talk like a pirate."]' in cap.markdown
+    assert shell.user_ns["_gemini"].model == "gemini-3-flash-preview"
+
+    panel.system.value = ""
+    assert m.system is None
+
+
+def test_panel_turns_continue_the_magic_conversation_and_are_saved(panel, shell, published):
+    assert run_cell(shell, "%%gemini\nfirst question").error is None
+    panel.prompt.value = "second question"
+    panel.send_button.click()
+    result = panel.wait(WAIT)
+    assert "I saw 2 user turns" in result.text
+    assert shell.user_ns["_gemini"] is result
+    cap = run_cell(shell, "%%gemini\nthird question")
+    assert "I saw 3 user turns" in cap.markdown
+    # the transcript under the panel is an ordinary Markdown + text output
+    bundle = saved(published, panel.transcript_id)
+    assert "> second question" in bundle["text/markdown"]
+    assert "I saw 2 user turns" in bundle["text/markdown"]
+    assert "You: second question" in bundle["text/plain"]
+    assert "I saw 2 user turns" in bundle["text/plain"]
+
+
+# -- the panel: stop and failures -------------------------------------------------------------
+
+def test_stop_mid_stream_cancels_on_the_server_and_keeps_the_text(panel, shell, api):
+    chain = len(magics_of(shell).conversation.chain())
+    panel.prompt.value = "/words 3000 delay=0.01"
+    job = panel.send()
+    wait_for(lambda: "w3 " in job.snapshot, what="the first words")
+    assert panel.busy and panel.send_button.disabled
+    panel.stop_button.click()
+    again = panel.stop()
+    assert "Already stopping" in again
+    result = panel.wait(WAIT)
+    assert result.stopped and result.answer.startswith("w1 w2 w3")
+    assert len(result.answer.split()) < 3000
+    assert api.interactions.get(result.id).status == "cancelled"
+    md = last_turn_markdown(panel)
+    assert md.startswith("w1 w2 w3") and "Stopped" in md
+    assert "stopped" in panel.status_line and "partial answer is kept" in panel.status_line
+    assert not panel.busy and not panel.send_button.disabled
+    assert "Nothing to stop" in panel.stop()
+    assert len(magics_of(shell).conversation.chain()) == chain  # the stopped turn is not kept
+
+
+def test_empty_prompt_and_sending_while_busy_say_what_to_do(panel):
+    panel.prompt.value = "   "
+    assert panel.send() is None
+    assert "prompt is empty" in panel.status_line
+    assert "Nothing to stop" in panel.stop()
+    panel.prompt.value = "/words 3000 delay=0.01"
+    job = panel.send()
+    panel.prompt.value = "another"
+    assert panel.send() is None
+    assert "Still answering" in panel.status_line
+    assert panel.prompt.value == "another"  # the typed text is not lost
+    job.stop()
+    panel.wait(WAIT)
+    assert not panel.busy
+
+
+def test_a_model_the_backend_rejects_is_a_status_message(panel, shell, scripted):
+    magics_of(shell).base_url = scripted.base_url
+    scripted.script = [{"status": 404, "json": {"error": {
+        "code": 404, "message": "models/gemini-0-nope is not found", "status": "NOT_FOUND"}}}]
+    panel.model.value = "gemini-0-nope"
+    panel.prompt.value = "hello"
+    panel.send_button.click()
+    result = panel.wait(WAIT)
+    assert result.error and "'gemini-0-nope' was not found" in panel.status_line
+    assert "error" in panel.status_line and not panel.busy
+    assert panel.turns[-1]["prompt"] == "hello"
+    assert "was not found" in last_turn_markdown(panel)
+
+
+def test_an_invalid_model_name_is_refused_in_the_picker(panel, shell):
+    before = magics_of(shell).model
+    panel.model.value = "my model"
+    assert magics_of(shell).model == before
+    assert "not valid" in panel.status_line
+
+
+def test_a_network_error_is_a_status_message(panel, shell):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    magics_of(shell).base_url = f"http://127.0.0.1:{port}"
+    panel.prompt.value = "hello"
+    panel.send_button.click()
+    result = panel.wait(WAIT)
+    assert result.error and "Could not reach" in panel.status_line
+    assert not panel.busy and not panel.send_button.disabled
+
+
+def test_closing_and_reopening_the_panel_mid_stream_loses_nothing(panel, shell):
+    panel.prompt.value = "/words 300 delay=0.01"
+    job = panel.send()
+    wait_for(lambda: "w3 " in job.snapshot, what="the first words")
+    panel.close()
+    assert panel.closed
+    run_cell(shell, "%gemini ui")
+    assert shell.user_ns["_gemini_panel"] is panel and not panel.closed
+    result = panel.wait(WAIT)
+    assert result.ok and len(result.answer.split()) == 300
+    md = last_turn_markdown(panel)
+    assert md.startswith("w1 w2") and "w300" in md
+    assert "done" in panel.status_line and not panel.send_button.disabled
+
+
+def test_picking_the_local_model_switches_to_offline(panel, shell):
+    m = magics_of(shell)
+    panel.model.value = widgets.LOCAL_MODEL
+    assert m.offline is True and m.model == widgets.LOCAL_MODEL
+    panel.model.value = "gemini-3.5-flash"
+    assert m.offline is False
+
+
+# -- %%gemini --ui ------------------------------------------------------------------------------
+
+def test_ui_cell_returns_while_streaming_and_writes_the_answer_out(shell, published):
+    m = magics_of(shell)
+    chain = len(m.conversation.chain())
+    cap = run_cell(shell, "%%gemini --ui -o r\n/words 200 delay=0.01")
+    assert cap.error is None
+    view = shell.user_ns["_gemini_live"]
+    assert view.job.running  # the cell returned; the answer is still streaming
+    widget_out = [o for o in cap.outputs if "application/vnd.jupyter.widget-view+json" in o["data"]]
+    assert widget_out and "live view" in widget_out[0]["data"]["text/plain"]
+    result = view.wait(WAIT)
+    assert result.ok and shell.user_ns["r"] is result and shell.user_ns["_gemini"] is result
+    bundle = saved(published, view.display_id)
+    words = " ".join(f"w{i}" for i in range(1, 201))
+    assert bundle["text/markdown"].startswith(words)
+    assert bundle["text/plain"].startswith(words)
+    assert "<details>" in bundle["text/markdown"]
+    first = [c for c in published if c["display_id"] == view.display_id][0]
+    assert first["update"] is False and "streaming" in first["data"]["text/markdown"]
+    assert view.answer.outputs == ()  # the widget keeps only the status line
+    assert "done" in view.status_line and view.stop_button.disabled
+    assert len(m.conversation.chain()) == chain + 1
+
+
+def test_stop_from_a_later_cell(shell, published, api):
+    assert run_cell(shell, "%%gemini --ui -o r\n/words 3000 delay=0.01").error is None
+    view = shell.user_ns["_gemini_live"]
+    wait_for(lambda: "w3 " in view.text, what="the first words")
+    cap = run_cell(shell, "%gemini stop")
+    assert "Stopping 1 answer" in cap.stdout
+    result = view.wait(WAIT)
+    assert result.stopped and result.answer.startswith("w1 w2 w3")
+    assert api.interactions.get(result.id).status == "cancelled"
+    bundle = saved(published, view.display_id)
+    assert bundle["text/markdown"].startswith("w1 w2 w3") and "Stopped" in bundle["text/markdown"]
+    assert "stopped" in view.status_line
+    assert "Nothing to stop" in run_cell(shell, "%gemini stop").stdout
+    assert "Nothing to stop" in view.stop()
+
+
+def test_ui_cell_with_a_bad_option_is_one_sentence(shell):
+    cap = run_cell(shell, "%%gemini --ui --temperature 9\nhello")
+    assert "Temperature must be between 0 and 2" in str(cap.error)
+    assert "_gemini_live" not in shell.user_ns or shell.user_ns["_gemini_live"].job is None \
+        or not shell.user_ns["_gemini_live"].job.running
+
+
+def test_a_fast_stream_sends_few_widget_messages_and_the_whole_text(shell, published, monkeypatch):
+    sends = []
+    original = ipywidgets.Widget._send
+
+    def counting(self, msg, buffers=None):
+        sends.append(time.monotonic())
+        return original(self, msg, buffers)
+
+    monkeypatch.setattr(ipywidgets.Widget, "_send", counting)
+    start = time.monotonic()
+    assert run_cell(shell, "%%gemini --ui\n/words 5000").error is None
+    view = shell.user_ns["_gemini_live"]
+    result = view.wait(WAIT)
+    span = time.monotonic() - start
+    assert result.ok and len(result.answer.split()) == 5000
+    assert saved(published, view.display_id)["text/plain"].split()[4999] == "w5000"
+    # widget state messages: bounded by the ticker's pace, not by the 5000 deltas
+    assert len(sends) <= 2 * (span / widgets.TICK_S + 1) + 12
+    assert len(sends) < 500
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def test_live_markdown_keeps_the_tail_and_reopens_a_code_fence():
+    assert widgets.live_markdown("short") == "short"
+    code = "intro\n\n```python\n" + "".join(f"x = {i}\n" for i in range(3000))
+    shown = widgets.live_markdown(code, limit=2000)
+    assert len(shown) < 2300
+    assert shown.startswith("*… ") and "\n```python\n" in shown
+    assert shown.endswith("x = 2999\n")
+    closed = "```\ncode\n```\n" + "word " * 1000
+    assert "```" not in widgets.live_markdown(closed, limit=500)
+
+
+def test_status_line_counts_tokens_and_rate(panel):
+    panel.prompt.value = "/words 50"
+    job = panel.send()
+    panel.wait(WAIT)
+    assert re.search(r"✓ done · \d+\.\d s · 50 tokens · \d+ tokens/s", job.status_text())
