@@ -1,0 +1,155 @@
+"""Widgets in real Jupyter kernels, where threads and the busy/idle cycle matter.
+
+- nbclient runs a notebook: a `%%gemini --ui` cell returns while its answer still streams, a
+  later cell runs meanwhile, a later cell stops a second answer, and the saved .ipynb holds both
+  answers (whole, and partial + stopped) as text/markdown + text/plain.
+- A kernel client clicks the live view's Stop button the way a browser does (a comm message
+  to the widget) while the answer streams: the kernel is idle, so it handles the click at once
+  and the interaction is cancelled on the server (the bug of ipywidgets #3468 does not apply).
+"""
+import os
+import time
+
+import pytest
+
+from conftest import make_client
+from magics_fixtures import ROOT_DIR
+
+pytestmark = pytest.mark.slow
+
+KERNEL_TIMEOUT = 120
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture()
+def kernel_env(monkeypatch):
+    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(ROOT_DIR), os.environ.get("PYTHONPATH", "")) if p))
+
+
+def _setup_source(base_url: str) -> str:
+    return (f"%load_ext gemini_magics\n"
+            f"%config GeminiMagics.base_url = {base_url!r}\n"
+            f"%config GeminiMagics.retries = 0")
+
+
+_WAIT_FOR_WORDS = (
+    "import time\n"
+    "_t = time.monotonic()\n"
+    "while 'w3 ' not in _gemini_live.text and time.monotonic() - _t < 60:\n"
+    "    time.sleep(0.02)\n"
+)
+
+
+def _stdout(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def _answer_output(cell):
+    outs = [o for o in cell.outputs if o.output_type == "display_data"
+            and "text/markdown" in o.data and WIDGET_MIME not in o.data]
+    assert len(outs) == 1, cell.outputs
+    return outs[0]
+
+
+def test_ui_cells_in_a_notebook_stream_in_the_background_and_are_saved(echo_server, kernel_env,
+                                                                        tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(_setup_source(echo_server.base_url)),
+        nbformat.v4.new_code_cell("%%gemini --ui -o r\n/words 150 delay=0.04"),
+        nbformat.v4.new_code_cell("print('streaming:', _gemini_live.job.running)"),
+        nbformat.v4.new_code_cell("_gemini_live.wait(60)\nprint(r.status, len(r.text.split()))"),
+        nbformat.v4.new_code_cell("%%gemini --ui -o s\n/words 3000 delay=0.02"),
+        nbformat.v4.new_code_cell(_WAIT_FOR_WORDS + "%gemini stop\n_gemini_live.wait(60)\n"
+                                  "print(s.stopped, s.id, len(s.answer.split()))"),
+    ]
+    NotebookClient(nb, timeout=KERNEL_TIMEOUT, kernel_name="python3").execute()
+    path = tmp_path / "ui.ipynb"
+    nbformat.write(nb, path)
+    saved = nbformat.read(path, as_version=4)
+
+    # the first --ui cell returned while streaming, and a later cell ran meanwhile
+    assert _stdout(saved.cells[2]).strip() == "streaming: True"
+    assert _stdout(saved.cells[3]).strip() == "completed 150"
+    # its answer is saved as ordinary Markdown + text, next to the (kernel-only) widget
+    words = " ".join(f"w{i}" for i in range(1, 151))
+    out = _answer_output(saved.cells[1])
+    assert out.data["text/markdown"].startswith(words)
+    assert out.data["text/plain"].startswith(words)
+    widget = [o for o in saved.cells[1].outputs if WIDGET_MIME in o.get("data", {})]
+    assert widget and "live view" in widget[0].data["text/plain"]
+
+    # the second one was stopped from a later cell: cancelled on the server, partial text saved
+    stopped, ident, n = _stdout(saved.cells[5]).split()[-3:]
+    assert "Stopping 1 answer" in _stdout(saved.cells[5])
+    assert stopped == "True" and 3 <= int(n) < 3000
+    client = make_client(echo_server.base_url)
+    assert client.interactions.get(ident).status == "cancelled"
+    out = _answer_output(saved.cells[4])
+    assert out.data["text/markdown"].startswith("w1 w2 w3") and "Stopped" in out.data["text/markdown"]
+    assert "Stopped" in out.data["text/plain"]
+
+
+class Kernel:
+    """A real ipykernel and a client that talks to it like a notebook frontend."""
+
+    def __init__(self):
+        from jupyter_client.manager import start_new_kernel
+
+        self.km, self.kc = start_new_kernel(kernel_name="python3", startup_timeout=KERNEL_TIMEOUT)
+
+    def _collect(self, msg_id: str) -> list:
+        msgs = []
+        deadline = time.monotonic() + KERNEL_TIMEOUT
+        while time.monotonic() < deadline:
+            msg = self.kc.get_iopub_msg(timeout=KERNEL_TIMEOUT)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            msgs.append(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return msgs
+        raise AssertionError("the kernel did not become idle")
+
+    def run(self, code: str) -> list:
+        msgs = self._collect(self.kc.execute(code))
+        errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+        assert not errors, errors
+        return msgs
+
+    def stdout(self, code: str) -> str:
+        return "".join(m["content"].get("text", "") for m in self.run(code)
+                       if m["msg_type"] == "stream")
+
+    def click(self, model_id: str) -> list:
+        """What a browser sends when a widget Button is clicked."""
+        msg = self.kc.session.msg("comm_msg", {"comm_id": model_id, "data": {
+            "method": "custom", "content": {"event": "click"}}})
+        self.kc.shell_channel.send(msg)
+        return self._collect(msg["header"]["msg_id"])
+
+    def close(self):
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+def test_clicking_stop_while_streaming_cancels_at_once(echo_server, kernel_env):
+    k = Kernel()
+    try:
+        k.run(_setup_source(echo_server.base_url))
+        k.run("%%gemini --ui -o r\n/words 3000 delay=0.02")  # returns: the kernel is idle again
+        model_id = k.stdout(_WAIT_FOR_WORDS + "print(_gemini_live.stop_button.model_id)").strip()
+        k.click(model_id)
+        out = k.stdout("_gemini_live.wait(60)\n"
+                       "print(r.stopped, r.id, len(r.answer.split()), 'stopped' in _gemini_live.status_line)")
+        stopped, ident, n, shown = out.split()
+        assert stopped == "True" and shown == "True" and 3 <= int(n) < 3000
+        client = make_client(echo_server.base_url)
+        assert client.interactions.get(ident).status == "cancelled"
+    finally:
+        k.close()
