@@ -446,6 +446,7 @@ def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optiona
              publish: Optional[Callable[[dict, str, bool], None]] = None) -> LiveView:
     """Start `request` in the background with a live view, and return at once (the kernel stays
     free). The view is `_gemini_live`; the result goes to `_gemini` (and `--out`) at the end."""
+    _require_notebook(magics, "--ui (a live view with a Stop button)", "drop --ui")
     view = LiveView(publish=publish)
     view.show()
     job = StreamJob(request, settings=magics.settings(), backend=backend,
@@ -805,8 +806,21 @@ def _close_tree(widget: Any) -> None:
 # Entry points from the magics
 # --------------------------------------------------------------------------------------------
 
+def _require_notebook(magics: Any, what: str, instead: str) -> None:
+    """Widgets need a Jupyter frontend: say so in a terminal instead of printing widget reprs."""
+    from .errors import GeminiError
+    from .magics import _is_terminal
+
+    mode = getattr(magics, "display", "auto")
+    if mode == "terminal" or (mode == "auto" and _is_terminal(getattr(magics, "shell", None))):
+        raise GeminiError(f"{what} needs a Jupyter notebook with ipywidgets; in a terminal, "
+                          f"{instead}.")
+
+
 def show_panel(magics: Any, *, publish: Optional[Callable[[dict, str, bool], None]] = None) -> Panel:
     """`%gemini ui`: show this session's panel (the same one again, turns and all)."""
+    _require_notebook(magics, "The %gemini ui panel",
+                      "use %%gemini cells, and %gemini NAME VALUE to change settings")
     panel = _PANELS.get(magics)
     if panel is None:
         panel = Panel(magics, publish=publish)

@@ -355,3 +355,11 @@ def test_status_line_counts_tokens_and_rate(panel):
     job = panel.send()
     panel.wait(WAIT)
     assert re.search(r"✓ done · \d+\.\d s · 50 tokens · \d+ tokens/s", job.status_text())
+
+
+def test_widgets_in_a_terminal_say_what_to_use_instead(shell):
+    magics_of(shell).display = "terminal"
+    cap = run_cell(shell, "%gemini ui")
+    assert "needs a Jupyter notebook" in str(cap.error) and "%%gemini cells" in str(cap.error)
+    cap = run_cell(shell, "%%gemini --ui\nhello")
+    assert "needs a Jupyter notebook" in str(cap.error) and "drop --ui" in str(cap.error)
