@@ -195,25 +195,31 @@ class StreamJob:
 
     # -- threads -----------------------------------------------------------------------------
     def _work(self) -> None:
+        try:
+            self.result = self._run()
+        except BaseException as exc:  # noqa: BLE001 - run() explains failures; this is a bug
+            self.result = self._failed(exc)
+        finally:
+            self.finished.set()
+
+    def _run(self) -> GeminiResult:
         from .client import resolve_backend
         from .runner import run
 
-        try:
-            backend = self.backend
-            if backend is None:
+        backend = self.backend
+        if backend is None:
+            try:
                 backend, self.notice = resolve_backend(self.settings)
-            result = run(self.request, backend=backend, observers=[self],
-                         cancel_event=self.cancel_event, conversation=self.conversation,
-                         cell_id=self.cell_id, fast_stream=self.fast_stream)
-        except BaseException as exc:  # noqa: BLE001 - e.g. the local server cannot start
-            result = self._failed(exc)
-        self.result = result
-        self.finished.set()
+            except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
+                return self._failed(exc, starting=True)
+        return run(self.request, backend=backend, observers=[self],
+                   cancel_event=self.cancel_event, conversation=self.conversation,
+                   cell_id=self.cell_id, fast_stream=self.fast_stream)
 
-    def _failed(self, exc: BaseException) -> GeminiResult:
+    def _failed(self, exc: BaseException, starting: bool = False) -> GeminiResult:
         from .errors import explain
 
-        if self.backend is None and self.acc is None:
+        if starting:
             why = (f"Could not start the local offline server ({explain(exc).rstrip('.')}); set "
                    f"GEMINI_API_KEY to use the real API, or %gemini engine echo for a test echo.")
         else:
@@ -488,6 +494,7 @@ class Panel:
         self._syncing = False
         self._observing = False
         self._shown_len = -1
+        self.picked: tuple = ()           # tool values picked, kept across close/reopen
         self._build()
 
     # -- building ----------------------------------------------------------------------------
@@ -496,8 +503,9 @@ class Panel:
         self.model = W.Combobox(value=m.model, options=list(MODEL_CHOICES), ensure_option=False,
                                 continuous_update=False, description="Model",
                                 placeholder="pick or type a model name")
-        self.tools = W.SelectMultiple(options=self._tool_options(), value=(), rows=6,
-                                      description="Tools")
+        options = self._tool_options()
+        self.tools = W.SelectMultiple(options=options, rows=6, description="Tools",
+                                      value=self._kept_tools(options))
         self.system = W.Textarea(value=m.system or "", continuous_update=False,
                                  description="System", placeholder="system instruction (optional)",
                                  layout=W.Layout(width="auto"))
@@ -507,7 +515,6 @@ class Panel:
                                          min=0.0, max=2.0, step=0.05, continuous_update=False,
                                          disabled=m.temperature is None, readout_format=".2f")
         self.conversation = W.VBox([self._turn_widget(t) for t in self.turns])
-        self.live = W.Output()
         self.prompt = W.Textarea(value="", placeholder="Ask Gemini… ({name} fills in a variable)",
                                  layout=W.Layout(width="auto", height="5em"))
         self.send_button = W.Button(description="Send", icon="paper-plane", button_style="primary")
@@ -519,7 +526,7 @@ class Panel:
         self.widget = W.VBox([
             W.HBox([self.model, W.HBox([self.use_temperature, self.temperature])]),
             W.HBox([self.tools, self.system]),
-            self.conversation, self.live,
+            self.conversation,
             self.prompt, W.HBox([self.send_button, self.stop_button, self.status]),
         ])
         self.model.observe(self._model_picked, names="value")
@@ -544,8 +551,14 @@ class Panel:
         """Display the panel (rebuilt if it was closed) and the saved transcript under it."""
         if self.closed:
             self._build()
-        else:
-            self.tools.options = self._tool_options()
+        else:  # list the functions defined since, keeping what was picked
+            options = self._tool_options()
+            self._syncing, was = True, self._syncing
+            try:
+                self.tools.options = options
+                self.tools.value = self._kept_tools(options)
+            finally:
+                self._syncing = was
         _show_widget(self.widget, "Gemini panel (interactive while the kernel runs; the "
                                   "conversation is saved below).")
         md, plain = self._transcript()
@@ -639,13 +652,20 @@ class Panel:
         fns = [(f"{name}() · your function", _FN_PREFIX + name) for name in user_functions(ns, hidden)]
         return [(t, t) for t in TOOL_CHOICES] + fns
 
+    def _kept_tools(self, options: list) -> tuple:
+        values = {v for _, v in options}
+        return tuple(v for v in self.picked if v in values)
+
     def _picked_tools(self) -> tuple[list[str], list[str]]:
         builtins = [v for v in self.tools.value if not v.startswith(_FN_PREFIX)]
         fns = [v[len(_FN_PREFIX):] for v in self.tools.value if v.startswith(_FN_PREFIX)]
         return builtins, fns
 
     def _tools_picked(self, change: dict) -> None:
-        if self._syncing or "tools" not in self.magics.traits():
+        if self._syncing:
+            return
+        self.picked = tuple(change["new"])
+        if "tools" not in self.magics.traits():
             return
         from traitlets import Unicode
 
@@ -665,7 +685,7 @@ class Panel:
         was, self._syncing = self._syncing, True
         try:
             keep = [v for v in self.tools.value if v.startswith(_FN_PREFIX)]
-            self.tools.value = tuple(names + keep)
+            self.tools.value = self.picked = tuple(names + keep)
         finally:
             self._syncing = was
 

@@ -363,3 +363,12 @@ def test_widgets_in_a_terminal_say_what_to_use_instead(shell):
     assert "needs a Jupyter notebook" in str(cap.error) and "%%gemini cells" in str(cap.error)
     cap = run_cell(shell, "%%gemini --ui\nhello")
     assert "needs a Jupyter notebook" in str(cap.error) and "drop --ui" in str(cap.error)
+
+
+def test_picked_tools_survive_closing_and_reopening(panel, shell):
+    panel.tools.value = ("url_context",)
+    panel.close()
+    run_cell(shell, "%gemini ui")
+    assert panel.tools.value == ("url_context",)
+    run_cell(shell, "%gemini ui")  # shown again while open: same picks
+    assert panel.tools.value == ("url_context",)
