@@ -168,6 +168,12 @@ def _build_arguments_model(fn: Callable) -> type[pydantic.BaseModel]:
         model.model_json_schema(by_alias=True)
     except Exception:
         bad = _first_bad_parameter(sig, fields)
+        ann = next((f[0] for f in fields.values() if f[1].alias == bad), None)
+        if isinstance(ann, str):
+            raise ValueError(
+                f"Cannot resolve the type {ann!r} of parameter {bad!r} of {name}; define that type "
+                "at the top level of the notebook or module, before the function."
+            ) from None
         raise ValueError(
             f"Cannot describe parameter {bad!r} of {name} to the model: its type has no JSON "
             "schema; use str, int, float, bool, list, dict, Literal, an Enum, a dataclass or a "

@@ -144,15 +144,26 @@ def test_sphinx_docstrings_and_functions_without_parameters():
                                                           "description": "how often"}}
 
 
-def test_a_parameter_type_without_json_schema_is_named():
-    class Connection:
-        pass
+class Connection:
+    pass
 
+
+def test_a_parameter_type_without_json_schema_is_named():
     def query(sql: str, conn: Connection):
         """Run SQL."""
 
     with pytest.raises(ValueError, match=r"^Cannot describe parameter 'conn' of query to the model: .*pydantic model\.$"):
         function_declaration(query)
+
+
+def test_an_unresolvable_annotation_is_named():
+    def book(room: Suite):  # noqa: F821 - the user forgot to define Suite
+        """Book a room."""
+
+    with pytest.raises(ValueError) as err:
+        function_declaration(book)
+    assert str(err.value) == ("Cannot resolve the type 'Suite' of parameter 'room' of book; define that type "
+                              "at the top level of the notebook or module, before the function.")
 
 
 def test_a_lambda_cannot_be_declared_by_itself():

@@ -328,7 +328,8 @@ def function_call_schema(function_tools: list[dict], allow_answer: bool = True) 
     (arguments valid against f's `parameters`), or `{"answer": true}` when `allow_answer`.
 
     Each function's `$defs` are hoisted to the root under `<function>__<Name>` (refs rewritten),
-    and object schemas without `additionalProperties` are closed, so the decoder cannot ramble.
+    and the copy is tightened (closed objects, bounded arrays and strings) so a small model
+    cannot ramble; anything the tightened schema allows is valid for the original.
     """
     options: list[dict] = []
     defs: dict[str, Any] = {}
@@ -371,8 +372,15 @@ def _rename_refs(node: Any, renames: dict[str, str]) -> Any:
     return node
 
 
+# Bounds added to the planning schema only (what they allow still validates against the
+# function's own schema): a 135M model otherwise fills arrays and strings until max tokens.
+MAX_ITEMS = 8
+MAX_STRING = 200
+
+
 def _close(node: Any) -> Any:
-    """Add `additionalProperties: false` to every object schema that has properties and none set.
+    """Tighten a copy of a schema for decoding: close objects that have properties and set no
+    `additionalProperties`, and bound arrays and strings that have no limit.
 
     Walks the schema's structure (not every dict), so a property named "properties" is safe.
     """
@@ -390,6 +398,11 @@ def _close(node: Any) -> Any:
             out[key] = _close(out[key])
     if isinstance(out.get("properties"), dict) and "additionalProperties" not in out:
         out["additionalProperties"] = False
+    kind = out.get("type")
+    if (kind == "array" or "items" in out) and "maxItems" not in out:
+        out["maxItems"] = max(MAX_ITEMS, out.get("minItems", 0))
+    if kind == "string" and not ({"maxLength", "enum", "const", "format", "pattern"} & set(out)):
+        out["maxLength"] = max(MAX_STRING, out.get("minLength", 0))
     return out
 
 
