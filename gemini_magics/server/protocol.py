@@ -133,6 +133,7 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
     rf = body.get("response_format")
     if rf is not None and not isinstance(rf, (dict, list)):
         raise bad(f"'response_format' must be an object or a list of objects, not a {_kind(rf)}.")
+    _check_image_options(gen, rf)
     stream = _opt(body, "stream", bool)
     store = _opt(body, "store", bool)
     background = _opt(body, "background", bool) or False
@@ -169,6 +170,41 @@ def _check_generation_config(gen: dict) -> None:
     if stops is not None and (not isinstance(stops, list)
                               or not all(isinstance(s, str) for s in stops)):
         raise bad("'generation_config.stop_sequences' must be a list of strings.")
+
+
+def _check_image_options(gen: dict, rf: Any) -> None:
+    """Image settings (image_config, image response_format) -> normalised in place, or a 400."""
+    places = []
+    config = gen.get("image_config")
+    if config is not None:
+        if not isinstance(config, dict):
+            raise bad(f"'generation_config.image_config' must be an object, not a {_kind(config)}.")
+        places.append(("generation_config.image_config", config))
+    formats = rf if isinstance(rf, list) else [rf]
+    for i, fmt in enumerate(formats):
+        if isinstance(fmt, dict) and fmt.get("type") == "image":
+            places.append((f"response_format[{i}]" if isinstance(rf, list) else "response_format", fmt))
+    if not places:
+        return
+    from ..images import ASPECT_RATIOS, IMAGE_SIZES, normalize_aspect_ratio, normalize_image_size
+
+    for where, spec in places:
+        for key, norm, allowed in (("aspect_ratio", normalize_aspect_ratio, ASPECT_RATIOS),
+                                   ("image_size", normalize_image_size, IMAGE_SIZES)):
+            value = spec.get(key)
+            if value is None:
+                continue
+            try:
+                ok = isinstance(value, (str, int)) and not isinstance(value, bool)
+                spec[key] = norm(value if ok else "?")
+            except ValueError:
+                raise bad(f"'{where}.{key}' is {json.dumps(value)}, which is not supported; use "
+                          f"one of {', '.join(allowed)}.") from None
+        mime = spec.get("mime_type")
+        if mime is not None and (not isinstance(mime, str)
+                                 or mime.lower() not in ("image/png", "image/jpeg")):
+            raise bad(f"'{where}.mime_type' is {json.dumps(mime)}; the local server draws "
+                      f"\"image/png\" or \"image/jpeg\" images.")
 
 
 def normalise_input(value: Any, where: str = "input") -> list[dict]:

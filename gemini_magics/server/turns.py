@@ -173,6 +173,10 @@ StepProducer = Callable[[TurnContext], Outcome]
 
 def pick_producer(request: CreateRequest, history: list[dict]) -> StepProducer:
     """Choose what produces this turn's steps. Later issues add image/tool producers here."""
+    from .image_turns import image_producer, wants_image
+
+    if wants_image(request):
+        return image_producer
     return text_producer
 
 
@@ -249,7 +253,7 @@ def history_to_messages(system_instruction: Optional[str], steps: list[dict]) ->
         if kind == "user_input":
             add("user", content_text(step.get("content")))
         elif kind == "model_output":
-            add("assistant", content_text(step.get("content")))
+            add("assistant", content_text(step.get("content"), generated=True))
         elif kind == "thought":
             continue
         elif kind == "function_call":
@@ -267,8 +271,8 @@ def history_to_messages(system_instruction: Optional[str], steps: list[dict]) ->
     return messages
 
 
-def content_text(content) -> str:
-    """Text of a content list; non-text items become markers such as "[image/png image]"."""
+def content_text(content, generated: bool = False) -> str:
+    """Text of a content list; media items become one-line descriptions (`media_marker`)."""
     if isinstance(content, str):
         return content
     parts = []
@@ -279,15 +283,17 @@ def content_text(content) -> str:
         if kind == "text":
             parts.append(item.get("text") or "")
         elif kind:
-            parts.append(media_marker(item))
+            parts.append(media_marker(item, generated))
     return "\n".join(p for p in parts if p)
 
 
-def media_marker(item: dict) -> str:
-    kind = item.get("type", "media")
-    mime = item.get("mime_type") or kind
-    where = f" at {item['uri']}" if item.get("uri") else ""
-    return f"[{mime} {kind}{where}]"
+def media_marker(item: dict, generated: bool = False) -> str:
+    """A media part in words for the text model, e.g. "[Attached image: JPEG, 640x480 pixels,
+    ...]" (decoded locally; a `uri` is never fetched). `generated`: the model's own output."""
+    from .media import describe_part
+
+    label = f"Generated {item.get('type') or 'media'}" if generated else None
+    return describe_part(item, label=label)
 
 
 def _short(text: str, limit: int = 500) -> str:
