@@ -44,6 +44,13 @@ class Request:
     stateless: bool = False
     out: Optional[str] = None
     ui: bool = False                  # --ui: stream into a live widget view in the background
+    # Media in, images out (issue #5): --image/--file values as typed (paths, URLs, variable
+    # names; resolved into content parts by magics.build_parts), image config and --save target.
+    images: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+    aspect: Optional[str] = None      # normalised, e.g. "16:9"
+    size: Optional[str] = None        # normalised: "512", "1K", "2K" or "4K"
+    save: Optional[str] = None
     # Room for the widgets/media/tools features: tool declarations, generation_config and
     # top-level body fields merged in as given.
     tools: list = field(default_factory=list)
@@ -60,6 +67,10 @@ class Request:
             cfg["thinking_level"] = self.thinking
         if self.show_thoughts:
             cfg["thinking_summaries"] = "auto"
+        if self.aspect or self.size:
+            from .images import image_config
+
+            cfg["image_config"] = image_config(self.aspect, self.size)
         cfg.update(self.generation_extra)
         return cfg
 
@@ -113,6 +124,20 @@ def cell_arguments(func):
                       "here and re-sent each turn."),
         argument("-o", "--out", default=None, metavar="VAR",
                  help="Put the result object (.text, .steps, .usage, .id, .interaction) in VAR."),
+        argument("--image", action="append", default=None, dest="images", metavar="PATH|URL|VAR",
+                 help="Attach an image: a file path, an http(s)/gs URL, or a variable holding a "
+                      "PIL image, bytes or a path (repeatable). {var} in the prompt places a "
+                      "PIL image at that point instead."),
+        argument("--file", action="append", default=None, dest="files", metavar="PATH|URL|VAR",
+                 help="Attach audio, video, a PDF, CSV, text or Office file, found by its type "
+                      "(repeatable)."),
+        argument("--aspect", default=None, metavar="W:H",
+                 help="Aspect ratio of generated images, e.g. 16:9 (image models)."),
+        argument("--size", default=None, metavar="SIZE",
+                 help="Size of generated images: 512, 1K, 2K or 4K (image models)."),
+        argument("--save", default=None, metavar="PATH_OR_DIR",
+                 help="Write the generated images to this file (name_1, name_2... for several) "
+                      "or directory (gemini_N.png, never overwriting)."),
         argument("--ui", action="store_true", default=False,
                  help="Stream into a live view with a Stop button, in the background (the "
                       "kernel stays free); the answer is written out when it ends."),
@@ -189,6 +214,11 @@ def _merge(opts: Any, defaults: Mapping[str, Any]) -> dict:
         "stateless": bool(pick("stateless", False)),
         "out": getattr(opts, "out", None),
         "ui": bool(getattr(opts, "ui", False)),
+        "images": list(getattr(opts, "images", None) or []),
+        "files": list(getattr(opts, "files", None) or []),
+        "aspect": getattr(opts, "aspect", None),
+        "size": getattr(opts, "size", None),
+        "save": getattr(opts, "save", None),
     }
     return values
 
@@ -211,6 +241,20 @@ def _validate(values: dict) -> None:
     model = values["model"]
     if not isinstance(model, str) or not model.strip() or any(c.isspace() for c in model):
         raise ArgsError(f"Model name {model!r} is not valid; use e.g. -m {DEFAULT_MODEL}.")
+    if values["aspect"] is not None or values["size"] is not None:
+        from .images import (ASPECT_RATIOS, IMAGE_SIZES, ImageError, normalize_aspect_ratio,
+                             normalize_image_size)
+
+        for name, norm, allowed, what in (("aspect", normalize_aspect_ratio, ASPECT_RATIOS,
+                                           "aspect ratio"),
+                                          ("size", normalize_image_size, IMAGE_SIZES, "image size")):
+            try:
+                values[name] = norm(values[name])
+            except ImageError:
+                raise ArgsError(f"--{name} {values[name]!r} is not a supported {what}; use one of "
+                                f"{', '.join(allowed)}.") from None
+    if values["save"] is not None and not str(values["save"]).strip():
+        raise ArgsError("--save needs a file name or a directory, e.g. --save images/.")
 
 
 def parse(line: str, cell: Optional[str], defaults: Mapping[str, Any] = {}) -> Request:
