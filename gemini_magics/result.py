@@ -25,9 +25,9 @@ class GeminiResult:
     error: Optional[str] = None
     thoughts: str = ""
     answer: str = ""  # all model text, as displayed (text is the SDK's output_text)
-    images: list = field(default_factory=list)  # PIL images once image output lands
     interaction_data: dict = field(default_factory=dict, repr=False)
     _interaction: Any = field(default=None, repr=False)
+    _images: Optional[list] = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -44,8 +44,33 @@ class GeminiResult:
         return self._interaction
 
     @property
+    def image_parts(self) -> list:
+        """The answer's image content items (wire dicts: type, data, mime_type), in order."""
+        return [item for step in self.steps if step.get("type") == "model_output"
+                for item in step.get("content") or []
+                if isinstance(item, dict) and item.get("type") == "image"]
+
+    @property
+    def images(self) -> list:
+        """The answer's images as PIL images (decoded once, on first use)."""
+        if self._images is None:
+            from .images import decode_image
+
+            # Images delivered as a link (`uri`) cannot be decoded here and are left out.
+            self._images = [decode_image(part) for part in self.image_parts if part.get("data")]
+        return self._images
+
+    @property
     def image(self) -> Any:
-        return self.images[-1] if self.images else None
+        """The last image (like the SDK's `output_image`, but a PIL image), or None."""
+        images = self.images
+        return images[-1] if images else None
+
+    def save_images(self, path_or_dir: Any, stem: str = "gemini") -> list:
+        """Write the answer's images (original bytes when the suffix matches); returns the paths."""
+        from .images import save_images
+
+        return save_images(self.image_parts, path_or_dir, stem=stem)
 
     @property
     def total_tokens(self) -> Optional[int]:
