@@ -15,6 +15,11 @@ The notebook display keeps what is sent to the frontend linear in the answer's l
   and in nbconvert without a kernel.
 In total at most ~4x the answer's length is sent, however fast or slow it streams.
 A folded footer (model, tokens, elapsed, interaction id) follows the answer.
+
+Images in the answer (image deltas, or image items of a finished interaction) are looked for on
+every update, not only on throttled ticks, so they land in answer order: the text so far is
+finished first, then the image is displayed once as its original PNG/JPEG data (no decode, no
+re-encode) in an output the saved notebook keeps. The terminal prints a one-line placeholder.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from typing import Any, Callable, Optional
 
 from .result import GeminiResult, footer_markdown, footer_text
 
-__all__ = ["NotebookDisplay", "TerminalDisplay"]
+__all__ = ["NotebookDisplay", "TerminalDisplay", "ImageWatch", "image_bundle"]
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
@@ -38,6 +43,50 @@ def _publish(data: dict, display_id: str, update: bool) -> None:
         update_display(data, raw=True, display_id=display_id)
     else:
         display(data, raw=True, display_id=display_id)
+
+
+class ImageWatch:
+    """Finds the image items an accumulator gained since the last call.
+
+    Cheap enough to run on every event: per step it only looks at content items it has not
+    seen (content lists only grow), and a text answer has one or two steps.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict = {}
+        self.count = 0
+
+    def new(self, acc: Any) -> list:
+        found = []
+        for index in acc.order:
+            step = acc.steps[index]
+            content = step.content
+            seen = self._seen.get(index, 0)
+            if not content or len(content) <= seen:
+                continue
+            self._seen[index] = len(content)
+            if step.data.get("type") != "model_output":
+                continue
+            found.extend(item for item in content[seen:] if item.get("type") == "image")
+        self.count += len(found)
+        return found
+
+
+def image_bundle(part: dict) -> dict:
+    """The display bundle for an image item; a link or one sentence when it cannot be shown."""
+    from .images import ImageError, image_mimebundle
+
+    if not part.get("data") and part.get("uri"):
+        return {"text/markdown": f"[Generated image]({part['uri']})", "text/plain": part["uri"]}
+    try:
+        return image_mimebundle(part)
+    except ImageError as exc:
+        return {"text/markdown": f"*{exc}*", "text/plain": str(exc)}
+
+
+def _label(bundle: dict) -> str:
+    """'PNG image 1024x576' from a bundle's text/plain."""
+    return bundle.get("text/plain", "image").strip("<>")
 
 
 class NotebookDisplay:
@@ -75,6 +124,7 @@ class NotebookDisplay:
         # thoughts
         self._thought_id: Optional[str] = None
         self._thought_sent = 0
+        self._images = ImageWatch()
 
     # -- plumbing -----------------------------------------------------------------------------
     def _send(self, data: dict, display_id: str, update: bool) -> None:
@@ -93,6 +143,11 @@ class NotebookDisplay:
         pass
 
     def on_update(self, acc: Any) -> None:
+        images = self._images.new(acc)
+        if images:
+            self._flush_text(acc.answer_text())
+            for part in images:
+                self._send(image_bundle(part), self._new_id(), False)
         now = self._clock()
         if now - self._last < self.interval:
             return
@@ -100,6 +155,20 @@ class NotebookDisplay:
         # happen on every event.
         self._last = now
         self._tick(acc)
+
+    def _flush_text(self, text: str) -> None:
+        """Finish the text so far (an image follows it); an open code fence is closed and
+        reopened in the next block."""
+        self._scan_lines(text)
+        rest = text[self._committed:]
+        if rest.strip() or self._live is not None:
+            piece = self._prefix + rest
+            if self._fence is not None:
+                piece += ("" if piece.endswith("\n") else "\n") + self._fence + "\n"
+            self._final(piece, self._live)
+        self._prefix = self._fence_line + "\n" if self._fence is not None else ""
+        self._committed = len(text)
+        self._live, self._live_sent = None, 0
 
     def on_done(self, result: GeminiResult) -> None:
         text = result.answer
@@ -113,6 +182,8 @@ class NotebookDisplay:
             self._final(self._prefix + rest, self._live)
         self._committed = len(text)
         self._live = None
+        for part in result.image_parts[self._images.count:]:  # never seen in an update
+            self._send(image_bundle(part), self._new_id(), False)
         foot = footer_markdown(result)
         self._send({"text/markdown": foot, "text/plain": footer_text(result)}, self._new_id(), False)
 
@@ -224,6 +295,7 @@ class TerminalDisplay:
         self._last = float("-inf")
         self._written = 0
         self._thought_written = 0
+        self._images = ImageWatch()
 
     def _out(self) -> Any:
         return self.stream if self.stream is not None else sys.stdout
@@ -232,11 +304,27 @@ class TerminalDisplay:
         pass
 
     def on_update(self, acc: Any) -> None:
+        images = self._images.new(acc)
+        if images:
+            self._write(acc.thought_text() if self.show_thoughts else "", acc.answer_text())
+            first = self._images.count - len(images)
+            for i, part in enumerate(images):
+                self._placeholder(part, first + i)
         now = self._clock()
         if now - self._last < self.interval:
             return
         self._last = now
         self._write(acc.thought_text() if self.show_thoughts else "", acc.answer_text())
+
+    def _placeholder(self, part: dict, number: int) -> None:
+        """One line standing for an image a terminal cannot show."""
+        out = self._out()
+        if part.get("data"):
+            text = f"[{_label(image_bundle(part))}: the result's .images[{number}]]"
+        else:
+            text = f"[image at {part.get('uri')}]"
+        out.write(("\n" if self._written else "") + text + "\n")
+        out.flush()
 
     def _write(self, thoughts: str, text: str) -> None:
         out = self._out()
@@ -254,6 +342,8 @@ class TerminalDisplay:
 
     def on_done(self, result: GeminiResult) -> None:
         self._write(result.thoughts if self.show_thoughts else "", result.answer)
+        for i, part in enumerate(result.image_parts[self._images.count:], self._images.count):
+            self._placeholder(part, i)
         out = self._out()
         out.write(("\n" if self._written else "") + footer_text(result) + "\n")
         out.flush()
