@@ -85,6 +85,18 @@ def test_no_model_installed_says_how_to_install_one(monkeypatch):
         find_model()
 
 
+@pytest.mark.parametrize("value", ["two", "0"])
+def test_a_bad_thread_count_is_one_clear_sentence(monkeypatch, value):
+    monkeypatch.setenv(local.ENV_THREADS, value)
+    with pytest.raises(ValueError, match="GEMINI_MAGICS_THREADS must be a whole number"):
+        LocalEngine()
+
+
+def test_thread_count_comes_from_the_env_var(monkeypatch):
+    monkeypatch.setenv(local.ENV_THREADS, "3")
+    assert LocalEngine().n_threads == 3
+
+
 # --- loading -----------------------------------------------------------------------------------
 
 def test_engines_in_one_process_share_one_loaded_model(engine):

@@ -9,6 +9,12 @@ Why these choices (measured on the 2-core target machine, SmolLM2-135M-Instruct 
   giving the same text in 5 of 10 overlapping runs; one slot keeps "same seed, same text".
 - xllamacpp also opens its own HTTP listener on a random 127.0.0.1 port (it cannot be turned off);
   we lock it with a random API key held only in memory, so other local processes cannot use it.
+- Threads: half the CPUs, at most 4 (so 1 on the 2-core target). llama.cpp's threads meet at a
+  barrier after every operation, so when one is descheduled all wait: with the machine busy (load
+  ~7 on 2 cores) 2 threads fell to 3-4 tokens/s while 1 thread kept 35-42 tokens/s, and our own
+  server and the SDK client need CPU in the same process. On an idle 2-core machine 2 threads
+  reach 70-85 tokens/s; pass `n_threads=2` or set GEMINI_MAGICS_THREADS=2 if the machine is
+  yours alone.
 - llama.cpp logging is silenced (`verbosity=0`) so nothing leaks into notebook output.
 - JSON schemas (including pydantic's `$ref`/`$defs` and nullable `anyOf`) go to llama.cpp's own
   grammar converter, which resolves local refs itself; we only pre-check it to give a clear error.
@@ -25,6 +31,7 @@ from typing import Any, Optional
 from .base import Engine, EngineRequest, EngineResult, OnText
 
 ENV_MODEL = "GEMINI_MAGICS_MODEL"
+ENV_THREADS = "GEMINI_MAGICS_THREADS"
 # Context window of the loaded model (prompt + reply). 4096 keeps RSS ~240 MB; 8192 costs ~330 MB.
 N_CTX = 4096
 # A reply length cap when the request sets none: the 135M model can ramble until the context is
@@ -80,8 +87,23 @@ def _check_gguf(path: str, what: str) -> str:
     return path
 
 
+def default_threads() -> int:
+    """$GEMINI_MAGICS_THREADS, else half the usable CPUs, 1 to 4 (see the module docstring)."""
+    env = os.environ.get(ENV_THREADS, "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"{ENV_THREADS} must be a whole number of threads such as 1 or 2, "
+                             f"not {env!r}.")
+        return int(env)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 2
+    return max(1, min(4, cpus // 2))
+
+
 def common_params(model_path: str, n_threads: Optional[int] = None):
-    """The xllamacpp.CommonParams we load a model with (the benchmark reuses them as its baseline)."""
+    """The xllamacpp.CommonParams we load a model with."""
     import xllamacpp
 
     p = xllamacpp.CommonParams()
@@ -92,9 +114,9 @@ def common_params(model_path: str, n_threads: Optional[int] = None):
     p.cache_ram_mib = PROMPT_CACHE_MIB
     p.port = 0  # its side listener: a random loopback port
     p.api_keys = [secrets.token_urlsafe(24)]
-    if n_threads:
-        p.cpuparams.n_threads = n_threads
-        p.cpuparams_batch.n_threads = n_threads
+    threads = n_threads or default_threads()
+    p.cpuparams.n_threads = threads
+    p.cpuparams_batch.n_threads = threads
     return p
 
 
@@ -141,14 +163,16 @@ class LocalEngine(Engine):
 
     The model file is resolved at construction (so a missing model fails fast with a clear
     message) and loaded on first use. `n_threads` applies only if this engine is the first to load
-    that file in the process (default: llama.cpp's choice, the number of physical cores).
+    that file in the process (default: `default_threads()`, see the module docstring).
     """
 
     name = "local"
 
     def __init__(self, model_path: Optional[str] = None, n_threads: Optional[int] = None):
         self.model_path = find_model(model_path)
-        self.n_threads = n_threads
+        if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
+            raise ValueError(f"n_threads must be a whole number of at least 1, not {n_threads!r}.")
+        self.n_threads = n_threads or default_threads()
         self._loaded: Optional[_Loaded] = None
         self._lock = threading.Lock()
 
