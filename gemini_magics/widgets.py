@@ -30,12 +30,13 @@ from .result import GeminiResult, footer_markdown, footer_text
 
 __all__ = [
     "StreamJob", "LiveView", "Panel", "run_live", "show_panel", "stop_all", "line_command",
-    "live_markdown", "user_functions", "MODEL_CHOICES", "TOOL_CHOICES", "LOCAL_MODEL",
+    "live_markdown", "image_bundles", "user_functions", "MODEL_CHOICES", "TOOL_CHOICES", "LOCAL_MODEL",
 ]
 
 MAX_MESSAGES_PER_S = 20
-# A tick sends at most two widget messages (the live text and the status line).
-TICK_S = 2 / MAX_MESSAGES_PER_S * 1.25
+# A tick sends at most two widget messages (the live text and the status line); the margin
+# leaves room for the few messages of starting and finishing within the same second.
+TICK_S = 2 / MAX_MESSAGES_PER_S * 1.5
 LIVE_CHARS = 12_000
 
 TEXT_MODELS = (
@@ -96,6 +97,7 @@ class StreamJob:
         self._snap_at = float("-inf")
         self._snap_len = -1
         self.started: Optional[float] = None
+        self.ended: Optional[float] = None
         self._worker = threading.Thread(target=self._work, name="gemini-widgets-run", daemon=True)
         self._ticker = threading.Thread(target=self._pump, name="gemini-widgets-tick", daemon=True)
 
@@ -158,9 +160,8 @@ class StreamJob:
     def elapsed(self) -> float:
         if self.started is None:
             return 0.0
-        if self.result is not None:
-            return self.result.elapsed
-        return time.monotonic() - self.started
+        end = self.ended if self.ended is not None else time.monotonic()
+        return end - self.started
 
     def tokens(self) -> tuple[int, bool]:
         """(output tokens, exact): the server's count when it sent one, else ~4 characters each."""
@@ -200,6 +201,7 @@ class StreamJob:
         except BaseException as exc:  # noqa: BLE001 - run() explains failures; this is a bug
             self.result = self._failed(exc)
         finally:
+            self.ended = time.monotonic()
             self.finished.set()
 
     def _run(self) -> GeminiResult:
@@ -280,8 +282,10 @@ def live_markdown(text: str, limit: int = LIVE_CHARS) -> str:
     return note + (fence + "\n" if fence else "") + text[start:]
 
 
-def _final_parts(result: GeminiResult, show_thoughts: bool = False) -> tuple[str, str]:
-    """(markdown, plain text) of a finished answer: thoughts, answer, stop/error note, footer."""
+def _final_parts(result: GeminiResult, show_thoughts: bool = False,
+                 images: tuple = ()) -> tuple[str, str]:
+    """(markdown, plain text) of a finished answer: thoughts, answer, `images` (bundles, shown
+    inline as data URIs), stop/error note, footer."""
     md: list[str] = []
     plain: list[str] = []
     if show_thoughts and result.thoughts:
@@ -290,6 +294,9 @@ def _final_parts(result: GeminiResult, show_thoughts: bool = False) -> tuple[str
     if result.answer:
         md.append(result.answer)
         plain.append(result.answer)
+    for bundle in images:
+        md.append(_md_image(bundle))
+        plain.append(bundle.get("text/plain", "(image)"))
     if result.stopped:
         note = ("Stopped: the partial answer is kept; this turn was not added to the conversation."
                 if result.answer else "Stopped before any text arrived.")
@@ -305,15 +312,44 @@ def _final_parts(result: GeminiResult, show_thoughts: bool = False) -> tuple[str
     return "\n\n".join(md), "\n\n".join(plain)
 
 
+def image_bundles(result: GeminiResult) -> list[dict]:
+    """Display bundles (`image/png` or `image/jpeg` + `text/plain`) of the answer's images: the
+    image content of its model_output steps, else `result.images`."""
+    from .images import image_mimebundle
+
+    items: list = [c for step in result.steps or () if isinstance(step, dict)
+                   and step.get("type") == "model_output"
+                   for c in step.get("content") or () if isinstance(c, dict)
+                   and c.get("type") == "image" and c.get("data")]
+    if not items:
+        items = list(result.images or ())
+    bundles = []
+    for item in items:
+        try:
+            bundles.append(image_mimebundle(item))
+        except Exception as exc:  # noqa: BLE001 - a broken image must not hide the answer
+            bundles.append({"text/plain": f"(an image that could not be shown: {exc})"})
+    return bundles
+
+
+def _md_image(bundle: dict) -> str:
+    """An image as Markdown with a data URI (for outputs that must stay a single Markdown)."""
+    for mime in ("image/png", "image/jpeg"):
+        if mime in bundle:
+            return f"![{_md_escape(bundle.get('text/plain', 'image'))}](data:{mime};base64,{bundle[mime]})"
+    return f"*{_md_escape(bundle.get('text/plain', '(image)'))}*"
+
+
 def _md_escape(text: str) -> str:
     return re.sub(r"([\\`*_\[\]<>])", r"\\\1", text)
 
 
-def _md_output(markdown: str, plain: Optional[str] = None) -> tuple:
+def _md_output(markdown: str, plain: Optional[str] = None, images: list = ()) -> tuple:
     data = {"text/markdown": markdown}
     if plain is not None:
         data["text/plain"] = plain
-    return ({"output_type": "display_data", "data": data, "metadata": {}},)
+    return tuple({"output_type": "display_data", "data": d, "metadata": {}}
+                 for d in [data, *images])
 
 
 def _status_html(text: str) -> str:
@@ -381,6 +417,7 @@ class LiveView:
         self.status = W.HTML(value=_status_html(_STATES["sending"]))
         self.widget = W.VBox([self.answer, W.HBox([self.stop_button, self.status])])
         self.display_id = uuid.uuid4().hex
+        self.media_id = uuid.uuid4().hex      # an output kept for the answer's first image
         self.job: Optional[StreamJob] = None
         self.note = ""
         self.status_line = _STATES["sending"]
@@ -393,6 +430,7 @@ class LiveView:
                                   "the answer is saved below).")
         self._publish({"text/markdown": _LIVE_PLACEHOLDER, "text/plain": _LIVE_PLACEHOLDER},
                       self.display_id, False)
+        self._publish({"text/plain": ""}, self.media_id, False)
 
     def attach(self, job: StreamJob) -> StreamJob:
         self.job = job
@@ -440,8 +478,12 @@ class LiveView:
 
     def _finish(self, job: StreamJob) -> None:
         result = job.result
-        markdown, plain = _final_parts(result, getattr(job.request, "show_thoughts", False))
+        images = image_bundles(result)
+        markdown, plain = _final_parts(result, getattr(job.request, "show_thoughts", False),
+                                       images=tuple(images[1:]))
         self._publish({"text/markdown": markdown, "text/plain": plain}, self.display_id, True)
+        if images:
+            self._publish(images[0], self.media_id, True)
         self.answer.outputs = ()
         self.stop_button.disabled = True
         self._set_status(job.status_text() + ("" if result.error or result.stopped
@@ -769,7 +811,8 @@ class Panel:
                      f'{html.escape(turn["prompt"], quote=False)}</div>')
         out = W.Output()
         if turn["result"] is not None:
-            out.outputs = _md_output(_final_parts(turn["result"])[0])
+            out.outputs = _md_output(_final_parts(turn["result"])[0],
+                                     images=image_bundles(turn["result"]))
         turn["out"] = out
         return W.VBox([you, out])
 
@@ -794,7 +837,7 @@ class Panel:
             return
         out = self.turns[-1].get("out")
         if out is not None:
-            out.outputs = _md_output(_final_parts(result)[0])
+            out.outputs = _md_output(_final_parts(result)[0], images=image_bundles(result))
         self.send_button.disabled = False
         self._set_status(job.status_text(self.note if not (result.error or result.stopped) else ""))
 
@@ -807,7 +850,8 @@ class Panel:
         md, plain = [], []
         for t in done:
             quoted = "\n".join("> " + line for line in t["prompt"].splitlines())
-            answer_md, answer_plain = _final_parts(t["result"])
+            answer_md, answer_plain = _final_parts(t["result"],
+                                                   images=tuple(image_bundles(t["result"])))
             md.append(f"**You:**\n\n{quoted}\n\n{answer_md}")
             plain.append(f"You: {t['prompt']}\n\n{answer_plain}")
         n = len(done)

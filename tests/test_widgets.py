@@ -100,13 +100,13 @@ def test_panel_lists_models_tools_and_the_users_functions(shell, published):
 
 
 def test_choosing_a_model_changes_the_request(panel, shell, api):
-    panel.model.value = "gemini-3.1-flash-image"
-    assert magics_of(shell).model == "gemini-3.1-flash-image"
+    panel.model.value = "gemini-2.5-pro"
+    assert magics_of(shell).model == "gemini-2.5-pro"
     panel.prompt.value = "Which model are you?"
     panel.send_button.click()
     result = panel.wait(WAIT)
     assert result.ok, result.error
-    assert api.interactions.get(result.id).model == "gemini-3.1-flash-image"
+    assert api.interactions.get(result.id).model == "gemini-2.5-pro"
     assert "You said: Which model are you?" in last_turn_markdown(panel)
     assert panel.prompt.value == ""
     assert "done" in panel.status_line and "tokens" in panel.status_line
@@ -372,3 +372,24 @@ def test_picked_tools_survive_closing_and_reopening(panel, shell):
     assert panel.tools.value == ("url_context",)
     run_cell(shell, "%gemini ui")  # shown again while open: same picks
     assert panel.tools.value == ("url_context",)
+
+
+def test_an_image_model_answer_shows_and_saves_the_image(panel, shell, published):
+    panel.model.value = "gemini-3.1-flash-image"
+    panel.prompt.value = "a red circle"
+    panel.send_button.click()
+    result = panel.wait(WAIT)
+    assert result.ok, result.error
+    outputs = panel.turns[-1]["out"].outputs
+    assert any("image/png" in o["data"] for o in outputs)
+    bundle = saved(published, panel.transcript_id)
+    assert "](data:image/png;base64,iVBOR" in bundle["text/markdown"]
+    assert "PNG" in bundle["text/plain"]
+
+    cap = run_cell(shell, "%%gemini --ui -m gemini-3.1-flash-image\na blue square")
+    assert cap.error is None
+    view = shell.user_ns["_gemini_live"]
+    assert view.wait(WAIT).ok
+    image = saved(published, view.media_id)
+    assert image["image/png"].startswith("iVBOR") and "PNG" in image["text/plain"]
+    assert "a blue square" in saved(published, view.display_id)["text/markdown"]
