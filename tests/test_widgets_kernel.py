@@ -2,7 +2,8 @@
 
 - nbclient runs a notebook: a `%%gemini --ui` cell returns while its answer still streams, a
   later cell runs meanwhile, a later cell stops a second answer, and the saved .ipynb holds both
-  answers (whole, and partial + stopped) as text/markdown + text/plain.
+  answers (whole, and partial + stopped) as text/markdown + text/plain, and an image answer as
+  an image/png output.
 - A kernel client clicks the live view's Stop button the way a browser does (a comm message
   to the widget) while the answer streams: the kernel is idle, so it handles the click at once
   and the interaction is cancelled on the server (the bug of ipywidgets #3468 does not apply).
@@ -68,6 +69,8 @@ def test_ui_cells_in_a_notebook_stream_in_the_background_and_are_saved(echo_serv
         nbformat.v4.new_code_cell("%%gemini --ui -o s\n/words 3000 delay=0.02"),
         nbformat.v4.new_code_cell(_WAIT_FOR_WORDS + "%gemini stop\n_gemini_live.wait(60)\n"
                                   "print(s.stopped, s.id, len(s.answer.split()))"),
+        nbformat.v4.new_code_cell("%%gemini --ui -m gemini-3.1-flash-image\na red circle"),
+        nbformat.v4.new_code_cell("print(_gemini_live.wait(60).ok)"),
     ]
     NotebookClient(nb, timeout=KERNEL_TIMEOUT, kernel_name="python3").execute()
     path = tmp_path / "ui.ipynb"
@@ -94,6 +97,11 @@ def test_ui_cells_in_a_notebook_stream_in_the_background_and_are_saved(echo_serv
     out = _answer_output(saved.cells[4])
     assert out.data["text/markdown"].startswith("w1 w2 w3") and "Stopped" in out.data["text/markdown"]
     assert "Stopped" in out.data["text/plain"]
+
+    # an image answer is saved as an ordinary image output
+    assert _stdout(saved.cells[7]).strip() == "True"
+    images = [o for o in saved.cells[6].outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1 and images[0].data["image/png"].startswith("iVBOR")
 
 
 class Kernel:
