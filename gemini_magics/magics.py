@@ -167,6 +167,7 @@ class GeminiMagics(Magics):
 
     def _ask(self, line: str, cell: Optional[str]) -> None:
         from .client import resolve_backend
+        from .media import MediaError
         from .runner import run
 
         ns = self.shell.user_ns if self.shell is not None else {}
@@ -175,10 +176,9 @@ class GeminiMagics(Magics):
                 request = _args.parse_line(line, self.settings())
             else:
                 request = _args.parse(line, cell, self.settings())
-            prompt = interpolate_parts(request.text, ns)
-        except (ArgsError, PromptError) as exc:
+            request = _args.with_parts(request, build_parts(request, ns))
+        except (ArgsError, PromptError, MediaError) as exc:
             raise GeminiError(str(exc)) from None
-        request = _args.with_parts(request, prompt.parts)
         try:
             backend, notice = resolve_backend(self.settings())
         except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
@@ -203,6 +203,11 @@ class GeminiMagics(Magics):
         ns["_gemini"] = result
         if request.out:
             ns[request.out] = result
+        if request.save and result.image_parts:
+            _save(result, request.save)
+        elif request.save and result.ok:
+            print(f"Nothing saved: the answer has no images (image models such as "
+                  f"gemini-3.1-flash-image draw them).")
         if result.error:
             raise GeminiError(result.error, result=result)
         if result.stopped:
@@ -210,6 +215,38 @@ class GeminiMagics(Magics):
             raise GeminiError(f"Stopped{kept}, and this turn was not added to the "
                               f"conversation); re-run the cell to ask again.", result=result)
         return None
+
+
+def build_parts(request: Any, user_ns: Any) -> list:
+    """The prompt as content: --image and --file attachments first (Gemini's advice for media
+    prompts), then the cell text with `{var}` media (PIL images, media bytes) placed where they
+    are written. Every part is checked before anything is sent: MediaError on bad input."""
+    from .media import check_inline_size, is_media_value, media_part, media_parts
+
+    prompt = interpolate_parts(request.text, user_ns, keep=is_media_value)
+    parts: list = []
+    if request.images:
+        parts += media_parts(request.images, kind="image", user_ns=user_ns)
+    if request.files:
+        parts += media_parts(request.files, kind="file", user_ns=user_ns)
+    for p in prompt.parts:
+        parts.append(p if isinstance(p, str) else media_part(p))
+    check_inline_size([p for p in parts if isinstance(p, dict)])
+    if not any(isinstance(p, dict) for p in parts):
+        return prompt.parts
+    return parts
+
+
+def _save(result: Any, target: str) -> None:
+    """--save: write the answer's images and say where (one line)."""
+    from .images import ImageError
+
+    try:
+        paths = result.save_images(target)
+    except ImageError as exc:
+        raise GeminiError(str(exc), result=result) from None
+    shown = ", ".join(str(p) for p in paths)
+    print(f"Saved {len(paths)} image{'s' if len(paths) != 1 else ''}: {shown}")
 
 
 def _trait_hint(trait: Any, exc: Exception) -> str:

@@ -10,6 +10,7 @@ model_output with a short text and the image, streamed as a text delta and an im
 from __future__ import annotations
 
 import base64
+import re
 from typing import Optional
 
 from .protocol import CreateRequest
@@ -21,6 +22,14 @@ __all__ = ["wants_image", "image_settings", "image_producer", "IMAGE_TOKENS"]
 # every offline image (an estimate: the real count depends on model and size).
 IMAGE_TOKENS = 1290
 _PROMPT_SHOWN = 200
+# A follow-up that talks about the picture already in the chat ("make it brighter", "now flip
+# the image") edits it; any other prompt draws a new one, as a real image model would decide.
+_REFERS_BACK = re.compile(
+    r"^\s*(make|change|edit|turn|convert|add|remove|replace|apply|now|flip|mirror|invert|blur|"
+    r"sharpen|crop|rotate|recolou?r|colou?ri[sz]e|darken|brighten|try again)\b"
+    r"|\b(it|this|that|them|same|again)\b"
+    r"|\b(the|previous|last|your)\s+(\w+\s+)?(image|picture|photo|drawing|one|version)\b",
+    re.IGNORECASE)
 
 
 def _image_formats(request: CreateRequest) -> list[dict]:
@@ -64,12 +73,13 @@ def _latest_image(items: list) -> Optional[bytes]:
     return None
 
 
-def edit_source(ctx: TurnContext) -> Optional[bytes]:
-    """The image to edit: the last inline image of this turn's message, else the conversation's
-    latest image (given or generated). URLs are never fetched, so `uri` images are skipped."""
+def edit_source(ctx: TurnContext, prompt: str) -> Optional[bytes]:
+    """The image to edit: the last inline image of this turn's message; else, when the prompt
+    refers back to it ("make it ..."), the conversation's latest image (given or generated).
+    URLs are never fetched, so `uri` images are skipped."""
     current = _last_user_content(ctx.request.input_steps)
     found = _latest_image(current)
-    if found is not None:
+    if found is not None or not _REFERS_BACK.search(prompt):
         return found
     earlier: list = []
     for step in ctx.all_steps:
@@ -92,7 +102,7 @@ def image_producer(ctx: TurnContext) -> Outcome:
     prompt = "\n".join(c.get("text") or "" for c in _last_user_content(req.input_steps)
                        if c.get("type") == "text").strip()
     settings = image_settings(req)
-    source = edit_source(ctx)
+    source = edit_source(ctx, prompt)
     input_tokens = ctx.engine.count_tokens(prompt)
     emit_thought(rec)
     out = rec.start_step({"type": "model_output"})
