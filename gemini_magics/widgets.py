@@ -313,20 +313,18 @@ def _final_parts(result: GeminiResult, show_thoughts: bool = False,
 
 
 def image_bundles(result: GeminiResult) -> list[dict]:
-    """Display bundles (`image/png` or `image/jpeg` + `text/plain`) of the answer's images: the
-    image content of its model_output steps, else `result.images`."""
+    """Display bundles (`image/png` or `image/jpeg` + `text/plain`) of the answer's images, in
+    order; the original bytes pass through (no decode, no re-encode)."""
     from .images import image_mimebundle
 
-    items: list = [c for step in result.steps or () if isinstance(step, dict)
-                   and step.get("type") == "model_output"
-                   for c in step.get("content") or () if isinstance(c, dict)
-                   and c.get("type") == "image" and c.get("data")]
-    if not items:
-        items = list(result.images or ())
     bundles = []
-    for item in items:
+    for part in getattr(result, "image_parts", None) or ():
+        if not part.get("data"):
+            where = part.get("uri")
+            bundles.append({"text/plain": f"(an image at {where})" if where else "(an empty image)"})
+            continue
         try:
-            bundles.append(image_mimebundle(item))
+            bundles.append(image_mimebundle(part))
         except Exception as exc:  # noqa: BLE001 - a broken image must not hide the answer
             bundles.append({"text/plain": f"(an image that could not be shown: {exc})"})
     return bundles
@@ -390,8 +388,9 @@ def user_functions(namespace: dict, hidden: Optional[dict] = None) -> list[str]:
     return sorted(names)
 
 
-def _finish_bookkeeping(magics: Any, request: Any, result: GeminiResult) -> None:
-    """What the magic does after a run: `_gemini`, `--out VAR`, `%gemini last`."""
+def _finish_bookkeeping(magics: Any, request: Any, result: GeminiResult) -> str:
+    """What the magic does after a run: `_gemini`, `--out VAR`, `%gemini last`, `--save`.
+    Returns a sentence for the status line ('' if there is nothing to say)."""
     magics.last_result = result
     shell = getattr(magics, "shell", None)
     ns = shell.user_ns if shell is not None else {}
@@ -399,6 +398,16 @@ def _finish_bookkeeping(magics: Any, request: Any, result: GeminiResult) -> None
     out = getattr(request, "out", None)
     if out:
         ns[out] = result
+    target = getattr(request, "save", None)
+    if not target or not result.ok:
+        return ""
+    if not result.image_parts:
+        return "Nothing saved: the answer has no images."
+    try:
+        paths = result.save_images(target)
+    except ValueError as exc:  # ImageError: one sentence already
+        return str(exc)
+    return f"Saved {len(paths)} image{'s' if len(paths) != 1 else ''}: " + ", ".join(map(str, paths))
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,8 +495,10 @@ class LiveView:
             self._publish(images[0], self.media_id, True)
         self.answer.outputs = ()
         self.stop_button.disabled = True
-        self._set_status(job.status_text() + ("" if result.error or result.stopped
-                                              else " — the answer is written below."))
+        line = job.status_text()
+        if not (result.error or result.stopped):
+            line += " — the answer is written below." + (f" {self.note}" if self.note else "")
+        self._set_status(line)
 
 
 def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optional[str] = None,
@@ -504,7 +515,7 @@ def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optiona
     finish = view._finish
 
     def on_finish(j: StreamJob) -> None:
-        _finish_bookkeeping(magics, request, j.result)
+        view.note = _finish_bookkeeping(magics, request, j.result)
         finish(j)
 
     job.on_finish = on_finish
@@ -774,8 +785,14 @@ class Panel:
 
         request = _args.parse("", text, self.magics.settings())
         shell = getattr(self.magics, "shell", None)
-        prompt = interpolate_parts(request.text, shell.user_ns if shell is not None else {})
-        request = _args.with_parts(request, prompt.parts)
+        ns = shell.user_ns if shell is not None else {}
+        try:  # the magic's prompt building: {var} text, and media values as content
+            from .magics import build_parts
+        except ImportError:
+            parts = interpolate_parts(request.text, ns).parts
+        else:
+            parts = build_parts(request, ns)
+        request = _args.with_parts(request, parts)
         builtins, fns = self._picked_tools()
         request.tools = parse_tools(builtins)
         return request, fns

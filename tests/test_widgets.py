@@ -393,3 +393,13 @@ def test_an_image_model_answer_shows_and_saves_the_image(panel, shell, published
     image = saved(published, view.media_id)
     assert image["image/png"].startswith("iVBOR") and "PNG" in image["text/plain"]
     assert "a blue square" in saved(published, view.display_id)["text/markdown"]
+
+
+def test_ui_cell_saves_images_with_save(shell, published, tmp_path):
+    target = tmp_path / "drawn.png"
+    cap = run_cell(shell, f"%%gemini --ui -m gemini-3.1-flash-image --save {target}\na green star")
+    assert cap.error is None
+    view = shell.user_ns["_gemini_live"]
+    assert view.wait(WAIT).ok
+    assert target.read_bytes().startswith(b"\x89PNG")
+    assert "Saved 1 image" in view.status_line
