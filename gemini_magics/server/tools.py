@@ -43,8 +43,11 @@ __all__ = [
     "function_call_step",
     "offline_annotations",
     "plan_function_call",
+    "record_step",
     "run_python_offline",
     "step_events",
+    "tool_producer",
+    "wants_tools",
 ]
 
 OFFLINE_URL = "https://offline.invalid"
@@ -434,13 +437,14 @@ def _instructions(function_tools: list[dict], allow_answer: bool) -> str:
 def plan_function_call(engine: Engine, messages: list[dict], function_tools: list[dict], *,
                        model: str = "", params: Optional[GenerationParams] = None,
                        tool_choice: Any = None,
-                       on_text: Optional[Callable[[str], bool]] = None) -> Optional[dict]:
+                       on_text: Optional[Callable[[str], bool]] = None,
+                       usage: Optional[dict] = None) -> Optional[dict]:
     """Ask `engine` whether to call one of `function_tools` (type "function" tool dicts).
 
     Returns `{"name": ..., "arguments": {...}}` with arguments valid against that function's
     `parameters` schema, or None when the model chooses to answer in text (or `tool_choice` is
     "none", or the reply was cut off and does not validate). `on_text` sees the raw JSON chunks
-    and may return False to cancel.
+    and may return False to cancel. `usage`, if given, receives input_tokens/output_tokens.
     """
     import jsonschema
 
@@ -460,6 +464,9 @@ def plan_function_call(engine: Engine, messages: list[dict], function_tools: lis
         p.max_output_tokens = 512
     request = EngineRequest(model=model, messages=msgs, params=p, json_schema=schema)
     result = engine.generate(request, on_text or (lambda _chunk: True))
+    if usage is not None:
+        usage["input_tokens"] = usage.get("input_tokens", 0) + result.input_tokens
+        usage["output_tokens"] = usage.get("output_tokens", 0) + result.output_tokens
     if result.finish == "cancelled":
         return None
     try:
@@ -553,3 +560,94 @@ def step_events(index: int, step: dict) -> list[dict]:
     events += [{"event_type": "step.delta", "index": index, "delta": d} for d in deltas]
     events.append({"event_type": "step.stop", "index": index})
     return events
+
+
+def record_step(recorder: Any, step: dict) -> int:
+    """Emit a complete step through a `turns.TurnRecorder` (start, deltas, stop); its index."""
+    events = step_events(0, step)
+    index = recorder.start_step(step, announce=events[0]["step"])
+    for event in events[1:-1]:
+        recorder.delta(index, event["delta"])
+    recorder.stop_step(index)
+    return index
+
+
+# --------------------------------------------------------------------------------------------
+# A step producer for the local server (plugs into turns.pick_producer)
+# --------------------------------------------------------------------------------------------
+
+def wants_tools(tools: Iterable[dict]) -> bool:
+    """True if a request's tools need `tool_producer` (function or emulated built-in tools)."""
+    return any(isinstance(t, dict) and (t.get("type") == "function" or t.get("type") in EMULATED_TOOLS)
+               for t in tools or [])
+
+
+def new_call_id() -> str:
+    return "call_" + os.urandom(6).hex()
+
+
+def tool_producer(ctx: Any) -> Any:
+    """Produce a turn that has tools: a function call (ending in requires_action), or emulated
+    built-in tool steps followed by a cited text answer.
+
+    After the client sends `function_result`s, the model answers in text (it is not asked to
+    call again in the same round), so a small model cannot loop forever. Built-in tools run
+    only on a fresh user prompt.
+    """
+    from .engines.base import EngineRequest as _Request
+    from .turns import FINISH_STATUS, Outcome, content_text, generation_params, history_to_messages
+
+    req, rec = ctx.request, ctx.recorder
+    functions = [t for t in req.tools if isinstance(t, dict) and t.get("type") == "function"]
+    builtins = [t for t in req.tools if isinstance(t, dict) and t.get("type") in EMULATED_TOOLS]
+    last = req.input_steps[-1] if req.input_steps else {}
+    answering = last.get("type") == "function_result"
+    messages = history_to_messages(req.system_instruction, ctx.all_steps)
+    params = generation_params(req.generation_config)
+    usage: dict = {}
+
+    if functions and not answering:
+        call = plan_function_call(ctx.engine, messages, functions, model=req.name, params=params,
+                                  tool_choice=req.generation_config.get("tool_choice"),
+                                  on_text=lambda _chunk: not rec.cancelled, usage=usage)
+        if rec.cancelled:
+            return Outcome("cancelled", usage.get("input_tokens", 0), usage.get("output_tokens", 0))
+        if call is not None:
+            record_step(rec, function_call_step(new_call_id(), call["name"], call["arguments"]))
+            return Outcome("requires_action", usage.get("input_tokens", 0),
+                           usage.get("output_tokens", 0))
+
+    emulated: list[dict] = []
+    if builtins and not answering:
+        prompt = next((content_text(s.get("content")) for s in reversed(req.input_steps)
+                       if s.get("type") == "user_input"), "")
+        for tool in builtins:
+            for step in emulate_builtin_tool(tool["type"], prompt, new_call_id, tool):
+                record_step(rec, step)
+                emulated.append(step)
+        note = describe_for_model(emulated)
+        if note:
+            messages = messages + [{"role": "user", "content": "[Tool results, offline emulation]\n" + note}]
+
+    out = rec.start_step({"type": "model_output"})
+    parts: list[str] = []
+
+    def on_text(chunk: str) -> bool:
+        if rec.cancelled:
+            return False
+        parts.append(chunk)
+        rec.text(out, chunk)
+        return not rec.cancelled
+
+    try:
+        result = ctx.engine.generate(_Request(model=req.name, messages=messages, params=params,
+                                              json_schema=req.json_schema()), on_text)
+        notes = offline_annotations(emulated, "".join(parts))
+        if notes:
+            rec.delta(out, {"type": "text_annotation_delta", "annotations": notes},
+                      update={"annotations": notes})
+    finally:
+        rec.stop_step(out)
+    status = "cancelled" if rec.cancelled else FINISH_STATUS.get(result.finish, "completed")
+    return Outcome(status, usage.get("input_tokens", 0) + result.input_tokens,
+                   usage.get("output_tokens", 0) + result.output_tokens)

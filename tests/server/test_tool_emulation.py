@@ -22,7 +22,7 @@ from pydantic import BaseModel, create_model
 from strict import strict_event, strict_interaction
 from test_tools import interaction, scripted_server, sdk_client
 
-from gemini_magics.functions import call_function, function_declaration
+from gemini_magics.functions import call_function, function_declaration, function_result_step
 from gemini_magics.server.engines.base import Engine, EngineRequest, EngineResult, GenerationParams
 from gemini_magics.server.tools import (
     EMULATED_TOOLS,
@@ -37,7 +37,7 @@ from gemini_magics.server.tools import (
     run_python_offline,
     step_events,
 )
-from gemini_magics.tools import cite, render_step_markdown
+from gemini_magics.tools import cite, parse_tools, render_step_markdown
 
 PROMPT = "Who won the euro 2024? Check https://www.uefa.com/euro2024 and compute 12*7+3."
 
@@ -400,3 +400,112 @@ def test_the_local_model_always_produces_valid_arguments():
     finally:
         engine.close()
     assert calls == len(prompts)
+
+
+# --------------------------------------------------------------------------------------------
+# tool_producer inside the real local server (wired the way turns.pick_producer will do it)
+# --------------------------------------------------------------------------------------------
+
+class ToolLLM(Engine):
+    """A deterministic model: with a schema it calls the first allowed function with
+    `{"location": "London"}`; without, it answers with the last user message it saw."""
+
+    name = "tool-llm"
+
+    def generate(self, request: EngineRequest, on_text) -> EngineResult:
+        if request.json_schema is not None:
+            options = request.json_schema.get("anyOf") or [request.json_schema]
+            name = options[0]["properties"]["name"]["const"]
+            text = json.dumps({"name": name, "arguments": {"location": "London"}})
+        else:
+            last = [m["content"] for m in request.messages if m["role"] == "user"][-1]
+            text = "Answer: " + last.splitlines()[-1]
+        for i in range(0, len(text), 7):
+            if on_text(text[i:i + 7]) is False:
+                return EngineResult(text[:i], 1, 1, "cancelled")
+        return EngineResult(text, 3, 2)
+
+
+@pytest.fixture()
+def tool_server(monkeypatch):
+    from gemini_magics.server import app, start_server
+    from gemini_magics.server.tools import tool_producer, wants_tools
+
+    original = app.pick_producer
+    monkeypatch.setattr(app, "pick_producer",
+                        lambda req, history: tool_producer if wants_tools(req.tools) else original(req, history))
+    srv = start_server(engine=ToolLLM())
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+WEATHER = [function_declaration(get_current_temperature)]
+
+
+def _results(i):
+    return [function_result_step(s, *call_function(get_current_temperature, s.arguments, timeout=10))
+            for s in i.steps if s.type == "function_call"]
+
+
+def test_quickstart_stateful_function_loop_on_the_local_server(tool_server):
+    client = sdk_client(tool_server.base_url)
+    user_input, previous_id, statuses = "What is the temperature in London?", None, []
+    for _round in range(5):
+        i = client.interactions.create(model="gemini-3.5-flash", input=user_input, tools=WEATHER,
+                                       previous_interaction_id=previous_id)
+        statuses.append(i.status)
+        results = _results(i)
+        if not results:
+            break
+        user_input, previous_id = results, i.id
+    assert statuses == ["requires_action", "completed"]
+    assert i.output_text == ('Answer: [function result get_current_temperature: '
+                             '{"location": "London", "temperature": "22", "unit": "celsius"}]')
+
+
+def test_quickstart_stateless_function_loop_on_the_local_server(tool_server):
+    client = sdk_client(tool_server.base_url)
+    history = [{"type": "user_input", "content": [{"type": "text", "text": "What is the temperature in London?"}]}]
+    for _round in range(5):
+        i = client.interactions.create(model="gemini-3.5-flash", store=False, input=history, tools=WEATHER)
+        results = _results(i)
+        history.extend(step.model_dump() for step in i.steps)
+        history.extend(results)
+        if not results:
+            break
+    assert [s["type"] for s in history] == ["user_input", "function_call", "function_result", "model_output"]
+    assert i.output_text.startswith("Answer: [function result get_current_temperature:")
+
+
+def test_streamed_function_call_ends_in_requires_action(tool_server):
+    client = sdk_client(tool_server.base_url)
+    events = list(client.interactions.create(model="gemini-3.5-flash", input="Weather in London?",
+                                             tools=WEATHER, stream=True))
+    starts = [e for e in events if e.event_type == "step.start"]
+    assert [s.step.type for s in starts] == ["function_call"]
+    fragments = [e.delta.arguments for e in events if e.event_type == "step.delta"]
+    assert json.loads("".join(fragments)) == {"location": "London"}
+    assert events[-1].event_type == "interaction.completed"
+    assert events[-1].interaction.status == "requires_action"
+
+
+def test_emulated_search_streams_steps_and_offline_citations(tool_server):
+    client = sdk_client(tool_server.base_url)
+    events = list(client.interactions.create(model="gemini-3.5-flash", input="Who won the euro 2024?",
+                                             tools=parse_tools("google_search,code_execution"), stream=True))
+    kinds = [e.step.type for e in events if e.event_type == "step.start"]
+    assert kinds == ["google_search_call", "google_search_result", "code_execution_call",
+                     "code_execution_result", "model_output"]
+    notes = [a for e in events if e.event_type == "step.delta" and e.delta.type == "text_annotation_delta"
+             for a in e.delta.annotations]
+    assert [urlparse(a.url).hostname for a in notes] == ["offline.invalid"]
+    text = "".join(e.delta.text for e in events if e.event_type == "step.delta" and e.delta.type == "text")
+    assert text.startswith("Answer: ")
+    assert events[-1].interaction.status == "completed"
+
+    i = client.interactions.create(model="gemini-3.5-flash", input="Who won the euro 2024?",
+                                   tools=parse_tools("google_search"))
+    assert [s.type for s in i.steps] == ["google_search_call", "google_search_result", "model_output"]
+    assert i.steps[0].arguments.queries == ["Who won the euro 2024"]
