@@ -60,6 +60,8 @@ _STATES = {
 
 # Jobs that have not finished showing their answer (for `%gemini stop`).
 _RUNNING: "weakref.WeakSet[StreamJob]" = weakref.WeakSet()
+# The running --ui answer of each cell id: re-running the cell stops it (its output is gone).
+_BY_CELL: "weakref.WeakValueDictionary[str, StreamJob]" = weakref.WeakValueDictionary()
 # One panel per magics instance, so `%gemini ui` reopens it with its turns and running answer.
 _PANELS: "weakref.WeakKeyDictionary[Any, Panel]" = weakref.WeakKeyDictionary()
 
@@ -506,6 +508,9 @@ def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optiona
     """Start `request` in the background with a live view, and return at once (the kernel stays
     free). The view is `_gemini_live`; the result goes to `_gemini` (and `--out`) at the end."""
     _require_notebook(magics, "--ui (a live view with a Stop button)", "drop --ui")
+    previous = _BY_CELL.get(cell_id) if cell_id else None
+    if previous is not None and not previous.finished.is_set():
+        previous.stop()  # its outputs were cleared by the re-run: do not leave it streaming
     view = LiveView(publish=publish)
     view.show()
     job = StreamJob(request, settings=magics.settings(), backend=backend,
@@ -522,6 +527,8 @@ def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optiona
     shell = getattr(magics, "shell", None)
     if shell is not None:
         shell.user_ns["_gemini_live"] = view
+    if cell_id:
+        _BY_CELL[cell_id] = job
     job.start()
     return view
 

@@ -403,3 +403,15 @@ def test_ui_cell_saves_images_with_save(shell, published, tmp_path):
     assert view.wait(WAIT).ok
     assert target.read_bytes().startswith(b"\x89PNG")
     assert "Saved 1 image" in view.status_line
+
+
+def test_rerunning_a_ui_cell_stops_its_previous_answer(shell, published, api):
+    from gemini_magics.args import parse
+
+    m = magics_of(shell)
+    first = widgets.run_live(m, parse("", "/words 3000 delay=0.01", m.settings()), cell_id="cell-x")
+    wait_for(lambda: "w3 " in first.text, what="the first words")
+    second = widgets.run_live(m, parse("", "again", m.settings()), cell_id="cell-x")
+    old = first.wait(WAIT)
+    assert old.stopped and api.interactions.get(old.id).status == "cancelled"
+    assert second.wait(WAIT).ok
