@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 
 __all__ = [
     "Backend", "resolve_backend", "get_client", "redact", "interaction_from_dict",
-    "OFFLINE_NOTICE", "LOCAL_API_KEY",
+    "OFFLINE_NOTICE", "LOCAL_API_KEY", "REPLAY_BASE_URL",
 ]
 
 KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -25,6 +25,9 @@ OFFLINE_NOTICE = (
     "(a small model running here, not Gemini); set GEMINI_API_KEY and re-run to use the real API."
 )
 
+# Replay answers from the cassette and never connects; the host is ignored when matching.
+REPLAY_BASE_URL = "http://replay.invalid"
+
 _lock = threading.Lock()
 _clients: dict = {}
 _servers: dict = {}
@@ -33,7 +36,8 @@ _known_keys: set = set()
 
 @dataclass(frozen=True)
 class Backend:
-    kind: str                  # "api" (Google), "local" (embedded server) or "custom" (base_url)
+    kind: str                  # "api" (Google), "local" (embedded server), "custom" (base_url)
+                               # or "replay" (answers from a cassette, no network)
     base_url: Optional[str]    # None: the SDK's default (Google)
     api_key: str
     attempts: int              # HTTP attempts per request, retries included
@@ -45,6 +49,8 @@ class Backend:
             return "Gemini API"
         if self.kind == "local":
             return f"local offline server at {self.base_url}"
+        if self.kind == "replay":
+            return "the replay cassette"
         return self.base_url or "custom endpoint"
 
     def __repr__(self) -> str:  # never show the key
@@ -73,9 +79,16 @@ def _local_server(engine: Optional[str]) -> Any:
 
 
 def resolve_backend(settings: Mapping[str, Any]) -> tuple[Backend, Optional[str]]:
-    """(backend, notice): the notice is set when answers come from the local offline model."""
+    """(backend, notice): the notice is set when answers come from the local offline model.
+
+    A cassette in replay mode wins over everything: no key, server or base_url is needed,
+    so a replayed notebook runs on a machine with no network and no model.
+    """
     attempts = int(settings.get("retries") or 0) + 1
     timeout = settings.get("timeout") or None
+    cassette = _cassette()
+    if cassette is not None and cassette.mode == "replay":
+        return Backend("replay", REPLAY_BASE_URL, LOCAL_API_KEY, 1, timeout), None
     key = env_api_key()
     base_url = (settings.get("base_url") or "").strip() or None
     if base_url:

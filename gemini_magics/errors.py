@@ -88,6 +88,8 @@ def explain(
         return str(exc)
     if isinstance(exc, (ArgsError, PromptError)):
         return str(exc)
+    if any(c.__name__ == "CassetteError" for c in type(exc).__mro__):
+        return str(exc)  # replay.py: already one sentence (e.g. a request not in the cassette)
     if isinstance(exc, KeyboardInterrupt):
         return f"Stopped{kept}; re-run the cell to ask again."
     if isinstance(exc, StreamProtocolError):

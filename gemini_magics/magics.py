@@ -29,6 +29,7 @@ SETTINGS = (
 _REQUEST_DEFAULTS = ("model", "system", "temperature", "max_tokens", "thinking",
                      "show_thoughts", "stream", "stateless")
 _COMMANDS = ("history", "reset", "settings", "last", "help")
+_CASSETTE_COMMANDS = ("record", "replay", "cassette")
 
 
 def _is_terminal(shell: Any) -> bool:
@@ -106,7 +107,9 @@ class GeminiMagics(Magics):
 
         Line magic: `%gemini PROMPT` asks in one line; `%gemini history`, `%gemini reset`,
         `%gemini settings`, `%gemini last`, `%gemini ui` (a panel to pick model and tools),
-        `%gemini stop` (stops `--ui` answers); `%gemini NAME [VALUE]` shows or sets a setting
+        `%gemini stop` (stops `--ui` answers), `%gemini record PATH` / `%gemini replay PATH`
+        (record answers to a cassette file / answer from it offline), `%gemini cassette [off]`;
+        `%gemini NAME [VALUE]` shows or sets a setting
         (model, system, temperature, max_tokens, thinking, show_thoughts, stream, stateless,
         offline, base_url, engine, ...), the same as `%config GeminiMagics.NAME = VALUE`.
         Without GEMINI_API_KEY the answers come from a small local offline model.
@@ -122,6 +125,9 @@ class GeminiMagics(Magics):
             return None
         head = words[0].lower().replace("-", "_")
         rest = words[1] if len(words) > 1 else None
+        if head in _CASSETTE_COMMANDS:  # record/replay cassettes (replay.py)
+            print(self._cassette_command(head, rest))
+            return None
         if head in ("ui", "stop") and rest is None:  # the widgets panel; stop --ui answers
             from .widgets import line_command
 
@@ -147,10 +153,51 @@ class GeminiMagics(Magics):
             return None
         return self._ask(line, None)
 
+    def _cassette_command(self, head: str, rest: Optional[str]) -> str:
+        """`%gemini record PATH`, `%gemini replay PATH`, `%gemini cassette [PATH|off]`.
+
+        Starting a cassette also starts a new conversation: a recording must not continue
+        turns it does not hold, or its replay in a fresh kernel would miss the first request.
+        """
+        from . import replay
+
+        words = _split_words(rest or "")
+        if head == "cassette" and not words:
+            return _cassette_state()
+        if head == "cassette" and len(words) == 1 and words[0].lower() == "off":
+            ejected = replay.eject()
+            done = (f"Stopped using cassette {ejected.path}" if ejected is not None
+                    else "No cassette was started with %gemini record/replay")
+            try:
+                env = replay.cassette_from_env()
+            except replay.CassetteError as exc:
+                return f"{done}; {exc}"
+            if env is not None:
+                return f"{done}; the {replay.ENV_CASSETTE} cassette {env.path} ({env.mode}) applies."
+            return f"{done}: requests go to the backend as usual."
+        if len(words) != 1:
+            usage = "%gemini cassette off" if head == "cassette" else f"%gemini {head} PATH"
+            raise GeminiError(f"Give one cassette file path, e.g. %gemini {head} "
+                              f"answers.json (quote it if it has spaces), or use {usage}.")
+        mode = "auto" if head == "cassette" else head
+        try:
+            cassette = replay.use_cassette(words[0], mode)
+        except replay.CassetteError as exc:
+            raise GeminiError(str(exc)) from None
+        self.conversation.reset()
+        if cassette.mode == "record":
+            return (f"Recording every request and answer to {cassette.path} (API keys removed), "
+                    f"starting a new conversation; %gemini cassette off stops recording.")
+        n = cassette.exchange_count
+        return (f"Replaying answers from {cassette.path} ({n} exchange{'s' if n != 1 else ''}), "
+                f"starting a new conversation: no network, server or API key is used; "
+                f"%gemini cassette off stops replaying.")
+
     def _status(self) -> str:
         lines = ["gemini-magics settings (change with %gemini NAME VALUE or %config GeminiMagics.NAME):"]
         for name in SETTINGS:
             lines.append(f"  {name} = {getattr(self, name)!r}")
+        lines.append("  " + _cassette_state(short=True))
         turns = len(self.conversation.chain())
         lines.append(f"  conversation: {turns} turn{'s' if turns != 1 else ''} (%gemini history)")
         return "\n".join(lines)
@@ -182,6 +229,8 @@ class GeminiMagics(Magics):
         try:
             backend, notice = resolve_backend(self.settings())
         except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
+            if _is_cassette_error(exc):  # e.g. a bad GEMINI_MAGICS_RECORD_MODE
+                raise GeminiError(str(exc)) from None
             raise GeminiError(
                 f"Could not start the local offline server ({explain(exc).rstrip('.')}); set "
                 f"GEMINI_API_KEY to use the real API, or %gemini engine echo for a test echo."
@@ -247,6 +296,40 @@ def _save(result: Any, target: str) -> None:
         raise GeminiError(str(exc), result=result) from None
     shown = ", ".join(str(p) for p in paths)
     print(f"Saved {len(paths)} image{'s' if len(paths) != 1 else ''}: {shown}")
+
+
+def _is_cassette_error(exc: BaseException) -> bool:
+    # By name: importing replay (httpx) here would slow down %load_ext.
+    return any(c.__name__ == "CassetteError" for c in type(exc).__mro__)
+
+
+def _split_words(text: str) -> list:
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError:  # an unclosed quote: take the text as typed
+        return text.split()
+
+
+def _cassette_state(short: bool = False) -> str:
+    """One line: which cassette requests go through, from `%gemini record/replay` or the env."""
+    from . import replay
+
+    prefix = "cassette: " if short else ""
+    try:
+        cassette = replay.current_cassette()
+    except replay.CassetteError as exc:
+        return f"{prefix}{exc}"
+    if cassette is None:
+        return (f"{prefix}none" if short else
+                "No cassette: requests go to the backend as usual (start one with "
+                "%gemini record PATH or %gemini replay PATH)")
+    source = "" if replay._active is cassette else f" (from {replay.ENV_CASSETTE})"
+    n = cassette.exchange_count
+    verb = "recording to" if cassette.mode == "record" else "replaying from"
+    line = f"{verb} {cassette.path}{source}, {n} exchange{'s' if n != 1 else ''}"
+    return prefix + line if short else "Cassette: " + line
 
 
 def _trait_hint(trait: Any, exc: Exception) -> str:
