@@ -1,22 +1,17 @@
 """Images coming back: decode, display (and survive in the saved notebook), save, image config.
 
-Until the local server routes image models to the renderer, a small scripted loopback server
-answers with `render_image` output, so these tests still go through the real SDK and a real socket.
+Image outputs come from the local server (its image models answer with `render_image`), through
+the real SDK over a real socket.
 """
 from __future__ import annotations
 
 import base64
 import io
-import json
-import subprocess
-import sys
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_client, sdk_env
+from conftest import ROOT
 from PIL import Image
 
 from gemini_magics.images import (ImageError, decode_image, image_config, image_mimebundle,
@@ -26,62 +21,16 @@ from gemini_magics.server.images import render_image
 SKYLINE = "Generate an image of a futuristic city skyline at sunset"
 
 
-# ----------------------------------------------------------------------------- scripted server
-class _ImageModel(BaseHTTPRequestHandler):
-    """Answers every create with one rendered image (JSON, or SSE when streaming)."""
-
-    requests: list = []
-
-    def do_POST(self):  # noqa: N802 (http.server's naming)
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        self.requests.append(body)
-        prompt = body["input"] if isinstance(body["input"], str) else " ".join(
-            c.get("text", "") for step in body["input"] for c in step.get("content", [step]))
-        config = (body.get("generation_config") or {}).get("image_config") or {}
-        data, mime = render_image(prompt, aspect_ratio=config.get("aspect_ratio"),
-                                  image_size=config.get("image_size"))
-        image = {"type": "image", "data": base64.b64encode(data).decode(), "mime_type": mime}
-        done = {"id": "v1_img", "object": "interaction", "status": "completed", "model": body["model"],
-                "created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:01Z",
-                "usage": {"total_tokens": 1}}
-        if body.get("stream"):
-            events = [
-                {"event_type": "interaction.created", "interaction": {**done, "status": "in_progress"}},
-                {"event_type": "step.start", "index": 0, "step": {"type": "model_output"}},
-                {"event_type": "step.delta", "index": 0, "delta": image},
-                {"event_type": "step.stop", "index": 0},
-                {"event_type": "interaction.completed", "interaction": done},
-            ]
-            payload = "".join(f"event: {e['event_type']}\ndata: {json.dumps({**e, 'event_id': str(i)})}\n\n"
-                              for i, e in enumerate(events)).encode()
-            ctype = "text/event-stream"
-        else:
-            payload = json.dumps({**done, "steps": [{"type": "model_output", "content": [image]}]}).encode()
-            ctype = "application/json"
-        self.send_response(200)
-        self.send_header("content-type", ctype)
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+# ----------------------------------------------------------------------------- the local server
+@pytest.fixture(scope="module")
+def image_url(base_url):
+    """The local server (echo engine): image models there answer with render_image()."""
+    return base_url
 
 
 @pytest.fixture(scope="module")
-def image_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ImageModel)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def image_client(image_url):
-    return make_client(image_url)
+def image_client(client):
+    return client
 
 
 def png_part(prompt="a blue square", aspect="1:1", size="512", mime="image/png") -> dict:
@@ -101,16 +50,16 @@ def test_output_image_from_the_sdk_decodes_to_pil(image_client):
         generation_config={"image_config": image_config("16:9", "1K")})
     img = decode_image(interaction.output_image)
     assert isinstance(img, Image.Image) and img.size == (1024, 576) and img.format == "PNG"
-    assert _ImageModel.requests[-1]["generation_config"]["image_config"] == {
-        "aspect_ratio": "16:9", "image_size": "1K"}
+    echoed = interaction.generation_config.image_config
+    assert (echoed.aspect_ratio, echoed.image_size) == ("16:9", "1K")
     assert img.tobytes() == Image.open(io.BytesIO(render_image(
         SKYLINE, aspect_ratio="16:9", image_size="1K")[0])).tobytes()
 
 
 def test_streamed_image_delta_decodes_the_same(image_client):
     stream = image_client.interactions.create(model="gemini-3.1-flash-image", input=SKYLINE, stream=True)
-    deltas = [e.delta for e in stream if e.event_type == "step.delta"]
-    assert [d.type for d in deltas] == ["image"]
+    deltas = [e.delta for e in stream if e.event_type == "step.delta" and e.delta.type == "image"]
+    assert len(deltas) == 1
     img = decode_image(deltas[0])
     assert img.size == (1024, 1024)
     assert image_mimebundle(deltas[0])["image/png"] == deltas[0].data
@@ -253,8 +202,10 @@ def test_image_config_values():
 def test_image_response_format_is_accepted_by_the_sdk(image_client):
     fmt = image_response_format("9:16", "2K", "image/jpeg")
     assert fmt == {"type": "image", "aspect_ratio": "9:16", "image_size": "2K", "mime_type": "image/jpeg"}
-    image_client.interactions.create(model="gemini-3.1-flash-image", input="x", response_format=fmt)
-    assert _ImageModel.requests[-1]["response_format"] == fmt
+    interaction = image_client.interactions.create(model="gemini-3.1-flash-image", input="x",
+                                                   response_format=fmt)
+    assert interaction.output_image.mime_type == "image/jpeg"
+    assert decode_image(interaction.output_image).size == (1152, 2048)
     with pytest.raises(ImageError, match="image/gif"):
         image_response_format(mime_type="image/gif")
 
@@ -270,29 +221,8 @@ def test_image_config_errors(aspect, size, words):
     assert all(w in message for w in words)
 
 
-# ----------------------------------------------------------------------------- quickstart & notebook
-QUICKSTART_IMAGE = '''
-import base64
-from google import genai
-client = genai.Client()
-interaction = client.interactions.create(
-    model="gemini-3.1-flash-image",
-    input="Generate an image of a futuristic city skyline at sunset",
-)
-with open("generated_image.png", "wb") as f:
-    f.write(base64.b64decode(interaction.output_image.data))
-'''
-
-
-def test_quickstart_image_generation_example_runs_unchanged(image_url, tmp_path):
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(QUICKSTART_IMAGE)], cwd=tmp_path,
-                          env=sdk_env(image_url), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    img = Image.open(tmp_path / "generated_image.png")
-    assert img.format == "PNG" and img.size == (1024, 1024)
-    assert "offline" in img.info["Software"].lower()
-
-
+# ----------------------------------------------------------------------------- notebook
+# (the quickstart's image example runs in tests/server/test_image_model.py)
 def test_displayed_images_are_kept_in_the_saved_notebook(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
