@@ -103,7 +103,11 @@ class GeminiMagics(Magics):
         `{name}`, `{obj.attr}`, `{In[3]}`, `{Out[2]}` in the prompt are filled in from your
         variables (`{{`/`}}` keep braces); other braces stay as typed. Each cell continues the
         conversation; re-running a cell replaces its turn. The result object (.text, .steps,
-        .usage, .id, .interaction) goes to `-o VAR` and to `_gemini`.
+        .usage, .id, .interaction, .images, .image) goes to `-o VAR` and to `_gemini`.
+
+        Media: `--image` / `--file` attach a path, URL or variable (repeatable); `{img}` places
+        a PIL image where it is written. Image models (e.g. -m gemini-3.1-flash-image) draw
+        inline images; `--aspect 16:9`, `--size 1K`, `--save DIR` set and keep them.
 
         Line magic: `%gemini PROMPT` asks in one line; `%gemini history`, `%gemini reset`,
         `%gemini settings`, `%gemini last`, `%gemini ui` (a panel to pick model and tools),

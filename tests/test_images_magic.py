@@ -271,3 +271,9 @@ def test_a_real_kernel_saves_the_generated_image_in_the_notebook(echo_server, tm
     assert outputs[0].data["text/markdown"].startswith("Offline rendering")
     assert outputs[-1].data["text/markdown"].startswith("<details>")
     assert saved.cells[2].outputs[0].text.strip() == "(512, 384) 1"
+
+
+def test_help_lists_the_media_options(shell):
+    cap = run_cell(shell, "%%gemini?")
+    for opt in ("--image", "--file", "--aspect", "--size", "--save", "PATH|URL|VAR"):
+        assert opt in cap.stdout
