@@ -34,8 +34,12 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-class FunctionTimeout(Exception):
-    """Raised inside a function's worker thread when its time is up (best effort)."""
+class FunctionTimeout(BaseException):
+    """Raised inside a function's worker thread when its time is up (best effort).
+
+    A BaseException, like KeyboardInterrupt, so the function's own `except Exception` cannot
+    swallow it.
+    """
 
 
 # --------------------------------------------------------------------------------------------

@@ -248,7 +248,10 @@ def test_a_hanging_function_is_stopped_and_does_not_hold_the_kernel():
 
     def spin(n: int):
         while True:
-            progress.append(n)
+            try:
+                progress.append(n)
+            except Exception:  # a careless function must still be stoppable
+                pass
 
     message, is_error = call_function(spin, {"n": 1}, timeout=0.5)
     assert is_error

@@ -10,9 +10,7 @@ from __future__ import annotations
 import enum
 import itertools
 import json
-import os
 import socket
-import threading
 from typing import Literal, Optional
 from urllib.parse import urlparse
 
