@@ -538,14 +538,17 @@ def step_events(index: int, step: dict) -> list[dict]:
 
     Tool steps: `step.start` with the identity fields and empty payload, one `step.delta` of
     the step's own type with the payload (the SDK's `*CallDelta`/`*ResultDelta`), `step.stop`.
-    Thoughts with a summary stream it as a `thought_summary` delta.
+    Thoughts stream their summary as `thought_summary` and their signature as
+    `thought_signature` deltas, as the real API does.
     """
     kind = step.get("type")
     if kind == "function_call":
         return function_call_events(index, step["id"], step["name"], step.get("arguments") or {})
     if kind == "thought":
-        start = {k: v for k, v in step.items() if k != "summary"}
+        start = {"type": "thought"}
         deltas = [{"type": "thought_summary", "content": c} for c in step.get("summary") or []]
+        if step.get("signature"):
+            deltas.append({"type": "thought_signature", "signature": step["signature"]})
     else:
         start, payload = {}, {"type": kind}
         for k, v in step.items():
@@ -643,9 +646,7 @@ def tool_producer(ctx: Any) -> Any:
         result = ctx.engine.generate(_Request(model=req.name, messages=messages, params=params,
                                               json_schema=req.json_schema()), on_text)
         notes = offline_annotations(emulated, "".join(parts))
-        if notes:
-            rec.delta(out, {"type": "text_annotation_delta", "annotations": notes},
-                      update={"annotations": notes})
+        rec.annotate(out, notes)  # kept on the text item, where the quickstart reads them
     finally:
         rec.stop_step(out)
     status = "cancelled" if rec.cancelled else FINISH_STATUS.get(result.finish, "completed")

@@ -110,6 +110,11 @@ def test_streamed_tool_steps_are_strict_sdk_events():
     deltas = [e.delta.type for e in got if e.event_type == "step.delta"]
     assert "google_search_call" in deltas and "code_execution_result" in deltas
     assert "thought_summary" in deltas  # computer use says it is offline
+    signed = step_events(3, {"type": "thought", "signature": "c2ln"})
+    assert signed == [{"event_type": "step.start", "index": 3, "step": {"type": "thought"}},
+                      {"event_type": "step.delta", "index": 3,
+                       "delta": {"type": "thought_signature", "signature": "c2ln"}},
+                      {"event_type": "step.stop", "index": 3}]
 
 
 def test_code_execution_really_runs_a_template_from_the_prompt():
