@@ -127,12 +127,15 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
     _check_generation_config(gen)
     system = _opt(body, "system_instruction", str)
     tools = _opt(body, "tools", list) or []
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
-            raise bad(f"'tools[{i}]' must be an object with a string 'type' such as \"function\".")
+    _check_tools(tools)
     rf = body.get("response_format")
     if rf is not None and not isinstance(rf, (dict, list)):
         raise bad(f"'response_format' must be an object or a list of objects, not a {_kind(rf)}.")
+    _check_response_schema(rf)
+    env = body.get("environment")
+    if env is not None and not isinstance(env, (str, dict)):
+        raise bad(f"'environment' must be \"remote\", an environment id or an object, not a "
+                  f"{_kind(env)}.")
     _check_image_options(gen, rf)
     stream = _opt(body, "stream", bool)
     store = _opt(body, "store", bool)
@@ -152,6 +155,52 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
         previous_interaction_id=prev or None,
         echo={k: body[k] for k in ECHOED_FIELDS if body.get(k) is not None},
     )
+
+
+def _check_tools(tools: list) -> None:
+    """Tools the local server can honour: function declarations with a valid parameter schema
+    (their arguments are decoded against it) and the built-in tools it emulates."""
+    from .tools import EMULATED_TOOLS
+
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            raise bad(f"'tools[{i}]' must be an object with a string 'type' such as \"function\".")
+        kind = tool["type"]
+        if kind == "function":
+            name = tool.get("name")
+            if not isinstance(name, str) or not name.strip():
+                raise bad(f"'tools[{i}].name' is required for a function tool (a string).")
+            params = tool.get("parameters")
+            if params is not None:
+                _check_schema(params, f"tools[{i}].parameters")
+        elif kind not in EMULATED_TOOLS:
+            raise bad(f"'tools[{i}]' has type {json.dumps(kind)}, which the local server cannot "
+                      f"emulate offline; use \"function\" or one of {', '.join(EMULATED_TOOLS)} "
+                      f"(set GEMINI_API_KEY to use the real API).")
+
+
+def _check_response_schema(rf: Any) -> None:
+    for i, fmt in enumerate(rf if isinstance(rf, list) else [rf]):
+        if not isinstance(fmt, dict):
+            continue
+        where = f"response_format[{i}]" if isinstance(rf, list) else "response_format"
+        if fmt.get("type") == "text" and fmt.get("schema") is not None:
+            _check_schema(fmt["schema"], where + ".schema")
+        elif fmt.get("type") not in {"text", "image", "audio", "video"}:
+            _check_schema(fmt, where)  # a bare JSON schema
+
+
+def _check_schema(schema: Any, where: str) -> None:
+    """A JSON schema the engine can decode against, or a 400 naming what is wrong."""
+    import jsonschema
+
+    if not isinstance(schema, dict):
+        raise bad(f"'{where}' must be a JSON schema object, not a {_kind(schema)}.")
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.exceptions.SchemaError as e:
+        path = "/".join(str(p) for p in e.absolute_path) or "its top level"
+        raise bad(f"'{where}' is not a valid JSON schema at {path}: {e.message}.") from None
 
 
 def _check_generation_config(gen: dict) -> None:

@@ -64,6 +64,7 @@ class TurnRecorder:
         self.disconnected = False
         self._steps: list[dict] = []
         self._chunks: dict[int, list[str]] = {}
+        self._annotations: dict[int, list[dict]] = {}
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
 
@@ -117,6 +118,16 @@ class TurnRecorder:
                 self._steps[index].update(update)
         self.emit("step.delta", {"index": index, "delta": delta})
 
+    def annotate(self, index: int, annotations: list[dict]) -> None:
+        """Attach citations to a model_output's streamed text (kept on its text item, where the
+        SDK and the quickstart read them) and stream them as a text_annotation_delta."""
+        if not annotations:
+            return
+        with self._lock:
+            self._annotations.setdefault(index, []).extend(annotations)
+        self.emit("step.delta", {"index": index, "delta": {"type": "text_annotation_delta",
+                                                           "annotations": list(annotations)}})
+
     def stop_step(self, index: int) -> None:
         self.emit("step.stop", {"index": index})
 
@@ -132,8 +143,10 @@ class TurnRecorder:
             for i, step in enumerate(self._steps):
                 step = dict(step)
                 if i in self._chunks or step.get("type") == "model_output" and "content" not in step:
-                    text = "".join(self._chunks.get(i, ()))
-                    step["content"] = list(step.get("content") or []) + [{"type": "text", "text": text}]
+                    text = {"type": "text", "text": "".join(self._chunks.get(i, ()))}
+                    if self._annotations.get(i):
+                        text["annotations"] = list(self._annotations[i])
+                    step["content"] = list(step.get("content") or []) + [text]
                 out.append(step)
             return out
 
@@ -172,9 +185,15 @@ StepProducer = Callable[[TurnContext], Outcome]
 
 
 def pick_producer(request: CreateRequest, history: list[dict]) -> StepProducer:
-    """Choose what produces this turn's steps. Later issues add image/tool producers here."""
+    """Choose what produces this turn's steps: agents, then tools (function calls, emulated
+    built-in tools), then image models, then plain text."""
     from .image_turns import image_producer, wants_image
+    from .tool_turns import agent_producer, tools_producer, wants_agent, wants_tools
 
+    if wants_agent(request):
+        return agent_producer
+    if wants_tools(request):
+        return tools_producer
     if wants_image(request):
         return image_producer
     return text_producer
@@ -327,7 +346,8 @@ def finish(rec: TurnRecorder, outcome: Outcome) -> None:
     if outcome.errors:
         res["errors"] = outcome.errors
     brief = {k: res[k] for k in ("id", "object", "status", "model", "agent", "created",
-                                  "updated", "usage", "previous_interaction_id", "errors")
+                                  "updated", "usage", "previous_interaction_id", "environment_id",
+                                  "errors")
              if k in res}
     rec.emit("interaction.completed", {"interaction": brief})
 
@@ -336,6 +356,7 @@ def begin(rec: TurnRecorder) -> None:
     """The two events every stream starts with."""
     res = rec.resource
     brief = {k: res[k] for k in ("id", "object", "status", "model", "agent", "created",
-                                  "updated", "previous_interaction_id") if k in res}
+                                  "updated", "previous_interaction_id", "environment_id")
+             if k in res}
     rec.emit("interaction.created", {"interaction": brief})
     rec.emit("interaction.status_update", {"interaction_id": res["id"], "status": res["status"]})

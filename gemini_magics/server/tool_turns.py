@@ -1,0 +1,72 @@
+"""Producers for turns with tools and for managed agents, plugged into `turns.pick_producer`.
+
+Tool turns (function declarations, emulated built-in tools) are produced by
+`server.tools.tool_producer`: a function call planned with JSON-schema-constrained decoding
+(streamed as `arguments_delta` fragments, ending in `requires_action`), or emulated tool steps
+followed by a cited answer.
+
+Agents (`agent=` instead of `model=`) have no remote sandbox offline, so the local server plays
+one: the turn opens with a thought saying it is an offline emulation, gets an `environment_id`
+when the request sets `environment` (as the API does), and runs like a tool turn with code
+execution added, so the agent's steps (code and its output) are visible and really ran, in the
+offline sandbox of `server.tools.run_python_offline`.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from typing import Any, Optional
+
+from .protocol import CreateRequest
+from .tools import record_step, tool_producer, wants_tools as _wants_tools
+from .turns import Outcome, TurnContext
+
+__all__ = ["wants_agent", "wants_tools", "tools_producer", "agent_producer", "environment_id"]
+
+REMOTE = "remote"
+
+
+def wants_agent(request: CreateRequest) -> bool:
+    return bool(request.agent)
+
+
+def wants_tools(request: CreateRequest) -> bool:
+    return _wants_tools(request.tools)
+
+
+def tools_producer(ctx: TurnContext) -> Outcome:
+    """A turn with function declarations and/or built-in tools (see server/tools.py)."""
+    return tool_producer(ctx)
+
+
+def environment_id(environment: Any) -> Optional[str]:
+    """The id the interaction reports for its `environment` request field: a new one for
+    `"remote"` or a remote-environment object, the given one for an existing id (a string, or
+    an object's `environment_id`), None when no environment was asked for."""
+    if environment is None:
+        return None
+    if isinstance(environment, str) and environment.strip() and environment != REMOTE:
+        return environment
+    if isinstance(environment, dict) and isinstance(environment.get("environment_id"), str):
+        return environment["environment_id"]
+    return "env_offline_" + secrets.token_hex(8)
+
+
+def agent_producer(ctx: TurnContext) -> Outcome:
+    """An agent turn: an offline-emulation thought, then code execution (and any tools the
+    request declared) in the local sandbox, then the answer."""
+    rec, req = ctx.recorder, ctx.request
+    env = environment_id(req.echo.get("environment"))
+    if env:
+        rec.resource["environment_id"] = env
+    where = f"environment {env}" if env else "a throwaway local sandbox"
+    note = (f"[offline] The agent {req.agent} is emulated by the local server: its steps run in "
+            f"{where} on this machine, with no network, and a small local model writes the "
+            f"answer.")
+    record_step(rec, {"type": "thought", "summary": [{"type": "text", "text": note}]})
+    tools = [t for t in req.tools if isinstance(t, dict)]
+    if not any(t.get("type") == "code_execution" for t in tools):
+        tools.append({"type": "code_execution"})
+    agent_ctx = TurnContext(request=replace(req, tools=tools), history=ctx.history,
+                            engine=ctx.engine, recorder=rec)
+    return tool_producer(agent_ctx)
