@@ -15,6 +15,8 @@ CPU/memory limits, no inherited environment and no network (a fresh network name
 Function calls: the engine is asked, with a JSON schema (constrained decoding), to pick one
 declared function with arguments valid against that function's own parameter schema, or to
 answer directly; so the arguments always validate.
+
+`tool_producer` puts it together as a step producer for `turns.pick_producer`.
 """
 from __future__ import annotations
 
