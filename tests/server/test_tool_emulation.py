@@ -406,7 +406,7 @@ def test_the_local_model_always_produces_valid_arguments():
 
 
 # --------------------------------------------------------------------------------------------
-# tool_producer inside the real local server (wired the way turns.pick_producer will do it)
+# tool_producer inside the real local server (turns.pick_producer picks it for tool requests)
 # --------------------------------------------------------------------------------------------
 
 class ToolLLM(Engine):
@@ -429,14 +429,10 @@ class ToolLLM(Engine):
         return EngineResult(text, 3, 2)
 
 
-@pytest.fixture()
-def tool_server(monkeypatch):
-    from gemini_magics.server import app, start_server
-    from gemini_magics.server.tools import tool_producer, wants_tools
+@pytest.fixture(scope="module")
+def tool_server():
+    from gemini_magics.server import start_server
 
-    original = app.pick_producer
-    monkeypatch.setattr(app, "pick_producer",
-                        lambda req, history: tool_producer if wants_tools(req.tools) else original(req, history))
     srv = start_server(engine=ToolLLM())
     try:
         yield srv
@@ -512,3 +508,7 @@ def test_emulated_search_streams_steps_and_offline_citations(tool_server):
                                    tools=parse_tools("google_search"))
     assert [s.type for s in i.steps] == ["google_search_call", "google_search_result", "model_output"]
     assert i.steps[0].arguments.queries == ["Who won the euro 2024"]
+    text = i.steps[-1].content[0]  # where the quickstart's citation loop reads them
+    assert [a.url for a in text.annotations] == ["https://offline.invalid/search?q=Who+won+the+euro+2024"]
+    assert text.annotations[0].end_index == len(i.output_text.encode())
+    assert "[[1]](https://offline.invalid/search?q=Who+won+the+euro+2024)" in render_step_markdown(i.steps[-1])
