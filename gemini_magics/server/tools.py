@@ -242,17 +242,46 @@ def describe_for_model(steps: Iterable[dict]) -> str:
 # Offline code execution
 # --------------------------------------------------------------------------------------------
 
+# Small sequence templates, so prompts like the quickstart's agent example ("the first 20
+# Fibonacci numbers ... saves them to fibonacci.txt") run real, relevant code offline.
+_SEQUENCES = {
+    "fibonacci": "values = []\na, b = 0, 1\nfor _ in range(n):\n    values.append(a)\n    a, b = b, a + b\n",
+    "prime": ("values = []\ncandidate = 2\nwhile len(values) < n:\n"
+              "    if all(candidate % p for p in values if p * p <= candidate):\n"
+              "        values.append(candidate)\n    candidate += 1\n"),
+    "factorial": "values = [1]\nfor i in range(1, n):\n    values.append(values[-1] * i)\n",
+    "square": "values = [i * i for i in range(1, n + 1)]\n",
+}
+_FILE_RE = re.compile(r"\b([\w-]+\.(?:txt|csv|json|md))\b")
+
+
 def code_for_prompt(prompt: str) -> str:
-    """Deterministic Python for a prompt: its fenced code, else its arithmetic, else a word count."""
+    """Deterministic Python for a prompt: its fenced code, else its arithmetic, else a small
+    sequence (Fibonacci, primes, factorials, squares; saved to a file if one is named), else a
+    word count."""
     header = "# offline emulation: code from a template derived from the prompt, not by a model\n"
-    fenced = _FENCED_PY.search(prompt or "")
+    prompt = prompt or ""
+    fenced = _FENCED_PY.search(prompt)
     if fenced and fenced.group(1).strip():
         return fenced.group(1).rstrip() + "\n"
-    for m in _ARITH_RE.finditer(prompt or ""):
+    for m in _ARITH_RE.finditer(prompt):
         expr = " ".join(m.group(0).split()).strip()
         if expr.count("(") == expr.count(")") and not re.fullmatch(r"\d+(?:-\d+)+", expr):
             # (a bare "2024-2025" or "555-1234" is a range or a number, not a subtraction)
             return f"{header}print({expr})\n"
+    lower = prompt.lower()
+    for word, body in _SEQUENCES.items():
+        if word in lower:
+            count = re.search(r"\b(\d{1,4})\b", prompt)
+            n = min(int(count.group(1)) if count else 10, 1000)
+            code = f"{header}n = {n}\n{body}"
+            file = _FILE_RE.search(prompt)
+            if file:
+                name = file.group(1)
+                return (code + f"with open({name!r}, 'w') as f:\n"
+                        "    f.write('\\n'.join(map(str, values)) + '\\n')\n"
+                        f"with open({name!r}) as f:\n    print(f.read(), end='')\n")
+            return code + "print(*values)\n"
     return (f"{header}text = {prompt!r}\nwords = text.split()\n"
             'print(f"{len(words)} words, {len(text)} characters")\n')
 

@@ -129,6 +129,16 @@ def test_code_execution_really_runs_a_template_from_the_prompt():
     assert words["result"] == "5 words, 22 characters\n"
 
 
+def test_the_quickstart_agent_prompt_runs_a_fibonacci_template_that_writes_its_file():
+    prompt = ("Write a Python script that generates the first 20 Fibonacci numbers and saves them to "
+              "fibonacci.txt. Then read the file and print its contents.")
+    call, result = emulate_builtin_tool("code_execution", prompt, ids())
+    assert "open('fibonacci.txt', 'w')" in call["arguments"]["code"]
+    numbers = [int(x) for x in result["result"].split()]
+    assert numbers[:8] == [0, 1, 1, 2, 3, 5, 8, 13] and len(numbers) == 20 and numbers[-1] == 4181
+    assert "is_error" not in result
+
+
 def test_code_from_a_fenced_block_runs_and_errors_are_results():
     prompt = "Run this:\n```python\nprint(sum(range(10)))\nraise ValueError('boom')\n```"
     call, result = emulate_builtin_tool("code_execution", prompt, ids())
