@@ -1,4 +1,5 @@
 """`gemini-magics serve`: run the local Interactions API server in the foreground.
+`gemini-magics quickstart`: run the quickstart notebook headless (see quickstart.py).
 
 Prints the base URL once the socket accepts connections, stops cleanly on Ctrl-C or SIGTERM.
 Wrong options end with one sentence on stderr (exit 2), never a traceback. The API key is
@@ -36,12 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"require this x-goog-api-key on every request (or set {API_KEY_ENV})")
     serve.add_argument("--model-path", metavar="GGUF",
                        help="GGUF model file for the local engine (default: SmolLM2-135M)")
+    quick = sub.add_parser(
+        "quickstart", help="run the quickstart notebook (offline by default) or open it in JupyterLab",
+        description="Run notebooks/quickstart.ipynb headless with the local offline model and "
+                    "report each section, or open it in JupyterLab with --lab.")
+    from .quickstart import add_arguments
+
+    add_arguments(quick)
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "quickstart":
+        from .quickstart import main as quickstart
+
+        return quickstart(args)
     if args.command != "serve":
         parser.print_help()
         return 2
