@@ -660,8 +660,13 @@ def tool_producer(ctx: Any) -> Any:
                 record_step(rec, step)
                 emulated.append(step)
         note = describe_for_model(emulated)
-        if note:
-            messages = messages + [{"role": "user", "content": "[Tool results, offline emulation]\n" + note}]
+        if note:  # tool results first, then the question, in the same user turn
+            note = "[Tool results, offline emulation]\n" + note
+            if messages and messages[-1]["role"] == "user":
+                messages = messages[:-1] + [{"role": "user",
+                                             "content": f"{note}\n\n{messages[-1]['content']}"}]
+            else:
+                messages = messages + [{"role": "user", "content": note}]
 
     out = rec.start_step({"type": "model_output"})
     parts: list[str] = []
