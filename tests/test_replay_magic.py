@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, _SDK_ENV
-from magics_fixtures import run_cell, shell  # noqa: F401 - the shell fixture
+from magics_fixtures import magics_of, run_cell, shell  # noqa: F401 - the shell fixture
 
 CHILD_TIMEOUT_S = 120
 
@@ -203,6 +203,13 @@ def test_cassette_commands_in_the_shell(shell, tmp_path):
         cap = run_cell(shell, "%gemini cassette off")
         assert "Stopped using cassette" in cap.stdout
         assert rec.exists()
+        # `%gemini cassette PATH` replays a file that exists (auto mode), same answer
+        first = magics_of(shell).last_result
+        cap = run_cell(shell, f'%gemini cassette "{rec}"')
+        assert "Replaying answers from" in cap.stdout
+        assert run_cell(shell, "%%gemini\nHi").error is None
+        again = magics_of(shell).last_result
+        assert (again.id, again.text) == (first.id, first.text)
     finally:
         replay.eject()
 
