@@ -56,6 +56,19 @@ class Request:
     tools: list = field(default_factory=list)
     generation_extra: dict = field(default_factory=dict)
     body_extra: dict = field(default_factory=dict)
+    # Tools, functions, schemas, background jobs and agents (issue #6). `tools` above holds the
+    # --tools declarations; the names below are resolved against the notebook by magics.py.
+    functions: list = field(default_factory=list)   # --functions names, as typed
+    callables: list = field(default_factory=list)   # ...resolved to Python callables
+    auto: bool = True                 # run the function-calling loop (--no-auto: stop at a call)
+    max_rounds: int = 10              # cap on model rounds of that loop
+    function_timeout: Optional[float] = 60.0
+    schema: Optional[str] = None      # --schema NAME, as typed
+    schema_obj: Any = None            # ...resolved (pydantic model, dataclass, dict, ...)
+    response_format: Optional[dict] = None
+    background: bool = False
+    agent: Optional[str] = None
+    environment: Optional[str] = None
 
     def generation_config(self) -> dict:
         cfg: dict = {}
@@ -77,7 +90,7 @@ class Request:
     def body(self, user_step: dict, previous_interaction_id: Optional[str] = None,
              history: Optional[list] = None) -> dict:
         """The create() keyword arguments (wire field names) for this request."""
-        body: dict[str, Any] = {"model": self.model}
+        body: dict[str, Any] = {"agent": self.agent} if self.agent else {"model": self.model}
         if history:
             body["input"] = list(history) + [user_step]
         elif len(user_step["content"]) == 1 and user_step["content"][0].get("type") == "text":
@@ -89,14 +102,26 @@ class Request:
         if self.system:
             body["system_instruction"] = self.system
         cfg = self.generation_config()
-        if cfg:
+        if cfg and not self.agent:  # agents take no generation_config (the SDK refuses it)
             body["generation_config"] = cfg
-        if self.tools:
-            body["tools"] = list(self.tools)
+        tools = list(self.tools) + [function_tool(f) for f in self.callables]
+        if tools:
+            body["tools"] = tools
+        if self.response_format:
+            body["response_format"] = dict(self.response_format)
+        if self.environment:
+            body["environment"] = self.environment
         if self.stateless:
             body["store"] = False
         body.update(self.body_extra)
         return body
+
+
+def function_tool(fn: Any) -> dict:
+    """The function declaration for a callable (functions.function_declaration, cached)."""
+    from .functions import function_declaration
+
+    return function_declaration(fn)
 
 
 def cell_arguments(func):
@@ -141,6 +166,29 @@ def cell_arguments(func):
         argument("--ui", action="store_true", default=False,
                  help="Stream into a live view with a Stop button, in the background (the "
                       "kernel stays free); the answer is written out when it ends."),
+        argument("--tools", default=None, metavar="LIST",
+                 help="Built-in tools, comma-separated: google_search, code_execution, "
+                      "url_context, google_maps, file_search[:STORE+STORE], "
+                      "computer_use[:browser|mobile|desktop]; 'none' for no tools (default: the "
+                      "GeminiMagics.tools setting)."),
+        argument("--functions", default=None, metavar="F,G",
+                 help="Your Python functions the model may call (names from the notebook); the "
+                      "magic calls them and sends the results back until the model answers."),
+        argument("--no-auto", action="store_false", default=True, dest="auto",
+                 help="With --functions: stop at the model's first function call and show it, "
+                      "without running it."),
+        argument("--max-rounds", type=int, default=None, dest="max_rounds", metavar="N",
+                 help="With --functions: at most N model rounds (default 10)."),
+        argument("--schema", default=None, metavar="NAME",
+                 help="Answer as JSON matching NAME (a pydantic model, dataclass, TypedDict or "
+                      "JSON-schema dict); --out then gets the parsed value."),
+        argument("--background", action="store_true", default=False,
+                 help="Run on the server in the background: the cell returns at once with a "
+                      "live status; %%gemini jobs, %%gemini wait ID, %%gemini cancel ID."),
+        argument("--agent", default=None, metavar="NAME",
+                 help="Ask a managed agent (e.g. antigravity-preview-05-2026) instead of a model."),
+        argument("--environment", default=None, metavar="ENV",
+                 help="Where an agent runs: 'remote' (a new sandbox) or an environment id."),
         argument("words", nargs="*", help="(line magic only) the prompt."),
     ]
     for deco in reversed(decorators):
@@ -219,8 +267,34 @@ def _merge(opts: Any, defaults: Mapping[str, Any]) -> dict:
         "aspect": getattr(opts, "aspect", None),
         "size": getattr(opts, "size", None),
         "save": getattr(opts, "save", None),
+        "functions": _names(getattr(opts, "functions", None)),
+        "auto": bool(getattr(opts, "auto", True)),
+        "max_rounds": 10 if getattr(opts, "max_rounds", None) is None else opts.max_rounds,
+        "function_timeout": defaults.get("function_timeout", 60.0),
+        "schema": getattr(opts, "schema", None),
+        "background": bool(getattr(opts, "background", False)),
+        "agent": getattr(opts, "agent", None),
+        "environment": getattr(opts, "environment", None),
     }
+    spec = getattr(opts, "tools", None)
+    values["tools"] = spec if spec is not None else (defaults.get("tools") or "")
     return values
+
+
+def _names(spec: Optional[str]) -> list:
+    return [n.strip() for n in (spec or "").split(",") if n.strip()] if spec is not None else []
+
+
+def _tool_list(spec: Any) -> list:
+    """--tools (or the tools setting) as declarations; 'none' or '' means no tools."""
+    from .tools import parse_tools
+
+    if isinstance(spec, str) and spec.strip().lower() in ("", "none"):
+        return []
+    try:
+        return parse_tools(spec)
+    except ValueError as exc:
+        raise ArgsError(str(exc)) from None
 
 
 def _validate(values: dict) -> None:
@@ -255,6 +329,39 @@ def _validate(values: dict) -> None:
                                 f"{', '.join(allowed)}.") from None
     if values["save"] is not None and not str(values["save"]).strip():
         raise ArgsError("--save needs a file name or a directory, e.g. --save images/.")
+    values["tools"] = _tool_list(values["tools"])
+    _validate_issue6(values)
+
+
+def _validate_issue6(values: dict) -> None:
+    """Functions, schema, background and agent options: the combinations that cannot work."""
+    if values["max_rounds"] < 1:
+        raise ArgsError(f"--max-rounds must be at least 1, not {values['max_rounds']}.")
+    if values["functions"] == [] and values.get("_functions_given"):
+        raise ArgsError("--functions needs at least one name, e.g. --functions get_weather,convert.")
+    if not values["auto"] and not values["functions"]:
+        raise ArgsError("--no-auto only applies to --functions; add --functions NAMES or drop it.")
+    schema = values["schema"]
+    if schema is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", schema):
+        raise ArgsError(f"--schema needs the name of a schema in the notebook (a pydantic model, "
+                        f"dataclass, TypedDict or JSON-schema dict), not {schema!r}.")
+    if values["background"]:
+        if values["stateless"]:
+            raise ArgsError("--background needs the server to keep the interaction; drop "
+                            "--stateless (or the stateless setting) for background jobs.")
+        if values["functions"]:
+            raise ArgsError("--background cannot run your --functions (the loop needs this "
+                            "kernel at every call); run the cell without --background.")
+        if values["ui"]:
+            raise ArgsError("Use either --background (a server-side job) or --ui (a live view), "
+                            "not both.")
+    agent = values["agent"]
+    if agent is not None and (not agent.strip() or any(c.isspace() for c in agent)):
+        raise ArgsError(f"Agent name {agent!r} is not valid; use e.g. --agent "
+                        f"antigravity-preview-05-2026.")
+    env = values["environment"]
+    if env is not None and (not env.strip() or any(c.isspace() for c in env)):
+        raise ArgsError(f"--environment needs 'remote' or an environment id, not {env!r}.")
 
 
 def parse(line: str, cell: Optional[str], defaults: Mapping[str, Any] = {}) -> Request:
@@ -270,10 +377,27 @@ def parse(line: str, cell: Optional[str], defaults: Mapping[str, Any] = {}) -> R
     text = cell if cell is not None else " ".join(words)
     text = text.lstrip("\r\n").rstrip()  # IPython adds a trailing newline to every cell
     values = _merge(opts, defaults)
+    if getattr(opts, "functions", None) is not None:
+        values["_functions_given"] = True
+    _check_agent_options(opts, values)
     _validate(values)
+    values.pop("_functions_given", None)
     if not text or not text.strip():
         raise ArgsError("The prompt is empty; write your question in the cell below %%gemini.")
     return Request(text=text, parts=[text], **values)
+
+
+def _check_agent_options(opts: Any, values: dict) -> None:
+    """--agent replaces the model; options that only models take are refused, not dropped."""
+    if not getattr(opts, "agent", None):
+        return
+    if getattr(opts, "model", None):
+        raise ArgsError("Give either -m/--model or --agent, not both (an agent picks its own model).")
+    given = [f"--{n.replace('_', '-')}" for n in ("temperature", "max_tokens", "thinking")
+             if getattr(opts, n, None) is not None]
+    if given:
+        raise ArgsError(f"{', '.join(given)} cannot be used with --agent (agents take no "
+                        f"generation settings); drop {'them' if len(given) > 1 else 'it'}.")
 
 
 def with_parts(request: Request, parts: list) -> Request:

@@ -20,6 +20,12 @@ Images in the answer (image deltas, or image items of a finished interaction) ar
 every update, not only on throttled ticks, so they land in answer order: the text so far is
 finished first, then the image is displayed once as its original PNG/JPEG data (no decode, no
 re-encode) in an output the saved notebook keeps. The terminal prints a one-line placeholder.
+
+Tool work (searches, code and its output, URLs, places, function calls and results, and with
+`inline_thoughts` an agent's thoughts) is shown as each step finishes (`StepWatch`), as its own
+Markdown output between the answer's text blocks. When the answer is done, its last text is
+rewritten in place (`update_display` of the blocks it was streamed into) with numbered
+citations (`tools.cite`) or, for `--schema` answers (`structured`), as pretty JSON.
 """
 from __future__ import annotations
 
@@ -31,7 +37,8 @@ from typing import Any, Callable, Optional
 
 from .result import GeminiResult, footer_markdown, footer_text
 
-__all__ = ["NotebookDisplay", "TerminalDisplay", "ImageWatch", "image_bundle"]
+__all__ = ["NotebookDisplay", "TerminalDisplay", "ImageWatch", "StepWatch", "image_bundle",
+           "final_rewrite", "result_markdown"]
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
@@ -72,6 +79,113 @@ class ImageWatch:
         return found
 
 
+class StepWatch:
+    """Reports, in order, the steps an accumulator finished since the last call.
+
+    Tool steps are reported once finished (a later step started, or the turn ended) as
+    ("step", markdown); model_output steps as ("answer", index) when they start (their text is
+    the answer display's job). Cheap on every event: it stops at the first unfinished step.
+    """
+
+    def __init__(self, inline_thoughts: bool = False) -> None:
+        self.inline_thoughts = inline_thoughts
+        self.pos = 0
+
+    def new(self, acc: Any) -> list:
+        from .tools import render_step_markdown
+
+        found = []
+        order = acc.order
+        while self.pos < len(order):
+            step = acc.steps[order[self.pos]]
+            kind = step.data.get("type")
+            if kind == "model_output":
+                found.append(("answer", order[self.pos]))
+            elif self.pos == len(order) - 1 and not acc.done:
+                break  # still arriving
+            elif kind != "user_input" and (kind != "thought" or self.inline_thoughts):
+                try:
+                    markdown = render_step_markdown(step.materialize())
+                except Exception:  # noqa: BLE001 - an odd step must not break the answer
+                    markdown = ""
+                if markdown:
+                    found.append(("step", markdown))
+            self.pos += 1
+        return found
+
+
+def _last_answer_step(steps: list) -> Optional[dict]:
+    for step in reversed(steps or []):
+        if step.get("type") == "model_output":
+            return step
+    return None
+
+
+def pretty_json(text: str) -> Optional[str]:
+    """`text` re-indented as JSON, or None if it is not JSON."""
+    import json
+
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def final_rewrite(result: GeminiResult, structured: bool = False,
+                  markdown: bool = True) -> Optional[str]:
+    """The last answer step's text as it should finally read: with numbered citations when it
+    has citation annotations, as pretty JSON for a structured answer; None if as streamed."""
+    from .tools import cite
+
+    step = _last_answer_step(result.steps)
+    if step is None:
+        return None
+    items = [c for c in step.get("content") or [] if isinstance(c, dict)]
+    if any(c.get("type") != "text" for c in items):
+        return None
+    text = "".join(c.get("text") or "" for c in items)
+    if structured:
+        pretty = pretty_json(text)
+        if pretty is None:
+            return None
+        return f"```json\n{pretty}\n```" if markdown else pretty
+    annotations = [a for c in items for a in c.get("annotations") or []]
+    if not annotations or len(items) != 1:
+        return None
+    cited = cite(text, annotations, markdown=markdown)
+    return cited if cited != text else None
+
+
+def result_markdown(result: GeminiResult, *, structured: bool = False,
+                    inline_thoughts: bool = False, markdown: bool = True) -> str:
+    """A whole finished answer as one Markdown text (tool steps, answer, notes, error, footer),
+    for outputs that show it at once, e.g. a background job's status output when it ends."""
+    from .tools import render_step_markdown
+
+    parts = []
+    for step in result.steps:
+        kind = step.get("type")
+        if kind in ("model_output", "user_input") or (kind == "thought" and not inline_thoughts):
+            continue
+        shown = render_step_markdown(step)
+        if shown:
+            parts.append(shown)
+    answer = final_rewrite(result, structured, markdown=markdown) or result.answer
+    if answer:
+        parts.append(answer)
+    if result.error:
+        parts.append(f"⚠️ {result.error}" if markdown else f"Error: {result.error}")
+    notes = notes_markdown(result) if markdown else "\n".join(result.notes)
+    if notes:
+        parts.append(notes)
+    parts.append(footer_markdown(result) if markdown else footer_text(result))
+    return "\n\n".join(parts)
+
+
+def notes_markdown(result: GeminiResult) -> str:
+    return "\n\n".join(f"*{note}*" for note in getattr(result, "notes", None) or [])
+
+
 def image_bundle(part: dict) -> dict:
     """The display bundle for an image item; a link or one sentence when it cannot be shown."""
     from .images import ImageError, image_mimebundle
@@ -100,9 +214,15 @@ class NotebookDisplay:
         growth: float = 2.0,
         min_step: int = 16,
         show_thoughts: bool = False,
+        structured: bool = False,
+        inline_thoughts: bool = False,
         publish: Optional[Callable[[dict, str, bool], None]] = None,
         clock: Callable[[], float] = time.monotonic,
     ):
+        self.structured = structured
+        self._steps = StepWatch(inline_thoughts)
+        self._segment: list = []  # display ids of the current answer step's text blocks
+        self._segment_clean = True  # those blocks hold all of that step's text
         self.interval = interval
         self.max_block = max_block
         self.growth = growth
@@ -143,9 +263,19 @@ class NotebookDisplay:
         pass
 
     def on_update(self, acc: Any) -> None:
+        for kind, value in self._steps.new(acc):
+            if kind == "answer":  # a new answer step: earlier text is finished
+                if acc.answer_length > self._committed or self._live is not None:
+                    self._flush_text(acc.answer_text())
+                self._segment, self._segment_clean = [], True
+            else:
+                self._flush_text(acc.answer_text())
+                self._send({"text/markdown": value, "text/plain": value}, self._new_id(), False)
+                self._segment, self._segment_clean = [], True
         images = self._images.new(acc)
         if images:
             self._flush_text(acc.answer_text())
+            self._segment_clean = False
             for part in images:
                 self._send(image_bundle(part), self._new_id(), False)
         now = self._clock()
@@ -175,23 +305,44 @@ class NotebookDisplay:
         if self.show_thoughts and result.thoughts:
             body = ("<details><summary>Thoughts</summary>\n\n" + result.thoughts.strip()
                     + "\n\n</details>")
-            self._final(body, self._thought_id)
+            self._final(body, self._thought_id, answer=False)
         self._scan_lines(text)
         rest = text[self._committed:]
         if rest.strip() or self._live is not None:
             self._final(self._prefix + rest, self._live)
         self._committed = len(text)
         self._live = None
+        self._rewrite(result)
         for part in result.image_parts[self._images.count:]:  # never seen in an update
             self._send(image_bundle(part), self._new_id(), False)
+        notes = notes_markdown(result)
+        if notes:
+            self._send({"text/markdown": notes, "text/plain": notes}, self._new_id(), False)
         foot = footer_markdown(result)
         self._send({"text/markdown": foot, "text/plain": footer_text(result)}, self._new_id(), False)
 
+    def _rewrite(self, result: GeminiResult) -> None:
+        """Citations or pretty JSON: the last answer step's blocks become one final output."""
+        final = final_rewrite(result, self.structured)
+        if final is None:
+            return
+        data = {"text/markdown": final, "text/plain": final}
+        if not (self._segment and self._segment_clean):
+            self._send(data, self._new_id(), False)  # could not be rewritten in place
+            return
+        first, *rest = self._segment
+        self._send(data, first, True)
+        for display_id in rest:
+            self._send({"text/markdown": "", "text/plain": ""}, display_id, True)
+
     # -- the scheme ---------------------------------------------------------------------------
-    def _final(self, markdown: str, display_id: Optional[str]) -> None:
+    def _final(self, markdown: str, display_id: Optional[str], answer: bool = True) -> None:
         data = {"text/markdown": markdown, "text/plain": markdown}
         if display_id is None:
-            self._send(data, self._new_id(), False)
+            display_id = self._new_id()
+            if answer:
+                self._segment.append(display_id)
+            self._send(data, display_id, False)
         else:
             self._send(data, display_id, True)
 
@@ -250,6 +401,7 @@ class NotebookDisplay:
             return sent
         if self._live is None:
             self._live = self._new_id()
+            self._segment.append(self._live)
             self._send({"text/markdown": self._prefix + growing}, self._live, False)
             self._live_sent = len(growing)
             return True
@@ -287,7 +439,11 @@ class TerminalDisplay:
     """Prints the answer as plain text as it arrives (plain terminal IPython), then a footer."""
 
     def __init__(self, stream: Any = None, *, interval: float = 0.05, show_thoughts: bool = False,
+                 structured: bool = False, inline_thoughts: bool = False,
                  clock: Callable[[], float] = time.monotonic):
+        self.structured = structured  # the JSON answer is printed once, pretty, at the end
+        self._steps = StepWatch(inline_thoughts)
+        self._steps_printed = 0
         self.stream = stream
         self.interval = interval
         self.show_thoughts = show_thoughts
@@ -304,6 +460,14 @@ class TerminalDisplay:
         pass
 
     def on_update(self, acc: Any) -> None:
+        for kind, value in self._steps.new(acc):
+            if kind == "step":
+                self._write(acc.thought_text() if self.show_thoughts else "", acc.answer_text())
+                out = self._out()
+                sep = "\n\n" if self._written or self._thought_written or self._steps_printed else ""
+                out.write(sep + value.rstrip() + "\n")
+                out.flush()
+                self._steps_printed += 1
         images = self._images.new(acc)
         if images:
             self._write(acc.thought_text() if self.show_thoughts else "", acc.answer_text())
@@ -327,6 +491,8 @@ class TerminalDisplay:
         out.flush()
 
     def _write(self, thoughts: str, text: str) -> None:
+        if self.structured:
+            text = ""  # printed pretty by on_done
         out = self._out()
         if thoughts and len(thoughts) > self._thought_written and not self._written:
             if not self._thought_written:
@@ -342,8 +508,19 @@ class TerminalDisplay:
 
     def on_done(self, result: GeminiResult) -> None:
         self._write(result.thoughts if self.show_thoughts else "", result.answer)
+        out = self._out()
+        final = final_rewrite(result, self.structured, markdown=False)
+        if self.structured:
+            text = final if final is not None else result.answer
+            if text:
+                out.write(("\n" if self._steps_printed else "") + text)
+                self._written = len(text)
+        elif final is not None and "\n\nSources:\n" in final:  # the text is out: add sources
+            out.write("\n\nSources:\n" + final.rsplit("\n\nSources:\n", 1)[1])
         for i, part in enumerate(result.image_parts[self._images.count:], self._images.count):
             self._placeholder(part, i)
-        out = self._out()
-        out.write(("\n" if self._written else "") + footer_text(result) + "\n")
+        notes = getattr(result, "notes", None) or []
+        if notes:
+            out.write(("\n\n" if self._written else "") + "\n".join(notes))
+        out.write(("\n" if self._written or notes else "") + footer_text(result) + "\n")
         out.flush()

@@ -9,7 +9,7 @@ import threading
 from typing import Any, Optional
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, validate
 
 from . import args as _args
 from .args import DEFAULT_MODEL, ArgsError, cell_arguments
@@ -23,12 +23,13 @@ __all__ = ["GeminiMagics"]
 SETTINGS = (
     "model", "system", "temperature", "max_tokens", "thinking", "show_thoughts", "stream",
     "stateless", "offline", "base_url", "engine", "fast_stream", "display", "update_interval",
-    "retries", "timeout",
+    "retries", "timeout", "tools", "function_timeout", "poll_interval",
 )
 # The subset that `args.parse` merges into a request as option defaults.
 _REQUEST_DEFAULTS = ("model", "system", "temperature", "max_tokens", "thinking",
-                     "show_thoughts", "stream", "stateless")
-_COMMANDS = ("history", "reset", "settings", "last", "help")
+                     "show_thoughts", "stream", "stateless", "tools", "function_timeout")
+_COMMANDS = ("history", "reset", "settings", "last", "help", "jobs")
+_JOB_COMMANDS = ("wait", "cancel")  # followed by an interaction id
 _CASSETTE_COMMANDS = ("record", "replay", "cassette")
 
 
@@ -61,6 +62,37 @@ class GeminiMagics(Magics):
     update_interval = Float(0.1, help="Seconds between display updates while streaming.").tag(config=True)
     retries = Int(2, help="HTTP retries on 429/5xx/network errors for the real API (0: none).").tag(config=True)
     timeout = Float(None, allow_none=True, help="Seconds per HTTP request (None: SDK default).").tag(config=True)
+    tools = Unicode(None, allow_none=True,
+                    help="Built-in tools for every cell, comma-separated (google_search, "
+                         "code_execution, url_context, google_maps, file_search, computer_use); "
+                         "a cell's --tools replaces them.").tag(config=True)
+    function_timeout = Float(60.0, allow_none=True,
+                             help="Seconds one --functions call may run before it is stopped "
+                                  "and reported to the model as an error.").tag(config=True)
+    poll_interval = Float(1.0, help="Seconds between status polls of --background jobs.").tag(config=True)
+
+    @validate("tools")
+    def _valid_tools(self, proposal: Any) -> Any:
+        """Normalise and check the tool names at once, so %config and the panel fail early."""
+        value = proposal["value"]
+        if value is None or not str(value).strip() or str(value).strip().lower() == "none":
+            return None
+        from .tools import parse_tools
+
+        try:
+            tools = parse_tools(str(value))
+        except ValueError as exc:
+            raise TraitError(str(exc)) from None
+        return ",".join(t["type"] + (":" + "+".join(t["file_search_store_names"])
+                                     if t.get("file_search_store_names") else "")
+                        + (":" + t["environment"] if t["type"] == "computer_use" else "")
+                        for t in tools) or None
+
+    @validate("poll_interval")
+    def _valid_poll(self, proposal: Any) -> Any:
+        if not proposal["value"] or proposal["value"] < 0.05:
+            raise TraitError("poll_interval must be at least 0.05 seconds")
+        return proposal["value"]
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
@@ -136,6 +168,8 @@ class GeminiMagics(Magics):
             from .widgets import line_command
 
             return line_command(self, head)
+        if head in _JOB_COMMANDS or (head == "jobs" and rest is None):
+            return self._job_command(head, rest)
         if head in _COMMANDS and rest is None:
             if head == "history":
                 print(self.conversation.history_text())
@@ -206,15 +240,67 @@ class GeminiMagics(Magics):
         lines.append(f"  conversation: {turns} turn{'s' if turns != 1 else ''} (%gemini history)")
         return "\n".join(lines)
 
-    def _observers(self, request: Any) -> list:
-        from .display import NotebookDisplay, TerminalDisplay
-
+    def _display_mode(self) -> str:
         mode = self.display
         if mode == "auto":
             mode = "terminal" if _is_terminal(self.shell) else "notebook"
-        if mode == "terminal":
-            return [TerminalDisplay(show_thoughts=request.show_thoughts)]
-        return [NotebookDisplay(interval=self.update_interval, show_thoughts=request.show_thoughts)]
+        return mode
+
+    def _observers(self, request: Any) -> list:
+        from .display import NotebookDisplay, TerminalDisplay
+
+        # --schema answers end as pretty JSON; an agent's thoughts are its steps, so shown.
+        extra = {"structured": bool(request.schema), "inline_thoughts": bool(request.agent)}
+        if self._display_mode() == "terminal":
+            return [TerminalDisplay(show_thoughts=request.show_thoughts, **extra)]
+        return [NotebookDisplay(interval=self.update_interval, show_thoughts=request.show_thoughts,
+                                **extra)]
+
+    def _job_command(self, head: str, rest: Optional[str]) -> Any:
+        """`%gemini jobs`, `%gemini wait ID`, `%gemini cancel ID` (background jobs)."""
+        from . import jobs
+        from .client import get_client, resolve_backend
+
+        if head == "jobs":
+            print(jobs.jobs_table())
+            return None
+        words = _split_words(rest or "")
+        if len(words) != 1:
+            raise GeminiError(f"Give one background job id, e.g. %gemini {head} v1_abc "
+                              f"(%gemini jobs lists them).")
+        ident = words[0]
+        known = jobs.find_job(ident)
+        try:
+            backend, _ = resolve_backend(self.settings())
+            client = get_client(backend)
+        except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
+            raise GeminiError(f"Could not reach a backend for job {ident} "
+                              f"({explain(exc).rstrip('.')}).") from None
+        label = backend.label
+        if known is not None:
+            client, label = known.client, known.backend_label  # where it was started
+        if head == "cancel":
+            print(jobs.cancel_job(ident, client=client, backend_label=label))
+            return None
+        job = jobs.wait_job(ident, client=client, backend_label=label,
+                            poll_interval=self.poll_interval,
+                            show=self._display_mode() == "notebook")
+        if job.problem:
+            raise GeminiError(f"Background job {ident} {job.problem}")
+        result = job.result
+        if result is None:
+            return None
+        self.last_result = result
+        if self.shell is not None:
+            self.shell.user_ns["_gemini"] = result
+        if self._display_mode() == "terminal":
+            from .display import result_markdown
+
+            print(result_markdown(result, markdown=False,
+                                  structured=bool(getattr(job.request, "schema", None))))
+        if result.error:
+            raise GeminiError(result.error, result=result)
+        return None
 
     def _ask(self, line: str, cell: Optional[str]) -> None:
         from .client import resolve_backend
@@ -228,6 +314,7 @@ class GeminiMagics(Magics):
             else:
                 request = _args.parse(line, cell, self.settings())
             request = _args.with_parts(request, build_parts(request, ns))
+            resolve_names(request, ns)
         except (ArgsError, PromptError, MediaError) as exc:
             raise GeminiError(str(exc)) from None
         try:
@@ -242,6 +329,8 @@ class GeminiMagics(Magics):
         if notice and not self._notice_shown:
             self._notice_shown = True
             print(notice)
+        if request.background:  # a server-side job, followed by a poller thread (jobs.py)
+            return self._background(request, backend)
         if request.ui:  # stream in the background into a live widget view (widgets.py)
             from .widgets import run_live
 
@@ -252,15 +341,7 @@ class GeminiMagics(Magics):
             cancel_event=self.cancel_event, conversation=self.conversation,
             cell_id=current_cell_id(self.shell), fast_stream=self.fast_stream,
         )
-        self.last_result = result
-        ns["_gemini"] = result
-        if request.out:
-            ns[request.out] = result
-        if request.save and result.image_parts:
-            _save(result, request.save)
-        elif request.save and result.ok:
-            print(f"Nothing saved: the answer has no images (image models such as "
-                  f"gemini-3.1-flash-image draw them).")
+        self._bookkeeping(request, result, ns)
         if result.error:
             raise GeminiError(result.error, result=result)
         if result.stopped:
@@ -268,6 +349,81 @@ class GeminiMagics(Magics):
             raise GeminiError(f"Stopped{kept}, and this turn was not added to the "
                               f"conversation); re-run the cell to ask again.", result=result)
         return None
+
+    def _bookkeeping(self, request: Any, result: Any, ns: Any) -> None:
+        """`_gemini`, `%gemini last`, `--out` (the parsed value with --schema), `--save`."""
+        self.last_result = result
+        ns["_gemini"] = result
+        if request.out:
+            if request.schema_obj is None:
+                ns[request.out] = result
+            elif result.ok and result.value is not None:
+                ns[request.out] = result.value
+        if request.save and result.image_parts:
+            _save(result, request.save)
+        elif request.save and result.ok:
+            print(f"Nothing saved: the answer has no images (image models such as "
+                  f"gemini-3.1-flash-image draw them).")
+
+    def _background(self, request: Any, backend: Any) -> None:
+        """--background: create the job, show its live status, return at once."""
+        from . import jobs
+        from .client import get_client
+
+        ns = self.shell.user_ns if self.shell is not None else {}
+        notebook = self._display_mode() == "notebook"
+
+        def on_result(result: Any) -> None:  # on the poller thread, when the job ends
+            self._bookkeeping(request, result, ns)
+
+        try:
+            job = jobs.start_job(request, client=get_client(backend), backend_label=backend.label,
+                                 conversation=self.conversation,
+                                 cell_id=current_cell_id(self.shell),
+                                 poll_interval=self.poll_interval, on_result=on_result,
+                                 show=notebook)
+        except Exception as exc:  # noqa: BLE001 - one sentence, nothing was started
+            raise GeminiError(f"The background job was not started: "
+                              f"{explain(exc, model=request.model, where=backend.label)}") from None
+        ns["_gemini_job"] = job
+        if not notebook:
+            print(f"Started background job {job.id}; %gemini wait {job.id} shows the answer, "
+                  f"%gemini cancel {job.id} stops it.")
+        return None
+
+
+def resolve_names(request: Any, user_ns: Any) -> None:
+    """--functions and --schema: look the names up in the notebook and check them, so a bad
+    name is one sentence before anything is sent. Fills request.callables / schema_obj."""
+    from .args import ArgsError
+
+    if request.functions:
+        from .args import function_tool
+        from .functions import resolve_functions
+
+        try:
+            request.callables = resolve_functions(",".join(request.functions), user_ns)
+            for fn in request.callables:
+                function_tool(fn)  # a parameter type without a JSON schema fails here
+        except ValueError as exc:
+            raise ArgsError(str(exc)) from None
+    if request.schema:
+        from .schema import SchemaError, response_format_for
+
+        head, *rest = request.schema.split(".")
+        if head not in user_ns:
+            raise ArgsError(f"--schema: {head!r} is not defined in the notebook; run the cell that "
+                            f"defines it or fix the name.")
+        obj = user_ns[head]
+        for attr in rest:
+            if not hasattr(obj, attr):
+                raise ArgsError(f"--schema: {request.schema!r} does not exist; fix the name.")
+            obj = getattr(obj, attr)
+        try:
+            request.response_format = response_format_for(obj, request.schema)
+        except SchemaError as exc:
+            raise ArgsError(str(exc)) from None
+        request.schema_obj = obj
 
 
 def build_parts(request: Any, user_ns: Any) -> list:

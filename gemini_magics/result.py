@@ -25,6 +25,8 @@ class GeminiResult:
     error: Optional[str] = None
     thoughts: str = ""
     answer: str = ""  # all model text, as displayed (text is the SDK's output_text)
+    value: Any = None  # --schema: the parsed answer (a model instance for pydantic models)
+    notes: list = field(default_factory=list)  # one-line remarks shown under the answer
     interaction_data: dict = field(default_factory=dict, repr=False)
     _interaction: Any = field(default=None, repr=False)
     _images: Optional[list] = field(default=None, repr=False)
@@ -42,6 +44,21 @@ class GeminiResult:
 
             self._interaction = interaction_from_dict(self.interaction_data)
         return self._interaction
+
+    @property
+    def environment_id(self) -> Optional[str]:
+        """The environment an agent ran in (`--agent ... --environment remote`), if any."""
+        return self.interaction_data.get("environment_id") if self.interaction_data else None
+
+    @property
+    def function_calls(self) -> list:
+        """The model's function_call steps (wire dicts: id, name, arguments), in order."""
+        return [s for s in self.steps if s.get("type") == "function_call"]
+
+    @property
+    def function_results(self) -> list:
+        """The function_result steps sent back by `--functions` (is_error set on failures)."""
+        return [s for s in self.steps if s.get("type") == "function_result"]
 
     @property
     def image_parts(self) -> list:
@@ -109,9 +126,12 @@ def _facts(r: GeminiResult) -> list[str]:
 def footer_markdown(r: GeminiResult) -> str:
     """A folded details block: model, tokens, time, interaction id (answer first, details below)."""
     lines = [f"<details><summary>{' · '.join(_facts(r))}</summary>", ""]
-    lines.append(f"- model: `{r.model}`")
+    agent = r.interaction_data.get("agent") if r.interaction_data else None
+    lines.append(f"- agent: `{agent}`" if agent else f"- model: `{r.model}`")
     if r.id:
         lines.append(f"- interaction id: `{r.id}`")
+    if r.environment_id:
+        lines.append(f"- environment id: `{r.environment_id}`")
     if r.status:
         lines.append(f"- status: {r.status}")
     if r.usage:
@@ -127,4 +147,6 @@ def footer_markdown(r: GeminiResult) -> str:
 
 def footer_text(r: GeminiResult) -> str:
     ident = f" · {r.id}" if r.id else ""
+    if r.environment_id:
+        ident += f" · environment {r.environment_id}"
     return "— " + " · ".join(_facts(r)) + ident

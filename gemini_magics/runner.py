@@ -15,6 +15,7 @@ from .args import Request
 from .client import Backend, get_client, redact, resolve_backend
 from .conversation import Conversation, user_step
 from .errors import KEPT, explain, stream_error_sentence
+from .loop import ROUNDS_SENTENCE, FunctionLoop
 from .result import GeminiResult
 from .stream import (ADVANCING_STATUSES, Accumulator, interaction_events, iter_sse_events,
                      sdk_event_to_dict)
@@ -126,6 +127,38 @@ def _sdk_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
         state.stream = None
 
 
+def _round(client: Any, body: dict, request: Request, state: _Run, observers: list,
+           cancel_event: Optional[threading.Event], fast_stream: bool) -> Any:
+    """Send one create request and feed its events to the accumulator and the observers.
+    Returns the SDK's Interaction for a non-streaming answer (else None)."""
+    acc = state.acc
+    if request.stream:
+        source = _fast_events if fast_stream else _sdk_events
+        for event in source(client, body, state):
+            acc.feed(event)
+            for o in observers:
+                o.on_update(acc)
+            if cancel_event is not None and cancel_event.is_set():
+                state.cancelled = True
+                break
+        return None
+    from google.genai._gaos.lib.compat_errors import is_stream
+
+    sdk_object = None
+    answer = client.interactions.create(**body)
+    if is_stream(answer):  # a server that streams anyway: read it like a stream
+        state.stream = answer
+        events: Iterable[dict] = iter_sse_events(answer.response.iter_lines())
+    else:
+        sdk_object = answer
+        events = interaction_events(_interaction_dict(answer))
+    for event in events:
+        acc.feed(event)
+        for o in observers:
+            o.on_update(acc)
+    return sdk_object
+
+
 def _interaction_dict(interaction: Any) -> dict:
     data = interaction.model_dump(mode="json", exclude_none=True, by_alias=True)
     for key in _SDK_COMPUTED:
@@ -176,34 +209,42 @@ def run(
         watcher.start()
     _call(observers, "on_start", acc)
     where = None
+    notes: list = []
+    loop_error: Optional[str] = None
+    rounds = 0
+    loop = (FunctionLoop(request.callables, timeout=request.function_timeout,
+                         stateless=request.stateless)
+            if request.callables else None)
     try:
         if backend is None:
             backend, _ = resolve_backend(settings or {})
         where = backend.label
         state.client = client = get_client(backend)
-        if request.stream:
-            source = _fast_events if fast_stream else _sdk_events
-            for event in source(client, body, state):
-                acc.feed(event)
-                for o in observers:
-                    o.on_update(acc)
-                if cancel_event is not None and cancel_event.is_set():
-                    state.cancelled = True
-                    break
-        else:
-            from google.genai._gaos.lib.compat_errors import is_stream
-
-            answer = client.interactions.create(**body)
-            if is_stream(answer):  # a server that streams anyway: read it like a stream
-                state.stream = answer
-                events: Iterable[dict] = iter_sse_events(answer.response.iter_lines())
-            else:
-                sdk_object = answer
-                events = interaction_events(_interaction_dict(answer))
-            for event in events:
-                acc.feed(event)
-                for o in observers:
-                    o.on_update(acc)
+        while True:
+            rounds += 1
+            first = len(acc.order)
+            if rounds > 1:
+                acc.done = False  # this round must finish on its own
+            sdk_object = _round(client, body, request, state, observers, cancel_event, fast_stream)
+            if state.cancelled or acc.error is not None or not acc.done:
+                break
+            if loop is None or acc.status != "requires_action":
+                break
+            calls = loop.pending(acc, first)
+            if not calls:
+                break
+            if not request.auto:
+                notes.append("Stopped at the model's function call (--no-auto): the function "
+                             "was not run and this turn was not added to the conversation.")
+                break
+            if rounds >= request.max_rounds:
+                loop_error = ROUNDS_SENTENCE.format(n=rounds, s="s" if rounds != 1 else "")
+                break
+            results = loop.answer(calls, acc, observers)
+            if cancel_event is not None and cancel_event.is_set():
+                state.cancelled = True
+                break
+            body = loop.next_body(body, acc, results, list(history) + [ustep])
     except KeyboardInterrupt:
         state.cancelled = True
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one sentence
@@ -214,6 +255,8 @@ def run(
                             partial=acc.answer_length > 0, continued=bool(prev_id))
     finally:
         finished.set()
+    if rounds > 1:
+        sdk_object = None  # the answer spans several interactions: built from the events
     if state.cancelled:
         state.cancel_on_server()
         state.close_stream()
@@ -224,6 +267,8 @@ def run(
     status = acc.status
     if state.cancelled:
         error = None
+    elif error is None and loop_error is not None:
+        error = loop_error
     elif error is None:
         if acc.error is not None:
             error = stream_error_sentence(acc.error, partial=partial)
@@ -248,11 +293,20 @@ def run(
     result = GeminiResult(
         text=acc.text, answer=acc.answer_text(), steps=steps, usage=dict(acc.usage),
         id=acc.id, status="cancelled" if stopped else status,
-        model=acc.model or request.model, elapsed=time.monotonic() - start, stopped=stopped,
-        error=redact(error) if error else None, thoughts=acc.thought_text(),
-        interaction_data=data, _interaction=sdk_object,
+        model=acc.model or request.agent or request.model, elapsed=time.monotonic() - start,
+        stopped=stopped, error=redact(error) if error else None, thoughts=acc.thought_text(),
+        interaction_data=data, _interaction=sdk_object, notes=notes,
     )
-    if result.ok and conversation is not None:
+    if result.ok and request.schema_obj is not None and status == "completed":
+        from .schema import SchemaError, parse_structured
+
+        try:
+            result.value = parse_structured(result.text, request.schema_obj, request.schema)
+        except SchemaError as exc:
+            result.error = (f"{str(exc).rstrip('.')}; the raw answer is in .text of the result "
+                            f"(_gemini), and this turn was not added to the conversation.")
+    # A turn left waiting for function results (--no-auto) is not continued by later cells.
+    if result.ok and status != "requires_action" and conversation is not None:
         conversation.record(
             parent=parent, cell_id=cell_id, interaction_id=acc.id,
             stored=not request.stateless, prompt="".join(p for p in (request.parts or [request.text])

@@ -1,0 +1,364 @@
+"""Background jobs (`%%gemini --background`): the server runs the turn, a poller thread shows it.
+
+Why this shape:
+- The request is created with `background=true`, so the server keeps working whatever the
+  kernel does; the cell returns at once. The interaction id is all that is needed to follow
+  it, so `%gemini wait ID` picks a job up again after a kernel restart (with the real API; the
+  embedded offline server lives in the kernel process and restarts empty).
+- The status output is created by the cell itself and then only *updated* (`update_display`)
+  by a daemon poller thread, once per `poll_interval`: an update carries its display id, so it
+  lands in the right cell while other cells run, and the saved notebook keeps its last state.
+  When the job ends, the whole answer (tool steps, text, footer) replaces the status there and
+  `--out` is filled.
+- Every wait is bounded (`MAX_JOB_S`), and polling failures become one sentence in the status
+  output instead of a thread traceback.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from .result import GeminiResult
+
+__all__ = ["BackgroundJob", "start_job", "find_job", "jobs_table", "wait_job", "cancel_job",
+           "JOBS", "TERMINAL_STATUSES"]
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "incomplete",
+                               "requires_action", "budget_exceeded"})
+MAX_JOB_S = 6 * 3600          # a poller gives up after this long
+MAX_POLL_FAILURES = 5         # consecutive failed polls before the poller stops
+DEFAULT_POLL_S = 1.0
+
+JOBS: "dict[str, BackgroundJob]" = {}   # this kernel's jobs, by interaction id
+_LOCK = threading.Lock()
+
+Publish = Callable[[dict, str, bool], None]
+
+
+def _publish(data: dict, display_id: str, update: bool) -> None:
+    from IPython.display import display, update_display
+
+    if update:
+        update_display(data, raw=True, display_id=display_id)
+    else:
+        display(data, raw=True, display_id=display_id)
+
+
+class BackgroundJob:
+    """One background interaction: its status output, its poller and its final result."""
+
+    def __init__(self, interaction_id: str, *, client: Any, backend_label: str = "the server",
+                 request: Any = None, prompt: str = "", publish: Optional[Publish] = None,
+                 poll_interval: float = DEFAULT_POLL_S, on_done: Optional[Callable] = None,
+                 status: str = "in_progress", show: bool = True):
+        import uuid
+
+        self.id = interaction_id
+        self.client = client
+        self.backend_label = backend_label
+        self.request = request
+        self.prompt = prompt
+        self.publish = publish if publish is not None else (_publish if show else None)
+        self.poll_interval = max(0.05, float(poll_interval or DEFAULT_POLL_S))
+        self.on_done = on_done
+        self.status = status
+        self.started = time.monotonic()
+        self.ended: Optional[float] = None
+        self.result: Optional[GeminiResult] = None
+        self.problem: Optional[str] = None   # a polling failure, one sentence
+        self.polls = 0
+        self.updates = 0
+        self.display_id = uuid.uuid4().hex
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._shown = False
+
+    # -- status ---------------------------------------------------------------------------------
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+    @property
+    def running(self) -> bool:
+        return not self.done.is_set()
+
+    def status_line(self) -> str:
+        if self.problem:
+            return f"⚠️ Background job `{self.id}`: {self.problem}"
+        mark = "⏳" if self.running else ("✓" if self.status == "completed" else "■")
+        return (f"{mark} Background job `{self.id}`: **{self.status}** · {self.elapsed:.0f} s "
+                f"elapsed · `%gemini wait {self.id}` waits for it here, `%gemini cancel "
+                f"{self.id}` stops it.")
+
+    def _send(self, markdown: str, plain: Optional[str] = None) -> None:
+        if self.publish is None:
+            return
+        data = {"text/markdown": markdown, "text/plain": plain if plain is not None else markdown}
+        self.publish(data, self.display_id, self._shown)
+        self._shown = True
+        self.updates += 1
+
+    def show(self) -> None:
+        """Create the status output (in the calling cell)."""
+        self._send(self.status_line())
+
+    # -- polling --------------------------------------------------------------------------------
+    def start(self) -> "BackgroundJob":
+        with _LOCK:
+            JOBS[self.id] = self
+        self._thread = threading.Thread(target=self._poll_loop, name=f"gemini-job-{self.id[:12]}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll_loop(self) -> None:
+        failures = 0
+        deadline = self.started + MAX_JOB_S
+        while not self._stop.is_set():
+            try:
+                data, sdk_object = self.poll()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - one sentence in the status output
+                failures += 1
+                if failures >= MAX_POLL_FAILURES or _status_code(exc) == 404:
+                    self._give_up(self._poll_error(exc))
+                    return
+            else:
+                if data.get("status") in TERMINAL_STATUSES:
+                    self._finish(data, sdk_object)
+                    return
+            if time.monotonic() > deadline:
+                self._give_up(f"still {self.status} after {MAX_JOB_S // 3600} hours; stopped "
+                              f"watching it (`%gemini wait {self.id}` watches it again).")
+                return
+            self._send(self.status_line())
+            self._stop.wait(self.poll_interval)
+
+    def poll(self) -> tuple[dict, Any]:
+        """GET the interaction once; returns (wire dict, SDK object)."""
+        from .runner import _interaction_dict
+
+        interaction = self.client.interactions.get(self.id)
+        self.polls += 1
+        data = _interaction_dict(interaction)
+        self.status = data.get("status") or self.status
+        return data, interaction
+
+    def _poll_error(self, exc: BaseException) -> str:
+        if _status_code(exc) == 404:
+            return (f"not found on {self.backend_label}: check the id (`%gemini jobs` lists this "
+                    f"kernel's jobs); the local offline server forgets its interactions when the "
+                    f"kernel restarts.")
+        from .errors import explain
+
+        return (f"could not be polled ({explain(exc, where=self.backend_label).rstrip('.')}); "
+                f"`%gemini wait {self.id}` tries again.")
+
+    def _give_up(self, sentence: str) -> None:
+        self.problem = sentence
+        self.ended = time.monotonic()
+        self._send(self.status_line())
+        self.done.set()
+
+    def _finish(self, data: dict, sdk_object: Any) -> None:
+        self.ended = time.monotonic()
+        result = result_from_interaction(data, self.request, elapsed=self.elapsed,
+                                         sdk_object=sdk_object)
+        self.result = result
+        if self.on_done is not None:
+            try:
+                self.on_done(self)
+            except Exception as exc:  # noqa: BLE001 - bookkeeping must not hide the answer
+                result.notes.append(f"Could not store the result: {exc}")
+        self.show_end()
+        self.done.set()
+
+    def show_end(self) -> None:
+        """The final state in the status output: the whole answer, or why there is none."""
+        from .display import result_markdown
+
+        if self.result is None:
+            self._send(self.status_line())
+            return
+        structured = bool(getattr(self.request, "schema", None))
+        inline = bool(getattr(self.request, "agent", None))
+        self._send(result_markdown(self.result, structured=structured, inline_thoughts=inline),
+                   result_markdown(self.result, structured=structured, inline_thoughts=inline,
+                                   markdown=False))
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[GeminiResult]:
+        """Block until the job ends (KeyboardInterrupt stops waiting, not the job)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self.done.wait(0.1):
+            if end is not None and time.monotonic() > end:
+                break
+        return self.result
+
+    def stop_polling(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def _status_code(exc: BaseException) -> Optional[int]:
+    code = getattr(exc, "status_code", None)
+    return code if isinstance(code, int) else None
+
+
+def result_from_interaction(data: dict, request: Any = None, *, elapsed: float = 0.0,
+                            sdk_object: Any = None) -> GeminiResult:
+    """A GeminiResult for a finished interaction (wire dict), as `runner.run` builds one:
+    the error sentence for a failed or cut-off job, the parsed value for `--schema`."""
+    from .client import redact
+    from .errors import stream_error_sentence
+    from .stream import Accumulator
+
+    acc = Accumulator.from_interaction(data)
+    status = acc.status
+    error = None
+    if status == "failed":
+        errs = data.get("errors") or [{"message": "the interaction failed"}]
+        first = errs[0] if isinstance(errs[0], dict) else {"message": str(errs[0])}
+        error = stream_error_sentence(first, partial=acc.answer_length > 0)
+    elif status == "budget_exceeded":
+        error = "The background job ran out of its budget before finishing; simplify the request."
+    elif status == "requires_action":
+        error = ("The background job stopped at a function call; run function calling in the "
+                 "foreground with --functions.")
+    model = acc.model or getattr(request, "agent", None) or getattr(request, "model", None)
+    result = GeminiResult(
+        text=acc.text, answer=acc.answer_text(), steps=acc.step_list(), usage=dict(acc.usage),
+        id=acc.id, status=status, model=model, elapsed=elapsed, stopped=status == "cancelled",
+        error=redact(error) if error else None, thoughts=acc.thought_text(),
+        interaction_data=acc.interaction_dict(), _interaction=sdk_object,
+    )
+    schema_obj = getattr(request, "schema_obj", None)
+    if schema_obj is not None and result.ok and status == "completed":
+        from .schema import SchemaError, parse_structured
+
+        try:
+            result.value = parse_structured(result.text, schema_obj, request.schema)
+        except SchemaError as exc:
+            result.error = f"{str(exc).rstrip('.')}; the raw answer is in .text of the result."
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# What the magic calls
+# --------------------------------------------------------------------------------------------
+
+def start_job(request: Any, *, client: Any, backend_label: str, conversation: Any = None,
+              cell_id: Optional[str] = None, poll_interval: float = DEFAULT_POLL_S,
+              publish: Optional[Publish] = None, on_result: Optional[Callable] = None,
+              show: bool = True) -> BackgroundJob:
+    """Create the interaction with `background=true`, show its status output, start polling.
+
+    `on_result(result)` runs on the poller thread when the job ends (after the conversation
+    records a completed turn). Errors creating the job propagate (the magic explains them).
+    """
+    from .conversation import user_step
+
+    parent = conversation.parent_for(cell_id, request.new) if conversation is not None else None
+    prev_id, history = (conversation.context(parent, request.stateless)
+                        if conversation is not None else (None, []))
+    ustep = user_step(request.parts or [request.text])
+    body = request.body(ustep, prev_id, history)
+    created = client.interactions.create(**body, background=True)
+    prompt = "".join(p for p in (request.parts or [request.text]) if isinstance(p, str))
+
+    def on_done(job: BackgroundJob) -> None:
+        result = job.result
+        if (result is not None and result.ok and result.status != "requires_action"
+                and conversation is not None):
+            conversation.record(parent=parent, cell_id=cell_id, interaction_id=result.id,
+                                stored=True, prompt=prompt, model=result.model or "",
+                                user_step=ustep, steps=result.steps, text=result.text)
+        if on_result is not None and result is not None:
+            on_result(result)
+
+    job = BackgroundJob(created.id, client=client, backend_label=backend_label, request=request,
+                        prompt=prompt, publish=publish, poll_interval=poll_interval,
+                        on_done=on_done, status=getattr(created, "status", None) or "in_progress",
+                        show=show)
+    job.show()
+    return job.start()
+
+
+def find_job(ident: str) -> Optional[BackgroundJob]:
+    with _LOCK:
+        return JOBS.get(ident)
+
+
+def jobs_table() -> str:
+    """`%gemini jobs`: one line per background job of this kernel."""
+    with _LOCK:
+        jobs = list(JOBS.values())
+    if not jobs:
+        return ("No background jobs in this kernel (start one with %%gemini --background; "
+                "%gemini wait ID follows a job started elsewhere).")
+    lines = [f"Background jobs ({len(jobs)}):"]
+    for job in jobs:
+        prompt = " ".join(job.prompt.split())
+        prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+        state = "lost: " + job.problem if job.problem else job.status
+        lines.append(f"  {job.id}  {state:<12} {job.elapsed:6.0f} s  {prompt!r}")
+    return "\n".join(lines)
+
+
+def wait_job(ident: str, *, client: Any, backend_label: str, timeout: Optional[float] = None,
+             poll_interval: float = DEFAULT_POLL_S, publish: Optional[Publish] = None,
+             show: bool = True) -> BackgroundJob:
+    """Wait for job `ident` with a status output in the calling cell; returns the job holding
+    the result. A job of this kernel is followed through its own poller; a job this kernel
+    does not know (e.g. after a restart) is picked up from its id alone."""
+    known = find_job(ident)
+    view = BackgroundJob(ident, client=client, backend_label=backend_label,
+                         request=known.request if known else None,
+                         prompt=known.prompt if known else "", publish=publish,
+                         poll_interval=poll_interval, show=show)
+    end = None if timeout is None else time.monotonic() + timeout
+    if known is not None:
+        view.started, view.status = known.started, known.status
+        view.show()
+        while not known.done.wait(view.poll_interval):
+            if end is not None and time.monotonic() > end:
+                break
+            view.status = known.status
+            view._send(view.status_line())
+        if known.done.is_set():
+            view.status, view.ended = known.status, known.ended
+            view.result, view.problem = known.result, known.problem
+            view.show_end()
+            view.done.set()
+        return view
+    view.show()
+    with _LOCK:
+        JOBS.setdefault(ident, view)
+    view._thread = threading.Thread(target=view._poll_loop, name=f"gemini-wait-{ident[:12]}",
+                                    daemon=True)
+    view._thread.start()
+    try:
+        view.wait(timeout)
+    except KeyboardInterrupt:
+        view.stop_polling()
+        raise
+    return view
+
+
+def cancel_job(ident: str, *, client: Any, backend_label: str) -> str:
+    """Cancel job `ident` on the server; one sentence saying what happened."""
+    try:
+        interaction = client.interactions.cancel(ident)
+    except Exception as exc:  # noqa: BLE001 - one sentence
+        if _status_code(exc) == 404:
+            return (f"No background job {ident} on {backend_label}: check the id (%gemini jobs "
+                    f"lists this kernel's jobs).")
+        from .errors import explain
+
+        return f"Could not cancel {ident}: {explain(exc, where=backend_label)}"
+    status = getattr(interaction, "status", None) or "cancelled"
+    if status == "cancelled":
+        return f"Cancelled background job {ident}."
+    return f"Background job {ident} had already ended ({status}); nothing to cancel."
