@@ -13,7 +13,10 @@ Commands, when the last user message starts with one:
 - `/words N` replies with N one-word chunks `w1 w2 ... wN` (a long stream for benchmarks);
   `/words N delay=S` sleeps S seconds before each word (for tests of progress and cancel).
 - `/params` replies with the generation parameters it received, as JSON.
-With a JSON schema (structured output) the reply is a small instance of the schema instead.
+With a JSON schema (structured output) the reply is a small instance of the schema instead:
+the first enum value or anyOf option, strings filled with the last user message, one array
+item, 0 for numbers, local `$ref`s (`#/$defs/...`) followed. So a function-planning schema
+(tools) makes it call the first allowed function with those arguments.
 """
 from __future__ import annotations
 
@@ -88,7 +91,8 @@ class EchoEngine(Engine):
                 "stop_sequences": list(p.stop_sequences or []), "seed": p.seed,
             }, sort_keys=True)), 0.0
         if request.json_schema is not None:
-            return _CHUNK.findall(json.dumps(_instance(request.json_schema, last))), 0.0
+            schema = request.json_schema
+            return _CHUNK.findall(json.dumps(_instance(schema, last, root=schema))), 0.0
         parts = []
         if systems:
             sys_text = " ".join(s.get("content") or "" for s in systems)
@@ -107,25 +111,31 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _instance(schema, text: str, depth: int = 0):
+def _instance(schema, text: str, depth: int = 0, root=None):
     """A small value valid against a simple JSON schema, filled with the user's text."""
     if not isinstance(schema, dict) or depth > 8:
         return text
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/") and isinstance(root, dict):
+        target = root
+        for key in ref[2:].split("/"):
+            target = target.get(key) if isinstance(target, dict) else None
+        return _instance(target, text, depth + 1, root)
     if "enum" in schema and schema["enum"]:
         return schema["enum"][0]
     if "const" in schema:
         return schema["const"]
     for key in ("anyOf", "oneOf", "allOf"):
         if schema.get(key):
-            return _instance(schema[key][0], text, depth + 1)
+            return _instance(schema[key][0], text, depth + 1, root)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object" or "properties" in schema:
         props = schema.get("properties") or {}
-        return {k: _instance(v, text, depth + 1) for k, v in props.items()}
+        return {k: _instance(v, text, depth + 1, root) for k, v in props.items()}
     if kind == "array":
-        return [_instance(schema.get("items") or {}, text, depth + 1)]
+        return [_instance(schema.get("items") or {}, text, depth + 1, root)]
     if kind == "integer":
         return 0
     if kind == "number":
