@@ -12,23 +12,26 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 __all__ = [
-    "NOTEBOOKS_DIR", "QUICKSTART", "REPLAY_KERNEL_ARGS", "Section", "QuickstartError",
-    "cassette_path", "kernel_env", "sections", "run_notebook", "record_notebook",
+    "NOTEBOOKS_DIR", "QUICKSTART", "REPLAY_KERNEL_CONFIG", "Section", "QuickstartError",
+    "cassette_path", "kernel_env", "replay_ipython_dir", "sections", "run_notebook", "record_notebook",
     "replay_notebook", "main",
 ]
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 QUICKSTART = NOTEBOOKS_DIR / "quickstart.ipynb"
 CASSETTE_SUFFIX = ".cassette.json"
-# Replayed answers arrive all at once; with one display tick per answer, a replayed cell's
-# outputs are the same on a busy machine as on an idle one (nbval compares them exactly).
-REPLAY_KERNEL_ARGS = ("--GeminiMagics.update_interval=3600",)
+# Replayed answers arrive all at once. With one display tick per answer, a replayed cell's
+# outputs are the same on a busy machine as on an idle one: nbval compares them exactly, and it
+# only sees the first version of an output that is later updated in place. Set through the
+# kernel's IPython config (IPYTHONDIR) so nbval's kernels get it too.
+REPLAY_KERNEL_CONFIG = "c.GeminiMagics.update_interval = 3600.0\n"
 DEFAULT_CELL_TIMEOUT = 600.0
 
 # Variables that pick a backend or a cassette: cleared so the run is what the mode says.
@@ -79,18 +82,39 @@ def kernel_env(mode: str = "offline", notebook: Any = None,
     if mode in ("record", "replay"):
         env["GEMINI_MAGICS_CASSETTE"] = str(cassette_path(notebook).resolve())
         env["GEMINI_MAGICS_RECORD_MODE"] = mode
+    if mode == "replay":
+        env["IPYTHONDIR"] = replay_ipython_dir()
     return env
 
 
+_ipython_dirs: list = []
+
+
+def replay_ipython_dir() -> str:
+    """An IPython directory (made once per process, removed at exit) whose kernel config holds
+    REPLAY_KERNEL_CONFIG; a replaying kernel also ignores the user's own IPython profile."""
+    if not _ipython_dirs:
+        import atexit
+        import shutil
+
+        root = tempfile.mkdtemp(prefix="gemini-magics-replay-ipython-")
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        profile = Path(root, "profile_default")
+        profile.mkdir()
+        (profile / "ipython_kernel_config.py").write_text(REPLAY_KERNEL_CONFIG, encoding="utf-8")
+        _ipython_dirs.append(root)
+    return _ipython_dirs[0]
+
+
 def sections(nb: Any) -> list[Section]:
-    """The notebook's sections: a Markdown cell starting with `## ` opens one; code cells before
+    """The notebook's sections: a `## ` heading in a Markdown cell opens one; code cells before
     the first heading form "Setup". Sections without code cells are left out."""
     found = [Section("Setup")]
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown":
-            first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
-            if first.startswith("## "):
-                found.append(Section(first[3:].strip()))
+            headings = [ln[3:].strip() for ln in cell.source.splitlines() if ln.startswith("## ")]
+            if headings:
+                found.append(Section(headings[-1]))
         elif cell.cell_type == "code" and cell.source.strip():
             found[-1].cells.append(index)
     return [s for s in found if s.cells]
@@ -118,7 +142,7 @@ def _kernel_manager() -> Any:
 
 
 def run_notebook(path: os.PathLike | str, *, env: Mapping[str, str],
-                 timeout: float = DEFAULT_CELL_TIMEOUT, kernel_args: tuple = (),
+                 timeout: float = DEFAULT_CELL_TIMEOUT,
                  on_section: Optional[Callable[[Section], None]] = None) -> tuple[Any, list]:
     """Execute a notebook in a fresh kernel (cwd: the notebook's folder), running every cell
     even after a failure. Returns (executed notebook, sections); `on_section` is called as each
@@ -151,17 +175,23 @@ def run_notebook(path: os.PathLike | str, *, env: Mapping[str, str],
 
     client = NotebookClient(
         nb, timeout=timeout, startup_timeout=120, allow_errors=True, record_timing=False,
-        km=_kernel_manager(), extra_arguments=list(kernel_args),
+        km=_kernel_manager(),
         resources={"metadata": {"path": str(path.parent.resolve())}},
         on_cell_start=cell_start, on_cell_executed=cell_done,
     )
-    try:
-        client.execute(env=dict(env))
-    except CellTimeoutError:
-        _abandon(parts, f"a cell ran longer than {timeout:g} s and was stopped", on_section)
-    except DeadKernelError:
-        _abandon(parts, "the kernel died (out of memory?); run the notebook in JupyterLab "
-                        "to see where", on_section)
+    # The kernel's own stderr (e.g. ipykernel's TCP notice) would break the one-line-per-section
+    # report; it is kept aside and its last line quoted if the kernel dies.
+    with tempfile.TemporaryFile() as log:
+        try:
+            client.execute(env=dict(env), stderr=log)
+        except CellTimeoutError:
+            _abandon(parts, f"a cell ran longer than {timeout:g} s and was stopped", on_section)
+        except DeadKernelError:
+            log.seek(0)
+            lines = [ln for ln in log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+            last = f" (its last words: {lines[-1].strip()[:200]})" if lines else ""
+            _abandon(parts, f"the kernel died{last}; run the notebook in JupyterLab to see where",
+                     on_section)
     return nb, parts
 
 
@@ -201,8 +231,7 @@ def record_notebook(path: os.PathLike | str, *, timeout: float = DEFAULT_CELL_TI
 
 def replay_notebook(path: os.PathLike | str, *, timeout: float = DEFAULT_CELL_TIMEOUT) -> tuple:
     """Execute `path` answering from its cassette (deterministic display settings)."""
-    return run_notebook(path, env=kernel_env("replay", path), timeout=timeout,
-                        kernel_args=REPLAY_KERNEL_ARGS)
+    return run_notebook(path, env=kernel_env("replay", path), timeout=timeout)
 
 
 # --------------------------------------------------------------------------------------------
