@@ -6,7 +6,8 @@ Same prompt, max tokens, seed and temperature in every column, all on the one lo
 (interleaved rounds after a warm-up, medians reported). tokens/s = output tokens / wall time from
 the call to the end of the stream, as a user sees it (prompt processing included, prompt cache
 warm in every column). The server column runs uvicorn and the google-genai client in this
-process, as the magics do. Also prints RSS after the model is loaded.
+process, as the magics do. Also prints RSS after the model is loaded, and CPU time per token,
+which shows our overhead even when other programs make wall-clock figures noisy.
 """
 from __future__ import annotations
 
@@ -137,7 +138,9 @@ def main() -> None:
         samples: dict[str, list] = {name: [] for name in columns}
         for _ in range(args.rounds):
             for name, run in columns.items():
-                samples[name].append(run())
+                cpu0 = time.process_time()
+                sample = run()
+                samples[name].append(sample + (time.process_time() - cpu0,))
     finally:
         if srv is not None:
             srv.stop()
@@ -149,12 +152,17 @@ def main() -> None:
     print(f"prompt: {PROMPT!r}  max tokens {args.tokens}  seed {SEED}  temperature {TEMPERATURE}"
           f"  rounds {args.rounds}  cpus {os.cpu_count()}  threads {args.threads or 'default'}")
     print()
-    print(f"{'path':<28}{'out tokens':>11}{'tokens/s':>10}{'first token':>13}{'vs direct':>11}")
+    print(f"{'path':<28}{'out tokens':>11}{'tokens/s':>10}{'vs direct':>11}{'first token':>13}"
+          f"{'CPU/token':>12}")
     for name, runs in samples.items():
         rate = statistics.median(s[1] / s[0] for s in runs)
         ttft = statistics.median(s[3] for s in runs)
         toks = statistics.median(s[1] for s in runs)
-        print(f"{name:<28}{toks:>11.0f}{rate:>10.1f}{ttft * 1000:>10.0f} ms{rate / base:>10.2f}x")
+        cpu = statistics.median(s[4] / max(1, s[1]) for s in runs)
+        print(f"{name:<28}{toks:>11.0f}{rate:>10.1f}{rate / base:>10.2f}x{ttft * 1000:>10.0f} ms"
+              f"{cpu * 1000:>9.1f} ms")
+    print("\n(CPU/token: this process's CPU time over all its threads, per output token; it\n"
+          " shows our overhead even when other programs make the wall-clock figures noisy)")
     same = len(set().union(*texts.values())) == 1
     print(f"\nsame text in every run and column (same seed): {'yes' if same else 'NO'}")
     engine.close()
