@@ -235,13 +235,10 @@ def result_from_interaction(data: dict, request: Any = None, *, elapsed: float =
         interaction_data=acc.interaction_dict(), _interaction=sdk_object,
     )
     schema_obj = getattr(request, "schema_obj", None)
-    if schema_obj is not None and result.ok and status == "completed":
-        from .schema import SchemaError, parse_structured
+    if schema_obj is not None and result.ok:
+        from .runner import structured_value
 
-        try:
-            result.value = parse_structured(result.text, schema_obj, request.schema)
-        except SchemaError as exc:
-            result.error = f"{str(exc).rstrip('.')}; the raw answer is in .text of the result."
+        result.error = structured_value(result, schema_obj, request.schema)
     return result
 
 

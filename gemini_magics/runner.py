@@ -127,6 +127,23 @@ def _sdk_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
         state.stream = None
 
 
+def structured_value(result: GeminiResult, schema_obj: Any, name: Optional[str]) -> Optional[str]:
+    """--schema: parse the answer into `result.value`; the error sentence if it does not fit."""
+    from .schema import SchemaError, parse_structured
+
+    if result.status not in ("completed", "incomplete"):
+        return None
+    try:
+        result.value = parse_structured(result.text, schema_obj, name)
+    except SchemaError as exc:
+        if result.status == "incomplete":
+            return ("The answer reached the token limit before its JSON was complete; raise "
+                    "--max-tokens and re-run (the raw answer is in .text of the result, _gemini).")
+        return (f"{str(exc).rstrip('.')}; the raw answer is in .text of the result (_gemini), "
+                f"and this turn was not added to the conversation.")
+    return None
+
+
 def _round(client: Any, body: dict, request: Request, state: _Run, observers: list,
            cancel_event: Optional[threading.Event], fast_stream: bool) -> Any:
     """Send one create request and feed its events to the accumulator and the observers.
@@ -297,14 +314,8 @@ def run(
         stopped=stopped, error=redact(error) if error else None, thoughts=acc.thought_text(),
         interaction_data=data, _interaction=sdk_object, notes=notes,
     )
-    if result.ok and request.schema_obj is not None and status == "completed":
-        from .schema import SchemaError, parse_structured
-
-        try:
-            result.value = parse_structured(result.text, request.schema_obj, request.schema)
-        except SchemaError as exc:
-            result.error = (f"{str(exc).rstrip('.')}; the raw answer is in .text of the result "
-                            f"(_gemini), and this turn was not added to the conversation.")
+    if result.ok and request.schema_obj is not None:
+        result.error = structured_value(result, request.schema_obj, request.schema)
     # A turn left waiting for function results (--no-auto) is not continued by later cells.
     if result.ok and status != "requires_action" and conversation is not None:
         conversation.record(

@@ -80,7 +80,16 @@ class CreateRequest:
         return self.model or self.agent or ""
 
     def json_schema(self) -> Optional[dict]:
-        """The JSON schema the output must follow, if `response_format` asks for JSON."""
+        """The schema the engine decodes against, if `response_format` asks for JSON: the
+        request's schema tightened (closed objects, bounded strings and arrays, as for function
+        arguments) so a small model cannot ramble into the token limit; whatever it allows is
+        valid for the original schema."""
+        from .tools import _close
+
+        schema = self._requested_schema()
+        return _close(schema) if schema is not None else None
+
+    def _requested_schema(self) -> Optional[dict]:
         formats = self.response_format
         if formats is None:
             return None
