@@ -88,7 +88,7 @@ class BackgroundJob:
         if self.problem:
             return f"⚠️ Background job `{self.id}`: {self.problem}"
         mark = "⏳" if self.running else ("✓" if self.status == "completed" else "■")
-        return (f"{mark} Background job `{self.id}`: **{self.status}** · {self.elapsed:.0f} s "
+        return (f"{mark} Background job `{self.id}`: **{self.status}** · {self.elapsed:.1f} s "
                 f"elapsed · `%gemini wait {self.id}` waits for it here, `%gemini cancel "
                 f"{self.id}` stops it.")
 
