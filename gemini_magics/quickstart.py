@@ -297,6 +297,8 @@ def _lab(notebook: Path, env: dict) -> int:
     """Replace this process with JupyterLab open on the notebook (Ctrl-C stops it)."""
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebook.parent}",
             "--ServerApp.ip=127.0.0.1", notebook.name]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--allow-root")  # containers and CI machines often run as root
     print(f"gemini-magics: opening {notebook} in JupyterLab ({_mode_words(env)}); "
           f"Ctrl-C to stop.", flush=True)
     os.chdir(notebook.parent)
