@@ -234,6 +234,9 @@ def result_from_interaction(data: dict, request: Any = None, *, elapsed: float =
         error=redact(error) if error else None, thoughts=acc.thought_text(),
         interaction_data=acc.interaction_dict(), _interaction=sdk_object,
     )
+    if status == "cancelled":
+        kept = "; the partial answer above is kept" if result.answer else ""
+        result.notes.append(f"The background job was cancelled{kept}.")
     schema_obj = getattr(request, "schema_obj", None)
     if schema_obj is not None and result.ok:
         from .runner import structured_value

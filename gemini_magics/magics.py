@@ -141,6 +141,14 @@ class GeminiMagics(Magics):
         a PIL image where it is written. Image models (e.g. -m gemini-3.1-flash-image) draw
         inline images; `--aspect 16:9`, `--size 1K`, `--save DIR` set and keep them.
 
+        Tools: `--tools google_search,code_execution,...` (or the `tools` setting, also set by
+        `%gemini ui`) shows each tool step and numbered citations; `--functions f,g` lets the
+        model call your Python functions (the magic runs the loop; `--no-auto` stops at the
+        first call, `--max-rounds N` caps it); `--schema NAME` answers as JSON matching a
+        pydantic model, dataclass, TypedDict or JSON-schema dict (`-o` gets the parsed value);
+        `--agent NAME [--environment remote]` asks a managed agent; `--background` returns at
+        once with a live status (`%gemini jobs`, `%gemini wait ID`, `%gemini cancel ID`).
+
         Line magic: `%gemini PROMPT` asks in one line; `%gemini history`, `%gemini reset`,
         `%gemini settings`, `%gemini last`, `%gemini ui` (a panel to pick model and tools),
         `%gemini stop` (stops `--ui` answers), `%gemini record PATH` / `%gemini replay PATH`
