@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Optional
 __all__ = [
     "NOTEBOOKS_DIR", "QUICKSTART", "REPLAY_KERNEL_CONFIG", "Section", "QuickstartError",
     "cassette_path", "kernel_env", "replay_ipython_dir", "sections", "run_notebook", "record_notebook",
-    "replay_notebook", "main",
+    "replay_notebook", "refresh_notebook", "main",
 ]
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -229,6 +229,25 @@ def record_notebook(path: os.PathLike | str, *, timeout: float = DEFAULT_CELL_TI
     return parts
 
 
+def refresh_notebook(path: os.PathLike | str, *, timeout: float = DEFAULT_CELL_TIMEOUT) -> list:
+    """Replay `path`'s existing cassette and save the outputs into the notebook: after a change
+    to how answers are displayed, no model or re-recording needed. Returns the sections."""
+    import nbformat
+
+    path = Path(path)
+    if not cassette_path(path).is_file():
+        raise QuickstartError(f"{cassette_path(path)} does not exist; record it first with "
+                              f"--record.")
+    nb, parts = replay_notebook(path, timeout=timeout)
+    failed = [s for s in parts if not s.ok]
+    if failed:
+        raise QuickstartError(f"Replaying {cassette_path(path).name} failed in section "
+                              f"{failed[0].title!r} ({failed[0].error}); if the notebook's "
+                              f"requests changed, re-record it with --record.")
+    nbformat.write(nb, path)
+    return parts
+
+
 def replay_notebook(path: os.PathLike | str, *, timeout: float = DEFAULT_CELL_TIMEOUT) -> tuple:
     """Execute `path` answering from its cassette (deterministic display settings)."""
     return run_notebook(path, env=kernel_env("replay", path), timeout=timeout)
@@ -256,6 +275,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--record", action="store_true",
                         help="maintainers: re-record the notebook's cassette from the local "
                              "model and save the replayed outputs into the notebook")
+    parser.add_argument("--refresh", action="store_true",
+                        help="maintainers: replay the notebook's cassette and save the outputs "
+                             "into the notebook (after a display change; no model needed)")
 
 
 def _check(args: Any) -> Path:
@@ -274,6 +296,12 @@ def _check(args: Any) -> Path:
     if args.online and args.record:
         raise QuickstartError("--record always records from the local model (no key goes into "
                               "a cassette); drop --online.")
+    picked = [flag for flag, on in (("--lab", args.lab), ("--record", args.record),
+                                    ("--refresh", args.refresh)) if on]
+    if len(picked) > 1:
+        raise QuickstartError(f"{' and '.join(picked)} do different things; use one of them.")
+    if args.refresh:
+        return notebook  # replays only: no model needed
     if not args.online:
         try:
             from .server.engines.local import find_model
@@ -323,6 +351,13 @@ def main(args: Any) -> int:
                 print(_line(section), flush=True)
             print(f"gemini-magics: wrote {cassette_path(notebook)} and the replayed outputs "
                   f"into {notebook}.", flush=True)
+            return 0
+        if args.refresh:
+            parts = refresh_notebook(notebook, timeout=args.timeout)
+            for section in parts:
+                print(_line(section), flush=True)
+            print(f"gemini-magics: replayed {cassette_path(notebook).name} into {notebook}.",
+                  flush=True)
             return 0
         env = kernel_env("online" if args.online else "offline", notebook)
         if args.lab:

@@ -198,3 +198,24 @@ def test_lab_opens_jupyterlab_on_the_notebook(tmp_path):
             proc.wait(timeout=10)
     assert "offline: answers from the local model" in seen[0]
     assert FAKE_KEY not in "".join(seen)
+
+
+def test_refresh_rewrites_a_notebooks_outputs_from_its_cassette_without_a_model(tmp_path):
+    committed = nbformat.read(QUICKSTART, 4)
+    nb = nbformat.read(QUICKSTART, 4)
+    nb.cells = nb.cells[:7]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    notebook = tmp_path / "quickstart.ipynb"
+    nbformat.write(nb, notebook)
+    shutil.copy(QUICKSTART.with_name("quickstart.cassette.json"), tmp_path)
+
+    done = _run(["--refresh", "--notebook", str(notebook)],
+                GEMINI_MAGICS_MODEL="/nonexistent/model.gguf")  # proves no model is loaded
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.findall(r"^  ok      (\d+)\. ", done.stdout, flags=re.M) == ["1", "2"]
+    refreshed = nbformat.read(notebook, 4)
+    first = next(i for i, c in enumerate(refreshed.cells) if c.source.startswith("%%gemini"))
+    assert (refreshed.cells[first].outputs[0].data["text/markdown"]
+            == committed.cells[first].outputs[0].data["text/markdown"])
