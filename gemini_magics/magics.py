@@ -290,9 +290,13 @@ class GeminiMagics(Magics):
         if head == "cancel":
             print(jobs.cancel_job(ident, client=client, backend_label=label))
             return None
-        job = jobs.wait_job(ident, client=client, backend_label=label,
-                            poll_interval=self.poll_interval,
-                            show=self._display_mode() == "notebook")
+        try:
+            job = jobs.wait_job(ident, client=client, backend_label=label,
+                                poll_interval=self.poll_interval,
+                                show=self._display_mode() == "notebook")
+        except KeyboardInterrupt:
+            raise GeminiError(f"Stopped waiting; background job {ident} goes on on the server "
+                              f"(%gemini wait {ident} follows it again).") from None
         if job.problem:
             raise GeminiError(f"Background job {ident} {job.problem}")
         result = job.result

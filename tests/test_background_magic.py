@@ -306,3 +306,15 @@ def test_a_saved_notebook_keeps_the_final_answer_in_the_jobs_cell(echo_server, k
     assert out.data["text/markdown"].startswith("w1 w2 w3") and "w25" in out.data["text/plain"]
     assert "<details>" in out.data["text/markdown"]
     assert "completed" in "".join(o.get("text", "") for o in saved.cells[3].outputs)
+
+
+def test_interrupting_a_wait_stops_waiting_not_the_job(bg, published):
+    import _thread
+
+    ok(run_cell(bg, "%%gemini --background -o out\n/words 60 delay=0.05"))
+    job = bg.user_ns["_gemini_job"]
+    threading.Timer(0.4, _thread.interrupt_main).start()
+    cap = run_cell(bg, f"%gemini wait {job.id}")
+    assert str(cap.error) == (f"Stopped waiting; background job {job.id} goes on on the server "
+                              f"(%gemini wait {job.id} follows it again).")
+    assert job.wait(WAIT).ok and bg.user_ns["out"].text.split()[-1] == "w60"
