@@ -47,6 +47,7 @@ def _nbval(args: list, cwd: Path, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, timeout=NBVAL_TIMEOUT)
 
 
+@pytest.mark.timeout(NBVAL_TIMEOUT + 60)
 def test_nbval_replays_both_notebooks_with_identical_outputs():
     done = _nbval(NBVAL_ARGS, ROOT)
     out = done.stdout + done.stderr
@@ -163,6 +164,7 @@ def _comparable(nb) -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the local model on a busy 2-core machine
 def test_a_cassette_recorded_from_the_local_server_replays_the_quickstart_identically(tmp_path):
     pytest.importorskip("xllamacpp")
     from gemini_magics.quickstart import (kernel_env, replay_ipython_dir, replay_notebook,

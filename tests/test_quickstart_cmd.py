@@ -54,6 +54,7 @@ def _run(args: list, timeout: float = 120, **env: str) -> subprocess.CompletedPr
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the local model on a busy 2-core machine
 def test_quickstart_runs_offline_with_the_local_model_and_reports_each_section(tmp_path):
     _model_or_skip()
     notebook = tmp_path / "quickstart.ipynb"
