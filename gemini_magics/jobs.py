@@ -137,14 +137,16 @@ class BackgroundJob:
             self._stop.wait(self.poll_interval)
 
     def poll(self) -> tuple[dict, Any]:
-        """GET the interaction once; returns (wire dict, SDK object)."""
-        from .runner import _interaction_dict
-
-        interaction = self.client.interactions.get(self.id)
+        """GET the interaction once; returns (wire dict, None). The raw response is read, not
+        the SDK's pydantic object: half the CPU per poll (the result builds it lazily)."""
+        response = self.client.interactions.with_raw_response.get(self.id)
         self.polls += 1
-        data = _interaction_dict(interaction)
+        data = response.json()
+        if not isinstance(data, dict):
+            raise ValueError(f"the server answered with {type(data).__name__} instead of an "
+                             f"interaction")
         self.status = data.get("status") or self.status
-        return data, interaction
+        return data, None
 
     def _poll_error(self, exc: BaseException) -> str:
         if _status_code(exc) == 404:
