@@ -123,3 +123,11 @@ def test_the_widgets_panel_drives_the_tools_setting(shell):
         assert panel.tools.value == ("code_execution",)
     finally:
         panel.close()
+
+
+def test_tool_steps_are_resent_in_a_stateless_conversation(shell):
+    ok(run_cell(shell, "%%gemini --stateless --tools google_search,code_execution\nWhat is 6*7?"))
+    cap = ok(run_cell(shell, "%%gemini --stateless\nAnd doubled?"))
+    # the second request carried the first turn's tool calls and results (the SDK validated
+    # them as steps); the echo engine counts tool calls as model turns, results as user turns
+    assert "Echo: I saw 4 user turns and 3 model turns. You said: And doubled?" in cap.markdown
