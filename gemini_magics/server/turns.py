@@ -2,10 +2,10 @@
 
 The seam for later features is `pick_producer`: given the parsed request and the history it
 returns a *step producer*, a blocking function that emits this turn's steps through a
-`TurnRecorder` and returns how the turn ended. Today there is one, `text_producer` (a thought
-step, then a model_output streamed from the engine). Image models, function calls and emulated
-built-in tools add producers there; media and tool steps reach the text engine through the one
-conversion function `history_to_messages`, which they extend.
+`TurnRecorder` and returns how the turn ended: `text_producer` (a thought step, then a
+model_output streamed from the engine), `image_turns.image_producer` for image models, and
+`tool_turns` for function calls, emulated built-in tools and agents. Media and tool steps reach
+the text engine through the one conversion function `history_to_messages`.
 
 Payloads are plain dicts serialised once with `json.dumps` (running every event through the
 SDK's pydantic models costs ~1.7 ms each). Producers run on a worker thread; the recorder is
