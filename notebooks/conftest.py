@@ -50,21 +50,31 @@ class DisplayUpdates:
                 return
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
+    """Around nbval's setup of a notebook's first cell, which starts the kernel: the replay
+    environment is in place while the kernel starts, and this process's is restored after."""
     path = str(getattr(item, "fspath", ""))
     notebook = getattr(item, "parent", None)
     if not path.endswith(".ipynb") or not hasattr(notebook, "get_kernel_message"):
+        yield
         return
-    if getattr(notebook, "kernel", None) is None:  # nbval starts its kernel right after this
+    saved = None
+    if getattr(notebook, "kernel", None) is None:
         from gemini_magics.quickstart import cassette_path, kernel_env
 
         if not cassette_path(path).is_file():
             pytest.fail(f"{cassette_path(path)} is missing; record it with gemini-magics "
                         f"quickstart --record --notebook {path}", pytrace=False)
-        env = kernel_env("replay", path)
+        saved = dict(os.environ)
         os.environ.clear()
-        os.environ.update(env)
+        os.environ.update(kernel_env("replay", path))
         notebook.get_kernel_message = DisplayUpdates(notebook.get_kernel_message)
     if isinstance(notebook.get_kernel_message, DisplayUpdates):
         notebook.get_kernel_message.item = item
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ.clear()
+            os.environ.update(saved)
