@@ -38,6 +38,19 @@ def sdk_env(base_url: str) -> dict:
     return env
 
 
+SEED_EXAMPLES = ROOT / "tests" / "server" / "seed_examples"
+
+
+def run_seed(name: str, base_url: str, cwd=None, timeout: float = 120) -> str:
+    """Run one of the quickstart's Python examples unchanged in a child process; return stdout."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, str(SEED_EXAMPLES / name)], env=sdk_env(base_url), cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 @pytest.fixture(scope="session")
 def echo_server():
     from gemini_magics.server import start_server

@@ -4,14 +4,11 @@ from __future__ import annotations
 import base64
 import io
 import os
-import subprocess
-import sys
-import textwrap
 import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import sdk_env
+from conftest import run_seed
 from PIL import Image
 
 from gemini_magics.media import (INLINE_LIMIT, MediaError, check_inline_size, is_media_value,
@@ -347,40 +344,12 @@ def test_parts_cross_the_sdk_and_the_local_server_unchanged(client, ns):
     assert is_media_value(sent_back[1])
 
 
-QUICKSTART_MULTIMODAL = '''
-import base64
-from google import genai
-client = genai.Client()
-# Load a local image
-with open("sample.jpg", "rb") as f:
-    image_bytes = f.read()
-image_b64 = base64.b64encode(image_bytes).decode("utf-8")
-interaction = client.interactions.create(
-    model="gemini-3.5-flash",
-    input=[
-        {"type": "text", "text": "Compare this local image and this remote audio file."},
-        {
-            "type": "image",
-            "data": image_b64,
-            "mime_type": "image/jpeg"
-        },
-        {
-            "type": "audio",
-            "uri": "https://storage.googleapis.com/generativeai-downloads/data/sample.mp3",
-            "mime_type": "audio/mp3"
-        }
-    ]
-)
-print(interaction.output_text)
-'''
 
 
 def test_quickstart_multimodal_example_runs_unchanged(base_url, tmp_path):
     (tmp_path / "sample.jpg").write_bytes((DATA / "photo.jpg").read_bytes())
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(QUICKSTART_MULTIMODAL)], cwd=tmp_path,
-                          env=sdk_env(base_url), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "Compare this local image and this remote audio file." in done.stdout
+    out = run_seed("multimodal.py", base_url, tmp_path)
+    assert "Compare this local image and this remote audio file." in out
     # The same request built with media_part is identical on the wire.
     built = [media_part(str(tmp_path / "sample.jpg")), media_part(SAMPLE_MP3)]
     assert built[0] == {"type": "image", "data": base64.b64encode((DATA / "photo.jpg").read_bytes()).decode(),

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import base64
 import io
-import subprocess
-import sys
-import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import sdk_env
+from conftest import run_seed
 from PIL import Image
 from strict import parse_sse, strict_event, strict_interaction
 
@@ -250,70 +247,18 @@ def test_the_server_never_fetches_a_url(client):
     assert image.output_text.startswith("Offline rendering")  # a uri cannot be edited offline
 
 
+
 # ----------------------------------------------------------------------------- the quickstart
-QUICKSTART_MULTIMODAL = '''
-import base64
-from google import genai
-
-client = genai.Client()
-
-# Load a local image
-with open("sample.jpg", "rb") as f:
-    image_bytes = f.read()
-image_b64 = base64.b64encode(image_bytes).decode("utf-8")
-
-interaction = client.interactions.create(
-    model="gemini-3.5-flash",
-    input=[
-        {"type": "text", "text": "Compare this local image and this remote audio file."},
-        {
-            "type": "image",
-            "data": image_b64,
-            "mime_type": "image/jpeg"
-        },
-        {
-            "type": "audio",
-            "uri": "https://storage.googleapis.com/generativeai-downloads/data/sample.mp3",
-            "mime_type": "audio/mp3"
-        }
-    ]
-)
-print(interaction.output_text)
-'''
-
-QUICKSTART_IMAGE = '''
-import base64
-from google import genai
-
-client = genai.Client()
-
-interaction = client.interactions.create(
-    model="gemini-3.1-flash-image",
-    input="Generate an image of a futuristic city skyline at sunset",
-)
-
-with open("generated_image.png", "wb") as f:
-    f.write(base64.b64decode(interaction.output_image.data))
-'''
-
-
-def run_quickstart(code: str, base_url: str, cwd: Path) -> str:
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
-                          env=sdk_env(base_url), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_quickstart_multimodal_example_runs_unchanged(base_url, tmp_path):
     (tmp_path / "sample.jpg").write_bytes((DATA / "photo.jpg").read_bytes())
-    out = run_quickstart(QUICKSTART_MULTIMODAL, base_url, tmp_path)
+    out = run_seed("multimodal.py", base_url, tmp_path)
     assert "Compare this local image and this remote audio file." in out
     assert "[Attached image: JPEG, 32x24 pixels" in out
     assert "sample.mp3, audio/mp3; not fetched" in out
 
 
 def test_quickstart_image_generation_example_runs_unchanged(base_url, tmp_path):
-    run_quickstart(QUICKSTART_IMAGE, base_url, tmp_path)
+    run_seed("image_generation.py", base_url, tmp_path)
     img = Image.open(tmp_path / "generated_image.png")
     assert img.format == "PNG" and img.size == (1024, 1024)
     assert "offline" in img.info["Software"].lower()
@@ -322,9 +267,9 @@ def test_quickstart_image_generation_example_runs_unchanged(base_url, tmp_path):
 @pytest.mark.slow
 def test_local_engine_reads_media_and_image_models_still_draw(local_server, local_client, tmp_path):
     (tmp_path / "sample.jpg").write_bytes((DATA / "photo.jpg").read_bytes())
-    out = run_quickstart(QUICKSTART_MULTIMODAL, local_server.base_url, tmp_path)
+    out = run_seed("multimodal.py", local_server.base_url, tmp_path)
     assert out.strip()  # the 135M model's words are not asserted, only that it answered
-    run_quickstart(QUICKSTART_IMAGE, local_server.base_url, tmp_path)
+    run_seed("image_generation.py", local_server.base_url, tmp_path)
     assert Image.open(tmp_path / "generated_image.png").format == "PNG"
     edit = local_client.interactions.create(model=IMAGE_MODEL, input=[
         inline("photo.jpg", "image/jpeg"), {"type": "text", "text": "make it grayscale"}],

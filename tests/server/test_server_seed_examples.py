@@ -1,21 +1,9 @@
 """The quickstart's own Python code runs unchanged against the local server."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import sdk_env
-
-SEED = Path(__file__).parent / "seed_examples"
-
-
-def run_seed(name: str, base_url: str, timeout: float = 120) -> str:
-    proc = subprocess.run([sys.executable, str(SEED / name)], env=sdk_env(base_url),
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+from conftest import run_seed
 
 
 def test_text(base_url):
