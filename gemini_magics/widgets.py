@@ -764,7 +764,7 @@ class Panel:
             self._say("The prompt is empty; type a question in the box, then press Send.")
             return None
         try:
-            request, skipped = self._request(text)
+            request = self._request(text)
         except ValueError as exc:  # ArgsError, PromptError and tool errors are ValueErrors
             self._say(str(exc))
             return None
@@ -773,9 +773,7 @@ class Panel:
         self.conversation.children = tuple(self.conversation.children) + (
             self._turn_widget(turn),)
         self.prompt.value = ""
-        self.note = (f"your function{'s' if len(skipped) > 1 else ''} {', '.join(skipped)} "
-                     f"{'are' if len(skipped) > 1 else 'is'} listed but not sent: calling Python "
-                     f"functions from the panel comes with function calling.") if skipped else ""
+        self.note = ""
         self._shown_len = -1
         self.job = StreamJob(request, settings=self.magics.settings(),
                              conversation=self.magics.conversation,
@@ -785,7 +783,7 @@ class Panel:
         self.job.start()
         return self.job
 
-    def _request(self, text: str) -> tuple[Any, list[str]]:
+    def _request(self, text: str) -> Any:
         from . import args as _args
         from .prompt import interpolate_parts
         from .tools import parse_tools
@@ -802,7 +800,12 @@ class Panel:
         request = _args.with_parts(request, parts)
         builtins, fns = self._picked_tools()
         request.tools = parse_tools(builtins)
-        return request, fns
+        if fns:  # the magic's own lookup: the runner then calls them in its function loop
+            from .magics import resolve_names
+
+            request.functions = list(fns)
+            resolve_names(request, ns)
+        return request
 
     def stop(self) -> str:
         """Stop the running answer (also on the server); returns what the status line says."""

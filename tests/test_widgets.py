@@ -123,8 +123,11 @@ def test_choosing_tools_changes_the_request(panel, shell, api):
         result = panel.wait(WAIT)
         assert result.id, result.error
         tools = api.interactions.get(result.id).tools
-        assert [t.type for t in tools] == ["google_search", "code_execution"]
-        assert "my_helper" in panel.status_line and "not sent" in panel.status_line
+        assert [t.type for t in tools] == ["google_search", "code_execution", "function"]
+        assert tools[2].name == "my_helper"
+        # the picked function really ran: the magic's function loop called it and sent the result
+        assert [c["name"] for c in result.function_calls] == ["my_helper"]
+        assert result.function_results and not result.function_results[0].get("is_error")
         panel.tools.value = ()
         panel.prompt.value = "And now?"
         panel.send_button.click()
