@@ -3,6 +3,8 @@
 - `shell`: a real IPython InteractiveShell with the extension loaded and pointed at the echo
   server from conftest (settings and conversation reset between tests).
 - `run_cell(shell, source)`: run a cell, capturing stdout/stderr and rich outputs.
+- `record_publishes(monkeypatch, module)`: what a module's `_publish` writes (the outputs
+  saved in the notebook), recorded instead of sent.
 - `final_outputs(outputs)`: fold display updates by display id, as a notebook frontend (and the
   saved .ipynb) would, into the list of final output bundles.
 - `ScriptedServer`: a tiny loopback HTTP server that answers with scripted statuses, JSON and
@@ -24,7 +26,7 @@ import pytest
 ROOT_DIR = Path(__file__).resolve().parents[1]
 
 __all__ = ["ROOT_DIR", "shell", "run_cell", "final_outputs", "ScriptedServer", "scripted", "magics_of",
-           "sse_events_for", "Captured"]
+           "sse_events_for", "Captured", "record_publishes"]
 
 
 def magics_of(ip):
@@ -85,6 +87,20 @@ def run_cell(ip, source: str) -> Captured:
     outputs = [{"data": o.data, "metadata": o.metadata, "transient": o.transient,
                 "update": o.update} for o in cap.outputs]
     return Captured(result, cap.stdout, cap.stderr, outputs)
+
+
+def record_publishes(monkeypatch, module) -> list:
+    """Replace `module._publish` (background jobs and live views write their notebook outputs
+    through it, from their own threads) with a recorder; returns the list it fills, in order."""
+    calls = []
+    lock = threading.Lock()
+
+    def record(data, display_id, update):
+        with lock:
+            calls.append({"data": dict(data), "display_id": display_id, "update": update})
+
+    monkeypatch.setattr(module, "_publish", record)
+    return calls
 
 
 def final_outputs(outputs: list) -> list:

@@ -14,7 +14,8 @@ import pytest
 from conftest import make_client
 from gemini_magics import jobs
 from gemini_magics.server.engines.base import Engine, EngineRequest, EngineResult
-from magics_fixtures import ROOT_DIR, magics_of, run_cell, shell  # noqa: F401
+from kernel_fixtures import Kernel, kernel_env, run_notebook, setup_source, stream_text  # noqa: F401
+from magics_fixtures import magics_of, record_publishes, run_cell, shell  # noqa: F401
 
 WAIT = 30
 
@@ -27,15 +28,7 @@ def ok(cap):
 @pytest.fixture()
 def published(monkeypatch):
     """What the jobs publish (the status outputs), in order; display ids as keys."""
-    calls = []
-    lock = threading.Lock()
-
-    def record(data, display_id, update):
-        with lock:
-            calls.append({"data": dict(data), "display_id": display_id, "update": update})
-
-    monkeypatch.setattr(jobs, "_publish", record)
-    return calls
+    return record_publishes(monkeypatch, jobs)
 
 
 @pytest.fixture()
@@ -190,96 +183,42 @@ def test_terminal_mode_prints_the_id_and_wait_prints_the_answer(bg, published):
 # Real kernels
 # --------------------------------------------------------------------------------------------
 
-KERNEL_TIMEOUT = 120
-
-
-@pytest.fixture()
-def kernel_env(monkeypatch):
-    import os
-
-    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(ROOT_DIR), os.environ.get("PYTHONPATH", "")) if p))
-
-
 def _setup(base_url: str) -> str:
-    return (f"%load_ext gemini_magics\n%config GeminiMagics.base_url = {base_url!r}\n"
-            f"%config GeminiMagics.retries = 0\n%config GeminiMagics.poll_interval = 0.2")
-
-
-class Kernel:
-    """A real ipykernel and a client that reads every iopub message, like a frontend."""
-
-    def __init__(self):
-        from jupyter_client.manager import start_new_kernel
-
-        self.km, self.kc = start_new_kernel(kernel_name="python3", startup_timeout=KERNEL_TIMEOUT)
-
-    def run(self, code: str) -> list:
-        """Execute `code`; every iopub message (any parent) until it is idle again."""
-        msg_id = self.kc.execute(code)
-        msgs = []
-        deadline = time.monotonic() + KERNEL_TIMEOUT
-        while time.monotonic() < deadline:
-            msg = self.kc.get_iopub_msg(timeout=KERNEL_TIMEOUT)
-            msgs.append(msg)
-            if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
-                    and msg["content"]["execution_state"] == "idle"):
-                errors = [m["content"] for m in msgs if m["msg_type"] == "error"
-                          and m["parent_header"].get("msg_id") == msg_id]
-                assert not errors, errors
-                return msgs
-        raise AssertionError("the kernel did not become idle")
-
-    def restart(self):
-        self.kc.stop_channels()
-        self.km.restart_kernel(now=True)
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=KERNEL_TIMEOUT)
-
-    def close(self):
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
-
-
-def _stdout(msgs) -> str:
-    return "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
+    return setup_source(base_url, poll_interval=0.2)
 
 
 @pytest.mark.slow
 def test_the_status_output_updates_while_other_cells_run_and_survives_a_restart(echo_server,
                                                                                  kernel_env):
-    k = Kernel()
+    k = Kernel(any_parent=True)
     try:
-        k.run(_setup(echo_server.base_url))
-        started = k.run("%%gemini --background -o r\n/words 60 delay=0.05")
+        k.run_ok(_setup(echo_server.base_url))
+        started = k.run_ok("%%gemini --background -o r\n/words 60 delay=0.05")
         shown = [m for m in started if m["msg_type"] == "display_data"]
         assert len(shown) == 1 and "**in_progress**" in shown[0]["content"]["data"]["text/markdown"]
         display_id = shown[0]["content"]["transient"]["display_id"]
 
         # another cell keeps the kernel busy; the job's output keeps changing meanwhile
-        busy = k.run("import time\ntime.sleep(1.5)\nprint('done sleeping')")
+        busy = k.run_ok("import time\ntime.sleep(1.5)\nprint('done sleeping')")
         updates = [m["content"]["data"]["text/markdown"] for m in busy
                    if m["msg_type"] == "update_display_data"
                    and m["content"]["transient"]["display_id"] == display_id]
         assert len(set(updates)) >= 3, updates  # the elapsed time moves on
-        assert "done sleeping" in _stdout(busy)
+        assert "done sleeping" in stream_text(busy)
 
-        out = _stdout(k.run("%gemini wait " + "{_gemini_job.id}\n"
-                            "print(r.status, len(r.text.split()), _gemini_job.id)"))
+        out = stream_text(k.run_ok("%gemini wait " + "{_gemini_job.id}\n"
+                                   "print(r.status, len(r.text.split()), _gemini_job.id)"))
         status, words, ident = out.split()[-3:]
         assert (status, words) == ("completed", "60")
 
         # a job still running when the kernel restarts is picked up by its id alone
-        later = k.run("%%gemini --background\n/words 40 delay=0.05\n")
-        later_id = _stdout(k.run("print(_gemini_job.id)")).strip()
+        later = k.run_ok("%%gemini --background\n/words 40 delay=0.05\n")
+        later_id = stream_text(k.run_ok("print(_gemini_job.id)")).strip()
         assert later
         k.restart()
-        k.run(_setup(echo_server.base_url))
-        waited = k.run(f"%gemini wait {later_id}\nprint(_gemini.status, _gemini.text.split()[-1])")
-        assert _stdout(waited).split()[-2:] == ["completed", "w40"]
+        k.run_ok(_setup(echo_server.base_url))
+        waited = k.run_ok(f"%gemini wait {later_id}\nprint(_gemini.status, _gemini.text.split()[-1])")
+        assert stream_text(waited).split()[-2:] == ["completed", "w40"]
         final = [m for m in waited if m["msg_type"] in ("display_data", "update_display_data")]
         assert final[-1]["content"]["data"]["text/markdown"].startswith("w1 w2")
     finally:
@@ -289,7 +228,6 @@ def test_the_status_output_updates_while_other_cells_run_and_survives_a_restart(
 @pytest.mark.slow
 def test_a_saved_notebook_keeps_the_final_answer_in_the_jobs_cell(echo_server, kernel_env, tmp_path):
     import nbformat
-    from nbclient import NotebookClient
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -298,10 +236,7 @@ def test_a_saved_notebook_keeps_the_final_answer_in_the_jobs_cell(echo_server, k
         nbformat.v4.new_code_cell("import time\ntime.sleep(0.5)\nprint('meanwhile')"),
         nbformat.v4.new_code_cell("_gemini_job.wait(60)\nprint(r.status)"),
     ]
-    NotebookClient(nb, timeout=KERNEL_TIMEOUT, kernel_name="python3").execute()
-    path = tmp_path / "background.ipynb"
-    nbformat.write(nb, path)
-    saved = nbformat.read(path, as_version=4)
+    saved = run_notebook(nb, tmp_path / "background.ipynb")
     (out,) = [o for o in saved.cells[1].outputs if o.output_type == "display_data"]
     assert out.data["text/markdown"].startswith("w1 w2 w3") and "w25" in out.data["text/plain"]
     assert "<details>" in out.data["text/markdown"]

@@ -9,31 +9,13 @@
   line of error, the interaction cancelled on the server.
 """
 import json
-import os
 import re
-import time
 
 import pytest
 
-from magics_fixtures import ROOT_DIR
+from kernel_fixtures import Kernel, errors_of, kernel_env, run_notebook, setup_source, stream_text  # noqa: F401
 
 pytestmark = pytest.mark.slow
-
-KERNEL_TIMEOUT = 120
-
-
-@pytest.fixture()
-def kernel_env(monkeypatch):
-    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(ROOT_DIR), os.environ.get("PYTHONPATH", "")) if p))
-
-
-def _setup_source(base_url: str) -> str:
-    return (f"%load_ext gemini_magics\n"
-            f"%config GeminiMagics.base_url = {base_url!r}\n"
-            f"%config GeminiMagics.retries = 0")
 
 
 def test_long_stream_in_a_notebook_saves_markdown_and_bounded_traffic(echo_server, kernel_env, tmp_path):
@@ -42,7 +24,7 @@ def test_long_stream_in_a_notebook_saves_markdown_and_bounded_traffic(echo_serve
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell(_setup_source(echo_server.base_url)),
+        nbformat.v4.new_code_cell(setup_source(echo_server.base_url)),
         nbformat.v4.new_code_cell("%%gemini -o r\n/words 3000"),
         nbformat.v4.new_code_cell("print(len(r.text.split()), r.status)"),
     ]
@@ -55,10 +37,7 @@ def test_long_stream_in_a_notebook_saves_markdown_and_bounded_traffic(echo_serve
                 traffic.append((msg["header"]["date"], len(json.dumps(msg["content"]["data"]))))
             return super().process_message(msg, cell, cell_index)
 
-    Counting(nb, timeout=KERNEL_TIMEOUT, kernel_name="python3").execute()
-    path = tmp_path / "long.ipynb"
-    nbformat.write(nb, path)
-    saved = nbformat.read(path, as_version=4)
+    saved = run_notebook(nb, tmp_path / "long.ipynb", Counting)
 
     expected = " ".join(f"w{i}" for i in range(1, 3001))
     outputs = saved.cells[1].outputs
@@ -78,58 +57,15 @@ def test_long_stream_in_a_notebook_saves_markdown_and_bounded_traffic(echo_serve
         assert len(traffic) <= 20 * span + 5
 
 
-class Kernel:
-    """A real ipykernel and a client that sends execute requests like JupyterLab does."""
-
-    def __init__(self):
-        from jupyter_client.manager import start_new_kernel
-
-        self.km, self.kc = start_new_kernel(kernel_name="python3", startup_timeout=KERNEL_TIMEOUT)
-
-    def send(self, code: str, cell_id: str = None) -> str:
-        content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                   "allow_stdin": False, "stop_on_error": True}
-        msg = self.kc.session.msg("execute_request", content)
-        if cell_id:
-            msg["metadata"]["cellId"] = cell_id
-        self.kc.shell_channel.send(msg)
-        return msg["header"]["msg_id"]
-
-    def collect(self, msg_id: str, until_idle: bool = True, on_msg=None) -> list:
-        msgs = []
-        deadline = time.monotonic() + KERNEL_TIMEOUT
-        while time.monotonic() < deadline:
-            msg = self.kc.get_iopub_msg(timeout=KERNEL_TIMEOUT)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            msgs.append(msg)
-            if on_msg:
-                on_msg(msg)
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return msgs
-        raise AssertionError("the kernel did not finish the cell")
-
-    def run(self, code: str, cell_id: str = None) -> list:
-        return self.collect(self.send(code, cell_id))
-
-    def close(self):
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
-
-
 def _markdown(msgs) -> str:
     return "".join(m["content"]["data"].get("text/markdown", "") for m in msgs
                    if m["msg_type"] == "display_data")
 
 
-def _errors(msgs) -> list:
-    return [m["content"] for m in msgs if m["msg_type"] == "error"]
-
-
 @pytest.fixture()
 def kernel(echo_server, kernel_env):
     k = Kernel()
-    assert not _errors(k.run(_setup_source(echo_server.base_url)))
+    assert not errors_of(k.run(setup_source(echo_server.base_url)))
     yield k
     k.close()
 
@@ -162,7 +98,7 @@ def test_interrupting_the_kernel_stops_the_stream(kernel, echo_server):
 
     msgs = kernel.collect(msg_id, on_msg=on_msg)
     assert interrupted
-    errors = _errors(msgs)
+    errors = errors_of(msgs)
     assert len(errors) == 1 and errors[0]["ename"] == "GeminiError"
     assert errors[0]["traceback"] == [f"GeminiError: {errors[0]['evalue']}"]
     assert "Stopped" in errors[0]["evalue"] and "partial answer above is kept" in errors[0]["evalue"]
@@ -170,8 +106,7 @@ def test_interrupting_the_kernel_stops_the_stream(kernel, echo_server):
               and "text/plain" in m["content"]["data"]]
     assert finals[0]["content"]["data"]["text/markdown"].startswith("w1 w2 w3")
     out = kernel.run("print(r.stopped, r.id, len(r.answer.split()))")
-    stream = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
-    stopped, ident, n = stream.split()
+    stopped, ident, n = stream_text(out).split()
     assert stopped == "True" and 3 <= int(n) < 400
     client = make_client(echo_server.base_url)
     assert client.interactions.get(ident).status == "cancelled"

@@ -6,7 +6,6 @@ thread, so tests wait on it with a timeout, as a notebook user would wait for th
 """
 import re
 import socket
-import threading
 import time
 
 import ipywidgets
@@ -14,7 +13,7 @@ import pytest
 
 from conftest import make_client
 from gemini_magics import widgets
-from magics_fixtures import magics_of, run_cell, scripted, shell  # noqa: F401
+from magics_fixtures import magics_of, record_publishes, run_cell, scripted, shell  # noqa: F401
 
 WAIT = 60
 
@@ -31,15 +30,7 @@ def wait_for(predicate, timeout=WAIT, what="the condition"):
 @pytest.fixture()
 def published(monkeypatch):
     """Every display output the widgets write (the part that is saved in the notebook)."""
-    calls = []
-    lock = threading.Lock()
-
-    def record(data, display_id, update):
-        with lock:
-            calls.append({"data": dict(data), "display_id": display_id, "update": update})
-
-    monkeypatch.setattr(widgets, "_publish", record)
-    return calls
+    return record_publishes(monkeypatch, widgets)
 
 
 def saved(calls, display_id):

@@ -8,32 +8,14 @@
   to the widget) while the answer streams: the kernel is idle, so it handles the click at once
   and the interaction is cancelled on the server (the bug of ipywidgets #3468 does not apply).
 """
-import os
-import time
-
 import pytest
 
 from conftest import make_client
-from magics_fixtures import ROOT_DIR
+from kernel_fixtures import Kernel, kernel_env, run_notebook, setup_source  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
-KERNEL_TIMEOUT = 120
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-
-
-@pytest.fixture()
-def kernel_env(monkeypatch):
-    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(ROOT_DIR), os.environ.get("PYTHONPATH", "")) if p))
-
-
-def _setup_source(base_url: str) -> str:
-    return (f"%load_ext gemini_magics\n"
-            f"%config GeminiMagics.base_url = {base_url!r}\n"
-            f"%config GeminiMagics.retries = 0")
 
 
 _WAIT_FOR_WORDS = (
@@ -58,11 +40,10 @@ def _answer_output(cell):
 def test_ui_cells_in_a_notebook_stream_in_the_background_and_are_saved(echo_server, kernel_env,
                                                                         tmp_path):
     import nbformat
-    from nbclient import NotebookClient
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell(_setup_source(echo_server.base_url)),
+        nbformat.v4.new_code_cell(setup_source(echo_server.base_url)),
         nbformat.v4.new_code_cell("%%gemini --ui -o r\n/words 150 delay=0.04"),
         nbformat.v4.new_code_cell("print('streaming:', _gemini_live.job.running)"),
         nbformat.v4.new_code_cell("_gemini_live.wait(60)\nprint(r.status, len(r.text.split()))"),
@@ -72,10 +53,7 @@ def test_ui_cells_in_a_notebook_stream_in_the_background_and_are_saved(echo_serv
         nbformat.v4.new_code_cell("%%gemini --ui -m gemini-3.1-flash-image\na red circle"),
         nbformat.v4.new_code_cell("print(_gemini_live.wait(60).ok)"),
     ]
-    NotebookClient(nb, timeout=KERNEL_TIMEOUT, kernel_name="python3").execute()
-    path = tmp_path / "ui.ipynb"
-    nbformat.write(nb, path)
-    saved = nbformat.read(path, as_version=4)
+    saved = run_notebook(nb, tmp_path / "ui.ipynb")
 
     # the first --ui cell returned while streaming, and a later cell ran meanwhile
     assert _stdout(saved.cells[2]).strip() == "streaming: True"
@@ -104,53 +82,11 @@ def test_ui_cells_in_a_notebook_stream_in_the_background_and_are_saved(echo_serv
     assert len(images) == 1 and images[0].data["image/png"].startswith("iVBOR")
 
 
-class Kernel:
-    """A real ipykernel and a client that talks to it like a notebook frontend."""
-
-    def __init__(self):
-        from jupyter_client.manager import start_new_kernel
-
-        self.km, self.kc = start_new_kernel(kernel_name="python3", startup_timeout=KERNEL_TIMEOUT)
-
-    def _collect(self, msg_id: str) -> list:
-        msgs = []
-        deadline = time.monotonic() + KERNEL_TIMEOUT
-        while time.monotonic() < deadline:
-            msg = self.kc.get_iopub_msg(timeout=KERNEL_TIMEOUT)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            msgs.append(msg)
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return msgs
-        raise AssertionError("the kernel did not become idle")
-
-    def run(self, code: str) -> list:
-        msgs = self._collect(self.kc.execute(code))
-        errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
-        assert not errors, errors
-        return msgs
-
-    def stdout(self, code: str) -> str:
-        return "".join(m["content"].get("text", "") for m in self.run(code)
-                       if m["msg_type"] == "stream")
-
-    def click(self, model_id: str) -> list:
-        """What a browser sends when a widget Button is clicked."""
-        msg = self.kc.session.msg("comm_msg", {"comm_id": model_id, "data": {
-            "method": "custom", "content": {"event": "click"}}})
-        self.kc.shell_channel.send(msg)
-        return self._collect(msg["header"]["msg_id"])
-
-    def close(self):
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
-
-
 def test_clicking_stop_while_streaming_cancels_at_once(echo_server, kernel_env):
     k = Kernel()
     try:
-        k.run(_setup_source(echo_server.base_url))
-        k.run("%%gemini --ui -o r\n/words 3000 delay=0.02")  # returns: the kernel is idle again
+        k.run_ok(setup_source(echo_server.base_url))
+        k.run_ok("%%gemini --ui -o r\n/words 3000 delay=0.02")  # returns: the kernel is idle again
         model_id = k.stdout(_WAIT_FOR_WORDS + "print(_gemini_live.stop_button.model_id)").strip()
         k.click(model_id)
         out = k.stdout("_gemini_live.wait(60)\n"
