@@ -16,6 +16,8 @@ from typing import Any, Iterable, Mapping
 
 from PIL import Image, UnidentifiedImageError
 
+from .media import human_size
+
 # The protocol's image_config / response_format vocabularies (google-genai 3.4 ImageConfig).
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
                  "1:8", "8:1", "1:4", "4:1")
@@ -175,7 +177,7 @@ def decode_image(part_or_delta: Any) -> Image.Image:
             img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
             binascii.Error, Image.DecompressionBombError):
-        raise ImageError(f"The image data ({mime}, {_human(size)}) could not be decoded by "
+        raise ImageError(f"The image data ({mime}, {human_size(size)}) could not be decoded by "
                          "Pillow: it is corrupt, truncated or in an unsupported format.") from None
     return img
 
@@ -192,7 +194,7 @@ def _encode(img: Image.Image, fmt: str | None = None) -> tuple[io.BytesIO, str]:
     if fmt == "PNG" and img.mode not in _PNG_MODES:
         img = img.convert("RGBA" if "A" in img.mode else "RGB")
     elif fmt == "JPEG" and img.mode not in ("RGB", "L"):
-        img = _flatten(img)
+        img = flatten_to_rgb(img)
     buf = io.BytesIO()
     # compress_level 1: several times faster than the default 6 on large images, ~10-30 % bigger.
     options = {"compress_level": 1} if fmt == "PNG" else {"quality": 92}
@@ -200,8 +202,9 @@ def _encode(img: Image.Image, fmt: str | None = None) -> tuple[io.BytesIO, str]:
     return buf, _FORMAT_MIMES[fmt]
 
 
-def _flatten(img: Image.Image) -> Image.Image:
-    """RGB version of an image, with any transparency laid over white (JPEG has no alpha)."""
+def flatten_to_rgb(img: Image.Image) -> Image.Image:
+    """RGB version of an image, with any transparency laid over white (JPEG has no alpha; black
+    would show where the image was transparent)."""
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -305,19 +308,10 @@ def save_images(images: Iterable[Any], path_or_dir: str | os.PathLike, stem: str
                 raise ImageError(f"Cannot save a {type(img).__name__} as an image: pass PIL images "
                                  "or image content parts.")
             if fmt == "JPEG" and img.mode not in ("RGB", "L"):
-                img = _flatten(img)
+                img = flatten_to_rgb(img)
             elif fmt == "PNG" and img.mode not in _PNG_MODES:
                 img = img.convert("RGBA" if "A" in img.mode else "RGB")
             img.save(path, format=fmt)
     except OSError as exc:
         raise ImageError(f"Cannot write images to {str(path_or_dir)!r}: {exc.strerror or exc}.") from None
     return paths
-
-
-def _human(n: int) -> str:
-    """1234567 -> '1.2 MB' (decimal units, like the Gemini docs)."""
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} bytes"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 __all__ = ["MediaError", "media_part", "media_parts", "is_media_value", "check_inline_size",
-           "sniff_mime", "content_type", "INLINE_LIMIT"]
+           "sniff_mime", "content_type", "human_size", "INLINE_LIMIT"]
 
 # Gemini API docs: a request carrying inline data may total at most 20 MB, base64 text included.
 INLINE_LIMIT = 20_000_000
@@ -208,7 +208,8 @@ def content_type(mime: str | None) -> str | None:
 
 
 # ----------------------------------------------------------------------------- building parts
-def _human(n: float) -> str:
+def human_size(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, like the Gemini docs); one wording for every message."""
     if n < 1000:
         return f"{int(n)} bytes"
     for unit in ("KB", "MB", "GB"):
@@ -224,8 +225,8 @@ def _b64_size(n: int) -> int:
 
 def _check_size(nbytes: int, label: str, limit: int) -> None:
     if _b64_size(nbytes) > limit:
-        raise MediaError(f"{label} is {_human(nbytes)}, too large to send inline (inline data is "
-                         f"limited to {_human(limit)} per request, base64 included): pass a URL to it instead, "
+        raise MediaError(f"{label} is {human_size(nbytes)}, too large to send inline (inline data is "
+                         f"limited to {human_size(limit)} per request, base64 included): pass a URL to it instead, "
                          "or make it smaller.")
 
 
@@ -448,8 +449,8 @@ def check_inline_size(parts: Iterable[Mapping[str, Any]], limit: int = INLINE_LI
     """Raise MediaError if the inline (base64) data of all parts together exceeds `limit`."""
     total = sum(len(p.get("data") or "") for p in parts if isinstance(p, Mapping))
     if total > limit:
-        raise MediaError(f"The inline media add up to {_human(total)} of base64, over the "
-                         f"{_human(limit)} limit for one request: pass some of them as URLs, or send fewer or "
+        raise MediaError(f"The inline media add up to {human_size(total)} of base64, over the "
+                         f"{human_size(limit)} limit for one request: pass some of them as URLs, or send fewer or "
                          "smaller files.")
 
 

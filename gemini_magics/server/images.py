@@ -16,7 +16,8 @@ import re
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps, UnidentifiedImageError
 
-from ..images import ASPECT_RATIOS, IMAGE_SIZES, ImageError, normalize_aspect_ratio, normalize_image_size
+from ..images import (ASPECT_RATIOS, IMAGE_SIZES, ImageError, flatten_to_rgb, normalize_aspect_ratio,
+                      normalize_image_size)
 
 __all__ = ["render_image", "image_dimensions", "ASPECT_RATIOS", "IMAGE_SIZES"]
 
@@ -227,7 +228,7 @@ def _edit(source: bytes, instruction: str, aspect_ratio: str | None, image_size:
                              "offline: send one under 64 megapixels.")
         src.draft("RGB", (long_side, long_side))  # JPEG: decode at reduced scale, saves memory
         src = ImageOps.exif_transpose(src)
-        img = _to_rgb(src)
+        img = flatten_to_rgb(src)
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
@@ -273,16 +274,6 @@ def _edit(source: bytes, instruction: str, aspect_ratio: str | None, image_size:
         tint = colours[0] if colours else tuple(rng.randrange(256) for _ in range(3))
         img = Image.blend(img, Image.new("RGB", img.size, tint), 0.25)
     return img
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """RGB copy; transparent areas become white rather than black."""
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        out = Image.new("RGB", rgba.size, (255, 255, 255))
-        out.paste(rgba, mask=rgba.getchannel("A"))
-        return out
-    return img.convert("RGB")
 
 
 # ----------------------------------------------------------------------------- label

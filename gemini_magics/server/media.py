@@ -19,6 +19,8 @@ import wave
 
 from PIL import Image, UnidentifiedImageError
 
+from ..media import human_size
+
 __all__ = ["describe_part", "part_bytes"]
 
 _MAX_ANALYSED_PIXELS = 40_000_000  # above this we report size and format but skip the colour
@@ -116,8 +118,8 @@ def _describe(part: dict, label: str | None = None) -> str:
         else:
             detail = f"{_OFFICE.get(mime) or mime or 'unknown type'}"
     except _Undecodable as exc:
-        return f"[{label}{_paren(mime)}, {_human(len(raw))}: could not be decoded ({exc})]"
-    return f"[{label}: {detail}, {_human(len(raw))}]"
+        return f"[{label}{_paren(mime)}, {human_size(len(raw))}: could not be decoded ({exc})]"
+    return f"[{label}: {detail}, {human_size(len(raw))}]"
 
 
 class _Undecodable(Exception):
@@ -249,12 +251,3 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _human(n: int) -> str:
-    """1234567 -> '1.2 MB' (decimal units, like the Gemini docs)."""
-    if n < 1000:
-        return f"{n} bytes"
-    for unit in ("KB", "MB", "GB"):
-        n /= 1000
-        if n < 1000 or unit == "GB":
-            return f"{n:.1f} {unit}"
-    return f"{n} bytes"
