@@ -9,13 +9,13 @@ from __future__ import annotations
 import base64
 import io
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from magics_fixtures import ROOT_DIR, magics_of, run_cell, scripted, shell  # noqa: F401
+from kernel_fixtures import kernel_env, run_notebook, setup_source  # noqa: F401
+from magics_fixtures import magics_of, run_cell, scripted, shell  # noqa: F401
 
 DATA = Path(__file__).resolve().parent / "data"
 IMAGE = "-m gemini-3.1-flash-image"
@@ -241,27 +241,17 @@ def test_many_inline_files_over_the_request_limit_are_refused_together(shell, sc
 
 
 # ----------------------------------------------------------------------------- saved notebook
-def test_a_real_kernel_saves_the_generated_image_in_the_notebook(echo_server, tmp_path, monkeypatch):
+def test_a_real_kernel_saves_the_generated_image_in_the_notebook(echo_server, tmp_path, kernel_env):
     nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(ROOT_DIR), os.environ.get("PYTHONPATH", "")) if p))
+    pytest.importorskip("nbclient")
     cells = [
-        textwrap.dedent(f"""\
-            %load_ext gemini_magics
-            %config GeminiMagics.base_url = {echo_server.base_url!r}
-            %config GeminiMagics.retries = 0"""),
+        setup_source(echo_server.base_url),
         "%%gemini -m gemini-3.1-flash-image --aspect 4:3 --size 512 -o r\nA lighthouse by the sea",
         "print(r.image.size, len(r.images))",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
-    path = tmp_path / "images.ipynb"
-    nbformat.write(nb, path)
-    saved = nbformat.read(path, as_version=4)
+    saved = run_notebook(nb, tmp_path / "images.ipynb",
+                         resources={"metadata": {"path": str(tmp_path)}})
     outputs = saved.cells[1].outputs
     assert all(o.output_type == "display_data" for o in outputs)
     images = [o for o in outputs if "image/png" in o.data]

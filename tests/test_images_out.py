@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from kernel_fixtures import run_notebook
 from PIL import Image
 
 from gemini_magics.images import (ImageError, decode_image, image_config, image_mimebundle,
@@ -225,7 +226,7 @@ def test_image_config_errors(aspect, size, words):
 # (the quickstart's image example runs in tests/server/test_image_model.py)
 def test_displayed_images_are_kept_in_the_saved_notebook(tmp_path):
     nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("nbclient")
     cells = [
         f"import sys; sys.path.insert(0, {str(ROOT)!r})",
         textwrap.dedent("""\
@@ -241,11 +242,8 @@ def test_displayed_images_are_kept_in_the_saved_notebook(tmp_path):
         """),
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
-    path = tmp_path / "images.ipynb"
-    nbformat.write(nb, path)
-    saved = nbformat.read(path, as_version=4)
+    saved = run_notebook(nb, tmp_path / "images.ipynb",
+                         resources={"metadata": {"path": str(tmp_path)}})
     outputs = [o for o in saved.cells[1].outputs if o.output_type == "display_data"]
     assert len(outputs) == 2
     for out in outputs:
