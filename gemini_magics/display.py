@@ -43,7 +43,9 @@ __all__ = ["NotebookDisplay", "TerminalDisplay", "ImageWatch", "StepWatch", "ima
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
-def _publish(data: dict, display_id: str, update: bool) -> None:
+def publish_bundle(data: dict, display_id: str, update: bool) -> None:
+    """Show a raw MIME bundle under `display_id`, or replace what that id shows: the one way
+    answers, job statuses and live views write the outputs a saved notebook keeps."""
     from IPython.display import display, update_display
 
     if update:
@@ -228,7 +230,7 @@ class NotebookDisplay:
         self.growth = growth
         self.min_step = min_step
         self.show_thoughts = show_thoughts
-        self._publish = publish or _publish
+        self._publish = publish or publish_bundle
         self._clock = clock
         self._last = float("-inf")
         self.messages = 0

@@ -19,6 +19,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from .display import publish_bundle as _publish  # a module attribute: tests record it
 from .result import GeminiResult
 
 __all__ = ["BackgroundJob", "start_job", "find_job", "jobs_table", "wait_job", "cancel_job",
@@ -34,15 +35,6 @@ JOBS: "dict[str, BackgroundJob]" = {}   # this kernel's jobs, by interaction id
 _LOCK = threading.Lock()
 
 Publish = Callable[[dict, str, bool], None]
-
-
-def _publish(data: dict, display_id: str, update: bool) -> None:
-    from IPython.display import display, update_display
-
-    if update:
-        update_display(data, raw=True, display_id=display_id)
-    else:
-        display(data, raw=True, display_id=display_id)
 
 
 class BackgroundJob:

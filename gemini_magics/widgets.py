@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 
 import ipywidgets as W
 
+from .display import publish_bundle as _publish  # a module attribute: tests record it
 from .result import GeminiResult, footer_markdown, footer_text
 
 __all__ = [
@@ -354,15 +355,6 @@ def _md_output(markdown: str, plain: Optional[str] = None, images: list = ()) ->
 
 def _status_html(text: str) -> str:
     return f'<span style="font-size: 0.9em">{html.escape(text, quote=False)}</span>'
-
-
-def _publish(data: dict, display_id: str, update: bool) -> None:
-    from IPython.display import display, update_display
-
-    if update:
-        update_display(data, raw=True, display_id=display_id)
-    else:
-        display(data, raw=True, display_id=display_id)
 
 
 def _publish_now(data: dict, display_id: str, update: bool) -> None:
