@@ -166,9 +166,6 @@ def redact(text: Any) -> str:
     """`text` with anything that looks like an API key replaced by `***`."""
     s = str(text)
     keys = set(_known_keys)
-    env = env_api_key()
-    if env:
-        keys.add(env)
     for name in KEY_ENV_VARS:
         v = os.environ.get(name, "").strip()
         if v:
