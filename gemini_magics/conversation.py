@@ -57,9 +57,7 @@ class Conversation:
         self.turns: dict[int, Turn] = {}
         self.head: Optional[int] = None
         self._keys = itertools.count(1)
-        self._cell_turn: dict[str, int] = {}          # cell id -> its newest turn
-        self._cell_parent_cell: dict[str, Optional[str]] = {}  # cell id -> cell it followed
-        self._cell_parent_key: dict[str, Optional[int]] = {}   # cell id -> turn it followed
+        self._cell_turn: dict[str, int] = {}  # cell id -> its newest turn (whose parent it followed)
 
     # -- choosing the parent ----------------------------------------------------------------
     def parent_for(self, cell_id: Optional[str] = None, new: bool = False) -> Optional[Turn]:
@@ -67,11 +65,12 @@ class Conversation:
         if new:
             return None
         if cell_id and cell_id in self._cell_turn:
-            parent_cell = self._cell_parent_cell.get(cell_id)
+            followed = self.turns[self._cell_turn[cell_id]].parent
+            parent = self.turns.get(followed) if followed is not None else None
+            parent_cell = parent.cell_id if parent is not None else None
             if parent_cell is not None and parent_cell in self._cell_turn and parent_cell != cell_id:
                 return self.turns.get(self._cell_turn[parent_cell])
-            key = self._cell_parent_key.get(cell_id)
-            return self.turns.get(key) if key is not None else None
+            return parent
         return self.turns.get(self.head) if self.head is not None else None
 
     def chain(self, turn: Optional[Turn] = None) -> list[Turn]:
@@ -122,8 +121,6 @@ class Conversation:
         self.head = turn.key
         if cell_id:
             self._cell_turn[cell_id] = turn.key
-            self._cell_parent_cell[cell_id] = parent.cell_id if parent else None
-            self._cell_parent_key[cell_id] = parent.key if parent else None
         return turn
 
     def reset(self) -> None:
