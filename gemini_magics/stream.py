@@ -272,23 +272,10 @@ class Accumulator:
             self._offset = (max(self.steps) + 1) if self.steps else 0
             self._prev_usage = dict(self.usage)
             self.meta.pop("continuation_token", None)
-        for k, v in inter.items():
-            if k not in ("steps", "usage") and v is not None:
-                if self.hops > 1 and k in ("previous_interaction_id", "created"):
-                    continue
-                self.meta[k] = v
-        if inter.get("usage"):
-            self._set_usage(inter["usage"])
+        self._merge(inter)
 
     def _completed(self, inter: dict) -> None:
-        for k, v in inter.items():
-            if k in ("steps", "usage") or v is None:
-                continue
-            if self.hops > 1 and k in ("previous_interaction_id", "created"):
-                continue
-            self.meta[k] = v
-        if inter.get("usage"):
-            self._set_usage(inter["usage"])
+        self._merge(inter)
         steps = inter.get("steps")
         if isinstance(steps, list) and steps and not self.steps:
             # A server that sends the finished steps only here: take them as they are.
@@ -298,6 +285,18 @@ class Accumulator:
                         self.feed(event)
         if not self.needs_continuation:
             self.done = True
+
+    def _merge(self, inter: dict) -> None:
+        """An interaction head's fields into `meta` (a continuation hop keeps the first hop's
+        previous_interaction_id and created), and its usage."""
+        for k, v in inter.items():
+            if k in ("steps", "usage") or v is None:
+                continue
+            if self.hops > 1 and k in ("previous_interaction_id", "created"):
+                continue
+            self.meta[k] = v
+        if inter.get("usage"):
+            self._set_usage(inter["usage"])
 
     def _set_usage(self, usage: dict) -> None:
         if self.hops > 1 and self._prev_usage:
