@@ -628,8 +628,8 @@ def tool_producer(ctx: Any) -> Any:
     call again in the same round), so a small model cannot loop forever. Built-in tools run
     only on a fresh user prompt.
     """
-    from .engines.base import EngineRequest as _Request
-    from .turns import FINISH_STATUS, Outcome, content_text, generation_params, history_to_messages
+    from .turns import (Outcome, content_text, generation_params, history_to_messages,
+                        stream_model_output)
 
     req, rec = ctx.request, ctx.recorder
     functions = [t for t in req.tools if isinstance(t, dict) and t.get("type") == "function"]
@@ -668,23 +668,8 @@ def tool_producer(ctx: Any) -> Any:
             else:
                 messages = messages + [{"role": "user", "content": note}]
 
-    out = rec.start_step({"type": "model_output"})
-    parts: list[str] = []
-
-    def on_text(chunk: str) -> bool:
-        if rec.cancelled:
-            return False
-        parts.append(chunk)
-        rec.text(out, chunk)
-        return not rec.cancelled
-
-    try:
-        result = ctx.engine.generate(_Request(model=req.name, messages=messages, params=params,
-                                              json_schema=req.json_schema()), on_text)
-        notes = offline_annotations(emulated, "".join(parts))
-        rec.annotate(out, notes)  # kept on the text item, where the quickstart reads them
-    finally:
-        rec.stop_step(out)
-    status = "cancelled" if rec.cancelled else FINISH_STATUS.get(result.finish, "completed")
-    return Outcome(status, usage.get("input_tokens", 0) + result.input_tokens,
-                   usage.get("output_tokens", 0) + result.output_tokens)
+    # citations are kept on the text item, where the quickstart reads them
+    answer = stream_model_output(ctx, messages,
+                                 cite=lambda text: offline_annotations(emulated, text))
+    return Outcome(answer.status, usage.get("input_tokens", 0) + answer.input_tokens,
+                   usage.get("output_tokens", 0) + answer.output_tokens)

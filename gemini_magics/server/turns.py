@@ -131,6 +131,11 @@ class TurnRecorder:
     def stop_step(self, index: int) -> None:
         self.emit("step.stop", {"index": index})
 
+    def streamed_text(self, index: int) -> str:
+        """The text streamed so far into step `index` (by `text`)."""
+        with self._lock:
+            return "".join(self._chunks.get(index, ()))
+
     @property
     def cancelled(self) -> bool:
         return self.cancel_requested.is_set()
@@ -214,9 +219,11 @@ def emit_thought(rec: TurnRecorder) -> None:
     rec.stop_step(t)
 
 
-def stream_model_output(ctx: TurnContext, messages: Optional[list[dict]] = None) -> Outcome:
+def stream_model_output(ctx: TurnContext, messages: Optional[list[dict]] = None,
+                        cite: Optional[Callable[[str], list[dict]]] = None) -> Outcome:
     """Ask the engine (with `messages`, default: the whole conversation) and stream its reply
-    as one model_output step. Producers that add tool steps first call this for the answer."""
+    as one model_output step. Producers that add tool steps first call this for the answer;
+    `cite(text)` gives the citations attached to the streamed text before the step stops."""
     rec, req = ctx.recorder, ctx.request
     if messages is None:
         messages = history_to_messages(req.system_instruction, ctx.all_steps)
@@ -233,6 +240,8 @@ def stream_model_output(ctx: TurnContext, messages: Optional[list[dict]] = None)
 
     try:
         result = ctx.engine.generate(engine_request, on_text)
+        if cite is not None:
+            rec.annotate(out, cite(rec.streamed_text(out)))
     finally:
         rec.stop_step(out)
     status = "cancelled" if rec.cancelled else FINISH_STATUS.get(result.finish, "completed")
