@@ -166,7 +166,7 @@ class Accumulator:
 
     `feed(event)` accepts event dicts; readers use `.status`, `.id`, `.usage`, `.done`,
     `answer_text()` (all model text so far, for display), `thought_text()`, `text` (the SDK's
-    `output_text` rule) and `interaction_dict()`. `version` changes with every event.
+    `output_text` rule) and `interaction_dict()`.
     """
 
     def __init__(self) -> None:
@@ -176,12 +176,10 @@ class Accumulator:
         self.usage: dict = {}
         self.error: Optional[dict] = None
         self.done = False
-        self.version = 0
         self.events = 0
         self.hops = 0
         self._offset = 0  # step index offset of the current continuation hop
         self._prev_usage: dict = {}  # usage summed over earlier continuation hops
-        self.checkpoint_token: Optional[str] = None
         self._answer: list[str] = []  # model text chunks in arrival order
         self._answer_len = 0
         self._answer_cache = ("", 0)
@@ -243,7 +241,6 @@ class Accumulator:
     # -- feeding ---------------------------------------------------------------------------
     def feed(self, event: dict) -> None:
         self.events += 1
-        self.version += 1
         kind = event.get("event_type")
         if kind == "step.delta":
             self._delta(event)
@@ -257,8 +254,6 @@ class Accumulator:
             self.meta["status"] = event.get("status")
             if event.get("usage"):
                 self._set_usage(event["usage"])
-            if event.get("continuation_token"):
-                self.checkpoint_token = event["continuation_token"]
         elif kind == "interaction.completed":
             self._completed(event["interaction"])
         elif kind == "error":
