@@ -51,6 +51,7 @@ LOCAL_MODEL = "local-offline"
 MODEL_CHOICES = TEXT_MODELS + IMAGE_MODELS + (LOCAL_MODEL,)
 TOOL_CHOICES = ("google_search", "code_execution", "url_context", "google_maps", "file_search")
 _FN_PREFIX = "fn:"
+_SYNCED_SETTINGS = ["model", "system", "temperature", "tools"]  # GeminiMagics traits the panel shows
 
 _LIVE_PLACEHOLDER = ("*The answer is streaming in the live view above; it is written here "
                      "when it ends.*")
@@ -531,7 +532,7 @@ def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optiona
 
 class Panel:
     """The `%gemini ui` panel. Its pickers ARE the magics' settings (model, system,
-    temperature, and tools if the magics have such a setting); its turns continue the same
+    temperature, tools); its turns continue the same
     conversation as `%%gemini` cells. Closing and reopening keeps turns and a running answer."""
 
     def __init__(self, magics: Any, *, publish: Optional[Callable[[dict, str, bool], None]] = None):
@@ -625,18 +626,12 @@ class Panel:
         _close_tree(widget)
 
     # -- settings: widgets <-> traitlets ------------------------------------------------------------
-    def _synced_names(self) -> list[str]:
-        names = ["model", "system", "temperature"]
-        if "tools" in self.magics.traits():
-            names.append("tools")
-        return names
-
     def _observe_magics(self, on: bool) -> None:
         if on and not self._observing:
-            self.magics.observe(self._from_trait, names=self._synced_names())
+            self.magics.observe(self._from_trait, names=_SYNCED_SETTINGS)
             self._observing = True
         elif not on and self._observing:
-            self.magics.unobserve(self._from_trait, names=self._synced_names())
+            self.magics.unobserve(self._from_trait, names=_SYNCED_SETTINGS)
             self._observing = False
 
     def _from_trait(self, change: dict) -> None:
@@ -682,7 +677,7 @@ class Panel:
         if self._set_trait("model", name):
             if name == LOCAL_MODEL:
                 self._set_trait("offline", True)
-            elif old == LOCAL_MODEL and "offline" in self.magics.traits():
+            elif old == LOCAL_MODEL:
                 self._set_trait("offline", False)
             self._say(f"Model: {name} (also the default for %%gemini cells).")
 
@@ -717,23 +712,12 @@ class Panel:
         if self._syncing:
             return
         self.picked = tuple(change["new"])
-        if "tools" not in self.magics.traits():
-            return
-        from traitlets import Unicode
-
         builtins, _ = self._picked_tools()
-        trait = self.magics.traits()["tools"]
-        value: Any = list(builtins)
-        if isinstance(trait, Unicode):
-            value = ",".join(builtins) or (None if trait.allow_none else "")
-        self._set_trait("tools", value)
+        self._set_trait("tools", ",".join(builtins) or None)
 
     def _from_trait_tools(self) -> None:
-        if "tools" not in self.magics.traits():
-            return
-        current = getattr(self.magics, "tools") or []
-        names = current.split(",") if isinstance(current, str) else list(current)
-        names = [n.strip() for n in names if isinstance(n, str) and n.strip() in TOOL_CHOICES]
+        names = [n.strip() for n in (self.magics.tools or "").split(",")
+                 if n.strip() in TOOL_CHOICES]
         was, self._syncing = self._syncing, True
         try:
             keep = [v for v in self.tools.value if v.startswith(_FN_PREFIX)]
@@ -777,24 +761,17 @@ class Panel:
 
     def _request(self, text: str) -> Any:
         from . import args as _args
-        from .prompt import interpolate_parts
+        from .magics import build_parts, resolve_names
         from .tools import parse_tools
 
         request = _args.parse("", text, self.magics.settings())
         shell = getattr(self.magics, "shell", None)
         ns = shell.user_ns if shell is not None else {}
-        try:  # the magic's prompt building: {var} text, and media values as content
-            from .magics import build_parts
-        except ImportError:
-            parts = interpolate_parts(request.text, ns).parts
-        else:
-            parts = build_parts(request, ns)
-        request = _args.with_parts(request, parts)
+        # The magic's prompt building: {var} text, and media values as content.
+        request = _args.with_parts(request, build_parts(request, ns))
         builtins, fns = self._picked_tools()
         request.tools = parse_tools(builtins)
         if fns:  # the magic's own lookup: the runner then calls them in its function loop
-            from .magics import resolve_names
-
             request.functions = list(fns)
             resolve_names(request, ns)
         return request
