@@ -25,7 +25,7 @@ from .protocol import (MAX_BODY_BYTES, ApiError, CreateRequest, bad, parse_bool_
                        parse_create, parse_json_body)
 from .store import Store
 from .turns import (TurnContext, TurnRecorder, begin, make_usage, now_iso, pick_producer,
-                    run_turn)
+                    resource_with_steps, run_turn)
 
 log = logging.getLogger(__name__)
 
@@ -225,12 +225,7 @@ class InteractionService:
 
 
 def _resource(stored: dict, include_input: bool) -> dict:
-    res = dict(stored["resource"])
-    res["steps"] = stored["steps"]
-    if include_input:
-        res["input"] = stored["input"]
-        res["steps"] = stored["input"] + stored["steps"]
-    return res
+    return resource_with_steps(stored["resource"], stored["input"], stored["steps"], include_input)
 
 
 def _event_position(value: Optional[str]) -> int:

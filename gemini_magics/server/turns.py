@@ -156,12 +156,19 @@ class TurnRecorder:
             return out
 
     def snapshot(self, include_input: bool = False) -> dict:
-        res = dict(self.resource)
-        res["steps"] = self.steps()
-        if include_input:
-            res["input"] = self.input_steps
-            res["steps"] = list(self.input_steps) + res["steps"]
-        return res
+        return resource_with_steps(self.resource, self.input_steps, self.steps(), include_input)
+
+
+def resource_with_steps(resource: dict, input_steps: list[dict], steps: list[dict],
+                        include_input: bool) -> dict:
+    """The Interaction resource as get returns it, live or stored: its output `steps`, or with
+    `include_input` the input too (as `input`, and ahead of the outputs in `steps`)."""
+    res = dict(resource)
+    res["steps"] = steps
+    if include_input:
+        res["input"] = input_steps
+        res["steps"] = list(input_steps) + steps
+    return res
 
 
 @dataclass
