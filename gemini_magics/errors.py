@@ -11,7 +11,8 @@ from typing import Any, Optional
 
 from .client import redact
 
-__all__ = ["GeminiError", "explain", "server_message", "stream_error_sentence", "KEPT"]
+__all__ = ["GeminiError", "explain", "server_message", "stream_error_sentence",
+           "failed_sentence", "KEPT"]
 
 # Added to a sentence when some of the answer had already arrived.
 KEPT = " (the partial answer above is kept, and this turn was not added to the conversation)"
@@ -156,3 +157,10 @@ def stream_error_sentence(error: dict, *, partial: bool = False) -> str:
         f"The model stopped with an error{label}: {msg.rstrip('.')}{kept}; re-run the cell, "
         f"or try another model with -m."
     )
+
+
+def failed_sentence(errors: Any, *, partial: bool = False) -> str:
+    """One sentence for a `failed` interaction, from its `errors` list (which may be empty)."""
+    errs = errors or [{"message": "the interaction failed"}]
+    first = errs[0] if isinstance(errs[0], dict) else {"message": str(errs[0])}
+    return stream_error_sentence(first, partial=partial)

@@ -206,16 +206,14 @@ def result_from_interaction(data: dict, request: Any = None, *, elapsed: float =
     """A GeminiResult for a finished interaction (wire dict), as `runner.run` builds one:
     the error sentence for a failed or cut-off job, the parsed value for `--schema`."""
     from .client import redact
-    from .errors import stream_error_sentence
+    from .errors import failed_sentence
     from .stream import Accumulator
 
     acc = Accumulator.from_interaction(data)
     status = acc.status
     error = None
     if status == "failed":
-        errs = data.get("errors") or [{"message": "the interaction failed"}]
-        first = errs[0] if isinstance(errs[0], dict) else {"message": str(errs[0])}
-        error = stream_error_sentence(first, partial=acc.answer_length > 0)
+        error = failed_sentence(data.get("errors"), partial=acc.answer_length > 0)
     elif status == "budget_exceeded":
         error = "The background job ran out of its budget before finishing; simplify the request."
     elif status == "requires_action":

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 from .args import Request
 from .client import Backend, get_client, redact, resolve_backend
 from .conversation import Conversation, user_step
-from .errors import KEPT, explain, stream_error_sentence
+from .errors import KEPT, explain, failed_sentence, stream_error_sentence
 from .loop import ROUNDS_SENTENCE, FunctionLoop
 from .result import GeminiResult
 from .stream import (ADVANCING_STATUSES, Accumulator, interaction_events, iter_sse_events,
@@ -294,9 +294,7 @@ def run(
             error = (f"The answer stopped before the server said it was complete{kept}; the "
                      f"connection was probably lost, so re-run the cell to try again.")
         elif status == "failed":
-            errs = acc.meta.get("errors") or [{"message": "the interaction failed"}]
-            error = stream_error_sentence(errs[0] if isinstance(errs[0], dict) else
-                                          {"message": str(errs[0])}, partial=partial)
+            error = failed_sentence(acc.meta.get("errors"), partial=partial)
         elif status == "budget_exceeded":
             error = ("The interaction ran out of its budget before finishing; raise the budget "
                      "or simplify the request, then re-run.")
