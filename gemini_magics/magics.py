@@ -334,10 +334,7 @@ class GeminiMagics(Magics):
         except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
             if _is_cassette_error(exc):  # e.g. a bad GEMINI_MAGICS_RECORD_MODE
                 raise GeminiError(str(exc)) from None
-            raise GeminiError(
-                f"Could not start the local offline server ({explain(exc).rstrip('.')}); set "
-                f"GEMINI_API_KEY to use the real API, or %gemini engine echo for a test echo."
-            ) from None
+            raise GeminiError(backend_failure(exc)) from None
         if notice and not self._notice_shown:
             self._notice_shown = True
             print(notice)
@@ -456,6 +453,12 @@ def build_parts(request: Any, user_ns: Any) -> list:
     if not any(isinstance(p, dict) for p in parts):
         return prompt.parts
     return parts
+
+
+def backend_failure(exc: BaseException) -> str:
+    """The sentence for a backend that could not be started (cells and the widgets say the same)."""
+    return (f"Could not start the local offline server ({explain(exc).rstrip('.')}); set "
+            f"GEMINI_API_KEY to use the real API, or %gemini engine echo for a test echo.")
 
 
 def _save(result: Any, target: str) -> None:

@@ -224,12 +224,9 @@ class StreamJob:
 
     def _failed(self, exc: BaseException, starting: bool = False) -> GeminiResult:
         from .errors import explain
+        from .magics import backend_failure
 
-        if starting:
-            why = (f"Could not start the local offline server ({explain(exc).rstrip('.')}); set "
-                   f"GEMINI_API_KEY to use the real API, or %gemini engine echo for a test echo.")
-        else:
-            why = explain(exc)
+        why = backend_failure(exc) if starting else explain(exc)
         return GeminiResult(answer=self.snapshot, text=self.snapshot, model=self.request.model,
                             elapsed=self.elapsed(), error=why)
 
