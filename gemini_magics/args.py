@@ -237,9 +237,7 @@ def parse_options(line: str) -> Any:
     try:
         # POSIX shell quoting, so --system "Be brief." arrives without its quotes.
         return _parser().parse_args(shlex.split(line))
-    except UsageError as exc:
-        raise ArgsError(_explain_usage(str(exc))) from None
-    except ValueError as exc:  # shlex errors
+    except (UsageError, ValueError) as exc:  # argparse's, and shlex's unclosed quotes
         raise ArgsError(_explain_usage(str(exc))) from None
 
 
@@ -282,7 +280,7 @@ def _merge(opts: Any, defaults: Mapping[str, Any]) -> dict:
 
 
 def _names(spec: Optional[str]) -> list:
-    return [n.strip() for n in (spec or "").split(",") if n.strip()] if spec is not None else []
+    return [n.strip() for n in (spec or "").split(",") if n.strip()]
 
 
 def _tool_list(spec: Any) -> list:
@@ -297,7 +295,7 @@ def _tool_list(spec: Any) -> list:
         raise ArgsError(str(exc)) from None
 
 
-def _validate(values: dict) -> None:
+def _validate(values: dict, functions_given: bool = False) -> None:
     t = values["temperature"]
     if t is not None and not (0.0 <= t <= 2.0):
         raise ArgsError(f"Temperature must be between 0 and 2, not {t:g}.")
@@ -330,14 +328,14 @@ def _validate(values: dict) -> None:
     if values["save"] is not None and not str(values["save"]).strip():
         raise ArgsError("--save needs a file name or a directory, e.g. --save images/.")
     values["tools"] = _tool_list(values["tools"])
-    _validate_issue6(values)
+    _validate_issue6(values, functions_given)
 
 
-def _validate_issue6(values: dict) -> None:
+def _validate_issue6(values: dict, functions_given: bool) -> None:
     """Functions, schema, background and agent options: the combinations that cannot work."""
     if values["max_rounds"] < 1:
         raise ArgsError(f"--max-rounds must be at least 1, not {values['max_rounds']}.")
-    if values["functions"] == [] and values.get("_functions_given"):
+    if not values["functions"] and functions_given:
         raise ArgsError("--functions needs at least one name, e.g. --functions get_weather,convert.")
     if not values["auto"] and not values["functions"]:
         raise ArgsError("--no-auto only applies to --functions; add --functions NAMES or drop it.")
@@ -377,11 +375,8 @@ def parse(line: str, cell: Optional[str], defaults: Mapping[str, Any] = {}) -> R
     text = cell if cell is not None else " ".join(words)
     text = text.lstrip("\r\n").rstrip()  # IPython adds a trailing newline to every cell
     values = _merge(opts, defaults)
-    if getattr(opts, "functions", None) is not None:
-        values["_functions_given"] = True
     _check_agent_options(opts, values)
-    _validate(values)
-    values.pop("_functions_given", None)
+    _validate(values, functions_given=getattr(opts, "functions", None) is not None)
     if not text or not text.strip():
         raise ArgsError("The prompt is empty; write your question in the cell below %%gemini.")
     return Request(text=text, parts=[text], **values)
