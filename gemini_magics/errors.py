@@ -43,10 +43,13 @@ def server_message(exc: BaseException) -> str:
         msg = body.strip()
     if not msg:
         msg = getattr(exc, "message", None) or str(exc)
+    return redact(_one_line(msg)).rstrip(".")
+
+
+def _one_line(msg: Any) -> str:
+    """A server's message on one line, cut to 200 characters: it goes inside our sentence."""
     msg = " ".join(str(msg).split())
-    if len(msg) > 200:
-        msg = msg[:199] + "…"
-    return redact(msg).rstrip(".")
+    return msg if len(msg) <= 200 else msg[:199] + "…"
 
 
 def _status(exc: BaseException) -> Optional[int]:
@@ -149,9 +152,7 @@ def stream_error_sentence(error: dict, *, partial: bool = False) -> str:
     """One sentence for an `error` event or a failed interaction's `errors[0]`."""
     kept = KEPT if partial else ""
     code = error.get("code")
-    msg = " ".join(str(error.get("message") or "no message").split())
-    if len(msg) > 200:
-        msg = msg[:199] + "…"
+    msg = _one_line(error.get("message") or "no message")
     label = f" ({code})" if code not in (None, "") else ""
     return redact(
         f"The model stopped with an error{label}: {msg.rstrip('.')}{kept}; re-run the cell, "
