@@ -404,16 +404,13 @@ class GeminiMagics(Magics):
 def resolve_names(request: Any, user_ns: Any) -> None:
     """--functions and --schema: look the names up in the notebook and check them, so a bad
     name is one sentence before anything is sent. Fills request.callables / schema_obj."""
-    from .args import ArgsError
-
     if request.functions:
-        from .args import function_tool
         from .functions import resolve_functions
 
         try:
             request.callables = resolve_functions(",".join(request.functions), user_ns)
             for fn in request.callables:
-                function_tool(fn)  # a parameter type without a JSON schema fails here
+                _args.function_tool(fn)  # a parameter type without a JSON schema fails here
         except ValueError as exc:
             raise ArgsError(str(exc)) from None
     if request.schema:
