@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from PIL import Image, UnidentifiedImageError
 
-from .media import human_size
+from .media import human_size, png_safe
 
 # The protocol's image_config / response_format vocabularies (google-genai 3.4 ImageConfig).
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
@@ -24,7 +24,6 @@ ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
 IMAGE_SIZES = ("512", "1K", "2K", "4K")
 # Formats a notebook front end shows inline and that we can pass through without re-encoding.
 _DISPLAY_MIMES = {"image/png": "PNG", "image/jpeg": "JPEG"}
-_PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                  ".gif": "GIF", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 _FORMAT_MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif",
@@ -191,15 +190,19 @@ def _encode(img: Image.Image, fmt: str | None = None) -> tuple[io.BytesIO, str]:
     """Encode a PIL image for display: JPEG stays JPEG (photos), everything else becomes PNG."""
     if fmt is None:
         fmt = "JPEG" if img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK") else "PNG"
-    if fmt == "PNG" and img.mode not in _PNG_MODES:
-        img = img.convert("RGBA" if "A" in img.mode else "RGB")
-    elif fmt == "JPEG" and img.mode not in ("RGB", "L"):
-        img = flatten_to_rgb(img)
+    img = _storable(img, fmt)
     buf = io.BytesIO()
     # compress_level 1: several times faster than the default 6 on large images, ~10-30 % bigger.
     options = {"compress_level": 1} if fmt == "PNG" else {"quality": 92}
     img.save(buf, format=fmt, **options)
     return buf, _FORMAT_MIMES[fmt]
+
+
+def _storable(img: Image.Image, fmt: str) -> Image.Image:
+    """`img` in a mode the `fmt` file can store: JPEG has no alpha, PNG no CMYK & co."""
+    if fmt == "JPEG" and img.mode not in ("RGB", "L"):
+        return flatten_to_rgb(img)
+    return png_safe(img) if fmt == "PNG" else img
 
 
 def flatten_to_rgb(img: Image.Image) -> Image.Image:
@@ -307,11 +310,7 @@ def save_images(images: Iterable[Any], path_or_dir: str | os.PathLike, stem: str
             if not isinstance(img, Image.Image):
                 raise ImageError(f"Cannot save a {type(img).__name__} as an image: pass PIL images "
                                  "or image content parts.")
-            if fmt == "JPEG" and img.mode not in ("RGB", "L"):
-                img = flatten_to_rgb(img)
-            elif fmt == "PNG" and img.mode not in _PNG_MODES:
-                img = img.convert("RGBA" if "A" in img.mode else "RGB")
-            img.save(path, format=fmt)
+            _storable(img, fmt).save(path, format=fmt)
     except OSError as exc:
         raise ImageError(f"Cannot write images to {str(path_or_dir)!r}: {exc.strerror or exc}.") from None
     return paths

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 __all__ = ["MediaError", "media_part", "media_parts", "is_media_value", "check_inline_size",
-           "sniff_mime", "content_type", "human_size", "INLINE_LIMIT"]
+           "sniff_mime", "content_type", "human_size", "png_safe", "INLINE_LIMIT"]
 
 # Gemini API docs: a request carrying inline data may total at most 20 MB, base64 text included.
 INLINE_LIMIT = 20_000_000
@@ -261,11 +261,17 @@ def _checked_image(raw: bytes, label: str) -> tuple[bytes, str]:
         return _png_bytes(img), "image/png"
 
 
+_PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
+
+
+def png_safe(img: Any) -> Any:
+    """`img` in a mode PNG can store: others (CMYK, F, LAB...) become RGB, or RGBA with alpha."""
+    return img if img.mode in _PNG_MODES else img.convert("RGBA" if "A" in img.mode else "RGB")
+
+
 def _png_bytes(img: Any) -> bytes:
-    if img.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
-        img = img.convert("RGBA" if "A" in img.mode else "RGB")
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    png_safe(img).save(buf, format="PNG")
     return buf.getvalue()
 
 
