@@ -250,15 +250,10 @@ def start_job(request: Any, *, client: Any, backend_label: str, conversation: An
     `on_result(result)` runs on the poller thread when the job ends (after the conversation
     records a completed turn). Errors creating the job propagate (the magic explains them).
     """
-    from .conversation import user_step
+    from .runner import turn_start
 
-    parent = conversation.parent_for(cell_id, request.new) if conversation is not None else None
-    prev_id, history = (conversation.context(parent, request.stateless)
-                        if conversation is not None else (None, []))
-    ustep = user_step(request.parts or [request.text])
-    body = request.body(ustep, prev_id, history)
+    parent, _, _, ustep, body, prompt = turn_start(request, conversation, cell_id)
     created = client.interactions.create(**body, background=True)
-    prompt = "".join(p for p in (request.parts or [request.text]) if isinstance(p, str))
 
     def on_done(job: BackgroundJob) -> None:
         result = job.result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from .args import Request
 from .client import Backend, get_client, redact, resolve_backend
@@ -183,6 +183,29 @@ def _interaction_dict(interaction: Any) -> dict:
     return data
 
 
+class TurnStart(NamedTuple):
+    """Where a request joins the conversation, and the create() arguments that put it there."""
+
+    parent: Any                # the Turn it continues (None: a new conversation)
+    prev_id: Optional[str]
+    history: list              # earlier steps re-sent by a stateless request
+    ustep: dict                # this turn's user_input step
+    body: dict
+    prompt: str                # the prompt's text, as the conversation records it
+
+
+def turn_start(request: Request, conversation: Optional[Conversation],
+               cell_id: Optional[str]) -> TurnStart:
+    """The one way a foreground run and a background job pick their parent turn and body."""
+    parent = conversation.parent_for(cell_id, request.new) if conversation is not None else None
+    prev_id, history = (conversation.context(parent, request.stateless)
+                        if conversation is not None else (None, []))
+    parts = request.parts or [request.text]
+    ustep = user_step(parts)
+    return TurnStart(parent, prev_id, history, ustep, request.body(ustep, prev_id, history),
+                     "".join(p for p in parts if isinstance(p, str)))
+
+
 def _call(observers: Iterable[Any], name: str, arg: Any) -> None:
     for o in observers:
         fn = getattr(o, name, None)
@@ -211,11 +234,7 @@ def run(
     start = time.monotonic()
     state = _Run()
     acc = state.acc
-    parent = conversation.parent_for(cell_id, request.new) if conversation is not None else None
-    prev_id, history = (conversation.context(parent, request.stateless)
-                        if conversation is not None else (None, []))
-    ustep = user_step(request.parts or [request.text])
-    body = request.body(ustep, prev_id, history)
+    parent, prev_id, history, ustep, body, prompt = turn_start(request, conversation, cell_id)
     sdk_object = None
     error: Optional[str] = None
     finished = threading.Event()
@@ -318,8 +337,7 @@ def run(
     if result.ok and status != "requires_action" and conversation is not None:
         conversation.record(
             parent=parent, cell_id=cell_id, interaction_id=acc.id,
-            stored=not request.stateless, prompt="".join(p for p in (request.parts or [request.text])
-                                                         if isinstance(p, str)),
+            stored=not request.stateless, prompt=prompt,
             model=result.model, user_step=ustep, steps=steps, text=result.text,
         )
     _call(observers, "on_done", result)
