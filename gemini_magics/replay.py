@@ -585,10 +585,9 @@ class _SyncTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         cassette = self._cassette
-        if cassette.mode == "replay":
-            request.read()
-            return cassette._replay(request)
         request.read()
+        if cassette.mode == "replay":
+            return cassette._replay(request)
         slot = cassette._begin_record(request)
         upstream = self._inner.handle_request(request)
 
@@ -615,10 +614,9 @@ class _AsyncTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         cassette = self._cassette
-        if cassette.mode == "replay":
-            await request.aread()
-            return cassette._replay(request)
         await request.aread()
+        if cassette.mode == "replay":
+            return cassette._replay(request)
         slot = cassette._begin_record(request)
         upstream = await self._inner.handle_async_request(request)
 
@@ -643,13 +641,18 @@ _open_lock = threading.Lock()
 _active: Optional[Cassette] = None
 
 
+def _registry_key(path: str | os.PathLike, mode: Optional[str]) -> tuple[str, str]:
+    """How `_open_cassettes` names a cassette: its absolute path and the mode as asked."""
+    return os.path.abspath(os.fspath(path)), (mode or "auto").strip().lower()
+
+
 def get_cassette(path: str | os.PathLike, mode: str = "auto") -> Cassette:
     """The one Cassette for (path, mode) in this process.
 
     Clients may be rebuilt for every cell; sharing the Cassette keeps the replay order and
     stops a second record-mode Cassette from wiping what the first one recorded.
     """
-    key = (os.path.abspath(os.fspath(path)), (mode or "auto").strip().lower())
+    key = _registry_key(path, mode)
     with _open_lock:
         cassette = _open_cassettes.get(key)
         if cassette is None:
@@ -667,8 +670,7 @@ def use_cassette(path: str | os.PathLike, mode: str = "auto") -> Cassette:
     global _active
     cassette = Cassette(path, mode)
     with _open_lock:
-        _open_cassettes[(os.path.abspath(cassette.path), (mode or "auto").strip().lower())] = \
-            cassette
+        _open_cassettes[_registry_key(cassette.path, mode)] = cassette
         _active = cassette
     return cassette
 
