@@ -14,22 +14,12 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Optional
 
 from .functions import call_function, declared_name, function_result_step
-from .stream import step_events
 
-__all__ = ["FunctionLoop", "add_step", "ROUNDS_SENTENCE"]
+__all__ = ["FunctionLoop", "ROUNDS_SENTENCE"]
 
 ROUNDS_SENTENCE = ("The model was still calling functions after {n} round{s} (the last calls "
                    "are shown above); stopped there: raise --max-rounds, or reword the prompt "
                    "or the functions' docstrings so the model can answer.")
-
-
-def add_step(acc: Any, step: dict) -> None:
-    """Append a complete step (e.g. a function_result we sent) to an accumulator, as the
-    events that would have carried it, after every step it already has."""
-    offset = getattr(acc, "_offset", 0)  # the current continuation hop's index offset
-    index = (max(acc.steps) + 1 if acc.steps else 0) - offset
-    for event in step_events(index, step):
-        acc.feed(event)
 
 
 class FunctionLoop:
@@ -66,7 +56,7 @@ class FunctionLoop:
         for step in calls:
             result, is_error = self.call(step)
             out = function_result_step(step, result, is_error)
-            add_step(acc, out)
+            acc.add_step(out)
             for o in observers:
                 o.on_update(acc)
             results.append(out)

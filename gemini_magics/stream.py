@@ -390,6 +390,13 @@ class Accumulator:
         for event in interaction_events(interaction):
             self.feed(event)
 
+    def add_step(self, step: dict) -> None:
+        """Append a complete step (e.g. a function_result we sent) after every step so far, as
+        the events that would have carried it."""
+        index = (max(self.steps) + 1 if self.steps else 0) - self._offset
+        for event in step_events(index, step):
+            self.feed(event)
+
     @classmethod
     def from_interaction(cls, interaction: dict) -> "Accumulator":
         acc = cls()
