@@ -248,7 +248,8 @@ class GeminiMagics(Magics):
         lines.append(f"  conversation: {turns} turn{'s' if turns != 1 else ''} (%gemini history)")
         return "\n".join(lines)
 
-    def _display_mode(self) -> str:
+    def display_mode(self) -> str:
+        """The display setting as "notebook" or "terminal" ("auto": decided by the shell)."""
         mode = self.display
         if mode == "auto":
             mode = "terminal" if _is_terminal(self.shell) else "notebook"
@@ -259,7 +260,7 @@ class GeminiMagics(Magics):
 
         # --schema answers end as pretty JSON; an agent's thoughts are its steps, so shown.
         extra = {"structured": bool(request.schema), "inline_thoughts": bool(request.agent)}
-        if self._display_mode() == "terminal":
+        if self.display_mode() == "terminal":
             return [TerminalDisplay(show_thoughts=request.show_thoughts, **extra)]
         return [NotebookDisplay(interval=self.update_interval, show_thoughts=request.show_thoughts,
                                 **extra)]
@@ -293,7 +294,7 @@ class GeminiMagics(Magics):
         try:
             job = jobs.wait_job(ident, client=client, backend_label=label,
                                 poll_interval=self.poll_interval,
-                                show=self._display_mode() == "notebook")
+                                show=self.display_mode() == "notebook")
         except KeyboardInterrupt:
             raise GeminiError(f"Stopped waiting; background job {ident} goes on on the server "
                               f"(%gemini wait {ident} follows it again).") from None
@@ -305,7 +306,7 @@ class GeminiMagics(Magics):
         self.last_result = result
         if self.shell is not None:
             self.shell.user_ns["_gemini"] = result
-        if self._display_mode() == "terminal":
+        if self.display_mode() == "terminal":
             from .display import result_markdown
 
             print(result_markdown(result, markdown=False,
@@ -380,7 +381,7 @@ class GeminiMagics(Magics):
         from .client import get_client
 
         ns = self.shell.user_ns if self.shell is not None else {}
-        notebook = self._display_mode() == "notebook"
+        notebook = self.display_mode() == "notebook"
 
         def on_result(result: Any) -> None:  # on the poller thread, when the job ends
             self._bookkeeping(request, result, ns)

@@ -866,10 +866,8 @@ def _close_tree(widget: Any) -> None:
 def _require_notebook(magics: Any, what: str, instead: str) -> None:
     """Widgets need a Jupyter frontend: say so in a terminal instead of printing widget reprs."""
     from .errors import GeminiError
-    from .magics import _is_terminal
 
-    mode = getattr(magics, "display", "auto")
-    if mode == "terminal" or (mode == "auto" and _is_terminal(getattr(magics, "shell", None))):
+    if magics.display_mode() == "terminal":
         raise GeminiError(f"{what} needs a Jupyter notebook with ipywidgets; in a terminal, "
                           f"{instead}.")
 
