@@ -14,14 +14,6 @@ from typing import Any, Optional
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 CONTENT_TYPES = {"text", "image", "audio", "video", "document"}
-STEP_TYPES = {
-    "user_input", "model_output", "thought", "function_call", "function_result",
-    "code_execution_call", "code_execution_result", "google_search_call", "google_search_result",
-    "url_context_call", "url_context_result", "file_search_call", "file_search_result",
-    "google_maps_call", "google_maps_result", "mcp_server_tool_call", "mcp_server_tool_result",
-    "retrieval_call", "retrieval_result", "tool_search_call", "tool_search_result",
-    "processing_call", "processing_result",
-}
 # Top-level create fields the SDKs can send (protocol doc section 2.1). Anything else is a typo
 # the real API would reject too, so we name it instead of silently ignoring it.
 KNOWN_FIELDS = {

@@ -27,8 +27,6 @@ from .protocol import CreateRequest
 log = logging.getLogger(__name__)
 
 FINISH_STATUS = {"stop": "completed", "length": "incomplete", "cancelled": "cancelled"}
-TERMINAL = {"completed", "incomplete", "cancelled", "failed", "requires_action",
-            "budget_exceeded"}
 
 
 def now_iso() -> str:
