@@ -464,11 +464,16 @@ def _save(result: Any, target: str) -> None:
     from .images import ImageError
 
     try:
-        paths = result.save_images(target)
+        print(save_images_line(result, target))
     except ImageError as exc:
         raise GeminiError(str(exc), result=result) from None
-    shown = ", ".join(str(p) for p in paths)
-    print(f"Saved {len(paths)} image{'s' if len(paths) != 1 else ''}: {shown}")
+
+
+def save_images_line(result: Any, target: str) -> str:
+    """Write the answer's images to `target` and say where in one line (cells and widgets);
+    ImageError (one sentence) if they cannot be written."""
+    paths = result.save_images(target)
+    return f"Saved {len(paths)} image{'s' if len(paths) != 1 else ''}: " + ", ".join(map(str, paths))
 
 
 def _is_cassette_error(exc: BaseException) -> bool:

@@ -395,11 +395,12 @@ def _finish_bookkeeping(magics: Any, request: Any, result: GeminiResult) -> str:
         return ""
     if not result.image_parts:
         return "Nothing saved: the answer has no images."
+    from .magics import save_images_line
+
     try:
-        paths = result.save_images(target)
+        return save_images_line(result, target)
     except ValueError as exc:  # ImageError: one sentence already
         return str(exc)
-    return f"Saved {len(paths)} image{'s' if len(paths) != 1 else ''}: " + ", ".join(map(str, paths))
 
 
 # --------------------------------------------------------------------------------------------
