@@ -233,7 +233,6 @@ class NotebookDisplay:
         self._publish = publish or publish_bundle
         self._clock = clock
         self._last = float("-inf")
-        self.messages = 0
         # answer blocks
         self._committed = 0      # chars of answer text already in finished outputs
         self._scan = 0           # chars scanned for line structure
@@ -249,10 +248,6 @@ class NotebookDisplay:
         self._images = ImageWatch()
 
     # -- plumbing -----------------------------------------------------------------------------
-    def _send(self, data: dict, display_id: str, update: bool) -> None:
-        self.messages += 1
-        self._publish(data, display_id, update)
-
     @staticmethod
     def _new_id() -> str:
         return uuid.uuid4().hex
@@ -272,14 +267,14 @@ class NotebookDisplay:
                 self._segment, self._segment_clean = [], True
             else:
                 self._flush_text(acc.answer_text())
-                self._send({"text/markdown": value, "text/plain": value}, self._new_id(), False)
+                self._publish({"text/markdown": value, "text/plain": value}, self._new_id(), False)
                 self._segment, self._segment_clean = [], True
         images = self._images.new(acc)
         if images:
             self._flush_text(acc.answer_text())
             self._segment_clean = False
             for part in images:
-                self._send(image_bundle(part), self._new_id(), False)
+                self._publish(image_bundle(part), self._new_id(), False)
         now = self._clock()
         if now - self._last < self.interval:
             return
@@ -316,12 +311,13 @@ class NotebookDisplay:
         self._live = None
         self._rewrite(result)
         for part in result.image_parts[self._images.count:]:  # never seen in an update
-            self._send(image_bundle(part), self._new_id(), False)
+            self._publish(image_bundle(part), self._new_id(), False)
         notes = notes_markdown(result)
         if notes:
-            self._send({"text/markdown": notes, "text/plain": notes}, self._new_id(), False)
+            self._publish({"text/markdown": notes, "text/plain": notes}, self._new_id(), False)
         foot = footer_markdown(result)
-        self._send({"text/markdown": foot, "text/plain": footer_text(result)}, self._new_id(), False)
+        self._publish({"text/markdown": foot, "text/plain": footer_text(result)}, self._new_id(),
+                      False)
 
     def _rewrite(self, result: GeminiResult) -> None:
         """Citations or pretty JSON: the last answer step's blocks become one final output."""
@@ -330,12 +326,12 @@ class NotebookDisplay:
             return
         data = {"text/markdown": final, "text/plain": final}
         if not (self._segment and self._segment_clean):
-            self._send(data, self._new_id(), False)  # could not be rewritten in place
+            self._publish(data, self._new_id(), False)  # could not be rewritten in place
             return
         first, *rest = self._segment
-        self._send(data, first, True)
+        self._publish(data, first, True)
         for display_id in rest:
-            self._send({"text/markdown": "", "text/plain": ""}, display_id, True)
+            self._publish({"text/markdown": "", "text/plain": ""}, display_id, True)
 
     # -- the scheme ---------------------------------------------------------------------------
     def _final(self, markdown: str, display_id: Optional[str], answer: bool = True) -> None:
@@ -344,9 +340,9 @@ class NotebookDisplay:
             display_id = self._new_id()
             if answer:
                 self._segment.append(display_id)
-            self._send(data, display_id, False)
+            self._publish(data, display_id, False)
         else:
-            self._send(data, display_id, True)
+            self._publish(data, display_id, True)
 
     def _scan_lines(self, text: str) -> None:
         """Advance over complete lines, tracking code fences and blank-line block boundaries."""
@@ -380,9 +376,9 @@ class NotebookDisplay:
                 data = {"text/markdown": "*Thinking…*\n\n" + thoughts}
                 if self._thought_id is None:
                     self._thought_id = self._new_id()
-                    self._send(data, self._thought_id, False)
+                    self._publish(data, self._thought_id, False)
                 else:
-                    self._send(data, self._thought_id, True)
+                    self._publish(data, self._thought_id, True)
                 self._thought_sent = len(thoughts)
                 sent = True
         if acc.answer_length <= self._committed:
@@ -404,11 +400,11 @@ class NotebookDisplay:
         if self._live is None:
             self._live = self._new_id()
             self._segment.append(self._live)
-            self._send({"text/markdown": self._prefix + growing}, self._live, False)
+            self._publish({"text/markdown": self._prefix + growing}, self._live, False)
             self._live_sent = len(growing)
             return True
         if self._grown_enough(len(growing), self._live_sent):
-            self._send({"text/markdown": self._prefix + growing}, self._live, True)
+            self._publish({"text/markdown": self._prefix + growing}, self._live, True)
             self._live_sent = len(growing)
             return True
         return sent
