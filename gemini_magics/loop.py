@@ -30,7 +30,6 @@ class FunctionLoop:
         self.by_name = {declared_name(f): f for f in callables}
         self.timeout = timeout
         self.stateless = stateless
-        self.calls = 0
 
     @staticmethod
     def pending(acc: Any, first: int) -> list[dict]:
@@ -46,7 +45,6 @@ class FunctionLoop:
             known = ", ".join(sorted(self.by_name)) or "none"
             return (f"There is no function named {name!r}; the functions you can call are: "
                     f"{known}."), True
-        self.calls += 1
         return call_function(fn, step.get("arguments"), timeout=self.timeout)
 
     def answer(self, calls: list[dict], acc: Any, observers: Iterable[Any] = ()) -> list[dict]:
