@@ -54,7 +54,7 @@ class EchoEngine(Engine):
                 finish = "length"
                 break
             chunk = word
-            hit = _first_stop(text + chunk, stops)
+            hit = _first_stop(text + chunk, stops) if stops else None  # no copy per word
             if hit is not None:
                 chunk = (text + chunk)[len(text):hit] if hit > len(text) else ""
             if delay:
