@@ -59,8 +59,6 @@ class BackgroundJob:
         self.ended: Optional[float] = None
         self.result: Optional[GeminiResult] = None
         self.problem: Optional[str] = None   # a polling failure, one sentence
-        self.polls = 0
-        self.updates = 0
         self.display_id = uuid.uuid4().hex
         self.done = threading.Event()
         self._stop = threading.Event()
@@ -90,7 +88,6 @@ class BackgroundJob:
         data = {"text/markdown": markdown, "text/plain": plain if plain is not None else markdown}
         self.publish(data, self.display_id, self._shown)
         self._shown = True
-        self.updates += 1
 
     def show(self) -> None:
         """Create the status output (in the calling cell)."""
@@ -132,7 +129,6 @@ class BackgroundJob:
         """GET the interaction once; returns (wire dict, None). The raw response is read, not
         the SDK's pydantic object: half the CPU per poll (the result builds it lazily)."""
         response = self.client.interactions.with_raw_response.get(self.id)
-        self.polls += 1
         data = response.json()
         if not isinstance(data, dict):
             raise ValueError(f"the server answered with {type(data).__name__} instead of an "
