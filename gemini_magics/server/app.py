@@ -147,8 +147,7 @@ class InteractionService:
 
         def on_finish(done: TurnRecorder) -> None:
             if req.store:
-                self.store.put(done.resource, done.input_steps, done.steps(),
-                               [list(e) for e in done.events])
+                self.store.put(done.resource, done.input_steps, done.steps(), done.events)
 
         def work() -> None:
             try:
