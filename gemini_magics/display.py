@@ -460,7 +460,7 @@ class TerminalDisplay:
     def on_update(self, acc: Any) -> None:
         for kind, value in self._steps.new(acc):
             if kind == "step":
-                self._write(acc.thought_text() if self.show_thoughts else "", acc.answer_text())
+                self._catch_up(acc)
                 out = self._out()
                 sep = "\n\n" if self._written or self._thought_written or self._steps_printed else ""
                 out.write(sep + value.rstrip() + "\n")
@@ -468,7 +468,7 @@ class TerminalDisplay:
                 self._steps_printed += 1
         images = self._images.new(acc)
         if images:
-            self._write(acc.thought_text() if self.show_thoughts else "", acc.answer_text())
+            self._catch_up(acc)
             first = self._images.count - len(images)
             for i, part in enumerate(images):
                 self._placeholder(part, first + i)
@@ -476,6 +476,10 @@ class TerminalDisplay:
         if now - self._last < self.interval:
             return
         self._last = now
+        self._catch_up(acc)
+
+    def _catch_up(self, acc: Any) -> None:
+        """Print what arrived since the last write (thoughts only when shown)."""
         self._write(acc.thought_text() if self.show_thoughts else "", acc.answer_text())
 
     def _placeholder(self, part: dict, number: int) -> None:
