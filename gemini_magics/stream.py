@@ -98,10 +98,7 @@ def sdk_event_to_dict(event: Any) -> dict:
     raw = getattr(event, "raw", None)
     if isinstance(raw, dict):
         return raw
-    out = event.model_dump(mode="json", exclude_none=True, by_alias=True)
-    if out.get("event_type") == "UNKNOWN" and isinstance(raw, dict):
-        return raw
-    return out
+    return event.model_dump(mode="json", exclude_none=True, by_alias=True)
 
 
 class _Step:
