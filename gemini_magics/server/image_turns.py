@@ -13,7 +13,7 @@ import base64
 import re
 from typing import Optional
 
-from .protocol import CreateRequest
+from .protocol import CreateRequest, response_formats
 from .turns import Outcome, TurnContext, emit_thought
 
 __all__ = ["wants_image", "image_settings", "image_producer", "IMAGE_TOKENS"]
@@ -33,11 +33,8 @@ _REFERS_BACK = re.compile(
 
 
 def _image_formats(request: CreateRequest) -> list[dict]:
-    formats = request.response_format
-    if formats is None:
-        return []
-    items = formats if isinstance(formats, list) else [formats]
-    return [f for f in items if isinstance(f, dict) and f.get("type") == "image"]
+    return [fmt for _, fmt in response_formats(request.response_format)
+            if isinstance(fmt, dict) and fmt.get("type") == "image"]
 
 
 def wants_image(request: CreateRequest) -> bool:

@@ -82,10 +82,7 @@ class CreateRequest:
         return _close(schema) if schema is not None else None
 
     def _requested_schema(self) -> Optional[dict]:
-        formats = self.response_format
-        if formats is None:
-            return None
-        for fmt in formats if isinstance(formats, list) else [formats]:
+        for _, fmt in response_formats(self.response_format):
             if not isinstance(fmt, dict):
                 continue
             if fmt.get("type") == "text" and isinstance(fmt.get("schema"), dict):
@@ -180,11 +177,19 @@ def _check_tools(tools: list) -> None:
                       f"(set GEMINI_API_KEY to use the real API).")
 
 
+def response_formats(rf: Any) -> list[tuple[str, Any]]:
+    """(where, entry) for each entry of `response_format`: one object, or a list of them."""
+    if rf is None:
+        return []
+    if isinstance(rf, list):
+        return [(f"response_format[{i}]", fmt) for i, fmt in enumerate(rf)]
+    return [("response_format", rf)]
+
+
 def _check_response_schema(rf: Any) -> None:
-    for i, fmt in enumerate(rf if isinstance(rf, list) else [rf]):
+    for where, fmt in response_formats(rf):
         if not isinstance(fmt, dict):
             continue
-        where = f"response_format[{i}]" if isinstance(rf, list) else "response_format"
         if fmt.get("type") == "text" and fmt.get("schema") is not None:
             _check_schema(fmt["schema"], where + ".schema")
         elif fmt.get("type") not in {"text", "image", "audio", "video"}:
@@ -230,10 +235,8 @@ def _check_image_options(gen: dict, rf: Any) -> None:
         if not isinstance(config, dict):
             raise bad(f"'generation_config.image_config' must be an object, not a {_kind(config)}.")
         places.append(("generation_config.image_config", config))
-    formats = rf if isinstance(rf, list) else [rf]
-    for i, fmt in enumerate(formats):
-        if isinstance(fmt, dict) and fmt.get("type") == "image":
-            places.append((f"response_format[{i}]" if isinstance(rf, list) else "response_format", fmt))
+    places += [(where, fmt) for where, fmt in response_formats(rf)
+               if isinstance(fmt, dict) and fmt.get("type") == "image"]
     if not places:
         return
     from ..images import ASPECT_RATIOS, IMAGE_SIZES, normalize_aspect_ratio, normalize_image_size
