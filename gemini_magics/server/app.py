@@ -97,8 +97,7 @@ class InteractionService:
     # -- create --------------------------------------------------------------------------
     async def create(self, request: Request) -> Response:
         self.check_key(request)
-        q = request.query_params
-        query_stream = q.get("alt") == "sse" or parse_bool_param(q.get("stream"), "stream")
+        query_stream = _query_stream(request)
         req = parse_create(parse_json_body(await self.read_body(request)), query_stream)
         history = self._history(req)
         rec = self.start(req, history)
@@ -178,7 +177,7 @@ class InteractionService:
         self.check_key(request)
         interaction_id = request.path_params["id"]
         q = request.query_params
-        stream = q.get("alt") == "sse" or parse_bool_param(q.get("stream"), "stream")
+        stream = _query_stream(request)
         include_input = parse_bool_param(q.get("include_input"), "include_input")
         start = _event_position(q.get("last_event_id"))
         rec = self.live.get(interaction_id)
@@ -225,6 +224,12 @@ class InteractionService:
 
 def _resource(stored: dict, include_input: bool) -> dict:
     return resource_with_steps(stored["resource"], stored["input"], stored["steps"], include_input)
+
+
+def _query_stream(request: Request) -> bool:
+    """Whether the query asks for SSE: `alt=sse` (the SDKs) or `stream=true`."""
+    q = request.query_params
+    return q.get("alt") == "sse" or parse_bool_param(q.get("stream"), "stream")
 
 
 def _event_position(value: Optional[str]) -> int:
