@@ -169,10 +169,14 @@ def _round(client: Any, body: dict, request: Request, state: _Run, observers: li
     else:
         sdk_object = answer
         events = interaction_events(_interaction_dict(answer))
-    for event in events:
-        acc.feed(event)
-        for o in observers:
-            o.on_update(acc)
+    try:
+        for event in events:
+            acc.feed(event)
+            for o in observers:
+                o.on_update(acc)
+    finally:  # like the streaming paths: never leave the connection open
+        state.close_stream()
+        state.stream = None
     return sdk_object
 
 
