@@ -364,11 +364,7 @@ class GeminiMagics(Magics):
         """`_gemini`, `%gemini last`, `--out` (the parsed value with --schema), `--save`."""
         self.last_result = result
         ns["_gemini"] = result
-        if request.out:
-            if request.schema_obj is None:
-                ns[request.out] = result
-            elif result.ok and result.value is not None:
-                ns[request.out] = result.value
+        assign_out(ns, request, result)
         if request.save and result.image_parts:
             _save(result, request.save)
         elif request.save and result.ok:
@@ -400,6 +396,16 @@ class GeminiMagics(Magics):
             print(f"Started background job {job.id}; %gemini wait {job.id} shows the answer, "
                   f"%gemini cancel {job.id} stops it.")
         return None
+
+
+def assign_out(ns: Any, request: Any, result: Any) -> None:
+    """`--out VAR`: the result object, or with --schema the parsed value (only when it parsed)."""
+    if not request.out:
+        return
+    if request.schema_obj is None:
+        ns[request.out] = result
+    elif result.ok and result.value is not None:
+        ns[request.out] = result.value
 
 
 def resolve_names(request: Any, user_ns: Any) -> None:

@@ -387,9 +387,9 @@ def _finish_bookkeeping(magics: Any, request: Any, result: GeminiResult) -> str:
     shell = getattr(magics, "shell", None)
     ns = shell.user_ns if shell is not None else {}
     ns["_gemini"] = result
-    out = getattr(request, "out", None)
-    if out:
-        ns[out] = result
+    from .magics import assign_out
+
+    assign_out(ns, request, result)  # the same rule as a plain cell (--schema: the parsed value)
     target = getattr(request, "save", None)
     if not target or not result.ok:
         return ""

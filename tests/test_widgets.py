@@ -287,6 +287,20 @@ def test_ui_cell_returns_while_streaming_and_writes_the_answer_out(shell, publis
     assert len(m.conversation.chain()) == chain + 1
 
 
+def test_ui_cell_with_a_schema_puts_the_parsed_value_in_out(shell, published):
+    run_cell(shell, "from pydantic import BaseModel\nclass City(BaseModel):\n    name: str")
+    try:
+        assert run_cell(shell, "%%gemini --ui --schema City -o city\nParis").error is None
+        result = shell.user_ns["_gemini_live"].wait(WAIT)
+        assert result.ok, result.error
+        city = shell.user_ns["city"]  # like a plain cell: the parsed value, not the result object
+        assert type(city).__name__ == "City" and city.name == "Paris"
+        assert shell.user_ns["_gemini"] is result
+    finally:
+        for name in ("City", "city", "BaseModel"):
+            shell.user_ns.pop(name, None)
+
+
 def test_stop_from_a_later_cell(shell, published, api):
     assert run_cell(shell, "%%gemini --ui -o r\n/words 3000 delay=0.01").error is None
     view = shell.user_ns["_gemini_live"]
