@@ -187,7 +187,7 @@ def test_lambdas_and_pydantic_parameters_are_declared_and_called(shell):
 @pytest.mark.timeout(900)
 def test_the_loop_with_the_local_model(shell, fns, local_server):
     magics_of(shell).base_url = local_server.base_url
-    cap = ok(run_cell(shell, "%%gemini --functions get_weather --max-tokens 60 -o r\n"
+    cap = ok(run_cell(shell, "%%gemini --functions get_weather --max-tokens 60 --temperature 0 -o r\n"
                              "What is the weather in Paris?"))
     r = shell.user_ns["r"]
     assert r.function_calls, cap.markdown  # the first round always calls (arguments validate)
