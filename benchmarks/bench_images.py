@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image  # noqa: E402
 
 from gemini_magics.images import decode_image, image_mimebundle  # noqa: E402
-from gemini_magics.server.images import image_dimensions, render_image  # noqa: E402
+from gemini_magics.server.draw import image_dimensions, render_image  # noqa: E402
 
 PROMPT = "Generate an image of a futuristic city skyline at sunset"
 MB = 1024 * 1024

@@ -70,6 +70,20 @@ def shell_for(base_url: str):
     return ip, m
 
 
+def keep_outputs(ip) -> dict:
+    """The last bundle published under each display id (the live view writes its answer from
+    its own thread, after the cell has returned, through the shell's display publisher)."""
+    saved: dict = {}
+
+    def publish(data, *args, **kwargs):
+        did = (kwargs.get("transient") or {}).get("display_id")
+        if did is not None:
+            saved[did] = data
+
+    ip.display_pub.publish = publish
+    return saved
+
+
 def expected_text(words: int) -> str:
     return " ".join(f"w{i}" for i in range(1, words + 1))
 
@@ -77,11 +91,8 @@ def expected_text(words: int) -> str:
 def bench_live_view(base_url: str, words: int) -> dict:
     from IPython.utils.capture import capture_output
 
-    from gemini_magics import widgets
-
     ip, m = shell_for(base_url)
-    saved: dict = {}
-    widgets._publish = lambda data, did, update: saved.__setitem__(did, data)
+    saved = keep_outputs(ip)
     m.conversation.reset()
     traffic = Traffic()
     try:
@@ -105,10 +116,9 @@ def bench_panel(base_url: str, words: int) -> dict:
 
     ip, m = shell_for(base_url)
     saved: dict = {}
-    widgets._publish = lambda data, did, update: saved.__setitem__(did, data)
     m.conversation.reset()
     with capture_output():
-        panel = widgets.show_panel(m)
+        panel = widgets.show_panel(m, publish=lambda data, did, update: saved.__setitem__(did, data))
     traffic = Traffic()
     try:
         start = time.monotonic()

@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 def load_ipython_extension(ipython):
     """Register `%%gemini` / `%gemini` (called by `%load_ext gemini_magics`)."""
+    # deferred: IPython and traitlets: `python -m gemini_magics serve` needs neither
     from .magics import GeminiMagics
 
     ipython.register_magics(GeminiMagics)

@@ -8,6 +8,7 @@ never printed; it can come from the environment instead of the command line (whi
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "quickstart", help="run the quickstart notebook (offline by default) or open it in JupyterLab",
         description="Run notebooks/quickstart.ipynb headless with the local offline model and "
                     "report each section, or open it in JupyterLab with --lab.")
-    from .quickstart import add_arguments
+    from .quickstart import add_arguments  # deferred: nbclient, jupyter_client
 
     add_arguments(quick)
     return parser
@@ -51,7 +52,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "quickstart":
-        from .quickstart import main as quickstart
+        from .quickstart import main as quickstart  # deferred: nbclient, jupyter_client
 
         return quickstart(args)
     if args.command != "serve":
@@ -61,9 +62,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import logging
-
-    from .server import start_server
+    from .server import start_server  # deferred: starlette, uvicorn
 
     logging.basicConfig(level=logging.WARNING, format="gemini-magics: %(name)s: %(message)s")
     if not 0 <= args.port <= 65535:

@@ -66,6 +66,7 @@ def env_api_key() -> Optional[str]:
 
 
 def _local_server(engine: Optional[str]) -> Any:
+    # deferred: starlette, uvicorn; only without a key
     from .server import default_server, start_server
 
     if not engine:
@@ -76,6 +77,15 @@ def _local_server(engine: Optional[str]) -> Any:
             server = start_server(engine=engine)
             _servers[engine] = server
         return server
+
+
+def find_local_model() -> str:
+    """The local model's weights file (ImportError when the local runtime is not installed);
+    the magics know the server only through this module."""
+    # deferred: starlette, uvicorn (the server package); only for the offline backend
+    from .server.engines.local import find_model
+
+    return find_model()
 
 
 def resolve_backend(settings: Mapping[str, Any]) -> tuple[Backend, Optional[str]]:
@@ -107,7 +117,7 @@ def resolve_backend(settings: Mapping[str, Any]) -> tuple[Backend, Optional[str]
 def _cassette() -> Any:
     """The active record/replay cassette (gemini_magics.replay), if any."""
     try:
-        from .replay import current_cassette
+        from .replay import current_cassette  # deferred: httpx
     except ImportError:
         return None
     return current_cassette()
@@ -122,8 +132,8 @@ def get_client(backend: Backend) -> Any:
         client = _clients.get(cache_key)
         if client is not None:
             return client
-    from google import genai
-    from google.genai import types
+    from google import genai  # deferred: google.genai
+    from google.genai import types  # deferred: google.genai
 
     options: dict = {"retry_options": types.HttpRetryOptions(attempts=backend.attempts)}
     if backend.base_url:
@@ -141,12 +151,14 @@ def get_client(backend: Backend) -> Any:
 
 def interaction_from_dict(data: Mapping[str, Any]) -> Any:
     """The SDK's Interaction object for a wire dict (with `output_text` filled like the SDK)."""
-    from google.genai import interactions
+    from google.genai import interactions  # deferred: google.genai
 
     try:
         return interactions.Interaction.model_validate(dict(data))
     except Exception:  # noqa: BLE001 - lenient like the SDK: never fail on odd server data
+        # deferred: google.genai
         from google.genai._gaos.google_genai import _add_output_properties_if_interaction
+        # deferred: google.genai
         from google.genai._gaos.utils.serializers import construct_unvalidated
 
         return _add_output_properties_if_interaction(

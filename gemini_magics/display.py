@@ -35,10 +35,14 @@ import time
 import uuid
 from typing import Any, Callable, Optional
 
-from .result import GeminiResult, footer_markdown, footer_text
+from IPython.display import display, update_display
 
-__all__ = ["NotebookDisplay", "TerminalDisplay", "ImageWatch", "StepWatch", "image_bundle",
-           "final_rewrite", "result_markdown"]
+from .render import (final_rewrite, footer_markdown, footer_text, image_bundle, notes_markdown,
+                     thoughts_markdown)
+from .result import GeminiResult
+from .tools import render_step_markdown
+
+__all__ = ["NotebookDisplay", "TerminalDisplay", "ImageWatch", "StepWatch", "publish_bundle"]
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
@@ -46,8 +50,6 @@ _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 def publish_bundle(data: dict, display_id: str, update: bool) -> None:
     """Show a raw MIME bundle under `display_id`, or replace what that id shows: the one way
     answers, job statuses and live views write the outputs a saved notebook keeps."""
-    from IPython.display import display, update_display
-
     if update:
         update_display(data, raw=True, display_id=display_id)
     else:
@@ -94,8 +96,6 @@ class StepWatch:
         self.pos = 0
 
     def new(self, acc: Any) -> list:
-        from .tools import render_step_markdown
-
         found = []
         order = acc.order
         while self.pos < len(order):
@@ -114,90 +114,6 @@ class StepWatch:
                     found.append(("step", markdown))
             self.pos += 1
         return found
-
-
-def _last_answer_step(steps: list) -> Optional[dict]:
-    for step in reversed(steps or []):
-        if step.get("type") == "model_output":
-            return step
-    return None
-
-
-def pretty_json(text: str) -> Optional[str]:
-    """`text` re-indented as JSON, or None if it is not JSON."""
-    import json
-
-    try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return None
-
-
-def final_rewrite(result: GeminiResult, structured: bool = False,
-                  markdown: bool = True) -> Optional[str]:
-    """The last answer step's text as it should finally read: with numbered citations when it
-    has citation annotations, as pretty JSON for a structured answer; None if as streamed."""
-    from .tools import cite
-
-    step = _last_answer_step(result.steps)
-    if step is None:
-        return None
-    items = [c for c in step.get("content") or [] if isinstance(c, dict)]
-    if any(c.get("type") != "text" for c in items):
-        return None
-    text = "".join(c.get("text") or "" for c in items)
-    if structured:
-        pretty = pretty_json(text)
-        if pretty is None:
-            return None
-        return f"```json\n{pretty}\n```" if markdown else pretty
-    annotations = [a for c in items for a in c.get("annotations") or []]
-    if not annotations or len(items) != 1:
-        return None
-    cited = cite(text, annotations, markdown=markdown)
-    return cited if cited != text else None
-
-
-def result_markdown(result: GeminiResult, *, structured: bool = False,
-                    inline_thoughts: bool = False, markdown: bool = True) -> str:
-    """A whole finished answer as one Markdown text (tool steps, answer, notes, error, footer),
-    for outputs that show it at once, e.g. a background job's status output when it ends."""
-    from .tools import render_step_markdown
-
-    parts = []
-    for step in result.steps:
-        kind = step.get("type")
-        if kind in ("model_output", "user_input") or (kind == "thought" and not inline_thoughts):
-            continue
-        shown = render_step_markdown(step)
-        if shown:
-            parts.append(shown)
-    answer = final_rewrite(result, structured, markdown=markdown) or result.answer
-    if answer:
-        parts.append(answer)
-    if result.error:
-        parts.append(f"⚠️ {result.error}" if markdown else f"Error: {result.error}")
-    notes = notes_markdown(result) if markdown else "\n".join(result.notes)
-    if notes:
-        parts.append(notes)
-    parts.append(footer_markdown(result) if markdown else footer_text(result))
-    return "\n\n".join(parts)
-
-
-def notes_markdown(result: GeminiResult) -> str:
-    return "\n\n".join(f"*{note}*" for note in getattr(result, "notes", None) or [])
-
-
-def image_bundle(part: dict) -> dict:
-    """The display bundle for an image item; a link or one sentence when it cannot be shown."""
-    from .images import ImageError, image_mimebundle
-
-    if not part.get("data") and part.get("uri"):
-        return {"text/markdown": f"[Generated image]({part['uri']})", "text/plain": part["uri"]}
-    try:
-        return image_mimebundle(part)
-    except ImageError as exc:
-        return {"text/markdown": f"*{exc}*", "text/plain": str(exc)}
 
 
 def _label(bundle: dict) -> str:
@@ -300,9 +216,7 @@ class NotebookDisplay:
     def on_done(self, result: GeminiResult) -> None:
         text = result.answer
         if self.show_thoughts and result.thoughts:
-            body = ("<details><summary>Thoughts</summary>\n\n" + result.thoughts.strip()
-                    + "\n\n</details>")
-            self._final(body, self._thought_id, answer=False)
+            self._final(thoughts_markdown(result.thoughts), self._thought_id, answer=False)
         self._scan_lines(text)
         rest = text[self._committed:]
         if rest.strip() or self._live is not None:

@@ -10,9 +10,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .client import redact
+from .stream import ADVANCING_STATUSES, StreamProtocolError
 
 __all__ = ["GeminiError", "explain", "server_message", "stream_error_sentence",
-           "failed_sentence", "KEPT"]
+           "failed_sentence", "outcome_sentence", "KEPT"]
+
+# Our own input checks raise these with one sentence as the message (args.py, prompt.py, and
+# replay.py, which is not imported here because it loads httpx): the message is the answer.
+_SENTENCE_ERRORS = ("ArgsError", "PromptError", "CassetteError")
 
 # Added to a sentence when some of the answer had already arrived.
 KEPT = " (the partial answer above is kept, and this turn was not added to the conversation)"
@@ -83,17 +88,11 @@ def explain(
 ) -> str:
     """One sentence for `exc`. `where` names the backend, `partial` says text had streamed,
     `continued` says the request continued an earlier interaction."""
-    from .args import ArgsError
-    from .prompt import PromptError
-    from .stream import StreamProtocolError
-
     kept = KEPT if partial else ""
     if isinstance(exc, GeminiError):
         return str(exc)
-    if isinstance(exc, (ArgsError, PromptError)):
+    if any(c.__name__ in _SENTENCE_ERRORS for c in type(exc).__mro__):
         return str(exc)
-    if any(c.__name__ == "CassetteError" for c in type(exc).__mro__):
-        return str(exc)  # replay.py: already one sentence (e.g. a request not in the cassette)
     if isinstance(exc, KeyboardInterrupt):
         return f"Stopped{kept}; re-run the cell to ask again."
     if isinstance(exc, StreamProtocolError):
@@ -165,3 +164,27 @@ def failed_sentence(errors: Any, *, partial: bool = False) -> str:
     errs = errors or [{"message": "the interaction failed"}]
     first = errs[0] if isinstance(errs[0], dict) else {"message": str(errs[0])}
     return stream_error_sentence(first, partial=partial)
+
+
+def outcome_sentence(status: Optional[str], *, done: bool, stream_error: Optional[dict] = None,
+                     errors: Any = None, partial: bool = False,
+                     background: bool = False) -> Optional[str]:
+    """The one status → sentence policy for a finished turn (None: nothing went wrong), for
+    foreground runs and background jobs alike. A cancelled turn is a stop, not an error."""
+    kept = KEPT if partial else ""
+    if stream_error is not None:
+        return stream_error_sentence(stream_error, partial=partial)
+    if not done:
+        return (f"The answer stopped before the server said it was complete{kept}; the "
+                f"connection was probably lost, so re-run the cell to try again.")
+    if status == "failed":
+        return failed_sentence(errors, partial=partial)
+    if status == "budget_exceeded":
+        return ("The interaction ran out of its budget before finishing; raise the budget or "
+                "simplify the request, then re-run.")
+    if status == "requires_action" and background:
+        return ("The background job stopped at a function call; run function calling in the "
+                "foreground with --functions.")
+    if status not in ADVANCING_STATUSES and status != "cancelled":
+        return f"The interaction ended with status {status!r}; re-run the cell."
+    return None

@@ -16,12 +16,10 @@ from typing import Any, Iterable, Mapping
 
 from PIL import Image, UnidentifiedImageError
 
-from .media import human_size, png_safe
+from .catalog import human_size, normalize_aspect_ratio, normalize_image_size
+from .media import png_safe
 
 # The protocol's image_config / response_format vocabularies (google-genai 3.4 ImageConfig).
-ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
-                 "1:8", "8:1", "1:4", "4:1")
-IMAGE_SIZES = ("512", "1K", "2K", "4K")
 # Formats a notebook front end shows inline and that we can pass through without re-encoding.
 _DISPLAY_MIMES = {"image/png": "PNG", "image/jpeg": "JPEG"}
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
@@ -35,33 +33,16 @@ class ImageError(ValueError):
 
 
 # ----------------------------------------------------------------------------- image config
-def normalize_aspect_ratio(value: str | None) -> str | None:
-    """'16:9' (spaces ignored) or None; anything else raises ImageError listing the valid ratios."""
-    if value is None:
-        return None
-    text = str(value).replace(" ", "")
-    if text not in ASPECT_RATIOS:
-        raise ImageError(f"Unsupported aspect ratio {value!r}: use one of {', '.join(ASPECT_RATIOS)}.")
-    return text
-
-
-def normalize_image_size(value: str | int | None) -> str | None:
-    """'512', '1K', '2K' or '4K' (case-insensitive) or None; anything else raises ImageError."""
-    if value is None:
-        return None
-    text = str(value).strip().upper()
-    if text not in IMAGE_SIZES:
-        raise ImageError(f"Unsupported image size {value!r}: use one of {', '.join(IMAGE_SIZES)}.")
-    return text
-
-
 def image_config(aspect: str | None = None, size: str | int | None = None) -> dict:
     """The `generation_config["image_config"]` dict for a request; {} when both are None."""
     config = {}
-    if aspect is not None:
-        config["aspect_ratio"] = normalize_aspect_ratio(aspect)
-    if size is not None:
-        config["image_size"] = normalize_image_size(size)
+    try:
+        if aspect is not None:
+            config["aspect_ratio"] = normalize_aspect_ratio(aspect)
+        if size is not None:
+            config["image_size"] = normalize_image_size(size)
+    except ValueError as exc:
+        raise ImageError(str(exc)) from None
     return config
 
 

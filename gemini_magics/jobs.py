@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Any, Callable, Optional
 
-from .display import publish_bundle as _publish  # a module attribute: tests record it
+from . import render
+from .display import publish_bundle
+from .errors import explain
 from .result import GeminiResult
+from .runner import build_result, turn_start
+from .stream import Accumulator
 
 __all__ = ["BackgroundJob", "start_job", "find_job", "jobs_table", "wait_job", "cancel_job",
            "JOBS", "TERMINAL_STATUSES"]
@@ -44,14 +49,12 @@ class BackgroundJob:
                  request: Any = None, prompt: str = "", publish: Optional[Publish] = None,
                  poll_interval: float = DEFAULT_POLL_S, on_done: Optional[Callable] = None,
                  status: str = "in_progress", show: bool = True):
-        import uuid
-
         self.id = interaction_id
         self.client = client
         self.backend_label = backend_label
         self.request = request
         self.prompt = prompt
-        self.publish = publish if publish is not None else (_publish if show else None)
+        self.publish = publish if publish is not None else (publish_bundle if show else None)
         self.poll_interval = max(0.05, float(poll_interval or DEFAULT_POLL_S))
         self.on_done = on_done
         self.status = status
@@ -141,8 +144,6 @@ class BackgroundJob:
             return (f"not found on {self.backend_label}: check the id (`%gemini jobs` lists this "
                     f"kernel's jobs); the local offline server forgets its interactions when the "
                     f"kernel restarts.")
-        from .errors import explain
-
         return (f"could not be polled ({explain(exc, where=self.backend_label).rstrip('.')}); "
                 f"`%gemini wait {self.id}` tries again.")
 
@@ -167,16 +168,10 @@ class BackgroundJob:
 
     def show_end(self) -> None:
         """The final state in the status output: the whole answer, or why there is none."""
-        from .display import result_markdown
-
         if self.result is None:
             self._send(self.status_line())
             return
-        structured = bool(getattr(self.request, "schema", None))
-        inline = bool(getattr(self.request, "agent", None))
-        self._send(result_markdown(self.result, structured=structured, inline_thoughts=inline),
-                   result_markdown(self.result, structured=structured, inline_thoughts=inline,
-                                   markdown=False))
+        self._send(*render.markdown(self.result, render.style_for(self.request)))
 
     def wait(self, timeout: Optional[float] = None) -> Optional[GeminiResult]:
         """Block until the job ends (KeyboardInterrupt stops waiting, not the job)."""
@@ -199,38 +194,9 @@ def _status_code(exc: BaseException) -> Optional[int]:
 
 def result_from_interaction(data: dict, request: Any = None, *, elapsed: float = 0.0,
                             sdk_object: Any = None) -> GeminiResult:
-    """A GeminiResult for a finished interaction (wire dict), as `runner.run` builds one:
-    the error sentence for a failed or cut-off job, the parsed value for `--schema`."""
-    from .client import redact
-    from .errors import failed_sentence
-    from .stream import Accumulator
-
-    acc = Accumulator.from_interaction(data)
-    status = acc.status
-    error = None
-    if status == "failed":
-        error = failed_sentence(data.get("errors"), partial=acc.answer_length > 0)
-    elif status == "budget_exceeded":
-        error = "The background job ran out of its budget before finishing; simplify the request."
-    elif status == "requires_action":
-        error = ("The background job stopped at a function call; run function calling in the "
-                 "foreground with --functions.")
-    model = acc.model or getattr(request, "agent", None) or getattr(request, "model", None)
-    result = GeminiResult(
-        text=acc.text, answer=acc.answer_text(), steps=acc.step_list(), usage=dict(acc.usage),
-        id=acc.id, status=status, model=model, elapsed=elapsed, stopped=status == "cancelled",
-        error=redact(error) if error else None, thoughts=acc.thought_text(),
-        interaction_data=acc.interaction_dict(), _interaction=sdk_object,
-    )
-    if status == "cancelled":
-        kept = "; the partial answer above is kept" if result.answer else ""
-        result.notes.append(f"The background job was cancelled{kept}.")
-    schema_obj = getattr(request, "schema_obj", None)
-    if schema_obj is not None and result.ok:
-        from .runner import structured_value
-
-        result.error = structured_value(result, schema_obj, request.schema)
-    return result
+    """A GeminiResult for a finished interaction (wire dict), built as `runner.run` builds one."""
+    return build_result(Accumulator.from_interaction(data), request, elapsed=elapsed,
+                        sdk_object=sdk_object, background=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,8 +212,6 @@ def start_job(request: Any, *, client: Any, backend_label: str, conversation: An
     `on_result(result)` runs on the poller thread when the job ends (after the conversation
     records a completed turn). Errors creating the job propagate (the magic explains them).
     """
-    from .runner import turn_start
-
     parent, _, _, ustep, body, prompt = turn_start(request, conversation, cell_id)
     created = client.interactions.create(**body, background=True)
 
@@ -338,8 +302,6 @@ def cancel_job(ident: str, *, client: Any, backend_label: str) -> str:
         if _status_code(exc) == 404:
             return (f"No background job {ident} on {backend_label}: check the id (%gemini jobs "
                     f"lists this kernel's jobs).")
-        from .errors import explain
-
         return f"Could not cancel {ident}: {explain(exc, where=backend_label)}"
     status = getattr(interaction, "status", None) or "cancelled"
     if status == "cancelled":

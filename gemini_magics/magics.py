@@ -1,33 +1,29 @@
-"""The `%%gemini` cell magic and `%gemini` line magic: thin glue over args, prompt and runner.
+"""The `%%gemini` cell magic and `%gemini` line magic: thin glue over cell.py and the runner.
 
-The traitlets here are the ONE source of truth for settings: `%config GeminiMagics.model = ...`,
-`%gemini model NAME` and (later) the widgets panel all read and write them.
+The GeminiMagics traitlets hold the settings: `%config GeminiMagics.model = ...`, `%gemini model
+NAME` and the widgets panel all read and write them. They are made from the settings rows of
+the options table (options.py), where each setting is declared once.
 """
 from __future__ import annotations
 
+import shlex
 import threading
 from typing import Any, Optional
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, validate
+from traitlets import TraitError
 
-from . import args as _args
-from .args import DEFAULT_MODEL, ArgsError, cell_arguments
+from . import options, render
+from .args import ArgsError, cell_arguments, parse
+from .cell import backend_failure, finish, prepare
+from .client import get_client, resolve_backend
 from .conversation import Conversation, current_cell_id
+from .display import NotebookDisplay, TerminalDisplay
 from .errors import GeminiError, explain
-from .prompt import PromptError, interpolate_parts
+from .options import REQUEST_DEFAULTS, SETTINGS
 
 __all__ = ["GeminiMagics"]
 
-# Settings that `%gemini NAME [VALUE]` may show or change (also `%config GeminiMagics.NAME`).
-SETTINGS = (
-    "model", "system", "temperature", "max_tokens", "thinking", "show_thoughts", "stream",
-    "stateless", "offline", "base_url", "engine", "fast_stream", "display", "update_interval",
-    "retries", "timeout", "tools", "function_timeout", "poll_interval",
-)
-# The subset that `args.parse` merges into a request as option defaults.
-_REQUEST_DEFAULTS = ("model", "system", "temperature", "max_tokens", "thinking",
-                     "show_thoughts", "stream", "stateless", "tools", "function_timeout")
 _COMMANDS = ("history", "reset", "settings", "last", "help", "jobs")
 _JOB_COMMANDS = ("wait", "cancel")  # followed by an interaction id
 _CASSETTE_COMMANDS = ("record", "replay", "cassette")
@@ -42,57 +38,10 @@ def _is_terminal(shell: Any) -> bool:
 class GeminiMagics(Magics):
     """Gemini Interactions API in notebook cells (`%%gemini`) and lines (`%gemini`)."""
 
-    model = Unicode(DEFAULT_MODEL, help="Model used when a cell gives no -m/--model.").tag(config=True)
-    system = Unicode(None, allow_none=True, help="Default system instruction.").tag(config=True)
-    temperature = Float(None, allow_none=True, help="Default temperature (0-2).").tag(config=True)
-    max_tokens = Int(None, allow_none=True, help="Default max output tokens.").tag(config=True)
-    thinking = Unicode(None, allow_none=True,
-                       help="Default thinking level: minimal, low, medium, high, xhigh.").tag(config=True)
-    show_thoughts = Bool(False, help="Show thought summaries above answers.").tag(config=True)
-    stream = Bool(True, help="Stream answers as they are generated.").tag(config=True)
-    stateless = Bool(False, help="Keep the history here (store=false) instead of on the server.").tag(config=True)
-    offline = Bool(False, help="Use the local offline server even when an API key is set.").tag(config=True)
-    base_url = Unicode(None, allow_none=True,
-                       help="Send requests to this Interactions endpoint instead.").tag(config=True)
-    engine = Enum(["local", "echo"], None, allow_none=True,
-                  help="Engine of the local server (default: env GEMINI_MAGICS_ENGINE, else local).").tag(config=True)
-    fast_stream = Bool(True, help="Read the SSE stream directly (fast); off: the SDK's event iterator.").tag(config=True)
-    display = Enum(["auto", "notebook", "terminal"], "auto",
-                   help="How answers are shown: notebook Markdown or terminal text.").tag(config=True)
-    update_interval = Float(0.1, help="Seconds between display updates while streaming.").tag(config=True)
-    retries = Int(2, help="HTTP retries on 429/5xx/network errors for the real API (0: none).").tag(config=True)
-    timeout = Float(None, allow_none=True, help="Seconds per HTTP request (None: SDK default).").tag(config=True)
-    tools = Unicode(None, allow_none=True,
-                    help="Built-in tools for every cell, comma-separated (google_search, "
-                         "code_execution, url_context, google_maps, file_search, computer_use); "
-                         "a cell's --tools replaces them.").tag(config=True)
-    function_timeout = Float(60.0, allow_none=True,
-                             help="Seconds one --functions call may run before it is stopped "
-                                  "and reported to the model as an error.").tag(config=True)
-    poll_interval = Float(1.0, help="Seconds between status polls of --background jobs.").tag(config=True)
-
-    @validate("tools")
-    def _valid_tools(self, proposal: Any) -> Any:
-        """Normalise and check the tool names at once, so %config and the panel fail early."""
-        value = proposal["value"]
-        if value is None or not str(value).strip() or str(value).strip().lower() == "none":
-            return None
-        from .tools import parse_tools
-
-        try:
-            tools = parse_tools(str(value))
-        except ValueError as exc:
-            raise TraitError(str(exc)) from None
-        return ",".join(t["type"] + (":" + "+".join(t["file_search_store_names"])
-                                     if t.get("file_search_store_names") else "")
-                        + (":" + t["environment"] if t["type"] == "computer_use" else "")
-                        for t in tools) or None
-
-    @validate("poll_interval")
-    def _valid_poll(self, proposal: Any) -> Any:
-        if not proposal["value"] or proposal["value"] < 0.05:
-            raise TraitError("poll_interval must be at least 0.05 seconds")
-        return proposal["value"]
+    # The settings: one traitlet per setting row of the options table (model, system, ...,
+    # poll_interval), with the validators of its rows; put in the class body so that they are
+    # GeminiMagics' own traits, as `%config GeminiMagics` lists them.
+    locals().update(options.traits())
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
@@ -118,9 +67,9 @@ class GeminiMagics(Magics):
             setattr(self, name, new)
         except (TraitError, ValueError) as exc:
             raise GeminiError(f"Cannot set {name} to {value.strip()!r} ({_trait_hint(trait, exc)}).")
-        if name in _REQUEST_DEFAULTS:
+        if name in REQUEST_DEFAULTS:
             try:
-                _args.parse("", "x", self.settings())
+                parse("", "x", self.settings())
             except ArgsError as exc:
                 setattr(self, name, old)
                 raise GeminiError(str(exc)) from None
@@ -173,7 +122,7 @@ class GeminiMagics(Magics):
             print(self._cassette_command(head, rest))
             return None
         if head in ("ui", "stop") and rest is None:  # the widgets panel; stop --ui answers
-            from .widgets import line_command
+            from .widgets import line_command  # deferred: ipywidgets
 
             return line_command(self, head)
         if head in _JOB_COMMANDS or (head == "jobs" and rest is None):
@@ -205,7 +154,7 @@ class GeminiMagics(Magics):
         Starting a cassette also starts a new conversation: a recording must not continue
         turns it does not hold, or its replay in a fresh kernel would miss the first request.
         """
-        from . import replay
+        from . import replay  # deferred: replay loads httpx
 
         words = _split_words(rest or "")
         if head == "cassette" and not words:
@@ -256,19 +205,14 @@ class GeminiMagics(Magics):
         return mode
 
     def _observers(self, request: Any) -> list:
-        from .display import NotebookDisplay, TerminalDisplay
-
-        # --schema answers end as pretty JSON; an agent's thoughts are its steps, so shown.
-        extra = {"structured": bool(request.schema), "inline_thoughts": bool(request.agent)}
+        style = render.style_for(request)._asdict()  # the same style every driver renders with
         if self.display_mode() == "terminal":
-            return [TerminalDisplay(show_thoughts=request.show_thoughts, **extra)]
-        return [NotebookDisplay(interval=self.update_interval, show_thoughts=request.show_thoughts,
-                                **extra)]
+            return [TerminalDisplay(**style)]
+        return [NotebookDisplay(interval=self.update_interval, **style)]
 
     def _job_command(self, head: str, rest: Optional[str]) -> Any:
         """`%gemini jobs`, `%gemini wait ID`, `%gemini cancel ID` (background jobs)."""
-        from . import jobs
-        from .client import get_client, resolve_backend
+        from . import jobs  # deferred: jobs loads the runner, whose function loop loads pydantic
 
         if head == "jobs":
             print(jobs.jobs_table())
@@ -307,29 +251,41 @@ class GeminiMagics(Magics):
         if self.shell is not None:
             self.shell.user_ns["_gemini"] = result
         if self.display_mode() == "terminal":
-            from .display import result_markdown
-
-            print(result_markdown(result, markdown=False,
-                                  structured=bool(getattr(job.request, "schema", None))))
+            structured = render.Style(structured=bool(getattr(job.request, "schema", None)))
+            print(render.markdown(result, structured)[1])
         if result.error:
             raise GeminiError(result.error, result=result)
         return None
 
     def _ask(self, line: str, cell: Optional[str]) -> None:
-        from .client import resolve_backend
-        from .media import MediaError
-        from .runner import run
+        from .runner import run  # deferred: the runner's function loop loads pydantic
 
         ns = self.shell.user_ns if self.shell is not None else {}
-        try:
-            if cell is None:
-                request = _args.parse_line(line, self.settings())
-            else:
-                request = _args.parse(line, cell, self.settings())
-            request = _args.with_parts(request, build_parts(request, ns))
-            resolve_names(request, ns)
-        except (ArgsError, PromptError, MediaError) as exc:
-            raise GeminiError(str(exc)) from None
+        request = prepare(line, cell, self.settings(), ns)
+        backend = self._backend()
+        if request.background:  # a server-side job, followed by a poller thread (jobs.py)
+            return self._background(request, backend)
+        if request.ui:  # stream in the background into a live widget view (widgets.py)
+            from .widgets import run_live  # deferred: ipywidgets
+
+            run_live(self, request, backend, cell_id=current_cell_id(self.shell))
+            return None
+        result = run(
+            request, backend=backend, observers=self._observers(request),
+            cancel_event=self.cancel_event, conversation=self.conversation,
+            cell_id=current_cell_id(self.shell), fast_stream=self.fast_stream,
+        )
+        self._finish(request, result, ns)
+        if result.error:
+            raise GeminiError(result.error, result=result)
+        if result.stopped:
+            kept = " (the partial answer above is kept" if result.answer else " (nothing had arrived yet"
+            raise GeminiError(f"Stopped{kept}, and this turn was not added to the "
+                              f"conversation); re-run the cell to ask again.", result=result)
+        return None
+
+    def _backend(self) -> Any:
+        """The backend the settings pick (the offline notice once); GeminiError if none starts."""
         try:
             backend, notice = resolve_backend(self.settings())
         except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
@@ -339,48 +295,23 @@ class GeminiMagics(Magics):
         if notice and not self._notice_shown:
             self._notice_shown = True
             print(notice)
-        if request.background:  # a server-side job, followed by a poller thread (jobs.py)
-            return self._background(request, backend)
-        if request.ui:  # stream in the background into a live widget view (widgets.py)
-            from .widgets import run_live
+        return backend
 
-            run_live(self, request, backend, cell_id=current_cell_id(self.shell))
-            return None
-        result = run(
-            request, backend=backend, observers=self._observers(request),
-            cancel_event=self.cancel_event, conversation=self.conversation,
-            cell_id=current_cell_id(self.shell), fast_stream=self.fast_stream,
-        )
-        self._bookkeeping(request, result, ns)
-        if result.error:
-            raise GeminiError(result.error, result=result)
-        if result.stopped:
-            kept = " (the partial answer above is kept" if result.answer else " (nothing had arrived yet"
-            raise GeminiError(f"Stopped{kept}, and this turn was not added to the "
-                              f"conversation); re-run the cell to ask again.", result=result)
-        return None
-
-    def _bookkeeping(self, request: Any, result: Any, ns: Any) -> None:
+    def _finish(self, request: Any, result: Any, ns: Any) -> None:
         """`_gemini`, `%gemini last`, `--out` (the parsed value with --schema), `--save`."""
-        self.last_result = result
-        ns["_gemini"] = result
-        assign_out(ns, request, result)
-        if request.save and result.image_parts:
-            _save(result, request.save)
-        elif request.save and result.ok:
-            print(f"Nothing saved: the answer has no images (image models such as "
-                  f"gemini-3.1-flash-image draw them).")
+        saved = finish(request, result, ns, self)
+        if saved:
+            print(saved)
 
     def _background(self, request: Any, backend: Any) -> None:
         """--background: create the job, show its live status, return at once."""
-        from . import jobs
-        from .client import get_client
+        from . import jobs  # deferred: jobs loads the runner, whose function loop loads pydantic
 
         ns = self.shell.user_ns if self.shell is not None else {}
         notebook = self.display_mode() == "notebook"
 
         def on_result(result: Any) -> None:  # on the poller thread, when the job ends
-            self._bookkeeping(request, result, ns)
+            self._finish(request, result, ns)
 
         try:
             job = jobs.start_job(request, client=get_client(backend), backend_label=backend.label,
@@ -398,98 +329,12 @@ class GeminiMagics(Magics):
         return None
 
 
-def assign_out(ns: Any, request: Any, result: Any) -> None:
-    """`--out VAR`: the result object, or with --schema the parsed value (only when it parsed)."""
-    if not request.out:
-        return
-    if request.schema_obj is None:
-        ns[request.out] = result
-    elif result.ok and result.value is not None:
-        ns[request.out] = result.value
-
-
-def resolve_names(request: Any, user_ns: Any) -> None:
-    """--functions and --schema: look the names up in the notebook and check them, so a bad
-    name is one sentence before anything is sent. Fills request.callables / schema_obj."""
-    if request.functions:
-        from .functions import resolve_functions
-
-        try:
-            request.callables = resolve_functions(",".join(request.functions), user_ns)
-            for fn in request.callables:
-                _args.function_tool(fn)  # a parameter type without a JSON schema fails here
-        except ValueError as exc:
-            raise ArgsError(str(exc)) from None
-    if request.schema:
-        from .schema import SchemaError, response_format_for
-
-        head, *rest = request.schema.split(".")
-        if head not in user_ns:
-            raise ArgsError(f"--schema: {head!r} is not defined in the notebook; run the cell that "
-                            f"defines it or fix the name.")
-        obj = user_ns[head]
-        for attr in rest:
-            if not hasattr(obj, attr):
-                raise ArgsError(f"--schema: {request.schema!r} does not exist; fix the name.")
-            obj = getattr(obj, attr)
-        try:
-            request.response_format = response_format_for(obj, request.schema)
-        except SchemaError as exc:
-            raise ArgsError(str(exc)) from None
-        request.schema_obj = obj
-
-
-def build_parts(request: Any, user_ns: Any) -> list:
-    """The prompt as content: --image and --file attachments first (Gemini's advice for media
-    prompts), then the cell text with `{var}` media (PIL images, media bytes) placed where they
-    are written. Every part is checked before anything is sent: MediaError on bad input."""
-    from .media import check_inline_size, is_media_value, media_part, media_parts
-
-    prompt = interpolate_parts(request.text, user_ns, keep=is_media_value)
-    parts: list = []
-    if request.images:
-        parts += media_parts(request.images, kind="image", user_ns=user_ns)
-    if request.files:
-        parts += media_parts(request.files, kind="file", user_ns=user_ns)
-    for p in prompt.parts:
-        parts.append(p if isinstance(p, str) else media_part(p))
-    check_inline_size([p for p in parts if isinstance(p, dict)])
-    if not any(isinstance(p, dict) for p in parts):
-        return prompt.parts
-    return parts
-
-
-def backend_failure(exc: BaseException) -> str:
-    """The sentence for a backend that could not be started (cells and the widgets say the same)."""
-    return (f"Could not start the local offline server ({explain(exc).rstrip('.')}); set "
-            f"GEMINI_API_KEY to use the real API, or %gemini engine echo for a test echo.")
-
-
-def _save(result: Any, target: str) -> None:
-    """--save: write the answer's images and say where (one line)."""
-    from .images import ImageError
-
-    try:
-        print(save_images_line(result, target))
-    except ImageError as exc:
-        raise GeminiError(str(exc), result=result) from None
-
-
-def save_images_line(result: Any, target: str) -> str:
-    """Write the answer's images to `target` and say where in one line (cells and widgets);
-    ImageError (one sentence) if they cannot be written."""
-    paths = result.save_images(target)
-    return f"Saved {len(paths)} image{'s' if len(paths) != 1 else ''}: " + ", ".join(map(str, paths))
-
-
 def _is_cassette_error(exc: BaseException) -> bool:
     # By name: importing replay (httpx) here would slow down %load_ext.
     return any(c.__name__ == "CassetteError" for c in type(exc).__mro__)
 
 
 def _split_words(text: str) -> list:
-    import shlex
-
     try:
         return shlex.split(text)
     except ValueError:  # an unclosed quote: take the text as typed
@@ -498,7 +343,7 @@ def _split_words(text: str) -> list:
 
 def _cassette_state(short: bool = False) -> str:
     """One line: which cassette requests go through, from `%gemini record/replay` or the env."""
-    from . import replay
+    from . import replay  # deferred: replay loads httpx
 
     prefix = "cassette: " if short else ""
     try:

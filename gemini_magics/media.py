@@ -19,8 +19,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .catalog import human_size
+
 __all__ = ["MediaError", "media_part", "media_parts", "is_media_value", "check_inline_size",
-           "sniff_mime", "content_type", "human_size", "png_safe", "INLINE_LIMIT"]
+           "sniff_mime", "content_type", "png_safe", "INLINE_LIMIT"]
 
 # Gemini API docs: a request carrying inline data may total at most 20 MB, base64 text included.
 INLINE_LIMIT = 20_000_000
@@ -187,7 +189,7 @@ def sniff_mime(data: bytes, name: str | None = None) -> str | None:
 
 def _pillow_mime(data: bytes) -> str | None:
     """MIME type of any image format Pillow can identify (BMP, TIFF, ICO, PPM, ...)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # deferred: PIL
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format
@@ -208,17 +210,6 @@ def content_type(mime: str | None) -> str | None:
 
 
 # ----------------------------------------------------------------------------- building parts
-def human_size(n: float) -> str:
-    """1234567 -> '1.2 MB' (decimal units, like the Gemini docs); one wording for every message."""
-    if n < 1000:
-        return f"{int(n)} bytes"
-    for unit in ("KB", "MB", "GB"):
-        n /= 1000
-        if n < 1000 or unit == "GB":
-            return f"{n:.1f} {unit}"
-    return f"{n} bytes"
-
-
 def _b64_size(n: int) -> int:
     return 4 * ((n + 2) // 3)
 
@@ -241,7 +232,7 @@ def _wrong_kind(label: str, mime: str, kind: str) -> MediaError:
 
 def _checked_image(raw: bytes, label: str) -> tuple[bytes, str]:
     """Make sure Pillow can decode the image; convert formats Gemini does not read to PNG."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # deferred: PIL
     bad = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
     try:
         with Image.open(io.BytesIO(raw)) as img:

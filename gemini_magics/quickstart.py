@@ -10,13 +10,23 @@ cassette from the local model, then replays it to write the outputs nbval compar
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+from .client import find_local_model
 
 __all__ = [
     "NOTEBOOKS_DIR", "QUICKSTART", "REPLAY_KERNEL_CONFIG", "Section", "QuickstartError",
@@ -94,9 +104,6 @@ def replay_ipython_dir() -> str:
     """An IPython directory (made once per process, removed at exit) whose kernel config holds
     REPLAY_KERNEL_CONFIG; a replaying kernel also ignores the user's own IPython profile."""
     if not _ipython_dirs:
-        import atexit
-        import shutil
-
         root = tempfile.mkdtemp(prefix="gemini-magics-replay-ipython-")
         atexit.register(shutil.rmtree, root, ignore_errors=True)
         profile = Path(root, "profile_default")
@@ -133,9 +140,6 @@ def _cell_error(cell: Any) -> Optional[str]:
 def _kernel_manager() -> Any:
     """A kernel of THIS Python (which has gemini_magics), not whatever `python3` kernel spec a
     user's Jupyter directories hold."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-
     ksm = KernelSpecManager()
     ksm.kernel_dirs = [os.path.join(sys.prefix, "share", "jupyter", "kernels")]
     return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ksm)
@@ -147,10 +151,6 @@ def run_notebook(path: os.PathLike | str, *, env: Mapping[str, str],
     """Execute a notebook in a fresh kernel (cwd: the notebook's folder), running every cell
     even after a failure. Returns (executed notebook, sections); `on_section` is called as each
     section finishes."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     parts = sections(nb)
@@ -207,8 +207,6 @@ def record_notebook(path: os.PathLike | str, *, timeout: float = DEFAULT_CELL_TI
                     report: Callable[[str], None] = print) -> list:
     """Re-record `path`'s cassette from the local model, then replay it and save the replayed
     outputs into the notebook itself (what nbval compares). Returns the replay's sections."""
-    import nbformat
-
     path = Path(path)
     cassette = cassette_path(path)
     if cassette.exists():
@@ -232,8 +230,6 @@ def record_notebook(path: os.PathLike | str, *, timeout: float = DEFAULT_CELL_TI
 def refresh_notebook(path: os.PathLike | str, *, timeout: float = DEFAULT_CELL_TIMEOUT) -> list:
     """Replay `path`'s existing cassette and save the outputs into the notebook: after a change
     to how answers are displayed, no model or re-recording needed. Returns the sections."""
-    import nbformat
-
     path = Path(path)
     if not cassette_path(path).is_file():
         raise QuickstartError(f"{cassette_path(path)} does not exist; record it first with "
@@ -304,9 +300,7 @@ def _check(args: Any) -> Path:
         return notebook  # replays only: no model needed
     if not args.online:
         try:
-            from .server.engines.local import find_model
-
-            find_model()
+            find_local_model()
         except ImportError:
             raise QuickstartError("The local model runtime (xllamacpp) is not installed; run "
                                   "bash .ci/setup, or use --online with GEMINI_API_KEY.") from None
@@ -373,8 +367,6 @@ def main(args: Any) -> int:
     except QuickstartError as exc:
         print(f"gemini-magics: error: {exc}", file=sys.stderr, flush=True)
         return 2
-
-    import nbformat
 
     print(f"gemini-magics: running {notebook} ({_mode_words(env)})...", flush=True)
     begin = time.monotonic()

@@ -402,7 +402,7 @@ class Cassette:
         `base` (HttpOptions, a dict or None) is kept; its `client_args` / `async_client_args`
         get our transports. Injected `httpx_client`s cannot be wrapped, so they are refused.
         """
-        from google.genai import types
+        from google.genai import types  # deferred: google.genai
 
         if base is None:
             options = types.HttpOptions()

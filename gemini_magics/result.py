@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-__all__ = ["GeminiResult", "footer_markdown", "footer_text"]
+from .client import interaction_from_dict
+from .render import footer_markdown
+
+__all__ = ["GeminiResult"]
 
 
 @dataclass(eq=False)
@@ -40,8 +43,6 @@ class GeminiResult:
     def interaction(self) -> Any:
         """The `google.genai` Interaction object (built once, lazily)."""
         if self._interaction is None and self.interaction_data:
-            from .client import interaction_from_dict
-
             self._interaction = interaction_from_dict(self.interaction_data)
         return self._interaction
 
@@ -71,7 +72,7 @@ class GeminiResult:
     def images(self) -> list:
         """The answer's images as PIL images (decoded once, on first use)."""
         if self._images is None:
-            from .images import decode_image
+            from .images import decode_image  # deferred: PIL
 
             # Images delivered as a link (`uri`) cannot be decoded here and are left out.
             self._images = [decode_image(part) for part in self.image_parts if part.get("data")]
@@ -85,7 +86,7 @@ class GeminiResult:
 
     def save_images(self, path_or_dir: Any, stem: str = "gemini") -> list:
         """Write the answer's images (original bytes when the suffix matches); returns the paths."""
-        from .images import save_images
+        from .images import save_images  # deferred: PIL
 
         return save_images(self.image_parts, path_or_dir, stem=stem)
 
@@ -104,49 +105,3 @@ class GeminiResult:
         state = "stopped" if self.stopped else ("error" if self.error else self.status)
         short = self.text if len(self.text) <= 60 else self.text[:59] + "…"
         return f"GeminiResult(id={self.id!r}, status={state!r}, text={short!r})"
-
-
-def _facts(r: GeminiResult) -> list[str]:
-    facts = [r.model or "?"]
-    if r.usage:
-        total = r.usage.get("total_tokens")
-        out = r.usage.get("total_output_tokens")
-        if total is not None:
-            facts.append(f"{total} tokens" + (f" ({out} out)" if out is not None else ""))
-    facts.append(f"{r.elapsed:.1f} s")
-    if r.stopped:
-        facts.append("stopped")
-    elif r.error:
-        facts.append("error")
-    elif r.status and r.status != "completed":
-        facts.append(r.status)
-    return facts
-
-
-def footer_markdown(r: GeminiResult) -> str:
-    """A folded details block: model, tokens, time, interaction id (answer first, details below)."""
-    lines = [f"<details><summary>{' · '.join(_facts(r))}</summary>", ""]
-    agent = r.interaction_data.get("agent") if r.interaction_data else None
-    lines.append(f"- agent: `{agent}`" if agent else f"- model: `{r.model}`")
-    if r.id:
-        lines.append(f"- interaction id: `{r.id}`")
-    if r.environment_id:
-        lines.append(f"- environment id: `{r.environment_id}`")
-    if r.status:
-        lines.append(f"- status: {r.status}")
-    if r.usage:
-        keys = ("total_input_tokens", "total_output_tokens", "total_thought_tokens", "total_tokens")
-        parts = [f"{k.replace('total_', '').replace('_tokens', '')} {r.usage[k]}"
-                 for k in keys if r.usage.get(k) is not None]
-        if parts:
-            lines.append("- tokens: " + ", ".join(parts))
-    lines.append(f"- elapsed: {r.elapsed:.2f} s")
-    lines += ["", "</details>"]
-    return "\n".join(lines)
-
-
-def footer_text(r: GeminiResult) -> str:
-    ident = f" · {r.id}" if r.id else ""
-    if r.environment_id:
-        ident += f" · environment {r.environment_id}"
-    return "— " + " · ".join(_facts(r)) + ident

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional
 
-from .args import Request
 from .client import Backend, get_client, redact, resolve_backend
 from .conversation import Conversation, user_step
-from .errors import KEPT, explain, failed_sentence, stream_error_sentence
+from .errors import explain, outcome_sentence
 from .loop import ROUNDS_SENTENCE, FunctionLoop
+from .request import Request
 from .result import GeminiResult
-from .stream import (ADVANCING_STATUSES, Accumulator, interaction_events, iter_sse_events,
-                     sdk_event_to_dict)
+from .stream import Accumulator, interaction_events, iter_sse_events, sdk_event_to_dict
 
-__all__ = ["run", "Observer"]
+__all__ = ["run", "rounds", "build_result", "turn_start", "Observer"]
 
 MAX_CONTINUATION_HOPS = 32
 CANCEL_TIMEOUT_S = 5.0
@@ -46,6 +46,8 @@ class _Run:
         self.client: Any = None
         self.cancelled = False
         self.server_cancelled = False
+        self.notes: list = []                  # remarks shown under the answer (--no-auto)
+        self.loop_error: Optional[str] = None  # why the function loop stopped (--max-rounds)
         self.lock = threading.Lock()
 
     def cancel_on_server(self) -> None:
@@ -84,7 +86,7 @@ def _watch(cancel_event: threading.Event, finished: threading.Event, state: _Run
 def _fast_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
     """Events read straight from the HTTP response the SDK opened (the SDK still builds the
     request, authenticates and retries); continuation hops are followed like the SDK does."""
-    from google.genai._gaos.lib.compat_errors import is_stream
+    from google.genai._gaos.lib.compat_errors import is_stream  # deferred: google.genai
 
     hops = 0
     while True:
@@ -112,7 +114,7 @@ def _fast_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
 def _sdk_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
     """The plain SDK iterator (one pydantic model per event): the reference the fast path is
     tested against, and a fallback setting."""
-    from google.genai._gaos.lib.compat_errors import is_stream
+    from google.genai._gaos.lib.compat_errors import is_stream  # deferred: google.genai
 
     stream = client.interactions.create(**body, stream=True)
     if not is_stream(stream):
@@ -129,7 +131,7 @@ def _sdk_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
 
 def structured_value(result: GeminiResult, schema_obj: Any, name: Optional[str]) -> Optional[str]:
     """--schema: parse the answer into `result.value`; the error sentence if it does not fit."""
-    from .schema import SchemaError, parse_structured
+    from .schema import SchemaError, parse_structured  # deferred: pydantic
 
     if result.status not in ("completed", "incomplete"):
         return None
@@ -159,7 +161,7 @@ def _round(client: Any, body: dict, request: Request, state: _Run, observers: li
                 state.cancelled = True
                 break
         return None
-    from google.genai._gaos.lib.compat_errors import is_stream
+    from google.genai._gaos.lib.compat_errors import is_stream  # deferred: google.genai
 
     sdk_object = None
     answer = client.interactions.create(**body)
@@ -217,6 +219,76 @@ def _call(observers: Iterable[Any], name: str, arg: Any) -> None:
             fn(arg)
 
 
+NO_AUTO_NOTE = ("Stopped at the model's function call (--no-auto): the function was not run "
+                "and this turn was not added to the conversation.")
+
+
+def rounds(client: Any, body: dict, request: Request, state: _Run, observers: list,
+           cancel_event: Optional[threading.Event], fast_stream: bool,
+           prefix: list) -> Iterator[Any]:
+    """The model rounds of one turn, as a generator the drivers consume: each item is a
+    finished round (the SDK's Interaction for a non-streaming answer, else None). Between
+    rounds it answers the model's function calls (`--functions`); it ends when the model
+    answers, a round fails or is stopped, `--no-auto` stops at a call, or `--max-rounds` is
+    reached (then `state.notes` / `state.loop_error` say why). `prefix` is what a stateless
+    request re-sends before this turn's model steps."""
+    acc = state.acc
+    loop = (FunctionLoop(request.callables, timeout=request.function_timeout,
+                         stateless=request.stateless) if request.callables else None)
+    n = 0
+    while True:
+        n += 1
+        first = len(acc.order)
+        if n > 1:
+            acc.done = False  # this round must finish on its own
+        yield _round(client, body, request, state, observers, cancel_event, fast_stream)
+        if state.cancelled or acc.error is not None or not acc.done:
+            return
+        if loop is None or acc.status != "requires_action":
+            return
+        calls = loop.pending(acc, first)
+        if not calls:
+            return
+        if not request.auto:
+            state.notes.append(NO_AUTO_NOTE)
+            return
+        if n >= request.max_rounds:
+            state.loop_error = ROUNDS_SENTENCE.format(n=n, s="s" if n != 1 else "")
+            return
+        results = loop.answer(calls, acc, observers)
+        if cancel_event is not None and cancel_event.is_set():
+            state.cancelled = True
+            return
+        body = loop.next_body(body, acc, results, prefix)
+
+
+def build_result(acc: Accumulator, request: Any, *, elapsed: float, cancelled: bool = False,
+                 error: Optional[str] = None, notes: Iterable[str] = (), sdk_object: Any = None,
+                 background: bool = False) -> GeminiResult:
+    """The one way a finished turn becomes a GeminiResult, for foreground runs and background
+    jobs: the status policy (errors.outcome_sentence), the stop, and the `--schema` value."""
+    status = acc.status
+    stopped = cancelled or status == "cancelled"
+    if stopped:
+        error = None
+    elif error is None:
+        error = outcome_sentence(status, done=acc.done, stream_error=acc.error,
+                                 errors=acc.meta.get("errors"), partial=acc.answer_length > 0,
+                                 background=background)
+    result = GeminiResult(
+        text=acc.text, answer=acc.answer_text(), steps=acc.step_list(), usage=dict(acc.usage),
+        id=acc.id, status="cancelled" if stopped else status,
+        model=acc.model or getattr(request, "agent", None) or getattr(request, "model", None),
+        elapsed=elapsed, stopped=stopped, error=redact(error) if error else None,
+        thoughts=acc.thought_text(), interaction_data=acc.interaction_dict(),
+        _interaction=sdk_object, notes=list(notes),
+    )
+    schema_obj = getattr(request, "schema_obj", None)
+    if result.ok and schema_obj is not None:
+        result.error = structured_value(result, schema_obj, request.schema)
+    return result
+
+
 def run(
     request: Request,
     *,
@@ -237,112 +309,68 @@ def run(
     observers = list(observers)
     start = time.monotonic()
     state = _Run()
-    acc = state.acc
-    parent, prev_id, history, ustep, body, prompt = turn_start(request, conversation, cell_id)
-    sdk_object = None
-    error: Optional[str] = None
+    turn = turn_start(request, conversation, cell_id)
+    _call(observers, "on_start", state.acc)
+    with _watching(cancel_event, state):
+        error, answers = _drive(request, turn, state, observers, backend, settings,
+                                cancel_event, fast_stream)
+    result = build_result(state.acc, request, elapsed=time.monotonic() - start,
+                          cancelled=state.cancelled, error=error or state.loop_error,
+                          notes=state.notes,
+                          # several rounds span several interactions: built from the events
+                          sdk_object=answers[0] if len(answers) == 1 else None)
+    # A turn left waiting for function results (--no-auto) is not continued by later cells.
+    if result.ok and result.status != "requires_action" and conversation is not None:
+        conversation.record(
+            parent=turn.parent, cell_id=cell_id, interaction_id=result.id,
+            stored=not request.stateless, prompt=turn.prompt,
+            model=result.model, user_step=turn.ustep, steps=result.steps, text=result.text,
+        )
+    _call(observers, "on_done", result)
+    return result
+
+
+def _drive(request: Request, turn: TurnStart, state: _Run, observers: list,
+           backend: Optional[Backend], settings: Optional[Mapping[str, Any]],
+           cancel_event: Optional[threading.Event], fast_stream: bool) -> tuple[Optional[str], list]:
+    """Consume the rounds; every failure becomes one sentence (None if there was none) and a
+    KeyboardInterrupt (the notebook's stop button) a stop. Returns (error, round answers)."""
+    answers: list = []
+    where = None
+    try:
+        if backend is None:
+            backend, _ = resolve_backend(settings or {})
+        where = backend.label
+        state.client = get_client(backend)
+        prefix = list(turn.history) + [turn.ustep]
+        answers.extend(rounds(state.client, turn.body, request, state, observers, cancel_event,
+                              fast_stream, prefix))
+    except KeyboardInterrupt:
+        state.cancelled = True
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one sentence
+        if not state.cancelled:  # closing the stream from the watcher thread surfaces here
+            return explain(exc, model=request.model, where=where,
+                           partial=state.acc.answer_length > 0,
+                           continued=bool(turn.prev_id)), answers
+    return None, answers
+
+
+@contextmanager
+def _watching(cancel_event: Optional[threading.Event], state: _Run) -> Iterator[None]:
+    """While the body runs, a watcher thread turns `cancel_event` into a cancel on the server
+    and a closed stream; afterwards a stopped run is cancelled there for sure."""
     finished = threading.Event()
     watcher = None
     if cancel_event is not None:
         watcher = threading.Thread(target=_watch, args=(cancel_event, finished, state),
                                    name="gemini-cancel-watch", daemon=True)
         watcher.start()
-    _call(observers, "on_start", acc)
-    where = None
-    notes: list = []
-    loop_error: Optional[str] = None
-    rounds = 0
-    loop = (FunctionLoop(request.callables, timeout=request.function_timeout,
-                         stateless=request.stateless)
-            if request.callables else None)
     try:
-        if backend is None:
-            backend, _ = resolve_backend(settings or {})
-        where = backend.label
-        state.client = client = get_client(backend)
-        while True:
-            rounds += 1
-            first = len(acc.order)
-            if rounds > 1:
-                acc.done = False  # this round must finish on its own
-            sdk_object = _round(client, body, request, state, observers, cancel_event, fast_stream)
-            if state.cancelled or acc.error is not None or not acc.done:
-                break
-            if loop is None or acc.status != "requires_action":
-                break
-            calls = loop.pending(acc, first)
-            if not calls:
-                break
-            if not request.auto:
-                notes.append("Stopped at the model's function call (--no-auto): the function "
-                             "was not run and this turn was not added to the conversation.")
-                break
-            if rounds >= request.max_rounds:
-                loop_error = ROUNDS_SENTENCE.format(n=rounds, s="s" if rounds != 1 else "")
-                break
-            results = loop.answer(calls, acc, observers)
-            if cancel_event is not None and cancel_event.is_set():
-                state.cancelled = True
-                break
-            body = loop.next_body(body, acc, results, list(history) + [ustep])
-    except KeyboardInterrupt:
-        state.cancelled = True
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes one sentence
-        if state.cancelled:
-            pass  # closing the stream from the watcher thread surfaces here
-        else:
-            error = explain(exc, model=request.model, where=where,
-                            partial=acc.answer_length > 0, continued=bool(prev_id))
+        yield
     finally:
         finished.set()
-    if rounds > 1:
-        sdk_object = None  # the answer spans several interactions: built from the events
-    if state.cancelled:
-        state.cancel_on_server()
-        state.close_stream()
-    if watcher is not None:
-        watcher.join(timeout=1.0)
-
-    partial = acc.answer_length > 0
-    status = acc.status
-    if state.cancelled:
-        error = None
-    elif error is None and loop_error is not None:
-        error = loop_error
-    elif error is None:
-        if acc.error is not None:
-            error = stream_error_sentence(acc.error, partial=partial)
-        elif not acc.done:
-            kept = KEPT if partial else ""
-            error = (f"The answer stopped before the server said it was complete{kept}; the "
-                     f"connection was probably lost, so re-run the cell to try again.")
-        elif status == "failed":
-            error = failed_sentence(acc.meta.get("errors"), partial=partial)
-        elif status == "budget_exceeded":
-            error = ("The interaction ran out of its budget before finishing; raise the budget "
-                     "or simplify the request, then re-run.")
-        elif status not in ADVANCING_STATUSES and status != "cancelled":
-            error = f"The interaction ended with status {status!r}; re-run the cell."
-    stopped = state.cancelled or status == "cancelled"
-    if stopped:
-        error = None
-    steps = acc.step_list()
-    data = acc.interaction_dict()
-    result = GeminiResult(
-        text=acc.text, answer=acc.answer_text(), steps=steps, usage=dict(acc.usage),
-        id=acc.id, status="cancelled" if stopped else status,
-        model=acc.model or request.agent or request.model, elapsed=time.monotonic() - start,
-        stopped=stopped, error=redact(error) if error else None, thoughts=acc.thought_text(),
-        interaction_data=data, _interaction=sdk_object, notes=notes,
-    )
-    if result.ok and request.schema_obj is not None:
-        result.error = structured_value(result, request.schema_obj, request.schema)
-    # A turn left waiting for function results (--no-auto) is not continued by later cells.
-    if result.ok and status != "requires_action" and conversation is not None:
-        conversation.record(
-            parent=parent, cell_id=cell_id, interaction_id=acc.id,
-            stored=not request.stateless, prompt=prompt,
-            model=result.model, user_step=ustep, steps=steps, text=result.text,
-        )
-    _call(observers, "on_done", result)
-    return result
+        if state.cancelled:
+            state.cancel_on_server()
+            state.close_stream()
+        if watcher is not None:
+            watcher.join(timeout=1.0)

@@ -132,7 +132,7 @@ def _not_a_schema(obj: Any, label: str) -> str:
 
 
 def _check_json_schema(schema: dict, label: str) -> None:
-    import jsonschema
+    import jsonschema  # deferred: jsonschema
 
     if not _SCHEMA_KEYWORDS & set(schema):
         raise SchemaError(
@@ -189,7 +189,7 @@ def parse_structured(text: Optional[str], obj: Any, name: Optional[str] = None) 
 
 
 def _validate_json_schema(data: Any, schema: dict, label: str, raw: str) -> None:
-    import jsonschema
+    import jsonschema  # deferred: jsonschema
 
     cls = jsonschema.validators.validator_for(schema)
     error = jsonschema.exceptions.best_match(cls(schema).iter_errors(data))

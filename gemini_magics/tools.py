@@ -14,11 +14,9 @@ from html.parser import HTMLParser
 from typing import Any, Iterable, Optional, Union
 from urllib.parse import quote
 
-__all__ = ["BUILTIN_TOOLS", "cite", "parse_tools", "render_step_markdown", "step_dict"]
+from .catalog import BUILTIN_TOOLS, COMPUTER_ENVIRONMENTS
 
-BUILTIN_TOOLS = ("google_search", "code_execution", "url_context", "google_maps", "file_search",
-                 "computer_use")
-_COMPUTER_ENVIRONMENTS = ("browser", "mobile", "desktop")
+__all__ = ["cite", "parse_tools", "render_step_markdown", "step_dict"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -56,9 +54,9 @@ def parse_tools(spec: Union[str, Iterable[str], None]) -> list[dict]:
                 tool["file_search_store_names"] = stores
         elif key == "computer_use":
             env = option.lower() or "browser"
-            if env not in _COMPUTER_ENVIRONMENTS:
+            if env not in COMPUTER_ENVIRONMENTS:
                 raise ValueError(f"computer_use:{option} is not an environment; use one of "
-                                 f"{', '.join(_COMPUTER_ENVIRONMENTS)}.")
+                                 f"{', '.join(COMPUTER_ENVIRONMENTS)}.")
             tool["environment"] = env
         elif option:
             raise ValueError(f"The tool {key} takes no option; write just {key}.")

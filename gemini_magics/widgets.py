@@ -1,15 +1,10 @@
-"""Widgets: the `%gemini ui` panel and the `%%gemini --ui` live view.
+"""Widgets: the `%gemini ui` panel and the `%%gemini --ui` live view (views only).
 
-Why they are built this way:
-- The request runs in a worker thread, so the kernel stays free to handle widget messages and
-  Stop works (while a cell is busy, widget messages wait: ipywidgets #3468). Stop sets the
-  runner's cancel event, which cancels the interaction on the server and keeps the partial text.
-- Widgets are updated by a ticker thread at a fixed pace, never per event: at most
-  `MAX_MESSAGES_PER_S` widget state messages a second however fast the deltas come, and the live
-  text is capped to its last `LIVE_CHARS` characters so each message stays small.
+- The answer runs in a `live.StreamJob` (worker + ticker threads); these classes are its two
+  callbacks: `_tick` shows the live text and status, `_finish` writes the answer out.
 - Output widgets are not saved with the notebook (ipywidgets #2279), so every finished answer is
   also written as an ordinary display output (display_id + update_display of Markdown with a
-  text/plain copy), which renders on GitHub and in nbconvert without a kernel.
+  text/plain copy) rendered by `render` exactly as a plain cell renders it.
 - Settings live in the `GeminiMagics` traitlets: the panel writes and observes them, so
   `%config`, `%gemini NAME VALUE`, `%%gemini` options' defaults and the panel always agree.
 """
@@ -17,352 +12,60 @@ from __future__ import annotations
 
 import html
 import inspect
-import re
-import threading
-import time
 import uuid
 import weakref
 from typing import Any, Callable, Optional
 
 import ipywidgets as W
+from IPython.display import display
 
-from .display import publish_bundle as _publish  # a module attribute: tests record it
-from .result import GeminiResult, footer_markdown, footer_text
+from . import render
+from .catalog import LOCAL_MODEL, PANEL_TOOLS, model_choices
+from .cell import finish, prepare, resolve_names
+from .display import publish_bundle
+from .errors import GeminiError
+from .live import STATES, StreamJob, live_markdown, stop_all
+from .options import PANEL_SETTINGS
+from .result import GeminiResult
+from .tools import parse_tools
 
-__all__ = [
-    "StreamJob", "LiveView", "Panel", "run_live", "show_panel", "stop_all", "line_command",
-    "live_markdown", "image_bundles", "user_functions", "MODEL_CHOICES", "TOOL_CHOICES", "LOCAL_MODEL",
-]
+__all__ = ["LiveView", "Panel", "run_live", "show_panel", "line_command", "user_functions"]
 
-MAX_MESSAGES_PER_S = 20
-# A tick sends at most two widget messages (the live text and the status line); the margin
-# leaves room for the few messages of starting and finishing within the same second.
-TICK_S = 2 / MAX_MESSAGES_PER_S * 1.5
-LIVE_CHARS = 12_000
-
-TEXT_MODELS = (
-    "gemini-3.5-flash", "gemini-3.5-flash-lite", "gemini-3.1-pro-preview", "gemini-3-flash-preview",
-    "gemini-3.1-flash-lite", "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite",
-)
-IMAGE_MODELS = ("gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-2.5-flash-image",
-                "gemini-3.1-flash-lite-image")
-# Picking this model also sets GeminiMagics.offline: answers come from the embedded local server.
-LOCAL_MODEL = "local-offline"
-MODEL_CHOICES = TEXT_MODELS + IMAGE_MODELS + (LOCAL_MODEL,)
-TOOL_CHOICES = ("google_search", "code_execution", "url_context", "google_maps", "file_search")
 _FN_PREFIX = "fn:"
-_SYNCED_SETTINGS = ["model", "system", "temperature", "tools"]  # GeminiMagics traits the panel shows
 
 _LIVE_PLACEHOLDER = ("*The answer is streaming in the live view above; it is written here "
                      "when it ends.*")
-_STATES = {
-    "sending": "⏳ sending", "streaming": "● streaming", "stopping": "■ stopping",
-    "stopped": "■ stopped", "done": "✓ done", "error": "⚠ error", "idle": "○ ready",
-}
 
-# Jobs that have not finished showing their answer (for `%gemini stop`).
-_RUNNING: "weakref.WeakSet[StreamJob]" = weakref.WeakSet()
 # The running --ui answer of each cell id: re-running the cell stops it (its output is gone).
 _BY_CELL: "weakref.WeakValueDictionary[str, StreamJob]" = weakref.WeakValueDictionary()
 # One panel per magics instance, so `%gemini ui` reopens it with its turns and running answer.
 _PANELS: "weakref.WeakKeyDictionary[Any, Panel]" = weakref.WeakKeyDictionary()
 
 
-# --------------------------------------------------------------------------------------------
-# The job: one request in a worker thread, shown by a ticker thread
-# --------------------------------------------------------------------------------------------
-
-class StreamJob:
-    """Runs one request with `runner.run` in a worker thread. A ticker thread calls
-    `on_tick(job)` every `tick` seconds while it runs and `on_finish(job)` once at the end, so
-    views are refreshed at a bounded rate whatever the event rate. `stop()` cancels for real."""
-
-    def __init__(self, request: Any, *, settings: Optional[dict] = None, backend: Any = None,
-                 conversation: Any = None, cell_id: Optional[str] = None, fast_stream: bool = True,
-                 on_tick: Optional[Callable] = None, on_finish: Optional[Callable] = None,
-                 tick: float = TICK_S):
-        self.request = request
-        self.settings = dict(settings or {})
-        self.backend = backend
-        self.conversation = conversation
-        self.cell_id = cell_id
-        self.fast_stream = fast_stream
-        self.on_tick = on_tick
-        self.on_finish = on_finish
-        self.tick = tick
-        self.cancel_event = threading.Event()
-        self.finished = threading.Event()   # run() returned: `result` is set
-        self.closed = threading.Event()     # on_finish ran: the answer is shown and saved
-        self.result: Optional[GeminiResult] = None
-        self.notice: Optional[str] = None
-        self.view_errors: list = []
-        self.acc: Any = None
-        self.snapshot = ""                  # answer text so far, taken on the worker thread
-        self._snap_at = float("-inf")
-        self._snap_len = -1
-        self.started: Optional[float] = None
-        self.ended: Optional[float] = None
-        self._worker = threading.Thread(target=self._work, name="gemini-widgets-run", daemon=True)
-        self._ticker = threading.Thread(target=self._pump, name="gemini-widgets-tick", daemon=True)
-
-    # -- runner observer (called on the worker thread) -------------------------------------
-    def on_start(self, acc: Any) -> None:
-        self.acc = acc
-
-    def on_update(self, acc: Any) -> None:
-        # Accumulator.answer_text() compacts its chunk list, which is only safe on the thread
-        # that feeds it: snapshot here, at most twice a tick, and let the ticker read the str.
-        now = time.monotonic()
-        if now - self._snap_at >= self.tick / 2 and acc.answer_length != self._snap_len:
-            self._snap_at = now
-            self._snap_len = acc.answer_length
-            self.snapshot = acc.answer_text()
-
-    def on_done(self, result: GeminiResult) -> None:
-        self.snapshot = result.answer
-
-    # -- control ---------------------------------------------------------------------------
-    def start(self) -> "StreamJob":
-        self.started = time.monotonic()
-        _RUNNING.add(self)
-        self._worker.start()
-        self._ticker.start()
-        return self
-
-    @property
-    def running(self) -> bool:
-        """True until the answer has ended and been shown."""
-        return self.started is not None and not self.closed.is_set()
-
-    def stop(self) -> str:
-        """Cancel the interaction (server side too); returns a sentence for the status line."""
-        if self.finished.is_set():
-            return "Nothing to stop: this answer has already ended."
-        if self.cancel_event.is_set():
-            return "Already stopping: the interaction is being cancelled on the server."
-        self.cancel_event.set()
-        return "Stopping: cancelling the interaction on the server; the partial answer is kept."
-
-    def wait(self, timeout: Optional[float] = None) -> Optional[GeminiResult]:
-        """Wait (at most `timeout` seconds) until the answer has ended and been shown."""
-        self.closed.wait(timeout)
-        return self.result
-
-    # -- what the status line shows -------------------------------------------------------------
-    @property
-    def state(self) -> str:
-        r = self.result
-        if r is not None:
-            return "stopped" if r.stopped else ("error" if r.error else "done")
-        if self.started is None:
-            return "idle"
-        if self.cancel_event.is_set():
-            return "stopping"
-        acc = self.acc
-        return "streaming" if acc is not None and acc.events else "sending"
-
-    def elapsed(self) -> float:
-        if self.started is None:
-            return 0.0
-        end = self.ended if self.ended is not None else time.monotonic()
-        return end - self.started
-
-    def tokens(self) -> tuple[int, bool]:
-        """(output tokens, exact): the server's count when it sent one, else ~4 characters each."""
-        usage = self.result.usage if self.result is not None else (
-            getattr(self.acc, "usage", None) or {})
-        out = usage.get("total_output_tokens") if usage else None
-        if isinstance(out, int):
-            return out, True
-        length = self.acc.answer_length if self.acc is not None else 0
-        return (max(1, round(length / 4)) if length else 0), False
-
-    def status_text(self, note: str = "") -> str:
-        """One line: state · elapsed · tokens · tokens/s — then the error or a note."""
-        state = self.state
-        parts = [_STATES[state], f"{self.elapsed():.1f} s"]
-        n, exact = self.tokens()
-        if n:
-            parts.append(f"{'' if exact else '≈'}{n} tokens")
-            secs = self.elapsed()
-            if secs > 0:
-                parts.append(f"{n / secs:.0f} tokens/s")
-        line = " · ".join(parts)
-        r = self.result
-        if r is not None and r.error:
-            return f"{line} — {r.error}"
-        if state == "stopped":
-            kept = "the partial answer is kept" if r is not None and r.answer else "nothing had arrived yet"
-            return f"{line} — stopped and cancelled on the server; {kept}."
-        if self.notice and state in ("sending", "streaming", "done"):
-            note = note or self.notice
-        return f"{line} — {note}" if note else line
-
-    # -- threads -----------------------------------------------------------------------------
-    def _work(self) -> None:
-        try:
-            self.result = self._run()
-        except BaseException as exc:  # noqa: BLE001 - run() explains failures; this is a bug
-            self.result = self._failed(exc)
-        finally:
-            self.ended = time.monotonic()
-            self.finished.set()
-
-    def _run(self) -> GeminiResult:
-        from .client import resolve_backend
-        from .runner import run
-
-        backend = self.backend
-        if backend is None:
-            try:
-                backend, self.notice = resolve_backend(self.settings)
-            except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
-                return self._failed(exc, starting=True)
-        return run(self.request, backend=backend, observers=[self],
-                   cancel_event=self.cancel_event, conversation=self.conversation,
-                   cell_id=self.cell_id, fast_stream=self.fast_stream)
-
-    def _failed(self, exc: BaseException, starting: bool = False) -> GeminiResult:
-        from .errors import explain
-        from .magics import backend_failure
-
-        why = backend_failure(exc) if starting else explain(exc)
-        return GeminiResult(answer=self.snapshot, text=self.snapshot, model=self.request.model,
-                            elapsed=self.elapsed(), error=why)
-
-    def _pump(self) -> None:
-        try:
-            while not self.finished.wait(self.tick):
-                self._call(self.on_tick)
-            self._call(self.on_finish)
-        finally:
-            _RUNNING.discard(self)
-            self.closed.set()
-
-    def _call(self, fn: Optional[Callable]) -> None:
-        if fn is None:
-            return
-        try:
-            fn(self)
-        except Exception as exc:  # noqa: BLE001 - a view failing must not stop the answer
-            self.view_errors.append(exc)
+def _md_output(markdown: str) -> tuple:
+    """Output-widget outputs showing one Markdown text (the live text while streaming)."""
+    return _outputs([{"text/markdown": markdown}])
 
 
-# --------------------------------------------------------------------------------------------
-# Markdown helpers
-# --------------------------------------------------------------------------------------------
-
-_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$", re.M)
+def _outputs(bundles: list) -> tuple:
+    return tuple({"output_type": "display_data", "data": d, "metadata": {}} for d in bundles)
 
 
-def _open_fence(text: str) -> Optional[str]:
-    """The line opening a code fence still open at the end of `text` (None if none is)."""
-    opener: Optional[str] = None
-    marker = ""
-    for m in _FENCE_LINE.finditer(text):
-        fence, rest = m.group(1), m.group(2)
-        if opener is None:
-            opener, marker = m.group(0).strip(), fence
-        elif fence[0] == marker[0] and len(fence) >= len(marker) and not rest.strip():
-            opener, marker = None, ""
-    return opener
-
-
-def live_markdown(text: str, limit: int = LIVE_CHARS) -> str:
-    """What the live view shows while streaming: all of `text`, or its last `limit` characters
-    (cut at a line break, an open code fence reopened) after a note saying what is hidden."""
-    if len(text) <= limit:
-        return text
-    start = len(text) - limit
-    nl = text.find("\n", start)
-    if 0 <= nl < start + limit // 2:
-        start = nl + 1
-    fence = _open_fence(text[:start])
-    note = (f"*… {start:,} earlier characters are hidden while streaming; the whole answer is "
-            f"written out when it ends.*\n\n")
-    return note + (fence + "\n" if fence else "") + text[start:]
-
-
-def _final_parts(result: GeminiResult, show_thoughts: bool = False,
-                 images: tuple = ()) -> tuple[str, str]:
-    """(markdown, plain text) of a finished answer: thoughts, answer, `images` (bundles, shown
-    inline as data URIs), stop/error note, footer."""
-    md: list[str] = []
-    plain: list[str] = []
-    if show_thoughts and result.thoughts:
-        md.append("<details><summary>Thoughts</summary>\n\n" + result.thoughts.strip()
-                  + "\n\n</details>")
-    if result.answer:
-        md.append(result.answer)
-        plain.append(result.answer)
-    for bundle in images:
-        md.append(_md_image(bundle))
-        plain.append(bundle.get("text/plain", "(image)"))
-    if result.stopped:
-        note = ("Stopped: the partial answer is kept; this turn was not added to the conversation."
-                if result.answer else "Stopped before any text arrived.")
-        md.append(f"*■ {note}*")
-        plain.append(f"■ {note}")
-    if result.error:
-        md.append(f"**⚠ {_md_escape(result.error)}**")
-        plain.append(f"⚠ {result.error}")
-    if not md:
-        md.append("*(no text in the answer)*")
-    md.append(footer_markdown(result))
-    plain.append(footer_text(result))
-    return "\n\n".join(md), "\n\n".join(plain)
-
-
-def image_bundles(result: GeminiResult) -> list[dict]:
-    """Display bundles (`image/png` or `image/jpeg` + `text/plain`) of the answer's images, in
-    order; the original bytes pass through (no decode, no re-encode)."""
-    from .images import image_mimebundle
-
-    bundles = []
-    for part in getattr(result, "image_parts", None) or ():
-        if not part.get("data"):
-            where = part.get("uri")
-            bundles.append({"text/plain": f"(an image at {where})" if where else "(an empty image)"})
-            continue
-        try:
-            bundles.append(image_mimebundle(part))
-        except Exception as exc:  # noqa: BLE001 - a broken image must not hide the answer
-            bundles.append({"text/plain": f"(an image that could not be shown: {exc})"})
-    return bundles
-
-
-def _md_image(bundle: dict) -> str:
-    """An image as Markdown with a data URI (for outputs that must stay a single Markdown)."""
-    for mime in ("image/png", "image/jpeg"):
-        if mime in bundle:
-            return f"![{_md_escape(bundle.get('text/plain', 'image'))}](data:{mime};base64,{bundle[mime]})"
-    return f"*{_md_escape(bundle.get('text/plain', '(image)'))}*"
-
-
-def _md_escape(text: str) -> str:
-    return re.sub(r"([\\`*_\[\]<>])", r"\\\1", text)
-
-
-def _md_output(markdown: str, plain: Optional[str] = None, images: list = ()) -> tuple:
-    data = {"text/markdown": markdown}
-    if plain is not None:
-        data["text/plain"] = plain
-    return tuple({"output_type": "display_data", "data": d, "metadata": {}}
-                 for d in [data, *images])
+def _answer_outputs(result: GeminiResult, style: render.Style) -> tuple:
+    """A finished answer in an Output widget: its Markdown (`render`) first, then its images
+    as real image outputs."""
+    bundles = render.pieces(result, style)
+    images = [b for b in bundles if render.is_image(b)]
+    markdown, plain = render.join([b for b in bundles if not render.is_image(b)])
+    return _outputs([{"text/markdown": markdown, "text/plain": plain}] + images)
 
 
 def _status_html(text: str) -> str:
     return f'<span style="font-size: 0.9em">{html.escape(text, quote=False)}</span>'
 
 
-def _publish_now(data: dict, display_id: str, update: bool) -> None:
-    _publish(data, display_id, update)  # looked up at call time, so tests can record it
-
-
 def _show_widget(widget: Any, plain: str) -> None:
     """Display `widget` with a readable text/plain fallback for kernel-less renderers."""
-    from IPython.display import display
-
     bundle = dict(widget._repr_mimebundle_() or {})
     bundle["text/plain"] = plain
     display(bundle, raw=True)
@@ -381,25 +84,12 @@ def user_functions(namespace: dict, hidden: Optional[dict] = None) -> list[str]:
 
 
 def _finish_bookkeeping(magics: Any, request: Any, result: GeminiResult) -> str:
-    """What the magic does after a run: `_gemini`, `--out VAR`, `%gemini last`, `--save`.
-    Returns a sentence for the status line ('' if there is nothing to say)."""
-    magics.last_result = result
+    """The plain cell's bookkeeping (`cell.finish`: `_gemini`, `--out`, `%gemini last`,
+    `--save`); returns a sentence for the status line ('' if there is nothing to say)."""
     shell = getattr(magics, "shell", None)
-    ns = shell.user_ns if shell is not None else {}
-    ns["_gemini"] = result
-    from .magics import assign_out
-
-    assign_out(ns, request, result)  # the same rule as a plain cell (--schema: the parsed value)
-    target = getattr(request, "save", None)
-    if not target or not result.ok:
-        return ""
-    if not result.image_parts:
-        return "Nothing saved: the answer has no images."
-    from .magics import save_images_line
-
     try:
-        return save_images_line(result, target)
-    except ValueError as exc:  # ImageError: one sentence already
+        return finish(request, result, shell.user_ns if shell is not None else {}, magics)
+    except GeminiError as exc:  # the images could not be written: one sentence already
         return str(exc)
 
 
@@ -416,14 +106,14 @@ class LiveView:
         self.answer = W.Output()
         self.stop_button = W.Button(description="Stop", icon="stop", button_style="warning",
                                     tooltip="Stop the answer and cancel it on the server")
-        self.status = W.HTML(value=_status_html(_STATES["sending"]))
+        self.status = W.HTML(value=_status_html(STATES["sending"]))
         self.widget = W.VBox([self.answer, W.HBox([self.stop_button, self.status])])
         self.display_id = uuid.uuid4().hex
         self.media_id = uuid.uuid4().hex      # an output kept for the answer's first image
         self.job: Optional[StreamJob] = None
         self.note = ""
-        self.status_line = _STATES["sending"]
-        self._publish = publish or _publish_now
+        self.status_line = STATES["sending"]
+        self._publish = publish or publish_bundle
         self._shown_len = -1
         self.stop_button.on_click(lambda _b: self.stop())
 
@@ -480,12 +170,12 @@ class LiveView:
 
     def _finish(self, job: StreamJob) -> None:
         result = job.result
-        images = image_bundles(result)
-        markdown, plain = _final_parts(result, getattr(job.request, "show_thoughts", False),
-                                       images=tuple(images[1:]))
+        bundles = render.pieces(result, render.style_for(job.request))
+        first = next((b for b in bundles if render.is_image(b)), None)
+        markdown, plain = render.join([b for b in bundles if b is not first])
         self._publish({"text/markdown": markdown, "text/plain": plain}, self.display_id, True)
-        if images:
-            self._publish(images[0], self.media_id, True)
+        if first is not None:  # the first image keeps a real PNG/JPEG output of its own
+            self._publish(first, self.media_id, True)
         self.answer.outputs = ()
         self.stop_button.disabled = True
         line = job.status_text()
@@ -535,7 +225,7 @@ class Panel:
 
     def __init__(self, magics: Any, *, publish: Optional[Callable[[dict, str, bool], None]] = None):
         self.magics = magics
-        self._publish = publish or _publish_now
+        self._publish = publish or publish_bundle
         self.turns: list[dict] = []       # {"prompt", "result"}; result None while running
         self.job: Optional[StreamJob] = None
         self.note = ""
@@ -551,7 +241,7 @@ class Panel:
     # -- building ----------------------------------------------------------------------------
     def _build(self) -> None:
         m = self.magics
-        self.model = W.Combobox(value=m.model, options=list(MODEL_CHOICES), ensure_option=False,
+        self.model = W.Combobox(value=m.model, options=list(model_choices()), ensure_option=False,
                                 continuous_update=False, description="Model",
                                 placeholder="pick or type a model name")
         options = self._tool_options()
@@ -626,10 +316,10 @@ class Panel:
     # -- settings: widgets <-> traitlets ------------------------------------------------------------
     def _observe_magics(self, on: bool) -> None:
         if on and not self._observing:
-            self.magics.observe(self._from_trait, names=_SYNCED_SETTINGS)
+            self.magics.observe(self._from_trait, names=list(PANEL_SETTINGS))
             self._observing = True
         elif not on and self._observing:
-            self.magics.unobserve(self._from_trait, names=_SYNCED_SETTINGS)
+            self.magics.unobserve(self._from_trait, names=list(PANEL_SETTINGS))
             self._observing = False
 
     def _from_trait(self, change: dict) -> None:
@@ -695,7 +385,7 @@ class Panel:
         ns = shell.user_ns if shell is not None else {}
         hidden = getattr(shell, "user_ns_hidden", {}) if shell is not None else {}
         fns = [(f"{name}() · your function", _FN_PREFIX + name) for name in user_functions(ns, hidden)]
-        return [(t, t) for t in TOOL_CHOICES] + fns
+        return [(t, t) for t in PANEL_TOOLS] + fns
 
     def _kept_tools(self, options: list) -> tuple:
         values = {v for _, v in options}
@@ -715,7 +405,7 @@ class Panel:
 
     def _from_trait_tools(self) -> None:
         names = [n.strip() for n in (self.magics.tools or "").split(",")
-                 if n.strip() in TOOL_CHOICES]
+                 if n.strip() in PANEL_TOOLS]
         was, self._syncing = self._syncing, True
         try:
             keep = [v for v in self.tools.value if v.startswith(_FN_PREFIX)]
@@ -739,10 +429,10 @@ class Panel:
             return None
         try:
             request = self._request(text)
-        except ValueError as exc:  # ArgsError, PromptError and tool errors are ValueErrors
+        except (GeminiError, ValueError) as exc:  # one sentence: bad prompt, media or tools
             self._say(str(exc))
             return None
-        turn = {"prompt": text, "result": None}
+        turn = {"prompt": text, "result": None, "style": render.style_for(request)}
         self.turns.append(turn)
         self.conversation.children = tuple(self.conversation.children) + (
             self._turn_widget(turn),)
@@ -758,20 +448,18 @@ class Panel:
         return self.job
 
     def _request(self, text: str) -> Any:
-        from . import args as _args
-        from .magics import build_parts, resolve_names
-        from .tools import parse_tools
-
-        request = _args.parse("", text, self.magics.settings())
+        """The prompt box as a cell would send it (cell.prepare), with the panel's tools."""
         shell = getattr(self.magics, "shell", None)
         ns = shell.user_ns if shell is not None else {}
-        # The magic's prompt building: {var} text, and media values as content.
-        request = _args.with_parts(request, build_parts(request, ns))
+        request = prepare("", text, self.magics.settings(), ns)
         builtins, fns = self._picked_tools()
         request.tools = parse_tools(builtins)
         if fns:  # the magic's own lookup: the runner then calls them in its function loop
             request.functions = list(fns)
-            resolve_names(request, ns)
+            try:
+                resolve_names(request, ns)
+            except ValueError as exc:
+                raise GeminiError(str(exc)) from None
         return request
 
     def stop(self) -> str:
@@ -793,7 +481,7 @@ class Panel:
         self._set_status(self.job.status_text(text) if self.busy else text)
 
     def _idle_status(self) -> str:
-        return f"{_STATES['idle']} · model {self.magics.model}"
+        return f"{STATES['idle']} · model {self.magics.model}"
 
     def _set_status(self, text: str) -> None:
         self.status_line = text
@@ -805,8 +493,7 @@ class Panel:
                      f'{html.escape(turn["prompt"], quote=False)}</div>')
         out = W.Output()
         if turn["result"] is not None:
-            out.outputs = _md_output(_final_parts(turn["result"])[0],
-                                     images=image_bundles(turn["result"]))
+            out.outputs = _answer_outputs(turn["result"], turn["style"])
         turn["out"] = out
         return W.VBox([you, out])
 
@@ -831,7 +518,7 @@ class Panel:
             return
         out = self.turns[-1].get("out")
         if out is not None:
-            out.outputs = _md_output(_final_parts(result)[0], images=image_bundles(result))
+            out.outputs = _answer_outputs(result, self.turns[-1]["style"])
         self.send_button.disabled = False
         self._set_status(job.status_text(self.note if not (result.error or result.stopped) else ""))
 
@@ -844,8 +531,7 @@ class Panel:
         md, plain = [], []
         for t in done:
             quoted = "\n".join("> " + line for line in t["prompt"].splitlines())
-            answer_md, answer_plain = _final_parts(t["result"],
-                                                   images=tuple(image_bundles(t["result"])))
+            answer_md, answer_plain = render.markdown(t["result"], t["style"])
             md.append(f"**You:**\n\n{quoted}\n\n{answer_md}")
             plain.append(f"You: {t['prompt']}\n\n{answer_plain}")
         n = len(done)
@@ -866,8 +552,6 @@ def _close_tree(widget: Any) -> None:
 
 def _require_notebook(magics: Any, what: str, instead: str) -> None:
     """Widgets need a Jupyter frontend: say so in a terminal instead of printing widget reprs."""
-    from .errors import GeminiError
-
     if magics.display_mode() == "terminal":
         raise GeminiError(f"{what} needs a Jupyter notebook with ipywidgets; in a terminal, "
                           f"{instead}.")
@@ -887,17 +571,6 @@ def show_panel(magics: Any, *, publish: Optional[Callable[[dict, str, bool], Non
         shell.user_ns["_gemini_panel"] = panel
     return panel
 
-
-def stop_all() -> str:
-    """`%gemini stop`: stop every answer streaming in a live view or the panel."""
-    jobs = [j for j in list(_RUNNING) if not j.finished.is_set()]
-    if not jobs:
-        return "Nothing to stop: no answer is streaming."
-    for job in jobs:
-        job.stop()
-    n = len(jobs)
-    return (f"Stopping {n} answer{'s' if n != 1 else ''}: cancelled on the server; the partial "
-            f"text is kept.")
 
 
 def line_command(magics: Any, word: str) -> Any:

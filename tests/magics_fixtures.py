@@ -3,8 +3,8 @@
 - `shell`: a real IPython InteractiveShell with the extension loaded and pointed at the echo
   server from conftest (settings and conversation reset between tests).
 - `run_cell(shell, source)`: run a cell, capturing stdout/stderr and rich outputs.
-- `record_publishes(monkeypatch, module)`: what a module's `_publish` writes (the outputs
-  saved in the notebook), recorded instead of sent.
+- `record_publishes(monkeypatch)`: every output published with a display id (the outputs
+  saved in the notebook), recorded at IPython's display publisher.
 - `final_outputs(outputs)`: fold display updates by display id, as a notebook frontend (and the
   saved .ipynb) would, into the list of final output bundles.
 - `ScriptedServer`: a tiny loopback HTTP server that answers with scripted statuses, JSON and
@@ -89,17 +89,28 @@ def run_cell(ip, source: str) -> Captured:
     return Captured(result, cap.stdout, cap.stderr, outputs)
 
 
-def record_publishes(monkeypatch, module) -> list:
-    """Replace `module._publish` (background jobs and live views write their notebook outputs
-    through it, from their own threads) with a recorder; returns the list it fills, in order."""
+def record_publishes(monkeypatch) -> list:
+    """Record every output IPython publishes with a display id (background jobs and live views
+    write their notebook outputs from their own threads), at IPython's own display publisher:
+    both the shell's and the capturing one `run_cell` uses. Returns the list it fills, in
+    order; the outputs are still published as usual."""
+    from IPython.core.displaypub import CapturingDisplayPublisher, DisplayPublisher
+
     calls = []
     lock = threading.Lock()
 
-    def record(data, display_id, update):
-        with lock:
-            calls.append({"data": dict(data), "display_id": display_id, "update": update})
+    def recorder(original):
+        def publish(self, data, *args, **kwargs):
+            display_id = (kwargs.get("transient") or {}).get("display_id")
+            if display_id is not None:
+                with lock:
+                    calls.append({"data": dict(data), "display_id": display_id,
+                                  "update": bool(kwargs.get("update"))})
+            return original(self, data, *args, **kwargs)
+        return publish
 
-    monkeypatch.setattr(module, "_publish", record)
+    for cls in (DisplayPublisher, CapturingDisplayPublisher):
+        monkeypatch.setattr(cls, "publish", recorder(cls.__dict__["publish"]))
     return calls
 
 

@@ -1,7 +1,8 @@
 """Option parsing is pure: a line + cell + settings → a Request, or one clear sentence."""
 import pytest
 
-from gemini_magics.args import ArgsError, Request, parse, parse_line
+from gemini_magics.args import ArgsError, parse, parse_line
+from gemini_magics.request import Request
 from gemini_magics.conversation import user_step
 
 

@@ -28,7 +28,7 @@ def ok(cap):
 @pytest.fixture()
 def published(monkeypatch):
     """What the jobs publish (the status outputs), in order; display ids as keys."""
-    return record_publishes(monkeypatch, jobs)
+    return record_publishes(monkeypatch)
 
 
 @pytest.fixture()

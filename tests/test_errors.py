@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from gemini_magics.args import Request
+from gemini_magics.request import Request
 from gemini_magics.client import Backend, redact
 from gemini_magics.runner import run
 

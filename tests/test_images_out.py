@@ -17,7 +17,7 @@ from PIL import Image
 
 from gemini_magics.images import (ImageError, decode_image, image_config, image_mimebundle,
                                   image_response_format, save_images)
-from gemini_magics.server.images import render_image
+from gemini_magics.server.draw import render_image
 
 SKYLINE = "Generate an image of a futuristic city skyline at sunset"
 
@@ -233,7 +233,7 @@ def test_displayed_images_are_kept_in_the_saved_notebook(tmp_path):
             import base64
             from IPython.display import display
             from gemini_magics.images import decode_image, image_mimebundle
-            from gemini_magics.server.images import render_image
+            from gemini_magics.server.draw import render_image
             data, mime = render_image("a lighthouse by the sea", aspect_ratio="4:3", image_size="512")
             part = {"type": "image", "data": base64.b64encode(data).decode(), "mime_type": mime}
             display(image_mimebundle(part), raw=True)

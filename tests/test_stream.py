@@ -8,7 +8,7 @@ import copy
 
 import pytest
 
-from gemini_magics.args import Request
+from gemini_magics.request import Request
 from gemini_magics.client import Backend
 from gemini_magics.runner import run
 from gemini_magics.stream import Accumulator, StreamProtocolError, iter_sse_events, output_text

@@ -15,7 +15,8 @@ from typing import Callable, Union
 import pytest
 from conftest import make_client
 
-from gemini_magics.tools import BUILTIN_TOOLS, cite, parse_tools, render_step_markdown
+from gemini_magics.catalog import BUILTIN_TOOLS
+from gemini_magics.tools import cite, parse_tools, render_step_markdown
 
 
 # --------------------------------------------------------------------------------------------

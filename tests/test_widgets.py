@@ -12,7 +12,8 @@ import ipywidgets
 import pytest
 
 from conftest import make_client
-from gemini_magics import widgets
+from gemini_magics import live, widgets
+from gemini_magics.catalog import LOCAL_MODEL
 from magics_fixtures import magics_of, record_publishes, run_cell, scripted, shell  # noqa: F401
 
 WAIT = 60
@@ -30,7 +31,7 @@ def wait_for(predicate, timeout=WAIT, what="the condition"):
 @pytest.fixture()
 def published(monkeypatch):
     """Every display output the widgets write (the part that is saved in the notebook)."""
-    return record_publishes(monkeypatch, widgets)
+    return record_publishes(monkeypatch)
 
 
 def saved(calls, display_id):
@@ -75,7 +76,7 @@ def test_panel_lists_models_tools_and_the_users_functions(shell, published):
     assert cap.error is None
     p = shell.user_ns["_gemini_panel"]
     try:
-        assert {"gemini-3.5-flash", "gemini-3.1-flash-image", widgets.LOCAL_MODEL} <= set(p.model.options)
+        assert {"gemini-3.5-flash", "gemini-3.1-flash-image", LOCAL_MODEL} <= set(p.model.options)
         values = [v for _, v in p.tools.options]
         assert values[:5] == ["google_search", "code_execution", "url_context", "google_maps",
                               "file_search"]
@@ -256,8 +257,8 @@ def test_closing_and_reopening_the_panel_mid_stream_loses_nothing(panel, shell):
 
 def test_picking_the_local_model_switches_to_offline(panel, shell):
     m = magics_of(shell)
-    panel.model.value = widgets.LOCAL_MODEL
-    assert m.offline is True and m.model == widgets.LOCAL_MODEL
+    panel.model.value = LOCAL_MODEL
+    assert m.offline is True and m.model == LOCAL_MODEL
     panel.model.value = "gemini-3.5-flash"
     assert m.offline is False
 
@@ -341,21 +342,21 @@ def test_a_fast_stream_sends_few_widget_messages_and_the_whole_text(shell, publi
     assert result.ok and len(result.answer.split()) == 5000
     assert saved(published, view.display_id)["text/plain"].split()[4999] == "w5000"
     # widget state messages: bounded by the ticker's pace, not by the 5000 deltas
-    assert len(sends) <= 2 * (span / widgets.TICK_S + 1) + 12
+    assert len(sends) <= 2 * (span / live.TICK_S + 1) + 12
     assert len(sends) < 500
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
 def test_live_markdown_keeps_the_tail_and_reopens_a_code_fence():
-    assert widgets.live_markdown("short") == "short"
+    assert live.live_markdown("short") == "short"
     code = "intro\n\n```python\n" + "".join(f"x = {i}\n" for i in range(3000))
-    shown = widgets.live_markdown(code, limit=2000)
+    shown = live.live_markdown(code, limit=2000)
     assert len(shown) < 2300
     assert shown.startswith("*… ") and "\n```python\n" in shown
     assert shown.endswith("x = 2999\n")
     closed = "```\ncode\n```\n" + "word " * 1000
-    assert "```" not in widgets.live_markdown(closed, limit=500)
+    assert "```" not in live.live_markdown(closed, limit=500)
 
 
 def test_status_line_counts_tokens_and_rate(panel):

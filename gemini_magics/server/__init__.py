@@ -53,7 +53,7 @@ class LocalServer:
     def __init__(self, engine: Union[str, Engine] = "local", db: Optional[str] = None,
                  host: str = "127.0.0.1", port: int = 0, api_key: Optional[str] = None,
                  model_path: Optional[str] = None):
-        import uvicorn
+        import uvicorn  # deferred: ~0.1 s, paid only by code that starts a server
 
         if not is_loopback(host) and not api_key:
             raise ValueError(f"Host {host!r} is reachable from other machines: give an API key "

@@ -23,9 +23,10 @@ from . import sse
 from .engines.base import Engine
 from .protocol import (MAX_BODY_BYTES, ApiError, CreateRequest, bad, parse_bool_param,
                        parse_create, parse_json_body)
+from .producers import pick_producer
 from .store import Store
-from .turns import (TurnContext, TurnRecorder, begin, make_usage, now_iso, pick_producer,
-                    resource_with_steps, run_turn)
+from .turns import (TurnContext, TurnRecorder, begin, make_usage, now_iso, resource_with_steps,
+                    run_turn)
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..catalog import (ASPECT_RATIOS, BUILTIN_TOOLS, IMAGE_SIZES, normalize_aspect_ratio,
+                       normalize_image_size)
+from .planning import close_schema
+
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 CONTENT_TYPES = {"text", "image", "audio", "video", "document"}
@@ -76,10 +80,8 @@ class CreateRequest:
         request's schema tightened (closed objects, bounded strings and arrays, as for function
         arguments) so a small model cannot ramble into the token limit; whatever it allows is
         valid for the original schema."""
-        from .tools import _close
-
         schema = self._requested_schema()
-        return _close(schema) if schema is not None else None
+        return close_schema(schema) if schema is not None else None
 
     def _requested_schema(self) -> Optional[dict]:
         for _, fmt in response_formats(self.response_format):
@@ -158,8 +160,6 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
 def _check_tools(tools: list) -> None:
     """Tools the local server can honour: function declarations with a valid parameter schema
     (their arguments are decoded against it) and the built-in tools it emulates."""
-    from .tools import EMULATED_TOOLS
-
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
             raise bad(f"'tools[{i}]' must be an object with a string 'type' such as \"function\".")
@@ -171,9 +171,9 @@ def _check_tools(tools: list) -> None:
             params = tool.get("parameters")
             if params is not None:
                 _check_schema(params, f"tools[{i}].parameters")
-        elif kind not in EMULATED_TOOLS:
+        elif kind not in BUILTIN_TOOLS:
             raise bad(f"'tools[{i}]' has type {json.dumps(kind)}, which the local server cannot "
-                      f"emulate offline; use \"function\" or one of {', '.join(EMULATED_TOOLS)} "
+                      f"emulate offline; use \"function\" or one of {', '.join(BUILTIN_TOOLS)} "
                       f"(set GEMINI_API_KEY to use the real API).")
 
 
@@ -198,7 +198,7 @@ def _check_response_schema(rf: Any) -> None:
 
 def _check_schema(schema: Any, where: str) -> None:
     """A JSON schema the engine can decode against, or a 400 naming what is wrong."""
-    import jsonschema
+    import jsonschema  # deferred: slow to import (~1.5 s cold), only requests with schemas need it
 
     if not isinstance(schema, dict):
         raise bad(f"'{where}' must be a JSON schema object, not a {_kind(schema)}.")
@@ -239,8 +239,6 @@ def _check_image_options(gen: dict, rf: Any) -> None:
                if isinstance(fmt, dict) and fmt.get("type") == "image"]
     if not places:
         return
-    from ..images import ASPECT_RATIOS, IMAGE_SIZES, normalize_aspect_ratio, normalize_image_size
-
     for where, spec in places:
         for key, norm, allowed in (("aspect_ratio", normalize_aspect_ratio, ASPECT_RATIOS),
                                    ("image_size", normalize_image_size, IMAGE_SIZES)):

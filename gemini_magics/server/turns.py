@@ -1,11 +1,10 @@
-"""Runs one turn: history -> engine -> steps and SSE events.
+"""What every step producer shares for one turn: the recorder, the engine call and the events.
 
-The seam for later features is `pick_producer`: given the parsed request and the history it
-returns a *step producer*, a blocking function that emits this turn's steps through a
-`TurnRecorder` and returns how the turn ended: `text_producer` (a thought step, then a
-model_output streamed from the engine), `image_turns.image_producer` for image models, and
-`tool_turns` for function calls, emulated built-in tools and agents. Media and tool steps reach
-the text engine through the one conversion function `history_to_messages`.
+A *step producer* (chosen by `producers.pick_producer`) is a blocking function that emits this
+turn's steps through a `TurnRecorder` and returns an `Outcome`. This module holds what they all
+use and nothing producer-specific: streaming the engine's reply (`stream_model_output`),
+recording complete steps with their wire events (`record_step`), and the one conversion of
+history, media and tool steps for the text engine (`history_to_messages`).
 
 Payloads are plain dicts serialised once with `json.dumps` (running every event through the
 SDK's pydantic models costs ~1.7 ms each). Producers run on a worker thread; the recorder is
@@ -16,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -194,27 +194,6 @@ class Outcome:
 StepProducer = Callable[[TurnContext], Outcome]
 
 
-def pick_producer(request: CreateRequest, history: list[dict]) -> StepProducer:
-    """Choose what produces this turn's steps: agents, then tools (function calls, emulated
-    built-in tools), then image models, then plain text."""
-    from .image_turns import image_producer, wants_image
-    from .tool_turns import agent_producer, tools_producer, wants_agent, wants_tools
-
-    if wants_agent(request):
-        return agent_producer
-    if wants_tools(request):
-        return tools_producer
-    if wants_image(request):
-        return image_producer
-    return text_producer
-
-
-def text_producer(ctx: TurnContext) -> Outcome:
-    """A thought step (signature only), then the engine's reply streamed as a model_output."""
-    emit_thought(ctx.recorder)
-    return stream_model_output(ctx)
-
-
 def emit_thought(rec: TurnRecorder) -> None:
     """A thought step carrying only a signature, as Gemini 3 models stream one first."""
     signature = base64.b64encode(f"gemini-magics:{rec.id}".encode()).decode()
@@ -323,7 +302,7 @@ def content_text(content, generated: bool = False) -> str:
 def media_marker(item: dict, generated: bool = False) -> str:
     """A media part in words for the text model, e.g. "[Attached image: JPEG, 640x480 pixels,
     ...]" (decoded locally; a `uri` is never fetched). `generated`: the model's own output."""
-    from .media import describe_part
+    from .describe import describe_part  # deferred: imports PIL, which text-only turns never need
 
     label = f"Generated {item.get('type') or 'media'}" if generated else None
     return describe_part(item, label=label)
@@ -331,6 +310,95 @@ def media_marker(item: dict, generated: bool = False) -> str:
 
 def _short(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# Complete steps: their streaming events (the wire shape), and recording them
+# --------------------------------------------------------------------------------------------
+
+def function_call_step(call_id: str, name: str, arguments: dict) -> dict:
+    """A complete `function_call` step (non-streaming responses)."""
+    return {"type": "function_call", "id": call_id, "name": name, "arguments": arguments}
+
+
+def _fragments(text: str, size: int) -> list[str]:
+    """Split JSON text into fragments of about `size` characters, preferring token boundaries."""
+    out, buf = [], ""
+    for piece in re.findall(r'"(?:[^"\\]|\\.)*"|\s+|[^"\s]', text):
+        if buf and len(buf) + len(piece) > size:
+            out.append(buf)
+            buf = ""
+        while len(piece) > size:  # a long string literal: cut it (deltas are plain text)
+            out.append(piece[:size])
+            piece = piece[size:]
+        buf += piece
+    if buf:
+        out.append(buf)
+    return out or [""]
+
+
+def function_call_events(index: int, call_id: str, name: str, arguments: dict,
+                         fragment_chars: int = 24) -> list[dict]:
+    """Streaming events for a function call: `step.start` (empty arguments), `arguments_delta`
+    fragments whose concatenation is the arguments' JSON, then `step.stop`.
+
+    Events carry no `event_id`; the server's SSE layer numbers them. After the last one the
+    interaction ends with `status: "requires_action"`.
+    """
+    text = json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+    events = [{"event_type": "step.start", "index": index,
+               "step": {"type": "function_call", "id": call_id, "name": name, "arguments": {}}}]
+    for piece in _fragments(text, fragment_chars):
+        events.append({"event_type": "step.delta", "index": index,
+                       "delta": {"type": "arguments_delta", "arguments": piece}})
+    events.append({"event_type": "step.stop", "index": index})
+    return events
+
+
+# Fields a tool step carries in its delta (the rest, identity fields, go in step.start).
+_PAYLOAD = {"arguments": {}, "result": [], "is_error": None, "search_type": None}
+
+
+def wire_events(index: int, step: dict) -> list[dict]:
+    """Streaming events for any complete step (function calls get `arguments_delta`s).
+
+    Tool steps: `step.start` with the identity fields and empty payload, one `step.delta` of
+    the step's own type with the payload (the SDK's `*CallDelta`/`*ResultDelta`), `step.stop`.
+    Thoughts stream their summary as `thought_summary` and their signature as
+    `thought_signature` deltas, as the real API does.
+    """
+    kind = step.get("type")
+    if kind == "function_call":
+        return function_call_events(index, step["id"], step["name"], step.get("arguments") or {})
+    if kind == "thought":
+        start = {"type": "thought"}
+        deltas = [{"type": "thought_summary", "content": c} for c in step.get("summary") or []]
+        if step.get("signature"):
+            deltas.append({"type": "thought_signature", "signature": step["signature"]})
+    else:
+        start, payload = {}, {"type": kind}
+        for k, v in step.items():
+            if k in _PAYLOAD:
+                payload[k] = v
+                if _PAYLOAD[k] is not None:
+                    start[k] = "" if isinstance(v, str) else type(_PAYLOAD[k])()
+            else:
+                start[k] = v
+        deltas = [payload] if len(payload) > 1 else []
+    events = [{"event_type": "step.start", "index": index, "step": start}]
+    events += [{"event_type": "step.delta", "index": index, "delta": d} for d in deltas]
+    events.append({"event_type": "step.stop", "index": index})
+    return events
+
+
+def record_step(recorder: TurnRecorder, step: dict) -> int:
+    """Emit a complete step through a `TurnRecorder` (start, deltas, stop); its index."""
+    events = wire_events(0, step)
+    index = recorder.start_step(step, announce=events[0]["step"])
+    for event in events[1:-1]:
+        recorder.delta(index, event["delta"])
+    recorder.stop_step(index)
+    return index
 
 
 def run_turn(ctx: TurnContext, producer: StepProducer,

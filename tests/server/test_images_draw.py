@@ -6,8 +6,8 @@ import io
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from gemini_magics.images import ASPECT_RATIOS
-from gemini_magics.server.images import image_dimensions, render_image
+from gemini_magics.catalog import ASPECT_RATIOS
+from gemini_magics.server.draw import image_dimensions, render_image
 
 SKYLINE = "Generate an image of a futuristic city skyline at sunset"  # the quickstart's prompt
 LABEL_YELLOW = (255, 200, 60)

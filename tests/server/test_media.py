@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gemini_magics.server.images import render_image
-from gemini_magics.server.media import describe_part, part_bytes
+from gemini_magics.server.describe import describe_part, part_bytes
+from gemini_magics.server.draw import render_image
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -20,21 +20,14 @@ from pydantic import BaseModel, create_model
 from strict import strict_event, strict_interaction
 from test_tools import interaction, scripted_server, sdk_client
 
+from gemini_magics.catalog import BUILTIN_TOOLS
 from gemini_magics.functions import call_function, function_declaration, function_result_step
+from gemini_magics.server.emulate import (OFFLINE_URL, describe_for_model, emulate_builtin_tool,
+                                          offline_annotations)
 from gemini_magics.server.engines.base import Engine, EngineRequest, EngineResult, GenerationParams
-from gemini_magics.server.tools import (
-    EMULATED_TOOLS,
-    OFFLINE_URL,
-    describe_for_model,
-    emulate_builtin_tool,
-    function_call_events,
-    function_call_schema,
-    function_call_step,
-    offline_annotations,
-    plan_function_call,
-    run_python_offline,
-    step_events,
-)
+from gemini_magics.server.planning import function_call_schema, plan_function_call
+from gemini_magics.server.sandbox import run_python_offline
+from gemini_magics.server.turns import function_call_events, function_call_step, wire_events
 from gemini_magics.tools import cite, parse_tools, render_step_markdown
 
 PROMPT = "Who won the euro 2024? Check https://www.uefa.com/euro2024 and compute 12*7+3."
@@ -66,7 +59,7 @@ def test_google_search_emulation_matches_the_quickstart_shape():
                       "start_index": 0, "end_index": 10}]
 
 
-@pytest.mark.parametrize("tool", EMULATED_TOOLS)
+@pytest.mark.parametrize("tool", BUILTIN_TOOLS)
 def test_every_tool_is_served_in_shapes_the_sdk_parses_strictly(tool):
     steps = answer_with(emulate_builtin_tool(tool, PROMPT, ids(), {"type": tool}))
     raw = interaction(steps)
@@ -86,11 +79,11 @@ def test_every_tool_is_served_in_shapes_the_sdk_parses_strictly(tool):
 
 
 def test_streamed_tool_steps_are_strict_sdk_events():
-    steps = answer_with([s for t in EMULATED_TOOLS for s in emulate_builtin_tool(t, PROMPT, ids())])
+    steps = answer_with([s for t in BUILTIN_TOOLS for s in emulate_builtin_tool(t, PROMPT, ids())])
     events = [{"event_type": "interaction.created",
                "interaction": {"id": "v1_s", "status": "in_progress", "object": "interaction", "model": "m"}}]
     for index, step in enumerate(steps[:-1]):
-        events += step_events(index, step)
+        events += wire_events(index, step)
     text = steps[-1]["content"][0]
     n = len(steps) - 1
     events += [{"event_type": "step.start", "index": n, "step": {"type": "model_output"}},
@@ -105,12 +98,12 @@ def test_streamed_tool_steps_are_strict_sdk_events():
     with scripted_server(lambda body: events) as (url, _):
         c = sdk_client(url)
         got = list(c.interactions.create(model="gemini-3.5-flash", input=PROMPT, stream=True,
-                                         tools=[{"type": t} for t in EMULATED_TOOLS]))
+                                         tools=[{"type": t} for t in BUILTIN_TOOLS]))
     assert [e.event_type for e in got] == [e["event_type"] for e in events]
     deltas = [e.delta.type for e in got if e.event_type == "step.delta"]
     assert "google_search_call" in deltas and "code_execution_result" in deltas
     assert "thought_summary" in deltas  # computer use says it is offline
-    signed = step_events(3, {"type": "thought", "signature": "c2ln"})
+    signed = wire_events(3, {"type": "thought", "signature": "c2ln"})
     assert signed == [{"event_type": "step.start", "index": 3, "step": {"type": "thought"}},
                       {"event_type": "step.delta", "index": 3,
                        "delta": {"type": "thought_signature", "signature": "c2ln"}},
@@ -201,7 +194,7 @@ def test_emulation_never_opens_a_socket(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    for tool in EMULATED_TOOLS:
+    for tool in BUILTIN_TOOLS:
         if tool != "code_execution":  # runs in its own process, checked above
             emulate_builtin_tool(tool, PROMPT, ids())
 
@@ -416,7 +409,7 @@ def test_the_local_model_always_produces_valid_arguments():
 
 
 # --------------------------------------------------------------------------------------------
-# tool_producer inside the real local server (turns.pick_producer picks it for tool requests)
+# tools_producer inside the real local server (producers.pick_producer picks it for tool requests)
 # --------------------------------------------------------------------------------------------
 
 class ToolLLM(Engine):

@@ -1,13 +1,15 @@
 """Engine factory: `make_engine("echo" | "local" | Engine)`.
 
-The local engine is imported lazily: it loads xllamacpp and a GGUF file, which the echo-backed
-tests and benchmarks never need.
+The local engine loads xllamacpp and its GGUF file only when it is made (engines/local.py defers
+them), which the echo-backed tests and benchmarks never need.
 """
 from __future__ import annotations
 
 from typing import Optional, Union
 
 from .base import Engine, EngineRequest, EngineResult, GenerationParams
+from .echo import EchoEngine
+from .local import LocalEngine
 
 ENGINE_NAMES = ("local", "echo")
 
@@ -18,14 +20,8 @@ def make_engine(engine: Union[str, Engine] = "local", model_path: Optional[str] 
         return engine
     name = (engine or "local").strip().lower()
     if name == "echo":
-        from .echo import EchoEngine
         return EchoEngine()
     if name == "local":
-        try:
-            from .local import LocalEngine
-        except ImportError as e:
-            raise RuntimeError(f"The local engine is not available ({e}); install the package "
-                               f"with its dependencies, or use engine 'echo'.") from None
         return LocalEngine(model_path=model_path)
     raise ValueError(f"Unknown engine {engine!r}; choose one of: {', '.join(ENGINE_NAMES)}.")
 

@@ -104,7 +104,7 @@ def default_threads() -> int:
 
 def common_params(model_path: str, n_threads: Optional[int] = None):
     """The xllamacpp.CommonParams we load a model with."""
-    import xllamacpp
+    import xllamacpp  # deferred: native llama.cpp library, loaded only with a model
 
     p = xllamacpp.CommonParams()
     p.model.path = model_path
@@ -136,7 +136,7 @@ def _acquire(path: str, n_threads: Optional[int]) -> _Loaded:
     with _MODELS_LOCK:
         loaded = _MODELS.get(path)
         if loaded is None:
-            import xllamacpp
+            import xllamacpp  # deferred: native llama.cpp library, loaded only with a model
 
             try:
                 server = xllamacpp.Server(common_params(path, n_threads))
@@ -233,7 +233,7 @@ class LocalEngine(Engine):
 
 
 def _check_schema(schema: Any) -> None:
-    import xllamacpp
+    import xllamacpp  # deferred: native llama.cpp library, loaded only with a model
 
     if not isinstance(schema, dict):
         raise ValueError("The response JSON schema must be a JSON object.")

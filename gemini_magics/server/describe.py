@@ -19,7 +19,7 @@ import wave
 
 from PIL import Image, UnidentifiedImageError
 
-from ..media import human_size
+from ..catalog import human_size
 
 __all__ = ["describe_part", "part_bytes"]
 

@@ -15,11 +15,11 @@ import random
 import re
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
-from ..images import (ASPECT_RATIOS, IMAGE_SIZES, ImageError, flatten_to_rgb, normalize_aspect_ratio,
-                      normalize_image_size)
+from ..catalog import normalize_aspect_ratio, normalize_image_size
 
-__all__ = ["render_image", "image_dimensions", "ASPECT_RATIOS", "IMAGE_SIZES"]
+__all__ = ["render_image", "image_dimensions", "RenderError"]
 
 # Long side in pixels per size name. Gemini's own tables differ slightly per model and keep the
 # pixel count near 1 MP per "1K"; we keep the long side exact instead, which bounds memory.
@@ -53,14 +53,28 @@ _SKIES = {
 }
 
 
+class RenderError(ValueError):
+    """A request the offline renderer cannot honour, in one sentence the server returns as a 400."""
+
+
+def _config(aspect_ratio: str | None, image_size: str | None) -> tuple[str | None, str | None]:
+    """The normalised (aspect ratio, image size); a value outside the protocol's lists raises
+    RenderError."""
+    try:
+        return normalize_aspect_ratio(aspect_ratio), normalize_image_size(image_size)
+    except ValueError as exc:
+        raise RenderError(str(exc)) from None
+
+
 def image_dimensions(aspect_ratio: str | None = None, image_size: str | None = None) -> tuple[int, int]:
     """(width, height) for an aspect ratio and size: the long side is 512/1024/2048/4096 px.
 
     The short side is rounded to a multiple of 8 (what image codecs and models like).
-    Raises ImageError (a ValueError) for a value outside the protocol's lists.
+    Raises RenderError (a ValueError) for a value outside the protocol's lists.
     """
-    aspect = normalize_aspect_ratio(aspect_ratio) or "1:1"
-    long_side = LONG_SIDE[normalize_image_size(image_size) or "1K"]
+    aspect, size = _config(aspect_ratio, image_size)
+    aspect = aspect or "1:1"
+    long_side = LONG_SIDE[size or "1K"]
     a, b = (int(x) for x in aspect.split(":"))
     short = max(8, round(long_side * min(a, b) / max(a, b) / 8) * 8)
     return (long_side, short) if a >= b else (short, long_side)
@@ -71,12 +85,12 @@ def render_image(prompt: str, *, aspect_ratio: str | None = None, image_size: st
     """Draw (or, with `source`, edit) an image for `prompt`; returns (encoded bytes, mime type).
 
     Same arguments, same bytes. Without `aspect_ratio`, a new image is square and an edit keeps
-    the source's proportions; `image_size` defaults to 1K. Bad values raise ImageError
+    the source's proportions; `image_size` defaults to 1K. Bad values raise RenderError
     (a ValueError) with one sentence the server can return as a 400.
     """
     fmt = _MIMES.get(str(mime_type).lower())
     if fmt is None:
-        raise ImageError(f"Unsupported image mime_type {mime_type!r}: the offline renderer writes "
+        raise RenderError(f"Unsupported image mime_type {mime_type!r}: the offline renderer writes "
                          "image/png or image/jpeg.")
     prompt = str(prompt or "").strip()
     if source is None:
@@ -88,7 +102,6 @@ def render_image(prompt: str, *, aspect_ratio: str | None = None, image_size: st
         _stamp(img, "OFFLINE EDIT (no image model)", prompt)
     out = io.BytesIO()
     if fmt == "PNG":
-        from PIL.PngImagePlugin import PngInfo
         info = PngInfo()
         info.add_text("Software", _SOFTWARE)
         info.add_text("Description", prompt[:1000])
@@ -218,22 +231,30 @@ def _draw_scene(prompt: str, width: int, height: int) -> Image.Image:
 
 
 # ----------------------------------------------------------------------------- editing
+def _on_white(img: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited over white (an edit is drawn and saved opaque)."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, img.convert("RGBA")).convert("RGB")
+    return img.convert("RGB")
+
+
 def _edit(source: bytes, instruction: str, aspect_ratio: str | None, image_size: str | None) -> Image.Image:
-    aspect = normalize_aspect_ratio(aspect_ratio)
-    long_side = LONG_SIDE[normalize_image_size(image_size) or "1K"]
+    aspect, size = _config(aspect_ratio, image_size)
+    long_side = LONG_SIDE[size or "1K"]
     try:
         src = Image.open(io.BytesIO(source))
         if src.width * src.height > _MAX_SOURCE_PIXELS:
-            raise ImageError(f"The image to edit is {src.width}x{src.height} pixels, too large to edit "
-                             "offline: send one under 64 megapixels.")
+            raise RenderError(f"The image to edit is {src.width}x{src.height} pixels, too large to edit "
+                              "offline: send one under 64 megapixels.")
         src.draft("RGB", (long_side, long_side))  # JPEG: decode at reduced scale, saves memory
         src = ImageOps.exif_transpose(src)
-        img = flatten_to_rgb(src)
-    except ImageError:
+        img = _on_white(src)
+    except RenderError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise ImageError("The image to edit could not be decoded: send a valid PNG, JPEG, WebP or "
-                         "GIF image.") from None
+        raise RenderError("The image to edit could not be decoded: send a valid PNG, JPEG, WebP or "
+                          "GIF image.") from None
     if aspect:
         size = image_dimensions(aspect, image_size)
         img = ImageOps.fit(img, size, Image.Resampling.LANCZOS)

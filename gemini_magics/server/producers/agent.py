@@ -1,15 +1,9 @@
-"""Producers for turns with tools and for managed agents, plugged into `turns.pick_producer`.
+"""The agent producer: managed agents (`agent=` instead of `model=`), played offline.
 
-Tool turns (function declarations, emulated built-in tools) are produced by
-`server.tools.tool_producer`: a function call planned with JSON-schema-constrained decoding
-(streamed as `arguments_delta` fragments, ending in `requires_action`), or emulated tool steps
-followed by a cited answer.
-
-Agents (`agent=` instead of `model=`) have no remote sandbox offline, so the local server plays
-one: the turn opens with a thought saying it is an offline emulation, gets an `environment_id`
-when the request sets `environment` (as the API does), and runs like a tool turn with code
-execution added, so the agent's steps (code and its output) are visible and really ran, in the
-offline sandbox of `server.tools.run_python_offline`.
+Agents have no remote sandbox offline, so the local server plays one: the turn opens with a
+thought saying it is an offline emulation, gets an `environment_id` when the request sets
+`environment` (as the API does), and runs like a tool turn with code execution added, so the
+agent's steps (code and its output) are visible and really ran, in the offline `sandbox`.
 """
 from __future__ import annotations
 
@@ -17,26 +11,17 @@ import secrets
 from dataclasses import replace
 from typing import Any, Optional
 
-from .protocol import CreateRequest
-from .tools import record_step, tool_producer, wants_tools as _wants_tools
-from .turns import Outcome, TurnContext
+from ..protocol import CreateRequest
+from ..turns import Outcome, TurnContext, record_step
+from .tool_use import tools_producer
 
-__all__ = ["wants_agent", "wants_tools", "tools_producer", "agent_producer", "environment_id"]
+__all__ = ["wants_agent", "agent_producer", "environment_id"]
 
 REMOTE = "remote"
 
 
 def wants_agent(request: CreateRequest) -> bool:
     return bool(request.agent)
-
-
-def wants_tools(request: CreateRequest) -> bool:
-    return _wants_tools(request.tools)
-
-
-def tools_producer(ctx: TurnContext) -> Outcome:
-    """A turn with function declarations and/or built-in tools (see server/tools.py)."""
-    return tool_producer(ctx)
 
 
 def environment_id(environment: Any) -> Optional[str]:
@@ -69,4 +54,4 @@ def agent_producer(ctx: TurnContext) -> Outcome:
         tools.append({"type": "code_execution"})
     agent_ctx = TurnContext(request=replace(req, tools=tools), history=ctx.history,
                             engine=ctx.engine, recorder=rec)
-    return tool_producer(agent_ctx)
+    return tools_producer(agent_ctx)

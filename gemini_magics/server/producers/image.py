@@ -1,11 +1,12 @@
 """The image-model producer: answers image requests with a picture drawn offline.
 
 No text-to-image weights exist offline, so an image model (`"image"` in the model name, or a
-`response_format` entry of type image) is answered by `render_image`: a deterministic Pillow
-drawing stamped "OFFLINE", honouring the aspect ratio, size and mime type the request asks for.
-An input image in the turn (or, failing that, the latest image of the conversation) is edited
-instead, so chat-style editing works. The turn looks like a real one: a thought step, then one
-model_output with a short text and the image, streamed as a text delta and an image delta.
+`response_format` entry of type image) is answered by `draw.render_image`: a deterministic
+Pillow drawing stamped "OFFLINE", honouring the aspect ratio, size and mime type the request
+asks for. An input image in the turn (or, failing that, the latest image of the conversation)
+is edited instead, so chat-style editing works. The turn looks like a real one: a thought step,
+then one model_output with a short text and the image, streamed as a text delta and an image
+delta.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import base64
 import re
 from typing import Optional
 
-from .protocol import CreateRequest, response_formats
-from .turns import Outcome, TurnContext, emit_thought
+from ..protocol import CreateRequest, response_formats
+from ..turns import Outcome, TurnContext, emit_thought
 
 __all__ = ["wants_image", "image_settings", "image_producer", "IMAGE_TOKENS"]
 
@@ -60,7 +61,7 @@ def _last_user_content(steps: list[dict]) -> list:
 
 
 def _latest_image(items: list) -> Optional[bytes]:
-    from .media import part_bytes
+    from ..describe import part_bytes  # deferred: describe imports PIL
 
     for item in reversed(items):
         if isinstance(item, dict) and item.get("type") == "image":
@@ -92,8 +93,7 @@ def _clip(text: str) -> str:
 
 def image_producer(ctx: TurnContext) -> Outcome:
     """A thought, then a model_output holding a short text and one offline-rendered image."""
-    from ..images import ImageError
-    from .images import render_image
+    from ..draw import RenderError, render_image  # deferred: draw imports PIL
 
     rec, req = ctx.recorder, ctx.request
     prompt = "\n".join(c.get("text") or "" for c in _last_user_content(req.input_steps)
@@ -112,7 +112,7 @@ def image_producer(ctx: TurnContext) -> Outcome:
             return Outcome("cancelled", input_tokens, 0)
         try:
             data, mime = render_image(prompt, source=source, **settings)
-        except ImageError as exc:
+        except RenderError as exc:
             return Outcome("failed", input_tokens, 0,
                            errors=[{"code": "invalid_argument", "message": str(exc)}])
         if rec.cancelled:

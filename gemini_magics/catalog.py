@@ -1,0 +1,88 @@
+"""What the API offers and what we call it: models, tools, thinking levels, image ratios and sizes.
+
+The one module both sides share: the magics (options, panel, parsing) and the local server
+(validation, emulation, rendering) import these names from here and from nowhere else, so a
+new tool or image size is added once. It holds plain values and pure functions only (no
+IPython, no SDK at import time), which is why `server/` may import it.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union, get_args
+
+__all__ = [
+    "DEFAULT_MODEL", "TEXT_MODELS", "IMAGE_MODELS", "LOCAL_MODEL", "MODEL_CHOICES", "model_choices",
+    "BUILTIN_TOOLS", "PANEL_TOOLS", "COMPUTER_ENVIRONMENTS", "THINKING_LEVELS",
+    "ASPECT_RATIOS", "IMAGE_SIZES", "normalize_aspect_ratio", "normalize_image_size",
+    "human_size",
+]
+
+DEFAULT_MODEL = "gemini-3.5-flash"
+TEXT_MODELS = (
+    "gemini-3.5-flash", "gemini-3.5-flash-lite", "gemini-3.1-pro-preview", "gemini-3-flash-preview",
+    "gemini-3.1-flash-lite", "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite",
+)
+IMAGE_MODELS = ("gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-2.5-flash-image",
+                "gemini-3.1-flash-lite-image")
+# Picking this model in the panel also sets GeminiMagics.offline: the local server answers.
+LOCAL_MODEL = "local-offline"
+MODEL_CHOICES = TEXT_MODELS + IMAGE_MODELS + (LOCAL_MODEL,)
+
+# Built-in tools the Interactions API declares as {"type": NAME}; the local server emulates
+# every one of them offline.
+BUILTIN_TOOLS = ("google_search", "code_execution", "url_context", "google_maps", "file_search",
+                 "computer_use")
+# The panel offers the ones a click can turn on (computer_use needs an environment).
+PANEL_TOOLS = BUILTIN_TOOLS[:5]
+COMPUTER_ENVIRONMENTS = ("browser", "mobile", "desktop")
+THINKING_LEVELS = ("minimal", "low", "medium", "high", "xhigh")
+
+ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
+                 "1:8", "8:1", "1:4", "4:1")
+IMAGE_SIZES = ("512", "1K", "2K", "4K")
+
+
+def model_choices() -> tuple:
+    """The panel's model list: ours first, then the SDK's own model names (text and image
+    Gemini models it knows and we do not list), then the offline model. Imports the SDK's type
+    module, so call it where google.genai is loaded anyway (the panel, not %load_ext)."""
+    try:
+        from google.genai._gaos.types.interactions.model import Model  # deferred: heavy
+
+        known = [a for arg in get_args(Model) for a in (get_args(arg) or (arg,))
+                 if isinstance(a, str)]
+    except Exception:  # noqa: BLE001 - another SDK layout: our list is enough
+        known = []
+    extra = tuple(n for n in known if n.startswith("gemini-") and n not in MODEL_CHOICES
+                  and not n.endswith(("-tts", "-tts-preview", "-transcribe")))
+    return TEXT_MODELS + IMAGE_MODELS + extra + (LOCAL_MODEL,)
+
+
+def normalize_aspect_ratio(value: Optional[str]) -> Optional[str]:
+    """'16:9' (spaces ignored) or None; anything else raises ValueError listing the ratios."""
+    if value is None:
+        return None
+    text = str(value).replace(" ", "")
+    if text not in ASPECT_RATIOS:
+        raise ValueError(f"Unsupported aspect ratio {value!r}: use one of {', '.join(ASPECT_RATIOS)}.")
+    return text
+
+
+def normalize_image_size(value: Union[str, int, None]) -> Optional[str]:
+    """'512', '1K', '2K' or '4K' (case-insensitive) or None; anything else raises ValueError."""
+    if value is None:
+        return None
+    text = str(value).strip().upper()
+    if text not in IMAGE_SIZES:
+        raise ValueError(f"Unsupported image size {value!r}: use one of {', '.join(IMAGE_SIZES)}.")
+    return text
+
+
+def human_size(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, like the Gemini docs); one wording for every message."""
+    if n < 1000:
+        return f"{int(n)} bytes"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1000
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}"
+    return f"{n} bytes"

@@ -1,0 +1,125 @@
+"""The `%%gemini` cell pipeline around a run, without IPython: what the magic and the widgets share.
+
+`prepare` turns a magic line and cell into a checked Request: options parsed and merged with the
+settings, the prompt interpolated with its media, `--functions` and `--schema` looked up in the
+notebook; every problem is one GeminiError sentence before anything is sent. `finish` does the
+bookkeeping after a run: `_gemini`, `%gemini last`, `--out VAR` and `--save`.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from .args import ArgsError, parse, parse_line, with_parts
+from .errors import GeminiError, explain
+from .media import MediaError, check_inline_size, is_media_value, media_part, media_parts
+from .prompt import PromptError, interpolate_parts
+from .request import Request, function_tool
+
+__all__ = ["prepare", "build_parts", "resolve_names", "finish", "assign_out", "save_images_line",
+           "backend_failure"]
+
+
+def prepare(line: str, cell: Optional[str], settings: Mapping[str, Any], ns: Any) -> Request:
+    """The Request of a `%%gemini` cell (`cell` None: a `%gemini PROMPT` line), with `settings`
+    filling the options not given and `ns` (the notebook's variables) the prompt, media,
+    --functions and --schema. Raises GeminiError (one sentence) on bad options, prompt or media."""
+    try:
+        request = parse_line(line, settings) if cell is None else parse(line, cell, settings)
+        request = with_parts(request, build_parts(request, ns))
+        resolve_names(request, ns)
+    except (ArgsError, PromptError, MediaError) as exc:
+        raise GeminiError(str(exc)) from None
+    return request
+
+
+def build_parts(request: Any, user_ns: Any) -> list:
+    """The prompt as content: --image and --file attachments first (Gemini's advice for media
+    prompts), then the cell text with `{var}` media (PIL images, media bytes) placed where they
+    are written. Every part is checked before anything is sent: MediaError on bad input."""
+    prompt = interpolate_parts(request.text, user_ns, keep=is_media_value)
+    parts: list = []
+    if request.images:
+        parts += media_parts(request.images, kind="image", user_ns=user_ns)
+    if request.files:
+        parts += media_parts(request.files, kind="file", user_ns=user_ns)
+    for p in prompt.parts:
+        parts.append(p if isinstance(p, str) else media_part(p))
+    check_inline_size([p for p in parts if isinstance(p, dict)])
+    if not any(isinstance(p, dict) for p in parts):
+        return prompt.parts
+    return parts
+
+
+def resolve_names(request: Any, user_ns: Any) -> None:
+    """--functions and --schema: look the names up in the notebook and check them, so a bad
+    name is one sentence before anything is sent. Fills request.callables / schema_obj;
+    ArgsError otherwise."""
+    if request.functions:
+        from .functions import resolve_functions  # deferred: functions loads pydantic
+
+        try:
+            request.callables = resolve_functions(",".join(request.functions), user_ns)
+            for fn in request.callables:
+                function_tool(fn)  # a parameter type without a JSON schema fails here
+        except ValueError as exc:
+            raise ArgsError(str(exc)) from None
+    if request.schema:
+        from .schema import SchemaError, response_format_for  # deferred: schema loads pydantic
+
+        head, *rest = request.schema.split(".")
+        if head not in user_ns:
+            raise ArgsError(f"--schema: {head!r} is not defined in the notebook; run the cell that "
+                            f"defines it or fix the name.")
+        obj = user_ns[head]
+        for attr in rest:
+            if not hasattr(obj, attr):
+                raise ArgsError(f"--schema: {request.schema!r} does not exist; fix the name.")
+            obj = getattr(obj, attr)
+        try:
+            request.response_format = response_format_for(obj, request.schema)
+        except SchemaError as exc:
+            raise ArgsError(str(exc)) from None
+        request.schema_obj = obj
+
+
+def finish(request: Any, result: Any, ns: Any, owner: Any) -> str:
+    """After a run: the result goes to `_gemini`, `owner.last_result` (`%gemini last`) and
+    `--out VAR`, and `--save` writes its images. Returns what --save did in one sentence (''
+    without --save); GeminiError (one sentence) if the images cannot be written."""
+    owner.last_result = result
+    ns["_gemini"] = result
+    assign_out(ns, request, result)
+    if request.save and result.image_parts:
+        from .images import ImageError  # deferred: images loads PIL
+
+        try:
+            return save_images_line(result, request.save)
+        except ImageError as exc:
+            raise GeminiError(str(exc), result=result) from None
+    if request.save and result.ok:
+        return ("Nothing saved: the answer has no images (image models such as "
+                "gemini-3.1-flash-image draw them).")
+    return ""
+
+
+def assign_out(ns: Any, request: Any, result: Any) -> None:
+    """`--out VAR`: the result object, or with --schema the parsed value (only when it parsed)."""
+    if not request.out:
+        return
+    if request.schema_obj is None:
+        ns[request.out] = result
+    elif result.ok and result.value is not None:
+        ns[request.out] = result.value
+
+
+def save_images_line(result: Any, target: str) -> str:
+    """Write the answer's images to `target` and say where in one line (cells and widgets);
+    ImageError (one sentence) if they cannot be written."""
+    paths = result.save_images(target)
+    return f"Saved {len(paths)} image{'s' if len(paths) != 1 else ''}: " + ", ".join(map(str, paths))
+
+
+def backend_failure(exc: BaseException) -> str:
+    """The sentence for a backend that could not be started (cells and the widgets say the same)."""
+    return (f"Could not start the local offline server ({explain(exc).rstrip('.')}); set "
+            f"GEMINI_API_KEY to use the real API, or %gemini engine echo for a test echo.")

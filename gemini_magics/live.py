@@ -1,0 +1,251 @@
+"""The threaded stream job behind `%%gemini --ui` and the `%gemini ui` panel.
+
+Why threads: the request runs in a worker thread, so the kernel stays free to handle widget
+messages and Stop works (while a cell is busy, widget messages wait: ipywidgets #3468). Stop
+sets the runner's cancel event, which cancels the interaction on the server and keeps the
+partial text. A ticker thread calls the view's `on_tick(job)` at a fixed pace, never per
+event: at most `MAX_MESSAGES_PER_S` widget messages a second however fast the deltas come.
+Nothing here knows about widgets: views (widgets.py) are handed in as two callbacks.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+import weakref
+from typing import Any, Callable, Optional
+
+from .cell import backend_failure
+from .client import resolve_backend
+from .errors import explain
+from .result import GeminiResult
+from .runner import run
+
+__all__ = ["StreamJob", "stop_all", "live_markdown", "MAX_MESSAGES_PER_S", "TICK_S", "LIVE_CHARS",
+           "STATES"]
+
+MAX_MESSAGES_PER_S = 20
+# A tick sends at most two widget messages (the live text and the status line); the margin
+# leaves room for the few messages of starting and finishing within the same second.
+TICK_S = 2 / MAX_MESSAGES_PER_S * 1.5
+LIVE_CHARS = 12_000
+STATES = {
+    "sending": "⏳ sending", "streaming": "● streaming", "stopping": "■ stopping",
+    "stopped": "■ stopped", "done": "✓ done", "error": "⚠ error", "idle": "○ ready",
+}
+
+# Jobs that have not finished showing their answer (for `%gemini stop`).
+_RUNNING: "weakref.WeakSet[StreamJob]" = weakref.WeakSet()
+
+
+class StreamJob:
+    """Runs one request with `runner.run` in a worker thread. A ticker thread calls
+    `on_tick(job)` every `tick` seconds while it runs and `on_finish(job)` once at the end, so
+    views are refreshed at a bounded rate whatever the event rate. `stop()` cancels for real."""
+
+    def __init__(self, request: Any, *, settings: Optional[dict] = None, backend: Any = None,
+                 conversation: Any = None, cell_id: Optional[str] = None, fast_stream: bool = True,
+                 on_tick: Optional[Callable] = None, on_finish: Optional[Callable] = None,
+                 tick: float = TICK_S):
+        self.request = request
+        self.settings = dict(settings or {})
+        self.backend = backend
+        self.conversation = conversation
+        self.cell_id = cell_id
+        self.fast_stream = fast_stream
+        self.on_tick = on_tick
+        self.on_finish = on_finish
+        self.tick = tick
+        self.cancel_event = threading.Event()
+        self.finished = threading.Event()   # run() returned: `result` is set
+        self.closed = threading.Event()     # on_finish ran: the answer is shown and saved
+        self.result: Optional[GeminiResult] = None
+        self.notice: Optional[str] = None
+        self.view_errors: list = []
+        self.acc: Any = None
+        self.snapshot = ""                  # answer text so far, taken on the worker thread
+        self._snap_at = float("-inf")
+        self._snap_len = -1
+        self.started: Optional[float] = None
+        self.ended: Optional[float] = None
+        self._worker = threading.Thread(target=self._work, name="gemini-widgets-run", daemon=True)
+        self._ticker = threading.Thread(target=self._pump, name="gemini-widgets-tick", daemon=True)
+
+    # -- runner observer (called on the worker thread) -------------------------------------
+    def on_start(self, acc: Any) -> None:
+        self.acc = acc
+
+    def on_update(self, acc: Any) -> None:
+        # Accumulator.answer_text() compacts its chunk list, which is only safe on the thread
+        # that feeds it: snapshot here, at most twice a tick, and let the ticker read the str.
+        now = time.monotonic()
+        if now - self._snap_at >= self.tick / 2 and acc.answer_length != self._snap_len:
+            self._snap_at = now
+            self._snap_len = acc.answer_length
+            self.snapshot = acc.answer_text()
+
+    def on_done(self, result: GeminiResult) -> None:
+        self.snapshot = result.answer
+
+    # -- control ---------------------------------------------------------------------------
+    def start(self) -> "StreamJob":
+        self.started = time.monotonic()
+        _RUNNING.add(self)
+        self._worker.start()
+        self._ticker.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        """True until the answer has ended and been shown."""
+        return self.started is not None and not self.closed.is_set()
+
+    def stop(self) -> str:
+        """Cancel the interaction (server side too); returns a sentence for the status line."""
+        if self.finished.is_set():
+            return "Nothing to stop: this answer has already ended."
+        if self.cancel_event.is_set():
+            return "Already stopping: the interaction is being cancelled on the server."
+        self.cancel_event.set()
+        return "Stopping: cancelling the interaction on the server; the partial answer is kept."
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[GeminiResult]:
+        """Wait (at most `timeout` seconds) until the answer has ended and been shown."""
+        self.closed.wait(timeout)
+        return self.result
+
+    # -- what the status line shows -------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        r = self.result
+        if r is not None:
+            return "stopped" if r.stopped else ("error" if r.error else "done")
+        if self.started is None:
+            return "idle"
+        if self.cancel_event.is_set():
+            return "stopping"
+        acc = self.acc
+        return "streaming" if acc is not None and acc.events else "sending"
+
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        end = self.ended if self.ended is not None else time.monotonic()
+        return end - self.started
+
+    def tokens(self) -> tuple[int, bool]:
+        """(output tokens, exact): the server's count when it sent one, else ~4 characters each."""
+        usage = self.result.usage if self.result is not None else (
+            getattr(self.acc, "usage", None) or {})
+        out = usage.get("total_output_tokens") if usage else None
+        if isinstance(out, int):
+            return out, True
+        length = self.acc.answer_length if self.acc is not None else 0
+        return (max(1, round(length / 4)) if length else 0), False
+
+    def status_text(self, note: str = "") -> str:
+        """One line: state · elapsed · tokens · tokens/s — then the error or a note."""
+        state = self.state
+        parts = [STATES[state], f"{self.elapsed():.1f} s"]
+        n, exact = self.tokens()
+        if n:
+            parts.append(f"{'' if exact else '≈'}{n} tokens")
+            secs = self.elapsed()
+            if secs > 0:
+                parts.append(f"{n / secs:.0f} tokens/s")
+        line = " · ".join(parts)
+        r = self.result
+        if r is not None and r.error:
+            return f"{line} — {r.error}"
+        if state == "stopped":
+            kept = "the partial answer is kept" if r is not None and r.answer else "nothing had arrived yet"
+            return f"{line} — stopped and cancelled on the server; {kept}."
+        if self.notice and state in ("sending", "streaming", "done"):
+            note = note or self.notice
+        return f"{line} — {note}" if note else line
+
+    # -- threads -----------------------------------------------------------------------------
+    def _work(self) -> None:
+        try:
+            self.result = self._run()
+        except BaseException as exc:  # noqa: BLE001 - run() explains failures; this is a bug
+            self.result = self._failed(exc)
+        finally:
+            self.ended = time.monotonic()
+            self.finished.set()
+
+    def _run(self) -> GeminiResult:
+        backend = self.backend
+        if backend is None:
+            try:
+                backend, self.notice = resolve_backend(self.settings)
+            except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
+                return self._failed(exc, starting=True)
+        return run(self.request, backend=backend, observers=[self],
+                   cancel_event=self.cancel_event, conversation=self.conversation,
+                   cell_id=self.cell_id, fast_stream=self.fast_stream)
+
+    def _failed(self, exc: BaseException, starting: bool = False) -> GeminiResult:
+        why = backend_failure(exc) if starting else explain(exc)
+        return GeminiResult(answer=self.snapshot, text=self.snapshot, model=self.request.model,
+                            elapsed=self.elapsed(), error=why)
+
+    def _pump(self) -> None:
+        try:
+            while not self.finished.wait(self.tick):
+                self._call(self.on_tick)
+            self._call(self.on_finish)
+        finally:
+            _RUNNING.discard(self)
+            self.closed.set()
+
+    def _call(self, fn: Optional[Callable]) -> None:
+        if fn is None:
+            return
+        try:
+            fn(self)
+        except Exception as exc:  # noqa: BLE001 - a view failing must not stop the answer
+            self.view_errors.append(exc)
+
+
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$", re.M)
+
+
+def _open_fence(text: str) -> Optional[str]:
+    """The line opening a code fence still open at the end of `text` (None if none is)."""
+    opener: Optional[str] = None
+    marker = ""
+    for m in _FENCE_LINE.finditer(text):
+        fence, rest = m.group(1), m.group(2)
+        if opener is None:
+            opener, marker = m.group(0).strip(), fence
+        elif fence[0] == marker[0] and len(fence) >= len(marker) and not rest.strip():
+            opener, marker = None, ""
+    return opener
+
+
+def live_markdown(text: str, limit: int = LIVE_CHARS) -> str:
+    """What the live view shows while streaming: all of `text`, or its last `limit` characters
+    (cut at a line break, an open code fence reopened) after a note saying what is hidden."""
+    if len(text) <= limit:
+        return text
+    start = len(text) - limit
+    nl = text.find("\n", start)
+    if 0 <= nl < start + limit // 2:
+        start = nl + 1
+    fence = _open_fence(text[:start])
+    note = (f"*… {start:,} earlier characters are hidden while streaming; the whole answer is "
+            f"written out when it ends.*\n\n")
+    return note + (fence + "\n" if fence else "") + text[start:]
+
+
+def stop_all() -> str:
+    """`%gemini stop`: stop every answer streaming in a live view or the panel."""
+    jobs = [j for j in list(_RUNNING) if not j.finished.is_set()]
+    if not jobs:
+        return "Nothing to stop: no answer is streaming."
+    for job in jobs:
+        job.stop()
+    n = len(jobs)
+    return (f"Stopping {n} answer{'s' if n != 1 else ''}: cancelled on the server; the partial "
+            f"text is kept.")
