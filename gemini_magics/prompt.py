@@ -71,8 +71,28 @@ def _resolve(ref: str, namespace: Mapping[str, Any]) -> Any:
                 f"The prompt refers to {{{ref}}} but {hint}, "
                 f"or write {{{{{ref}}}}} to keep the braces as text."
             ) from None
+        except Exception as exc:  # noqa: BLE001 - a property or __getitem__ of the user's own
+            raise _raised(ref, f"reading {where}{m.group(0)}", exc) from None
         where += m.group(0)
     return value
+
+
+def _raised(ref: str, doing: str, exc: BaseException) -> PromptError:
+    """One sentence for the user's own code failing while the prompt is filled in."""
+    msg = " ".join(str(exc).split())
+    msg = msg if len(msg) <= 200 else msg[:199] + "…"
+    return PromptError(f"The prompt refers to {{{ref}}} but {doing} raised "
+                       f"{type(exc).__name__}{': ' + msg if msg else ''}; fix that, or write "
+                       f"{{{{{ref}}}}} to keep the braces as text.")
+
+
+def _text_of(ref: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception as exc:  # noqa: BLE001 - the user's own __str__
+        raise _raised(ref, "turning it into text", exc) from None
 
 
 def _tokens(text: str) -> list:
@@ -122,7 +142,7 @@ def interpolate_parts(
                 buf = []
             parts.append(value)
         else:
-            buf.append(value if isinstance(value, str) else str(value))
+            buf.append(_text_of(val, value))
     if buf:
         parts.append("".join(buf))
     return Prompt([p for p in parts if not (isinstance(p, str) and p == "")] or [""])

@@ -89,3 +89,28 @@ def test_unicode_identifiers():
 
 def test_non_string_values_use_str():
     assert interpolate("{lst}", NS) == "[1, 2, 3]"
+
+
+class _Touchy:
+    @property
+    def total(self):
+        raise ValueError("the table is empty")
+
+    def __getitem__(self, key):
+        raise RuntimeError("no rows\nat all")
+
+    def __str__(self):
+        raise OSError("cannot render")
+
+
+@pytest.mark.parametrize("ref, words", [
+    ("{t.total}", "reading t.total raised ValueError: the table is empty"),
+    ("{t[0]}", "reading t[0] raised RuntimeError: no rows at all"),
+    ("{t}", "turning it into text raised OSError: cannot render"),
+])
+def test_an_exception_in_the_users_own_code_is_one_sentence(ref, words):
+    with pytest.raises(PromptError) as err:
+        interpolate(f"Sum {ref} please", {"t": _Touchy()})
+    message = str(err.value)
+    assert words in message and "\n" not in message
+    assert message.endswith("to keep the braces as text.")
