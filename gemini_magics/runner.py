@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from .client import Backend, get_client, redact, resolve_backend
 from .conversation import Conversation, user_step
-from .errors import explain, outcome_sentence
+from .errors import KEPT, explain, outcome_sentence
 from .loop import ROUNDS_SENTENCE, FunctionLoop
 from .request import Request
 from .result import GeminiResult
@@ -271,6 +271,11 @@ def build_result(acc: Accumulator, request: Any, *, elapsed: float, cancelled: b
     stopped = cancelled or status == "cancelled"
     if stopped:
         error = None
+    elif error is None and not acc.done and acc.unreadable is not None:
+        kept = KEPT if acc.answer_length else ""
+        error = (f"The server sent an event that is not JSON ({acc.unreadable!r}) and the answer "
+                 f"broke off{kept}; check that GeminiMagics.base_url points at a Gemini "
+                 f"Interactions endpoint.")
     elif error is None:
         error = outcome_sentence(status, done=acc.done, stream_error=acc.error,
                                  errors=acc.meta.get("errors"), partial=acc.answer_length > 0,

@@ -56,13 +56,16 @@ def _check(event: Any, raw: str) -> dict:
     return event
 
 
+# What a `data:` payload that is not JSON becomes: both SDKs skip such a payload and read on, so
+# do we; the accumulator keeps the first one to explain a stream that then breaks off.
+UNREADABLE = "unreadable"
+
+
 def _decode(payload: str) -> dict:
     try:
         event = json.loads(payload)
     except ValueError:
-        raise StreamProtocolError(
-            f"The server sent an event that is not JSON: {payload[:80]!r}."
-        ) from None
+        return {"event_type": UNREADABLE, "data": payload[:80]}
     return _check(event, payload)
 
 
@@ -172,6 +175,7 @@ class Accumulator:
         self.order: list[int] = []
         self.usage: dict = {}
         self.error: Optional[dict] = None
+        self.unreadable: Optional[str] = None  # the first data: payload that was not JSON
         self.done = False
         self.events = 0
         self.hops = 0
@@ -256,6 +260,8 @@ class Accumulator:
         elif kind == "error":
             self.error = event.get("error") or {"message": "unknown error"}
             self.done = True
+        elif kind == UNREADABLE and self.unreadable is None:
+            self.unreadable = event.get("data") or ""
         # Unknown event types are ignored, as the SDKs do.
 
     def _created(self, inter: dict) -> None:
@@ -309,6 +315,9 @@ class Accumulator:
         if index not in self.steps:
             self.order.append(index)
         self.steps[index] = st
+        if st.summary and st.data.get("type") == "thought":  # summaries sent in step.start
+            self._thoughts.extend(item.get("text") or "" for item in st.summary
+                                  if isinstance(item, dict) and item.get("type") == "text")
         if st.content:
             for item in st.content:
                 if item.get("type") == "text" and st.data.get("type") == "model_output":

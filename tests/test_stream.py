@@ -128,8 +128,27 @@ def test_sse_framing():
     assert list(iter_sse_events(['data: {"error": {"message": "x"}}', ""]))[0]["event_type"] == "error"
 
 
+def test_a_data_line_that_is_not_json_is_skipped_as_the_sdks_do():
+    lines = ['data: {"event_type": "step.stop", "index": 0}', "",
+             "data: {half an event", "", 'data: {"event_type": "step.stop", "index": 1}', ""]
+    events = list(iter_sse_events(lines))
+    assert [e["event_type"] for e in events] == ["step.stop", "unreadable", "step.stop"]
+    acc = Accumulator()
+    for event in events:
+        acc.feed(event)
+    assert acc.unreadable == "{half an event" and acc.error is None
+
+
+def test_thought_summaries_sent_in_step_start_are_thoughts():
+    acc = Accumulator()
+    acc.feed({"event_type": "step.start", "index": 0,
+              "step": {"type": "thought", "summary": [{"type": "text", "text": "Weighing it."}]}})
+    acc.feed({"event_type": "step.delta", "index": 0,
+              "delta": {"type": "thought_summary", "content": {"type": "text", "text": " Done."}}})
+    assert acc.thought_text() == "Weighing it. Done."
+
+
 @pytest.mark.parametrize("lines, words", [
-    (["data: not json", ""], "not JSON"),
     (['data: {"event_type": "step.delta", "index": 0}', ""], "'delta'"),
     (['data: {"event_type": "interaction.created"}', ""], "'interaction'"),
     (["data: [1, 2]", ""], "not a JSON object"),
