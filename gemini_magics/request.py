@@ -46,10 +46,6 @@ class Request(_OptionFields):
             cfg["thinking_level"] = self.thinking
         if self.show_thoughts:
             cfg["thinking_summaries"] = "auto"
-        if self.aspect or self.size:
-            from .images import image_config  # deferred: images loads PIL
-
-            cfg["image_config"] = image_config(self.aspect, self.size)
         cfg.update(self.generation_extra)
         return cfg
 
@@ -73,8 +69,13 @@ class Request(_OptionFields):
         tools = list(self.tools) + [function_tool(f) for f in self.callables]
         if tools:
             body["tools"] = tools
-        if self.response_format:
-            body["response_format"] = dict(self.response_format)
+        formats = [dict(self.response_format)] if self.response_format else []
+        if self.aspect or self.size:  # the current form; generation_config.image_config is deprecated
+            from .images import image_response_format  # deferred: images loads PIL
+
+            formats.append(image_response_format(self.aspect, self.size))
+        if formats:
+            body["response_format"] = formats[0] if len(formats) == 1 else formats
         if self.environment:
             body["environment"] = self.environment
         if self.stateless:
