@@ -18,7 +18,8 @@ from .errors import KEPT, explain, outcome_sentence
 from .loop import ROUNDS_SENTENCE, FunctionLoop
 from .request import Request
 from .result import GeminiResult
-from .stream import Accumulator, interaction_events, iter_sse_events, sdk_event_to_dict
+from .stream import (Accumulator, interaction_events, iter_sse_events, output_text,
+                     sdk_event_to_dict)
 
 __all__ = ["run", "rounds", "build_result", "turn_start", "Observer"]
 
@@ -280,18 +281,35 @@ def build_result(acc: Accumulator, request: Any, *, elapsed: float, cancelled: b
         error = outcome_sentence(status, done=acc.done, stream_error=acc.error,
                                  errors=acc.meta.get("errors"), partial=acc.answer_length > 0,
                                  background=background)
+    # A server may reflect the API key into what it answers: nothing we show or keep holds it.
+    original = acc.interaction_dict()
+    data = _redacted(original)
+    steps = data.get("steps") or []
+    answer = redact(acc.answer_text())
     result = GeminiResult(
-        text=acc.text, answer=acc.answer_text(), steps=acc.step_list(), usage=dict(acc.usage),
+        text=output_text(steps), answer=answer, steps=steps, usage=dict(acc.usage),
         id=acc.id, status="cancelled" if stopped else status,
         model=acc.model or getattr(request, "agent", None) or getattr(request, "model", None),
         elapsed=elapsed, stopped=stopped, error=redact(error) if error else None,
-        thoughts=acc.thought_text(), interaction_data=acc.interaction_dict(),
-        _interaction=sdk_object, notes=list(notes),
+        thoughts=redact(acc.thought_text()), interaction_data=data,
+        # the SDK object is rebuilt from the redacted data when it held a key
+        _interaction=sdk_object if data == original else None, notes=list(notes),
     )
     schema_obj = getattr(request, "schema_obj", None)
     if result.ok and schema_obj is not None:
         result.error = structured_value(result, schema_obj, request.schema)
     return result
+
+
+def _redacted(value: Any) -> Any:
+    """`value` (wire dicts and lists) with every string redacted, media data left as it is."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: v if k == "data" else _redacted(v) for k, v in value.items()}
+    return value
 
 
 def run(
