@@ -7,19 +7,22 @@ IPython state, the network or the SDK, so every option can be tested as plain da
 """
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
+import textwrap
 from dataclasses import replace
 from typing import Any, Mapping, Optional
 
 from IPython.core.error import UsageError
-from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
 from . import options
 from .request import Request
 
 __all__ = [
-    "ArgsError", "cell_arguments", "parse", "parse_line", "parse_options", "with_parts",
+    "ArgsError", "cell_arguments", "help_description", "help_epilog", "EXAMPLES", "LINE_MAGICS",
+    "parse", "parse_line", "parse_options", "with_parts",
 ]
 
 
@@ -27,13 +30,103 @@ class ArgsError(ValueError):
     """Bad options or an empty prompt; the message is one sentence saying how to fix it."""
 
 
+# -- the help `%%gemini?` prints (and `%gemini help`) ----------------------------------------------
+# Plain text: it is shown in a pager, so no Markdown or reST markup.
+
+HELP_WIDTH = 90
+
+_USAGE = """\
+Usage:
+  %%gemini [options]          the prompt is the cell below this line
+  %gemini [options] PROMPT    a one-line prompt
+  %gemini COMMAND             one of the line magics listed at the end"""
+
+_ABOUT = ("Sends the prompt to Gemini (the Interactions API) and streams the answer in as "
+          "Markdown, which the saved notebook keeps. Each cell continues the conversation; "
+          "re-running a cell replaces its turn. {name}, {obj.attr}, {In[3]} and {Out[2]} in the "
+          "prompt are filled in from your variables ({{ and }} keep braces). The result goes to "
+          "_gemini and to -o VAR. Without GEMINI_API_KEY the answers come from a small local "
+          "offline model.")
+
+# (what it shows, the cell as typed)
+EXAMPLES = (
+    ("A question; the answer streams in and continues the conversation:",
+     "%%gemini\nExplain how AI works in a few words"),
+    ("Let the model call get_weather, a function of the notebook; the result goes to r:",
+     "%%gemini --functions get_weather -o r\nShould I take an umbrella in Paris today?"),
+    ("Draw a wide picture with an image model and save it in images/:",
+     "%%gemini -m gemini-3.1-flash-image --aspect 16:9 --save images/\n"
+     "A lighthouse at dawn, in watercolour"),
+)
+
+# (the line as typed, what it does): every command of the line magic
+LINE_MAGICS = (
+    ("%gemini PROMPT", "ask in one line"),
+    ("%gemini history", "the turns of the conversation so far"),
+    ("%gemini reset", "start a new conversation"),
+    ("%gemini last", "the last result"),
+    ("%gemini settings", "every setting and its value"),
+    ("%gemini NAME [VALUE]", "show or set a setting, the same as %config GeminiMagics.NAME = "
+                             "VALUE (%gemini NAME default restores it)"),
+    ("%gemini ui", "a panel to pick the model and tools, ask, and stop"),
+    ("%gemini stop", "stop the --ui answers still streaming"),
+    ("%gemini jobs", "this kernel's --background jobs"),
+    ("%gemini wait ID", "follow a background job in this cell (also after a restart)"),
+    ("%gemini cancel ID", "cancel a background job on the server"),
+    ("%gemini record PATH", "record every request and answer to a cassette file"),
+    ("%gemini replay PATH", "answer from a cassette file: no network, server or key"),
+    ("%gemini cassette [off]", "which cassette is in use; off stops using it"),
+    ("%gemini help", "this help"),
+)
+
+
+def _rows(rows: tuple, indent: int = 2) -> str:
+    """Two columns, the second wrapped under itself."""
+    left = max(len(a) for a, _ in rows) + indent + 2
+    return "\n".join(textwrap.fill(b, HELP_WIDTH, subsequent_indent=" " * left,
+                                   initial_indent=(" " * indent + a).ljust(left))
+                     for a, b in rows)
+
+
+def help_description() -> str:
+    """What `%%gemini?` shows above the options: the usage lines and what the magic does."""
+    return _USAGE + "\n\n" + textwrap.fill(_ABOUT, HELP_WIDTH)
+
+
+def help_epilog() -> str:
+    """What `%%gemini?` shows below the options: examples, line magics, the settings."""
+    examples = "\n\n".join(f"  {what}\n" + textwrap.indent(cell, "    ")
+                           for what, cell in EXAMPLES)
+    settings = textwrap.fill(", ".join(options.SETTINGS), HELP_WIDTH, initial_indent="  ",
+                             subsequent_indent="  ")
+    return (f"Examples:\n{examples}\n\nLine magics:\n{_rows(LINE_MAGICS)}\n\n"
+            f"Settings (%gemini NAME VALUE, or %config GeminiMagics.NAME = VALUE):\n{settings}")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help as plain text: "-m, --model NAME", a fixed width, no usage block (the
+    description has its own usage lines)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=HELP_WIDTH, max_help_position=30)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        names = ", ".join(action.option_strings)
+        if action.nargs == 0:
+            return names
+        return f"{names} {self._format_args(action, action.dest.upper())}"
+
+
 def cell_arguments(func):
-    """Attach the `%%gemini` options to `func` (IPython magic_arguments decorators): every cell
-    option of the table, then the line magic's prompt words."""
+    """Attach the `%%gemini` options to `func` (IPython magic_arguments decorators): the help
+    text around them, the line magic's prompt words, then every cell option of the table under
+    its group heading. IPython makes the help (`%%gemini?`, `func.__doc__`) from these."""
     decorators = [
         magic_arguments(),
+        kwds(description=help_description(), epilog=help_epilog(), usage=argparse.SUPPRESS,
+             formatter_class=_HelpFormatter),
+        argument("words", nargs="*", help=argparse.SUPPRESS),  # the prompt of %gemini PROMPT
         *options.arguments(),
-        argument("words", nargs="*", help="(line magic only) the prompt."),
     ]
     for deco in reversed(decorators):
         func = deco(func)

@@ -4,6 +4,8 @@
 Prints the base URL once the socket accepts connections, stops cleanly on Ctrl-C or SIGTERM.
 Wrong options end with one sentence on stderr (exit 2), never a traceback. The API key is
 never printed; it can come from the environment instead of the command line (which `ps` shows).
+On loopback no key is needed (the SDK examples run with any GEMINI_API_KEY); a server other
+machines can reach needs one, and runs no code unless started with --allow-code-execution.
 """
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"require this x-goog-api-key on every request (or set {API_KEY_ENV})")
     serve.add_argument("--model-path", metavar="GGUF",
                        help="GGUF model file for the local engine (default: SmolLM2-135M)")
+    serve.add_argument("--allow-code-execution", action="store_true",
+                       help="run the code_execution tool and agents (in the bubblewrap sandbox) "
+                            "on a --host other machines can reach; loopback always does")
     quick = sub.add_parser(
         "quickstart", help="run the quickstart notebook (offline by default) or open it in JupyterLab",
         description="Run notebooks/quickstart.ipynb headless with the local offline model and "
@@ -62,7 +67,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from .server import start_server  # deferred: starlette, uvicorn
+    from .server import sandbox_refusal, start_server  # deferred: starlette, uvicorn
 
     logging.basicConfig(level=logging.WARNING, format="gemini-magics: %(name)s: %(message)s")
     if not 0 <= args.port <= 65535:
@@ -75,7 +80,8 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         srv = start_server(engine=args.engine, db=args.db, host=args.host, port=args.port,
-                           api_key=api_key, model_path=args.model_path)
+                           api_key=api_key, model_path=args.model_path,
+                           allow_code_execution=args.allow_code_execution)
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError, RuntimeError) as e:
@@ -84,6 +90,8 @@ def serve(args: argparse.Namespace) -> int:
     note = "; requests must send the x-goog-api-key header" if api_key else ""
     print(f"gemini-magics: serving the Interactions API with the {args.engine} engine{note}. "
           f"Use it with GOOGLE_GEMINI_BASE_URL={srv.base_url}. Ctrl-C to stop.",
+          file=sys.stderr, flush=True)
+    print(f"gemini-magics: {_code_execution_status(srv.code_execution, sandbox_refusal())}",
           file=sys.stderr, flush=True)
     try:
         while not stop.wait(0.5):
@@ -95,6 +103,16 @@ def serve(args: argparse.Namespace) -> int:
         srv.stop()
     print("gemini-magics: stopped.", file=sys.stderr, flush=True)
     return 0
+
+
+def _code_execution_status(allowed: bool, refusal: Optional[str]) -> str:
+    """One line on whether the code_execution tool (and agents) will run code here."""
+    if not allowed:
+        return ("code execution is off: this host is reachable from other machines "
+                "(--allow-code-execution turns it on).")
+    if refusal:
+        return refusal[0].lower() + refusal[1:]
+    return "code execution runs in a bubblewrap sandbox (no network, no host files)."
 
 
 def _fail(message: str) -> int:

@@ -3,6 +3,8 @@
 `import google.genai` costs about a second, so nothing here imports it until the first
 request. With GEMINI_API_KEY or GOOGLE_API_KEY set, requests go to the real API; without one
 (or with the `offline` setting), to the embedded local server, announced once by a notice.
+The embedded server is locked with a random key that only this process knows (other local
+processes or users cannot make it run code); the client sends it, `redact` hides it.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ __all__ = [
 ]
 
 KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-# The local server accepts any key; the SDK insists on having one.
+# For servers that need no key (replay, `gemini-magics serve` on loopback); the SDK insists on one.
 LOCAL_API_KEY = "local-offline-no-key"
 OFFLINE_NOTICE = (
     "Note: no GEMINI_API_KEY is set, so answers come from the local offline model "
@@ -66,17 +68,21 @@ def env_api_key() -> Optional[str]:
 
 
 def _local_server(engine: Optional[str]) -> Any:
+    """The embedded server for `engine`, locked with a random key only this process holds."""
     # deferred: starlette, uvicorn; only without a key
-    from .server import default_server, start_server
+    from .server import default_server, new_api_key, start_server
 
     if not engine:
-        return default_server()
-    with _lock:
-        server = _servers.get(engine)
-        if server is None:
-            server = start_server(engine=engine)
-            _servers[engine] = server
-        return server
+        server = default_server()
+    else:
+        with _lock:
+            server = _servers.get(engine)
+            if server is None or not server.running:
+                server = start_server(engine=engine, api_key=new_api_key())
+                _servers[engine] = server
+    if server.api_key:
+        _known_keys.add(server.api_key)  # redact() hides it wherever it might show up
+    return server
 
 
 def find_local_model() -> str:
@@ -111,7 +117,8 @@ def resolve_backend(settings: Mapping[str, Any]) -> tuple[Backend, Optional[str]
     server = _local_server(settings.get("engine") or None)
     notice = None if settings.get("offline") else OFFLINE_NOTICE
     # A local server does not fail transiently: one attempt, no backoff waits.
-    return Backend("local", server.base_url.rstrip("/"), LOCAL_API_KEY, 1, timeout), notice
+    return Backend("local", server.base_url.rstrip("/"), server.api_key or LOCAL_API_KEY, 1,
+                   timeout), notice
 
 
 def _cassette() -> Any:

@@ -3,17 +3,38 @@
 Observers only read the accumulator (`on_update(acc)`, many times) and the result
 (`on_done(result)`, once); they never change what is being built.
 
-The notebook display keeps what is sent to the frontend linear in the answer's length:
+The notebook display keeps the screen moving, at a bounded message rate and with what is sent
+linear in the answer's length:
+- every `interval` seconds (the `update_interval` setting, 0.1 s) the block still growing is
+  re-sent if it changed, so the visible answer grows every ~0.1 s while text arrives; never
+  more than `MAX_RATE` (20) display messages in any one second, whatever the interval;
 - finished Markdown blocks (up to a blank line outside code fences) become their own final
-  outputs and are never sent again; only the block still growing is re-sent;
-- the growing block is re-sent at most every `interval` seconds and only once it has doubled
-  since it was last sent (so its re-sends add up to at most twice its length); a block longer
-  than `max_block` characters is split at a line or word break (code fences are closed and
-  reopened), which bounds the wait between updates of one block;
+  outputs and are not re-sent; a growing block longer than `MAX_BLOCK` (600) characters is cut
+  at its latest line end or sentence end past half of it (a word break if it has neither; in
+  code or a table only at a line end, or anywhere past 4x the bound), and its first part is
+  shown as a finished piece. Pieces of code are closed and reopened fences, pieces of a table
+  repeat its header rows, so each piece renders on its own. A re-send is thus at most a few
+  hundred characters and costs O(total) overall;
+- a block that was cut is written back as ONE output when it ends (its first output gets the
+  whole block, the others are emptied; deferred to the end of the answer if that would exceed
+  the message rate), so the saved notebook holds the answer's blocks exactly as the model
+  wrote them, as `render.markdown()` does for `--ui`, panel and background answers;
 - while streaming only `text/markdown` is sent; each finished output is sent once more as
-  `text/markdown` + `text/plain`, which is what a saved notebook keeps, so it renders on GitHub
-  and in nbconvert without a kernel.
-In total at most ~4x the answer's length is sent, however fast or slow it streams.
+  `text/markdown` (with `render.hard_breaks`: single line breaks kept) + `text/plain` (the text
+  as written), which is what a saved notebook keeps, so it renders on GitHub and in nbconvert
+  without a kernel.
+Why these constants (`benchmarks/bench_screen.py`: one paragraph at 50 words/s, 2 cores): the
+old rule (re-send once doubled) left the screen still for up to 5.4 s while words arrived;
+re-sending every 0.1 s leaves at most 0.09 s between text arriving and the screen changing, at
+~10 messages a second (in JupyterLab, sampled in Chromium: 0.11 s median, 0.23 s at most,
+against 1.1 s and 3.9 s before). MAX_BLOCK trades bytes against pieces: the growing block is
+re-sent ~10 times a second, so bytes per answer character grow with it (simulated 50 words/s:
+8x at 200, 12x at 400, 16x at 600, 26x at 1,200; ~4.5 KB/s at 600, far below what a kernel
+connection carries), while a long paragraph is cut every MAX_BLOCK / 2..MAX_BLOCK characters
+(a visible paragraph gap until it is joined, one more message when it is). 600 keeps ordinary
+paragraphs whole while they stream and the bytes linear: 2,000 words / 600 words is 3.5x the
+bytes for 3.33x the words and time and 3.77x the characters (1,200 already gives 3.7x). A burst
+(20k deltas in under a second) has few ticks: 2.9x the text in bytes, 7 messages.
 A folded footer (model, tokens, elapsed, interaction id) follows the answer.
 
 Images in the answer (image deltas, or image items of a finished interaction) are looked for on
@@ -25,7 +46,8 @@ Tool work (searches, code and its output, URLs, places, function calls and resul
 `inline_thoughts` an agent's thoughts) is shown as each step finishes (`StepWatch`), as its own
 Markdown output between the answer's text blocks. When the answer is done, its last text is
 rewritten in place (`update_display` of the blocks it was streamed into) with numbered
-citations (`tools.cite`) or, for `--schema` answers (`structured`), as pretty JSON.
+citations (`tools.cite`) or, for `--schema` answers (`structured`), as pretty JSON. Thoughts
+(`--show-thoughts`) are re-sent whole once they have doubled (they arrive in large chunks).
 """
 from __future__ import annotations
 
@@ -33,18 +55,24 @@ import re
 import sys
 import time
 import uuid
+from collections import deque
 from typing import Any, Callable, Optional
 
 from IPython.display import display, update_display
 
-from .render import (final_rewrite, footer_markdown, footer_text, image_bundle, notes_markdown,
-                     thoughts_markdown)
+from .render import (fence_closes, fence_open, final_rewrite, footer_markdown, footer_text,
+                     hard_breaks, image_bundle, notes_markdown, table_delimiter, thoughts_markdown)
 from .result import GeminiResult
 from .tools import render_step_markdown
 
 __all__ = ["NotebookDisplay", "TerminalDisplay", "ImageWatch", "StepWatch", "publish_bundle"]
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+MAX_BLOCK = 600   # chars: a longer growing block is cut (see the module docstring)
+MAX_RATE = 20.0   # display messages per second while streaming, at most
+# Where a sentence ends: after its punctuation (and closing quotes, brackets, emphasis) and
+# the spaces that follow; CJK full stops need no space.
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]*_]*[ \t]+|[。！？]")
+_BLANK = {"text/markdown": "", "text/plain": ""}
 
 
 def publish_bundle(data: dict, display_id: str, update: bool) -> None:
@@ -128,7 +156,8 @@ class NotebookDisplay:
         self,
         *,
         interval: float = 0.1,
-        max_block: int = 3000,
+        max_block: int = MAX_BLOCK,
+        max_rate: float = MAX_RATE,
         growth: float = 2.0,
         min_step: int = 16,
         show_thoughts: bool = False,
@@ -143,21 +172,30 @@ class NotebookDisplay:
         self._segment_clean = True  # those blocks hold all of that step's text
         self.interval = interval
         self.max_block = max_block
-        self.growth = growth
+        self.max_rate = max_rate
+        self.growth = growth      # the thoughts block is re-sent when it has grown this much
         self.min_step = min_step
         self.show_thoughts = show_thoughts
         self._publish = publish or publish_bundle
         self._clock = clock
         self._last = float("-inf")
+        self._recent: deque = deque()  # when the messages of the last second were sent
         # answer blocks
         self._committed = 0      # chars of answer text already in finished outputs
         self._scan = 0           # chars scanned for line structure
         self._boundary = 0       # last safe block boundary found
         self._fence: Optional[str] = None   # open fence marker, e.g. "```"
-        self._fence_line = ""    # the line that opened it (to reopen after a split)
-        self._prefix = ""        # reopened fence to prepend to the growing block
+        self._fence_line = ""    # the line that opened it (to reopen after a cut)
+        self._prev_line = ""     # the last complete line (a table's header row?)
+        self._table_head: Optional[str] = None  # header + delimiter rows of an open table
+        self._prefix = ""        # reopened fence or repeated table head before the growing block
         self._live: Optional[str] = None     # display id of the growing block
         self._live_sent = 0
+        # a block cut into pieces while it grew, written back as one output when it ends
+        self._pieces: list = []  # display ids of its finished pieces
+        self._piece_text: list = []  # their text as the model wrote it
+        self._block_prefix = ""  # what the block's first piece started with
+        self._merges: list = []  # (display ids, Markdown) of cut blocks, for on_done
         # thoughts
         self._thought_id: Optional[str] = None
         self._thought_sent = 0
@@ -167,6 +205,25 @@ class NotebookDisplay:
     @staticmethod
     def _new_id() -> str:
         return uuid.uuid4().hex
+
+    def _send(self, data: dict, display_id: str, update: bool) -> None:
+        self._recent.append(self._clock())
+        self._publish(data, display_id, update)
+
+    def _busy(self, now: float, messages: int = 2) -> bool:
+        """True when `messages` more (a tick sends at most two) would make more than
+        `max_rate` in the last second."""
+        recent = self._recent
+        while recent and recent[0] <= now - 1.0:
+            recent.popleft()
+        return len(recent) + messages > self.max_rate
+
+    def _join(self, ids: list, markdown: str) -> None:
+        """A block that was cut while it grew becomes one output again: the whole block in
+        its first output, the others emptied."""
+        self._send({"text/markdown": hard_breaks(markdown), "text/plain": markdown}, ids[0], True)
+        for display_id in ids[1:]:
+            self._send(_BLANK, display_id, True)
 
     def _grown_enough(self, size: int, sent: int) -> bool:
         return size - sent >= max(self.min_step, (self.growth - 1.0) * sent)
@@ -178,21 +235,22 @@ class NotebookDisplay:
     def on_update(self, acc: Any) -> None:
         for kind, value in self._steps.new(acc):
             if kind == "answer":  # a new answer step: earlier text is finished
-                if acc.answer_length > self._committed or self._live is not None:
+                if acc.answer_length > self._committed or self._live is not None or self._pieces:
                     self._flush_text(acc.answer_text())
                 self._segment, self._segment_clean = [], True
             else:
                 self._flush_text(acc.answer_text())
-                self._publish({"text/markdown": value, "text/plain": value}, self._new_id(), False)
+                self._send({"text/markdown": value, "text/plain": value}, self._new_id(), False)
                 self._segment, self._segment_clean = [], True
         images = self._images.new(acc)
         if images:
             self._flush_text(acc.answer_text())
             self._segment_clean = False
             for part in images:
-                self._publish(image_bundle(part), self._new_id(), False)
+                self._send(image_bundle(part), self._new_id(), False)
         now = self._clock()
-        if now - self._last < self.interval:
+        # 1% slack: events that arrive exactly one interval apart must each get a tick.
+        if now - self._last < 0.99 * self.interval or self._busy(now):
             return
         # Count attempts, not only sends: reading the text costs O(length), so it must not
         # happen on every event.
@@ -200,66 +258,80 @@ class NotebookDisplay:
         self._tick(acc)
 
     def _flush_text(self, text: str) -> None:
-        """Finish the text so far (an image follows it); an open code fence is closed and
-        reopened in the next block."""
+        """Finish the text so far (a step or an image follows it); an open code fence is
+        closed and reopened in the next block."""
+        self._finish_all(text, close_fence=True)
+
+    def _finish_all(self, text: str, close_fence: bool = False, last: bool = False) -> None:
+        """Finish all the text: up to its last blank line, then the rest."""
         self._scan_lines(text)
-        rest = text[self._committed:]
-        if rest.strip() or self._live is not None:
-            piece = self._prefix + rest
-            if self._fence is not None:
-                piece += ("" if piece.endswith("\n") else "\n") + self._fence + "\n"
-            self._final(piece, self._live)
-        self._prefix = self._fence_line + "\n" if self._fence is not None else ""
-        self._committed = len(text)
-        self._live, self._live_sent = None, 0
+        if self._committed < self._boundary < len(text):
+            self._finish(text, self._boundary, last=last)
+        self._finish(text, len(text), close_fence=close_fence, last=last)
 
     def on_done(self, result: GeminiResult) -> None:
         text = result.answer
         if self.show_thoughts and result.thoughts:
             self._final(thoughts_markdown(result.thoughts), self._thought_id, answer=False)
-        self._scan_lines(text)
-        rest = text[self._committed:]
-        if rest.strip() or self._live is not None:
-            self._final(self._prefix + rest, self._live)
-        self._committed = len(text)
-        self._live = None
-        self._rewrite(result)
+        self._finish_all(text, last=True)
+        rewritten = self._rewrite(result)
+        for ids, markdown in self._merges:  # the cut blocks not yet joined
+            if rewritten.isdisjoint(ids):
+                self._join(ids, markdown)
+        self._merges = []
         for part in result.image_parts[self._images.count:]:  # never seen in an update
-            self._publish(image_bundle(part), self._new_id(), False)
+            self._send(image_bundle(part), self._new_id(), False)
         notes = notes_markdown(result)
         if notes:
-            self._publish({"text/markdown": notes, "text/plain": notes}, self._new_id(), False)
+            self._send({"text/markdown": notes, "text/plain": notes}, self._new_id(), False)
         foot = footer_markdown(result)
-        self._publish({"text/markdown": foot, "text/plain": footer_text(result)}, self._new_id(),
-                      False)
+        self._send({"text/markdown": foot, "text/plain": footer_text(result)}, self._new_id(),
+                   False)
 
-    def _rewrite(self, result: GeminiResult) -> None:
-        """Citations or pretty JSON: the last answer step's blocks become one final output."""
+    def _rewrite(self, result: GeminiResult) -> set:
+        """Citations or pretty JSON: the last answer step's blocks become one final output.
+        Returns the display ids rewritten in place."""
         final = final_rewrite(result, self.structured)
         if final is None:
-            return
-        data = {"text/markdown": final, "text/plain": final}
+            return set()
+        data = {"text/markdown": hard_breaks(final), "text/plain": final}
         if not (self._segment and self._segment_clean):
-            self._publish(data, self._new_id(), False)  # could not be rewritten in place
-            return
+            self._send(data, self._new_id(), False)  # could not be rewritten in place
+            return set()
         first, *rest = self._segment
-        self._publish(data, first, True)
+        self._send(data, first, True)
         for display_id in rest:
-            self._publish({"text/markdown": "", "text/plain": ""}, display_id, True)
+            self._send(_BLANK, display_id, True)
+        return set(self._segment)
 
     # -- the scheme ---------------------------------------------------------------------------
     def _final(self, markdown: str, display_id: Optional[str], answer: bool = True) -> None:
-        data = {"text/markdown": markdown, "text/plain": markdown}
+        """A finished output as the saved notebook keeps it: Markdown (answer text with hard
+        line breaks) and the text as written."""
+        data = {"text/markdown": hard_breaks(markdown) if answer else markdown,
+                "text/plain": markdown}
         if display_id is None:
             display_id = self._new_id()
             if answer:
                 self._segment.append(display_id)
-            self._publish(data, display_id, False)
+            self._send(data, display_id, False)
         else:
-            self._publish(data, display_id, True)
+            self._send(data, display_id, True)
+
+    def _show(self, markdown: str) -> str:
+        """Show streaming Markdown in the growing block's output (a new one if there is none)."""
+        data = {"text/markdown": hard_breaks(markdown)}
+        if self._live is None:
+            self._live = self._new_id()
+            self._segment.append(self._live)
+            self._send(data, self._live, False)
+        else:
+            self._send(data, self._live, True)
+        return self._live
 
     def _scan_lines(self, text: str) -> None:
-        """Advance over complete lines, tracking code fences and blank-line block boundaries."""
+        """Advance over complete lines, tracking code fences, table heads and blank-line block
+        boundaries."""
         pos = self._scan
         find = text.find
         while True:
@@ -268,21 +340,23 @@ class NotebookDisplay:
                 break
             line = text[pos:nl]
             if self._fence is not None:
-                stripped = line.strip()
-                if stripped.startswith(self._fence) and set(stripped) == {self._fence[0]}:
+                if fence_closes(line, self._fence):
                     self._fence = None
             else:
-                m = _FENCE.match(line)
-                if m:
-                    self._fence = m.group(1)
-                    self._fence_line = line
+                marker = fence_open(line)
+                if marker:
+                    self._fence, self._fence_line, self._table_head = marker, line, None
                 elif not line.strip():
                     self._boundary = nl + 1
+                    self._table_head = None
+                elif (self._table_head is None and "|" in self._prev_line
+                      and table_delimiter(line)):
+                    self._table_head = self._prev_line + "\n" + line + "\n"
+            self._prev_line = line
             pos = nl + 1
         self._scan = pos
 
-    def _tick(self, acc: Any) -> bool:
-        sent = False
+    def _tick(self, acc: Any) -> None:
         if self.show_thoughts:
             thoughts = acc.thought_text()
             if thoughts and (self._thought_id is None
@@ -290,61 +364,85 @@ class NotebookDisplay:
                 data = {"text/markdown": "*Thinking…*\n\n" + thoughts}
                 if self._thought_id is None:
                     self._thought_id = self._new_id()
-                    self._publish(data, self._thought_id, False)
+                    self._send(data, self._thought_id, False)
                 else:
-                    self._publish(data, self._thought_id, True)
+                    self._send(data, self._thought_id, True)
                 self._thought_sent = len(thoughts)
-                sent = True
         if acc.answer_length <= self._committed:
-            return sent
+            return
         text = acc.answer_text()
         self._scan_lines(text)
         if self._boundary > self._committed:
-            self._final(self._prefix + text[self._committed:self._boundary], self._live)
-            self._committed = self._boundary
-            self._prefix = ""
-            self._live, self._live_sent = None, 0
-            sent = True
+            self._finish(text, self._boundary)
         elif len(text) - self._committed > self.max_block:
-            if self._split(text):
-                sent = True
+            self._cut(text)
         growing = text[self._committed:]
-        if not growing.strip():
-            return sent
-        if self._live is None:
-            self._live = self._new_id()
-            self._segment.append(self._live)
-            self._publish({"text/markdown": self._prefix + growing}, self._live, False)
+        if growing.strip() and (self._live is None or len(growing) != self._live_sent):
+            self._show(self._prefix + growing)
             self._live_sent = len(growing)
-            return True
-        if self._grown_enough(len(growing), self._live_sent):
-            self._publish({"text/markdown": self._prefix + growing}, self._live, True)
-            self._live_sent = len(growing)
-            return True
-        return sent
 
-    def _split(self, text: str) -> bool:
-        """Finish an over-long growing block at a line (or word) break."""
+    def _finish(self, text: str, end: int, close_fence: bool = False,
+                last: bool = False) -> None:
+        """The growing block ends at `end` (a blank line, a step or image, the answer's end:
+        `last`)."""
+        raw = text[self._committed:end]
+        suffix = ""
+        if close_fence and self._fence is not None:
+            suffix = ("" if (self._prefix + raw).endswith("\n") else "\n") + self._fence + "\n"
+        if self._pieces:  # the block was cut while it grew: one output again
+            ids = self._pieces + ([self._live] if self._live is not None else [])
+            markdown = self._block_prefix + "".join(self._piece_text) + raw + suffix
+            if last:  # on_done joins it (unless it rewrites it)
+                self._merges.append((ids, markdown))
+            elif not self._busy(self._clock(), len(ids) + 1):  # + the next block's first
+                self._join(ids, markdown)
+            else:  # joined in on_done, to keep the rate; until then its last piece is shown
+                if raw.strip() and self._live is None:
+                    ids.append(self._show(self._prefix + raw + suffix))
+                elif self._live is not None:
+                    self._show(self._prefix + raw + suffix)
+                self._merges.append((ids, markdown))
+        elif raw.strip() or self._live is not None:
+            self._final(self._prefix + raw + suffix, self._live)
+        self._committed = end
+        self._live, self._live_sent = None, 0
+        self._pieces, self._piece_text = [], []
+        self._prefix = self._fence_line + "\n" if self._fence is not None else ""
+        self._block_prefix = self._prefix
+        if close_fence:
+            self._table_head = None
+
+    def _cut(self, text: str) -> None:
+        """Finish the first part of an over-long growing block as a piece of its own, at the
+        latest line end or sentence end in its second half (a word break if there is none; in
+        code or a table only a line end), so that what is re-sent every tick stays short."""
         start = self._committed
         low = start + self.max_block // 2
-        if self._fence is not None:
-            cut = text.rfind("\n", low, self._scan)
-            if cut < 0:
-                return False
-            cut += 1
-            piece = self._prefix + text[start:cut] + self._fence + "\n"
-            self._final(piece, self._live)
-            self._prefix = self._fence_line + "\n"
-        else:
-            cut = max(text.rfind("\n", low), text.rfind(" ", low))
-            if cut < 0:
-                return False
-            cut += 1
-            self._final(self._prefix + text[start:cut], self._live)
-            self._prefix = ""
+        cut = self._scan if self._scan > low else None
+        code, table = self._fence is not None, self._table_head is not None
+        if not code and not table:
+            tail = max(low, self._scan)
+            line_end = text.find("\n", self._scan)
+            if fence_open(text[self._scan:line_end if line_end >= 0 else len(text)]) is None:
+                ends = [m.end() for m in _SENTENCE_END.finditer(text, tail)]
+                if ends:
+                    cut = ends[-1]
+                elif cut is None:
+                    space = text.rfind(" ", tail)
+                    cut = space + 1 if space >= 0 else None
+        if cut is None and len(text) - start > 4 * self.max_block:
+            cut = len(text)  # one line of code or a word this long: cut it anyway
+        if cut is None or cut <= start:
+            return
+        raw = text[start:cut]
+        piece = self._prefix + raw
+        if code:
+            piece += ("" if piece.endswith("\n") else "\n") + self._fence + "\n"
+        self._pieces.append(self._show(piece))
+        self._piece_text.append(raw)
         self._committed = cut
         self._live, self._live_sent = None, 0
-        return True
+        self._prefix = (self._fence_line + "\n" if code else self._table_head or "")
 
 
 class TerminalDisplay:

@@ -78,9 +78,10 @@ class BackgroundJob:
         return not self.done.is_set()
 
     def status_line(self) -> str:
+        # Marks in common text fonts (DejaVu Sans...), not emoji: running, completed, ended.
         if self.problem:
-            return f"⚠️ Background job `{self.id}`: {self.problem}"
-        mark = "⏳" if self.running else ("✓" if self.status == "completed" else "■")
+            return f"⚠ Background job `{self.id}`: {self.problem}"
+        mark = "●" if self.running else ("✓" if self.status == "completed" else "■")
         return (f"{mark} Background job `{self.id}`: **{self.status}** · {self.elapsed:.1f} s "
                 f"elapsed · `%gemini wait {self.id}` waits for it here, `%gemini cancel "
                 f"{self.id}` stops it.")

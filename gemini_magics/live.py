@@ -6,6 +6,12 @@ sets the runner's cancel event, which cancels the interaction on the server and 
 partial text. A ticker thread calls the view's `on_tick(job)` at a fixed pace, never per
 event: at most `MAX_MESSAGES_PER_S` widget messages a second however fast the deltas come.
 Nothing here knows about widgets: views (widgets.py) are handed in as two callbacks.
+
+The job's result is a `result.LiveResult` from the start (`job.live`): it fills in while the
+answer streams and becomes the finished result at the end, so `--ui -o VAR` can bind it at once.
+The status line says what it waits for: "sending", then after `WAITING_AFTER_S` without any
+output "waiting for the model…" (and, with the local model, how many answers are ahead).
+Its glyphs are in DejaVu Sans and other common text fonts: no emoji font is needed.
 """
 from __future__ import annotations
 
@@ -18,20 +24,24 @@ from typing import Any, Callable, Optional
 from .cell import backend_failure
 from .client import resolve_backend
 from .errors import explain
-from .result import GeminiResult
+from .result import GeminiResult, LiveResult
 from .runner import run
 
 __all__ = ["StreamJob", "stop_all", "live_markdown", "MAX_MESSAGES_PER_S", "TICK_S", "LIVE_CHARS",
-           "STATES"]
+           "STATES", "WAITING_AFTER_S"]
 
 MAX_MESSAGES_PER_S = 20
 # A tick sends at most two widget messages (the live text and the status line); the margin
 # leaves room for the few messages of starting and finishing within the same second.
 TICK_S = 2 / MAX_MESSAGES_PER_S * 1.5
 LIVE_CHARS = 12_000
+# Without any output for this long, "sending" becomes "waiting for the model…".
+WAITING_AFTER_S = 1.0
+# Text glyphs only (no emoji presentation, no variation selector 16): DejaVu Sans has them all.
 STATES = {
-    "sending": "⏳ sending", "streaming": "● streaming", "stopping": "■ stopping",
-    "stopped": "■ stopped", "done": "✓ done", "error": "⚠ error", "idle": "○ ready",
+    "sending": "○ sending", "waiting": "○ waiting for the model…", "streaming": "● streaming",
+    "stopping": "■ stopping", "stopped": "■ stopped", "done": "✓ done", "error": "⚠ error",
+    "idle": "○ ready",
 }
 
 # Jobs that have not finished showing their answer (for `%gemini stop`).
@@ -59,7 +69,9 @@ class StreamJob:
         self.cancel_event = threading.Event()
         self.finished = threading.Event()   # run() returned: `result` is set
         self.closed = threading.Event()     # on_finish ran: the answer is shown and saved
-        self.result: Optional[GeminiResult] = None
+        # The result from the start: filled in while streaming, the finished result at the end.
+        self.live = LiveResult(model=getattr(request, "model", None), ended=self.closed)
+        self.result: Optional[GeminiResult] = None   # `live`, once it is the finished result
         self.notice: Optional[str] = None
         self.view_errors: list = []
         self.acc: Any = None
@@ -68,6 +80,7 @@ class StreamJob:
         self._snap_len = -1
         self.started: Optional[float] = None
         self.ended: Optional[float] = None
+        self.first_output: Optional[float] = None  # when the first text, thought or tool step came
         self._worker = threading.Thread(target=self._work, name="gemini-widgets-run", daemon=True)
         self._ticker = threading.Thread(target=self._pump, name="gemini-widgets-tick", daemon=True)
 
@@ -79,13 +92,17 @@ class StreamJob:
         # Accumulator.answer_text() compacts its chunk list, which is only safe on the thread
         # that feeds it: snapshot here, at most twice a tick, and let the ticker read the str.
         now = time.monotonic()
+        if self.first_output is None and _has_output(acc):
+            self.first_output = now
         if now - self._snap_at >= self.tick / 2 and acc.answer_length != self._snap_len:
             self._snap_at = now
             self._snap_len = acc.answer_length
             self.snapshot = acc.answer_text()
+            self.live.show_progress(self.snapshot, acc.id)
 
     def on_done(self, result: GeminiResult) -> None:
         self.snapshot = result.answer
+        self.live.show_progress(result.answer, result.id)
 
     # -- control ---------------------------------------------------------------------------
     def start(self) -> "StreamJob":
@@ -124,8 +141,20 @@ class StreamJob:
             return "idle"
         if self.cancel_event.is_set():
             return "stopping"
-        acc = self.acc
-        return "streaming" if acc is not None and acc.events else "sending"
+        if self.first_output is not None:
+            return "streaming"
+        return "waiting" if self.elapsed() >= WAITING_AFTER_S else "sending"
+
+    def ahead(self) -> int:
+        """How many answers started earlier on the same local server are still running: the
+        local model answers one request at a time, so this one waits for them (0 otherwise)."""
+        backend = self.backend
+        if backend is None or getattr(backend, "kind", None) != "local" or self.started is None:
+            return 0
+        return sum(1 for j in list(_RUNNING)
+                   if j is not self and j.started is not None and j.started < self.started
+                   and not j.finished.is_set() and j.backend is not None
+                   and getattr(j.backend, "base_url", None) == backend.base_url)
 
     def elapsed(self) -> float:
         if self.started is None:
@@ -144,7 +173,8 @@ class StreamJob:
         return (max(1, round(length / 4)) if length else 0), False
 
     def status_text(self, note: str = "") -> str:
-        """One line: state · elapsed · tokens · tokens/s — then the error or a note."""
+        """One line: state · elapsed · tokens · tokens/s — then the error or a note. A stop is
+        a plain note (you asked for it), not an error."""
         state = self.state
         parts = [STATES[state], f"{self.elapsed():.1f} s"]
         n, exact = self.tokens()
@@ -158,30 +188,37 @@ class StreamJob:
         if r is not None and r.error:
             return f"{line} — {r.error}"
         if state == "stopped":
-            kept = "the partial answer is kept" if r is not None and r.answer else "nothing had arrived yet"
-            return f"{line} — stopped and cancelled on the server; {kept}."
-        if self.notice and state in ("sending", "streaming", "done"):
-            note = note or self.notice
+            kept = ("the partial answer is kept" if r is not None and r.answer
+                    else "nothing had arrived yet")
+            return f"{line} — you stopped it; {kept}."
+        if state == "waiting" and not note:
+            n = self.ahead()
+            if n:
+                note = (f"{n} earlier answer{'s are' if n != 1 else ' is'} still running; the "
+                        f"local model answers one request at a time.")
         return f"{line} — {note}" if note else line
 
     # -- threads -----------------------------------------------------------------------------
     def _work(self) -> None:
         try:
-            self.result = self._run()
-        except BaseException as exc:  # noqa: BLE001 - run() explains failures; this is a bug
-            self.result = self._failed(exc)
-        finally:
+            try:
+                final = self._run()
+            except BaseException as exc:  # noqa: BLE001 - run() explains failures; this is a bug
+                final = self._failed(exc)
             self.ended = time.monotonic()
+            self.result = self.live.fill(final)
+        finally:
+            if self.ended is None:
+                self.ended = time.monotonic()
             self.finished.set()
 
     def _run(self) -> GeminiResult:
-        backend = self.backend
-        if backend is None:
+        if self.backend is None:
             try:
-                backend, self.notice = resolve_backend(self.settings)
+                self.backend, self.notice = resolve_backend(self.settings)
             except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
                 return self._failed(exc, starting=True)
-        return run(self.request, backend=backend, observers=[self],
+        return run(self.request, backend=self.backend, observers=[self],
                    cancel_event=self.cancel_event, conversation=self.conversation,
                    cell_id=self.cell_id, fast_stream=self.fast_stream)
 
@@ -206,6 +243,15 @@ class StreamJob:
             fn(self)
         except Exception as exc:  # noqa: BLE001 - a view failing must not stop the answer
             self.view_errors.append(exc)
+
+
+def _has_output(acc: Any) -> bool:
+    """True once the answer shows something: text, thoughts, or a step that is not an empty
+    answer step (a tool call). A server queueing the request may have sent events before."""
+    if acc.answer_length or acc.thought_text():
+        return True
+    return any(acc.steps[i].data.get("type") not in ("model_output", "thought", "user_input")
+               for i in acc.order)
 
 
 _FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$", re.M)

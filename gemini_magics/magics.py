@@ -11,6 +11,7 @@ import threading
 from typing import Any, Optional
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import display
 from traitlets import TraitError
 
 from . import options, render
@@ -66,7 +67,8 @@ class GeminiMagics(Magics):
                 new = trait.from_string(value.strip())
             setattr(self, name, new)
         except (TraitError, ValueError) as exc:
-            raise GeminiError(f"Cannot set {name} to {value.strip()!r} ({_trait_hint(trait, exc)}).")
+            raise GeminiError(f"Cannot set {name} to {value.strip()!r} "
+                              f"({_trait_hint(trait, exc)}).") from None
         if name in REQUEST_DEFAULTS:
             try:
                 parse("", "x", self.settings())
@@ -79,33 +81,10 @@ class GeminiMagics(Magics):
     @line_cell_magic
     @cell_arguments
     def gemini(self, line: str, cell: Optional[str] = None) -> None:
-        """Ask Gemini: the cell is the prompt; the answer streams in as Markdown.
+        """Ask Gemini: the cell (or the rest of the line) is the prompt.
 
-        `{name}`, `{obj.attr}`, `{In[3]}`, `{Out[2]}` in the prompt are filled in from your
-        variables (`{{`/`}}` keep braces); other braces stay as typed. Each cell continues the
-        conversation; re-running a cell replaces its turn. The result object (.text, .steps,
-        .usage, .id, .interaction, .images, .image) goes to `-o VAR` and to `_gemini`.
-
-        Media: `--image` / `--file` attach a path, URL or variable (repeatable); `{img}` places
-        a PIL image where it is written. Image models (e.g. -m gemini-3.1-flash-image) draw
-        inline images; `--aspect 16:9`, `--size 1K`, `--save DIR` set and keep them.
-
-        Tools: `--tools google_search,code_execution,...` (or the `tools` setting, also set by
-        `%gemini ui`) shows each tool step and numbered citations; `--functions f,g` lets the
-        model call your Python functions (the magic runs the loop; `--no-auto` stops at the
-        first call, `--max-rounds N` caps it); `--schema NAME` answers as JSON matching a
-        pydantic model, dataclass, TypedDict or JSON-schema dict (`-o` gets the parsed value);
-        `--agent NAME [--environment remote]` asks a managed agent; `--background` returns at
-        once with a live status (`%gemini jobs`, `%gemini wait ID`, `%gemini cancel ID`).
-
-        Line magic: `%gemini PROMPT` asks in one line; `%gemini history`, `%gemini reset`,
-        `%gemini settings`, `%gemini last`, `%gemini ui` (a panel to pick model and tools),
-        `%gemini stop` (stops `--ui` answers), `%gemini record PATH` / `%gemini replay PATH`
-        (record answers to a cassette file / answer from it offline), `%gemini cassette [off]`;
-        `%gemini NAME [VALUE]` shows or sets a setting
-        (model, system, temperature, max_tokens, thinking, show_thoughts, stream, stateless,
-        offline, base_url, engine, ...), the same as `%config GeminiMagics.NAME = VALUE`.
-        Without GEMINI_API_KEY the answers come from a small local offline model.
+        IPython replaces this docstring with the help that `%%gemini?` and `%gemini help`
+        show, made by args.cell_arguments from the options table.
         """
         if cell is None:
             return self._line(line)
@@ -239,9 +218,10 @@ class GeminiMagics(Magics):
             job = jobs.wait_job(ident, client=client, backend_label=label,
                                 poll_interval=self.poll_interval,
                                 show=self.display_mode() == "notebook")
-        except KeyboardInterrupt:
-            raise GeminiError(f"Stopped waiting; background job {ident} goes on on the server "
-                              f"(%gemini wait {ident} follows it again).") from None
+        except KeyboardInterrupt:  # the stop button stops the waiting, not the job
+            self._note(f"Stopped waiting; background job {ident} goes on on the server "
+                       f"(%gemini wait {ident} follows it again).")
+            return None
         if job.problem:
             raise GeminiError(f"Background job {ident} {job.problem}")
         result = job.result
@@ -278,11 +258,19 @@ class GeminiMagics(Magics):
         self._finish(request, result, ns)
         if result.error:
             raise GeminiError(result.error, result=result)
-        if result.stopped:
-            kept = " (the partial answer above is kept" if result.answer else " (nothing had arrived yet"
-            raise GeminiError(f"Stopped{kept}, and this turn was not added to the "
-                              f"conversation); re-run the cell to ask again.", result=result)
+        if result.stopped:  # asked for (the stop button, the panel's Stop): a note, no error
+            note = render.outcome_markdown(result)
+            self._note(note.strip("*"), note)
         return None
+
+    def _note(self, text: str, markdown: Optional[str] = None) -> None:
+        """One neutral line after the cell's output (a stop asked for is not an error): in a
+        notebook as Markdown (`markdown`, else `text` in italics), in a terminal as `text`."""
+        if self.display_mode() == "terminal":
+            print(text)
+        else:
+            display({"text/markdown": markdown or f"*{render.md_escape(text)}*",
+                     "text/plain": text}, raw=True)
 
     def _backend(self) -> Any:
         """The backend the settings pick (the offline notice once); GeminiError if none starts."""
@@ -362,6 +350,10 @@ def _cassette_state(short: bool = False) -> str:
 
 
 def _trait_hint(trait: Any, exc: Exception) -> str:
+    """Why a value was refused: the setting's own sentence (its validator in the options
+    table), else what its type takes."""
+    if isinstance(exc, options.SettingError):
+        return str(exc).rstrip(".")
     values = getattr(trait, "values", None)
     if values:
         return "use one of " + ", ".join(str(v) for v in values)

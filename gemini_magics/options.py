@@ -5,9 +5,10 @@ Each row of `OPTIONS` says what one name is: a setting (a `GeminiMagics` traitle
 a cell option (its `%%gemini` flags and their help), a `Request` field the two fill (the cell's
 value wins, then the setting, then the default), or several of these. Everything else is
 derived from the table: the traitlets and their validators (`traits()`), the settings lists
-(`SETTINGS`, `REQUEST_DEFAULTS`, `PANEL_SETTINGS`), the argparse arguments (`arguments()`), the
-merge of a cell's options with the settings (`Option.value`), the per-option checks of a
-request (`Option.check`) and the Request's option fields (`request_fields()`).
+(`SETTINGS`, `REQUEST_DEFAULTS`, `PANEL_SETTINGS`), the argparse arguments under their `group`
+headings (`arguments()`, as `%%gemini?` lists them), the merge of a cell's options with the
+settings (`Option.value`), the per-option checks of a request (`Option.check`) and the
+Request's option fields (`request_fields()`).
 
 Pure data and small pure functions: no IPython state, no network, no SDK.
 """
@@ -17,15 +18,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from IPython.core.magic_arguments import argument
+from IPython.core.magic_arguments import argument, argument_group
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, validate
 
 from .catalog import (ASPECT_RATIOS, BUILTIN_TOOLS, DEFAULT_MODEL, IMAGE_SIZES, THINKING_LEVELS,
                       normalize_aspect_ratio, normalize_image_size)
 from .tools import parse_tools
 
-__all__ = ["Flag", "Option", "OPTIONS", "SETTINGS", "REQUEST_DEFAULTS", "PANEL_SETTINGS",
-           "option", "traits", "arguments", "request_options", "request_fields"]
+__all__ = ["Flag", "Option", "SettingError", "OPTIONS", "SETTINGS", "REQUEST_DEFAULTS", "PANEL_SETTINGS",
+           "option", "traits", "groups", "arguments", "request_options", "request_fields"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -49,6 +50,7 @@ class Option:
     default: Any = None               # the setting's default, and the request's without one
     setting: str = ""                 # help of the GeminiMagics traitlet; "" = not a setting
     flags: tuple = ()                 # Flag rows of the cell option; () = not a cell option
+    group: str = ""                   # the heading `%%gemini?` lists the flags under
     request: bool = True              # fills Request.<name>; False: read by the magic/client
     many: bool = False                # the Request field holds a list (default [])
     allow_none: bool = False          # the traitlet takes None (always so when default is None)
@@ -209,45 +211,61 @@ def _poll_interval(value: Any) -> Any:
 
 
 # -- the table ------------------------------------------------------------------------------------
-# In the order `%%gemini?` lists the flags and `%gemini settings` lists the settings.
+# In the order `%gemini settings` lists the settings and `%%gemini?` lists the flags: under the
+# heading of their `group`, the groups in the order they first appear here.
+
+_MODEL, _CONVERSATION, _OUTPUT = "Model & generation", "Conversation", "Output"
+_MEDIA, _TOOLS, _JOBS, _LIVE = ("Media & images", "Tools & functions", "Background & agents",
+                                "Live view")
 
 OPTIONS: tuple = (
     Option("model", str, DEFAULT_MODEL, setting="Model used when a cell gives no -m/--model.",
            flags=(Flag(("-m", "--model"), f"Model name (default: the GeminiMagics.model setting, "
-                                          f"{DEFAULT_MODEL})."),),
-           convert=_or_default_model, check=_model, panel=True, example="gemini-x"),
+                                          f"{DEFAULT_MODEL}).", metavar="NAME"),),
+           group=_MODEL, convert=_or_default_model, check=_model, panel=True, example="gemini-x"),
     Option("system", str, setting="Default system instruction.",
-           flags=(Flag(("--system",), "System instruction for this cell."),),
-           convert=_or_none, panel=True, example="Be brief."),
+           flags=(Flag(("--system",), "System instruction for this cell.", metavar="TEXT"),),
+           group=_MODEL, convert=_or_none, panel=True, example="Be brief."),
     Option("temperature", float, setting="Default temperature (0-2).",
-           flags=(Flag(("--temperature",), "Sampling temperature, 0 to 2."),),
-           check=_temperature, panel=True, example="0.5"),
+           flags=(Flag(("--temperature",), "Sampling temperature, 0 to 2.", metavar="T"),),
+           group=_MODEL, check=_temperature, panel=True, example="0.5"),
     Option("max_tokens", int, setting="Default max output tokens.",
-           flags=(Flag(("--max-tokens",), "Upper limit on output tokens."),),
-           check=_max_tokens, example="9"),
+           flags=(Flag(("--max-tokens",), "Upper limit on output tokens.", metavar="N"),),
+           group=_MODEL, check=_max_tokens, example="9"),
     Option("thinking", str,
            setting="Default thinking level: " + ", ".join(THINKING_LEVELS) + ".",
            flags=(Flag(("--thinking",), "Thinking level: " + ", ".join(THINKING_LEVELS) + ".",
                        metavar="LEVEL"),),
-           convert=_or_none, check=_thinking, example="high"),
+           group=_MODEL, convert=_or_none, check=_thinking, example="high"),
     Option("show_thoughts", bool, False, setting="Show thought summaries above answers.",
            flags=(Flag(("--show-thoughts",), "Show the model's thought summaries (folded) above "
                                              "the answer.", "store_true"),),
-           example="True"),
-    Option("stream", bool, True, setting="Stream answers as they are generated.",
-           flags=(Flag(("--no-stream",), "Wait for the whole answer instead of streaming it.",
-                       "store_false"),
-                  Flag(("--stream",), "Stream the answer (the default unless GeminiMagics.stream "
-                                      "is off).", "store_true")),
-           example="False"),
+           group=_MODEL, example="True"),
     Option("new", bool, False,
-           flags=(Flag(("--new",), "Start a new conversation with this cell.", "store_true"),)),
+           flags=(Flag(("--new",), "Start a new conversation with this cell.", "store_true"),),
+           group=_CONVERSATION),
     Option("stateless", bool, False,
            setting="Keep the history here (store=false) instead of on the server.",
            flags=(Flag(("--stateless",), "Do not store the turn on the server (store=false); the "
                                          "history is kept here and re-sent each turn.",
                        "store_true"),),
-           example="True"),
+           group=_CONVERSATION, example="True"),
+    Option("stream", bool, True, setting="Stream answers as they are generated.",
+           flags=(Flag(("--no-stream",), "Wait for the whole answer instead of streaming it.",
+                       "store_false"),
+                  Flag(("--stream",), "Stream the answer (the default unless GeminiMagics.stream "
+                                      "is off).", "store_true")),
+           group=_OUTPUT, example="False"),
+    Option("out", str,
+           flags=(Flag(("-o", "--out"), "Put the result object (.text, .steps, .usage, .id, "
+                                        ".interaction, .images) in VAR; it is always in _gemini "
+                                        "too.", metavar="VAR"),),
+           group=_OUTPUT, check=_out, example="r"),
+    Option("schema", str,
+           flags=(Flag(("--schema",), "Answer as JSON matching NAME (a pydantic model, "
+                                      "dataclass, TypedDict or JSON-schema dict); --out then gets "
+                                      "the parsed value.", metavar="NAME"),),
+           group=_OUTPUT, check=_schema, example="Answer"),
     Option("offline", bool, False, request=False,
            setting="Use the local offline server even when an API key is set.", example="True"),
     Option("base_url", str, request=False,
@@ -269,39 +287,33 @@ OPTIONS: tuple = (
            example="5"),
     Option("timeout", float, request=False,
            setting="Seconds per HTTP request (None: SDK default).", example="30"),
-    Option("out", str,
-           flags=(Flag(("-o", "--out"), "Put the result object (.text, .steps, .usage, .id, "
-                                        ".interaction) in VAR.", metavar="VAR"),),
-           check=_out, example="r"),
     Option("images", str, many=True, convert=_listed,
            flags=(Flag(("--image",), "Attach an image: a file path, an http(s)/gs URL, or a "
                                      "variable holding a PIL image, bytes or a path (repeatable). "
                                      "{var} in the prompt places a PIL image at that point "
                                      "instead.", "append", "PATH|URL|VAR"),),
-           example="cat.png"),
+           group=_MEDIA, example="cat.png"),
     Option("files", str, many=True, convert=_listed,
            flags=(Flag(("--file",), "Attach audio, video, a PDF, CSV, text or Office file, found "
                                     "by its type (repeatable).", "append", "PATH|URL|VAR"),),
-           example="notes.pdf"),
+           group=_MEDIA, example="notes.pdf"),
     Option("aspect", str,
            flags=(Flag(("--aspect",), "Aspect ratio of generated images, e.g. 16:9 (image "
                                       "models).", metavar="W:H"),),
+           group=_MEDIA,
            check=_normalized("--aspect", normalize_aspect_ratio, ASPECT_RATIOS, "aspect ratio"),
            example="16:9"),
     Option("size", str,
            flags=(Flag(("--size",), "Size of generated images: 512, 1K, 2K or 4K (image models).",
                        metavar="SIZE"),),
+           group=_MEDIA,
            check=_normalized("--size", normalize_image_size, IMAGE_SIZES, "image size"),
            example="1K"),
     Option("save", str,
            flags=(Flag(("--save",), "Write the generated images to this file (name_1, name_2... "
                                     "for several) or directory (gemini_N.png, never "
                                     "overwriting).", metavar="PATH_OR_DIR"),),
-           check=_save, example="images/"),
-    Option("ui", bool, False,
-           flags=(Flag(("--ui",), "Stream into a live view with a Stop button, in the background "
-                                  "(the kernel stays free); the answer is written out when it "
-                                  "ends.", "store_true"),)),
+           group=_MEDIA, check=_save, example="images/"),
     Option("tools", str, many=True,
            setting="Built-in tools for every cell, comma-separated ("
                    + ", ".join(BUILTIN_TOOLS) + "); a cell's --tools replaces them.",
@@ -311,47 +323,51 @@ OPTIONS: tuple = (
                                      "computer_use[:browser|mobile|desktop]; 'none' for no tools "
                                      "(default: the GeminiMagics.tools setting).",
                        metavar="LIST"),),
-           check=_tool_list, validate=_tools_setting, panel=True, example="google_search"),
+           group=_TOOLS, check=_tool_list, validate=_tools_setting, panel=True,
+           example="google_search"),
     Option("functions", str, many=True, convert=_names,
            flags=(Flag(("--functions",), "Your Python functions the model may call (names from "
                                          "the notebook); the magic calls them and sends the "
                                          "results back until the model answers.",
                        metavar="F,G"),),
-           example="get_weather"),
+           group=_TOOLS, example="get_weather"),
     Option("auto", bool, True,
            flags=(Flag(("--no-auto",), "With --functions: stop at the model's first function "
                                        "call and show it, without running it.", "store_false"),),
-           needs="--functions get_weather"),
+           group=_TOOLS, needs="--functions get_weather"),
     Option("max_rounds", int, 10,
            flags=(Flag(("--max-rounds",), "With --functions: at most N model rounds (default "
                                           "10).", metavar="N"),),
-           check=_max_rounds, example="3"),
+           group=_TOOLS, check=_max_rounds, example="3"),
     Option("function_timeout", float, 60.0, allow_none=True,
            setting="Seconds one --functions call may run before it is stopped and reported to "
                    "the model as an error.", example="5"),
-    Option("poll_interval", float, 1.0, request=False,
-           setting="Seconds between status polls of --background jobs.",
-           validate=_poll_interval, example="0.5"),
-    Option("schema", str,
-           flags=(Flag(("--schema",), "Answer as JSON matching NAME (a pydantic model, "
-                                      "dataclass, TypedDict or JSON-schema dict); --out then gets "
-                                      "the parsed value.", metavar="NAME"),),
-           check=_schema, example="Answer"),
     Option("background", bool, False,
            flags=(Flag(("--background",), "Run on the server in the background: the cell returns "
                                           "at once with a live status; %%gemini jobs, %%gemini "
-                                          "wait ID, %%gemini cancel ID.", "store_true"),)),
+                                          "wait ID, %%gemini cancel ID.", "store_true"),),
+           group=_JOBS),
+    Option("poll_interval", float, 1.0, request=False,
+           setting="Seconds between status polls of --background jobs.",
+           validate=_poll_interval, example="0.5"),
     Option("agent", str,
            flags=(Flag(("--agent",), "Ask a managed agent (e.g. antigravity-preview-05-2026) "
                                      "instead of a model.", metavar="NAME"),),
+           group=_JOBS,
            check=_name_check("Agent name {!r} is not valid; use e.g. --agent "
                              "antigravity-preview-05-2026."),
            example="antigravity-preview-05-2026"),
     Option("environment", str,
            flags=(Flag(("--environment",), "Where an agent runs: 'remote' (a new sandbox) or an "
                                            "environment id.", metavar="ENV"),),
+           group=_JOBS,
            check=_name_check("--environment needs 'remote' or an environment id, not {!r}."),
            example="remote"),
+    Option("ui", bool, False,
+           flags=(Flag(("--ui",), "Stream into a live view with a Stop button, in the background "
+                                  "(the kernel stays free); the answer is written out when it "
+                                  "ends. %%gemini stop stops it from any cell.", "store_true"),),
+           group=_LIVE),
 )
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -375,7 +391,7 @@ def request_options() -> tuple:
 
 def traits() -> dict:
     """The GeminiMagics class attributes of the settings: one traitlet per setting row, and a
-    `@validate` handler for each row with a `validate` entry (ValueError -> TraitError)."""
+    `@validate` handler for each row with a `validate` entry (ValueError -> SettingError)."""
     out: dict = {}
     for o in OPTIONS:
         if not o.setting:
@@ -386,18 +402,33 @@ def traits() -> dict:
     return out
 
 
+class SettingError(TraitError):
+    """A setting's own validator refused a value; the message is the sentence saying why."""
+
+
 def _trait_validator(check: Callable) -> Callable:
     def _validate(self: Any, proposal: Any) -> Any:
         try:
             return check(proposal["value"])
         except ValueError as exc:
-            raise TraitError(str(exc)) from None
+            raise SettingError(str(exc)) from None
     return _validate
 
 
+def groups() -> dict:
+    """{heading: the rows with flags under it}, the headings in the order they first appear."""
+    out: dict = {}
+    for o in OPTIONS:
+        if o.flags:
+            out.setdefault(o.group, []).append(o)
+    return out
+
+
 def arguments() -> list:
-    """The magic_arguments `argument(...)` decorators of every cell option, in table order."""
-    return [a for o in OPTIONS for a in o.arguments()]
+    """The magic_arguments decorators of every cell option: for each group an
+    `argument_group(heading)`, then the `argument(...)` of its rows, in table order."""
+    return [d for heading, rows in groups().items()
+            for d in [argument_group(heading), *(a for o in rows for a in o.arguments())]]
 
 
 def request_fields() -> list:

@@ -3,16 +3,21 @@
 Plain data first (`.text`, `.steps`, `.usage`, `.id`), the SDK's `Interaction` object on
 demand (`.interaction`, built once from the accumulated wire dict the first time it is read,
 so a fast stream never pays for SDK models it does not need).
+
+`LiveResult` is the same object for an answer still streaming (`%%gemini --ui -o VAR` binds it
+at once): `.text`/`.answer` fill in as the answer arrives, `.wait()` returns when it has ended,
+and from then on it is the finished result, field for field.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from .client import interaction_from_dict
 from .render import footer_markdown
 
-__all__ = ["GeminiResult"]
+__all__ = ["GeminiResult", "LiveResult"]
 
 
 @dataclass(eq=False)
@@ -38,6 +43,15 @@ class GeminiResult:
     def ok(self) -> bool:
         """True when the turn completed (and so was added to the conversation)."""
         return not self.stopped and self.error is None
+
+    @property
+    def done(self) -> bool:
+        """True once the answer has ended (always, but for a LiveResult still streaming)."""
+        return True
+
+    def wait(self, timeout: Optional[float] = None) -> "GeminiResult":
+        """The finished result: this one (a LiveResult first waits for its answer to end)."""
+        return self
 
     @property
     def interaction(self) -> Any:
@@ -105,3 +119,58 @@ class GeminiResult:
         state = "stopped" if self.stopped else ("error" if self.error else self.status)
         short = self.text if len(self.text) <= 60 else self.text[:59] + "…"
         return f"GeminiResult(id={self.id!r}, status={state!r}, text={short!r})"
+
+
+class LiveResult(GeminiResult):
+    """The result of an answer still streaming (`%%gemini --ui -o VAR`, panel turns).
+
+    While it streams, `.text` and `.answer` hold the answer so far, `.model` the request's
+    model, `.done` and `.ok` are False; `.wait(timeout)` blocks until the answer has ended and
+    been written out. Then it is filled with the finished result's fields (`fill`), so it is
+    the usual GeminiResult: the same object stays in `VAR`, `_gemini` and `%gemini last`.
+    """
+
+    def __init__(self, model: Optional[str] = None, ended: Optional[threading.Event] = None):
+        super().__init__(model=model, status="in_progress")
+        self._ended = ended if ended is not None else threading.Event()
+        self._filled = False
+
+    @property
+    def done(self) -> bool:
+        return self._filled and self._ended.is_set()
+
+    @property
+    def ok(self) -> bool:
+        return self._filled and super().ok
+
+    def wait(self, timeout: Optional[float] = None) -> "LiveResult":
+        """Wait (at most `timeout` seconds) until the answer has ended and been written out;
+        returns this result (check `.done` after a timeout)."""
+        self._ended.wait(timeout)
+        return self
+
+    def show_progress(self, text: str, ident: Optional[str] = None) -> None:
+        """The answer so far (called by the thread that streams it)."""
+        if not self._filled:
+            self.answer = self.text = text
+            if ident:
+                self.id = ident
+
+    def fill(self, final: GeminiResult) -> "LiveResult":
+        """Become `final`: every field copied, so readers see the finished result."""
+        for f in fields(GeminiResult):
+            setattr(self, f.name, getattr(final, f.name))
+        self._filled = True
+        return self
+
+    def __repr__(self) -> str:
+        if self.done:
+            return super().__repr__()
+        short = self.answer if len(self.answer) <= 60 else "…" + self.answer[-59:]
+        return f"GeminiResult(streaming, model={self.model!r}, text so far={short!r})"
+
+    def _repr_markdown_(self) -> str:
+        if self.done:
+            return super()._repr_markdown_()
+        return ((self.answer or "") + "\n\n*(still streaming; `.wait()` returns when the answer "
+                "has ended)*")

@@ -78,6 +78,12 @@ def step_dict(step: Any) -> dict:
     raise TypeError(f"Cannot render a {type(step).__name__} as a step.")
 
 
+# Each step starts with a bold label ("**Search:** `query`"); the only marks are glyphs of common
+# text fonts (DejaVu Sans, Liberation...), never emoji, which show as empty boxes without an
+# emoji font. U+26A0 is written without the emoji variation selector (U+FE0F).
+_WARN = "\u26a0"
+
+
 def render_step_markdown(step: Any) -> str:
     """Markdown for one step: what a tool was asked and what it returned ('' if nothing to show)."""
     s = step_dict(step)
@@ -94,7 +100,7 @@ def render_step_markdown(step: Any) -> str:
 def _thought(s: dict) -> str:
     texts = [c.get("text", "") for c in s.get("summary") or [] if isinstance(c, dict)]
     text = "\n".join(t for t in texts if t).strip()
-    return "\n".join("> " + line for line in ["💭 *Thinking*", *text.splitlines()]) if text else ""
+    return "\n".join("> " + line for line in ["*Thinking*", *text.splitlines()]) if text else ""
 
 
 def _model_output(s: dict) -> str:
@@ -111,47 +117,47 @@ def _search_call(s: dict) -> str:
     queries = (s.get("arguments") or {}).get("queries") or []
     qs = " · ".join(_code(q) for q in queries) or "*(no query)*"
     kind = f" ({_esc(s['search_type'])})" if s.get("search_type") else ""
-    return f"🔎 **Google Search{kind}:** {qs}"
+    return f"**Search{kind}:** {qs}"
 
 
 def _search_result(s: dict) -> str:
     results = s.get("result") or []
     if s.get("is_error"):
-        return "🔎 ⚠️ **Search failed.**"
+        return f"{_WARN} **Search failed.**"
     texts = [_visible_text(r.get("search_suggestions", "")) for r in results if isinstance(r, dict)]
     texts = [t for t in texts if t]
-    head = f"🔎 **Search results:** {len(results)} received"
+    head = f"**Search results:** {len(results)} received"
     return head + ("\n\n" + "\n".join(f"> {_esc(t[:300])}" for t in texts) if texts else "")
 
 
 def _code_call(s: dict) -> str:
     args = s.get("arguments") or {}
     lang = args.get("language") or "python"
-    return f"🐍 **Code execution** ({_esc(lang)})\n\n{_fence(args.get('code', ''), lang)}"
+    return f"**Code execution** ({_esc(lang)})\n\n{_fence(args.get('code', ''), lang)}"
 
 
 def _code_result(s: dict) -> str:
     out = _content_text(s.get("result"))
-    label = "⚠️ **Code error**" if s.get("is_error") else "**Output**"
+    label = f"{_WARN} **Code error**" if s.get("is_error") else "**Output**"
     return f"{label}\n\n{_fence(out or '(no output)', 'text')}"
 
 
 def _url_call(s: dict) -> str:
     urls = (s.get("arguments") or {}).get("urls") or []
     lines = "\n".join(f"- {_link(u, u)}" for u in urls) or "- *(no URL)*"
-    return f"🔗 **Reading URLs:**\n{lines}"
+    return f"**Reading URLs:**\n{lines}"
 
 
 def _url_result(s: dict) -> str:
     rows = [r for r in s.get("result") or [] if isinstance(r, dict)]
     lines = "\n".join(f"- {_link(r.get('url', ''), r.get('url', ''))}: {_esc(r.get('status', '?'))}"
                       for r in rows) or "- *(nothing read)*"
-    return f"🔗 **URL context:**\n{lines}"
+    return f"**URL context:**\n{lines}"
 
 
 def _maps_call(s: dict) -> str:
     queries = (s.get("arguments") or {}).get("queries") or []
-    return "🗺️ **Google Maps:** " + (" · ".join(_code(q) for q in queries) or "*(no query)*")
+    return "**Maps search:** " + (" · ".join(_code(q) for q in queries) or "*(no query)*")
 
 
 def _maps_result(s: dict) -> str:
@@ -162,11 +168,11 @@ def _maps_result(s: dict) -> str:
             reviews = [_link(rv.get("url", ""), rv.get("title") or "review")
                        for rv in p.get("review_snippets") or []]
             lines.append(line + (f" (reviews: {', '.join(reviews)})" if reviews else ""))
-    return "🗺️ **Places:**\n" + ("\n".join(lines) or "- *(none found)*")
+    return "**Places:**\n" + ("\n".join(lines) or "- *(none found)*")
 
 
 def _file_call(s: dict) -> str:
-    return "📁 **File search**"
+    return "**File search**"
 
 
 def _file_result(s: dict) -> str:
@@ -176,7 +182,7 @@ def _file_result(s: dict) -> str:
         title = r.get("title") or r.get("file_name") or r.get("document_uri") or r.get("source")
         text = r.get("text") or ""
         lines.append(f"- {_esc(title or 'result')}" + (f": {_esc(text[:200])}" if text else ""))
-    return f"📁 **File search results:** {len(rows)}" + ("\n" + "\n".join(lines) if lines else "")
+    return f"**File search results:** {len(rows)}" + ("\n" + "\n".join(lines) if lines else "")
 
 
 def _function_call(s: dict) -> str:
@@ -184,7 +190,7 @@ def _function_call(s: dict) -> str:
     shown = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
     where = f" on {_esc(s['server_name'])}" if s.get("server_name") else ""
     call = "{}({})".format(s.get("name", "?"), shown)
-    return f"🔧 **Call**{where} {_code(call)}"
+    return f"**Call**{where} {_code(call)}"
 
 
 def _function_result(s: dict) -> str:
@@ -194,7 +200,7 @@ def _function_result(s: dict) -> str:
         pretty, lang = json.dumps(json.loads(text), indent=2, ensure_ascii=False), "json"
     except (ValueError, TypeError):
         pretty, lang = text, "text"
-    label = f"⚠️ {name} **failed**" if s.get("is_error") else f"↩️ {name} **returned**"
+    label = f"{_WARN} {name} **failed**" if s.get("is_error") else f"→ {name} **returned**"
     return f"{label}\n\n{_fence(pretty, lang)}"
 
 

@@ -2,14 +2,23 @@
 
 - The answer runs in a `live.StreamJob` (worker + ticker threads); these classes are its two
   callbacks: `_tick` shows the live text and status, `_finish` writes the answer out.
-- Output widgets are not saved with the notebook (ipywidgets #2279), so every finished answer is
-  also written as an ordinary display output (display_id + update_display of Markdown with a
-  text/plain copy) rendered by `render` exactly as a plain cell renders it.
+- Widget outputs are not saved usefully with the notebook (ipywidgets #2279: a reopened
+  notebook without a kernel shows "model not found"), so the `--ui` view is itself displayed
+  under a display_id and REPLACED by the answer (`update_display`) when it ends: the saved
+  notebook holds only the answer, rendered by `render` exactly as a plain cell renders it. The
+  panel writes a transcript output under itself the same way.
 - Settings live in the `GeminiMagics` traitlets: the panel writes and observes them, so
-  `%config`, `%gemini NAME VALUE`, `%%gemini` options' defaults and the panel always agree.
+  `%config`, `%gemini NAME VALUE`, `%%gemini` options' defaults and the panel always agree; a
+  pick in the panel says in a line of its own that later cells use it.
+- The panel's prompt box is a small anywidget textarea (`PromptBox`): Enter sends, Shift+Enter
+  inserts a newline. Without anywidget installed it is a plain Textarea (Send button only).
+- CSS classes for tests and styling: `gemini-panel`, `gemini-conversation`, `gemini-turn`,
+  `gemini-prompt-box` (with the `textarea.gemini-prompt` inside), `gemini-send`, `gemini-stop`,
+  `gemini-status`, `gemini-panel-info`; the live view is `gemini-live`.
 """
 from __future__ import annotations
 
+import copy
 import html
 import inspect
 import uuid
@@ -29,12 +38,23 @@ from .options import PANEL_SETTINGS
 from .result import GeminiResult
 from .tools import parse_tools
 
-__all__ = ["LiveView", "Panel", "run_live", "show_panel", "line_command", "user_functions"]
+try:  # the prompt box's Enter-to-send is a few lines of frontend code, run by anywidget
+    import anywidget
+    import traitlets
+except ImportError:  # pragma: no cover - anywidget is a dependency; a plain Textarea then
+    anywidget = None
+
+__all__ = ["LiveView", "Panel", "PromptBox", "run_live", "show_panel", "line_command",
+           "user_functions"]
 
 _FN_PREFIX = "fn:"
 
-_LIVE_PLACEHOLDER = ("*The answer is streaming in the live view above; it is written here "
-                     "when it ends.*")
+# Sizes that do not change with what the status line says (buttons never shrink or grow).
+_BUTTON = dict(width="7em", min_width="7em", flex="0 0 auto")
+_STATUS = dict(flex="1 1 auto", min_width="0", margin="0 0 0 0.6em")
+CONVERSATION_HEIGHT = "22em"  # the panel's conversation scrolls inside this; the prompt stays put
+_EMPTY_CONVERSATION = ("<i style='opacity: 0.7'>The conversation shows here; the newest turn "
+                       "stays in view.</i>")
 
 # The running --ui answer of each cell id: re-running the cell stops it (its output is gone).
 _BY_CELL: "weakref.WeakValueDictionary[str, StreamJob]" = weakref.WeakValueDictionary()
@@ -64,11 +84,35 @@ def _status_html(text: str) -> str:
     return f'<span style="font-size: 0.9em">{html.escape(text, quote=False)}</span>'
 
 
-def _show_widget(widget: Any, plain: str) -> None:
-    """Display `widget` with a readable text/plain fallback for kernel-less renderers."""
+def _widget_bundle(widget: Any, plain: str) -> dict:
+    """`widget`'s display bundle with a readable text/plain fallback for kernel-less renderers."""
     bundle = dict(widget._repr_mimebundle_() or {})
     bundle["text/plain"] = plain
-    display(bundle, raw=True)
+    return bundle
+
+
+def _button(description: str, icon: str, style: str, css: str, **kw: Any) -> Any:
+    button = W.Button(description=description, icon=icon, button_style=style,
+                      layout=W.Layout(**_BUTTON), **kw)
+    button.add_class(css)
+    return button
+
+
+def _stop_button() -> Any:
+    return _button("Stop", "stop", "warning", "gemini-stop",
+                   tooltip="Stop the answer and cancel it on the server")
+
+
+def _status_widget(text: str = "") -> Any:
+    status = W.HTML(value=_status_html(text) if text else "", layout=W.Layout(**_STATUS))
+    status.add_class("gemini-status")
+    return status
+
+
+def _may_draw(request: Any) -> bool:
+    """Whether the answer may hold images: an image model, or image settings given."""
+    return ("image" in (getattr(request, "model", None) or "").lower()
+            or bool(getattr(request, "aspect", None) or getattr(request, "size", None)))
 
 
 def user_functions(namespace: dict, hidden: Optional[dict] = None) -> list[str]:
@@ -94,22 +138,141 @@ def _finish_bookkeeping(magics: Any, request: Any, result: GeminiResult) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# The panel's prompt box: Enter sends, Shift+Enter inserts a newline
+# --------------------------------------------------------------------------------------------
+
+_PROMPT_ESM = r"""
+function render({ model, el }) {
+  el.classList.add("gemini-prompt-box");
+  const box = document.createElement("textarea");
+  box.className = "gemini-prompt";
+  box.rows = 4;
+  box.setAttribute("aria-label", "Prompt (Enter sends, Shift+Enter adds a line)");
+  box.setAttribute("data-lm-suppress-shortcuts", "true");
+  const show = () => {
+    box.placeholder = model.get("placeholder");
+    box.disabled = model.get("disabled");
+    if (box.value !== model.get("value")) box.value = model.get("value");
+  };
+  const push = () => { model.set("value", box.value); model.save_changes(); };
+  show();
+  box.addEventListener("input", push);
+  box.addEventListener("keydown", (e) => {
+    e.stopPropagation();  // keep the notebook's shortcuts (Shift+Enter runs the cell) out
+    if (e.key === "Enter" && !e.shiftKey && !e.ctrlKey && !e.altKey && !e.metaKey
+        && !e.isComposing) {
+      e.preventDefault();  // Enter sends; Shift+Enter keeps the default: a new line
+      push();
+      model.send({ event: "submit", value: box.value });
+    }
+  });
+  // The kernel took the prompt: empty the box here. (A plain value update from the kernel
+  // can lose to keystrokes this page has not sent yet; this message cannot.)
+  const clear = (msg) => {
+    if (msg && msg.event === "clear") { box.value = ""; push(); }
+  };
+  model.on("change:value", show);
+  model.on("change:placeholder", show);
+  model.on("change:disabled", show);
+  model.on("msg:custom", clear);
+  el.appendChild(box);
+  return () => {
+    model.off("change:value", show);
+    model.off("change:placeholder", show);
+    model.off("change:disabled", show);
+    model.off("msg:custom", clear);
+  };
+}
+export default { render };
+"""
+
+_PROMPT_CSS = """
+.gemini-prompt-box { width: 100%; }
+.gemini-prompt-box textarea.gemini-prompt {
+  width: 100%; box-sizing: border-box; min-height: 5em; resize: vertical; padding: 4px 6px;
+  font-family: var(--jp-ui-font-family, sans-serif); font-size: var(--jp-ui-font-size1, 13px);
+  color: var(--jp-ui-font-color1, inherit); background: var(--jp-layout-color1, white);
+  border: var(--jp-border-width, 1px) solid var(--jp-border-color1, #bdbdbd);
+}
+.gemini-prompt-box textarea.gemini-prompt:focus {
+  outline: none; border-color: var(--jp-brand-color1, #1976d2);
+}
+"""
+
+if anywidget is not None:
+    class PromptBox(anywidget.AnyWidget):
+        """A textarea where Enter sends and Shift+Enter inserts a newline. `value` follows what
+        is typed; pressing Enter sends `{"event": "submit", "value": text}` from the frontend,
+        which sets `value` and calls the `on_submit` callbacks with the box."""
+
+        _esm = _PROMPT_ESM
+        _css = _PROMPT_CSS
+        value = traitlets.Unicode("").tag(sync=True)
+        placeholder = traitlets.Unicode("").tag(sync=True)
+        disabled = traitlets.Bool(False).tag(sync=True)
+
+        def __init__(self, **kwargs: Any):
+            super().__init__(**kwargs)
+            self._on_submit: list = []
+            self.on_msg(self._frontend_message)
+
+        def on_submit(self, callback: Callable[[Any], None]) -> None:
+            self._on_submit.append(callback)
+
+        def clear(self) -> None:
+            """Empty the box, here and in the browser. The browser is told with a `clear`
+            message and then sends the empty value itself: a value update from here could be
+            undone by keystrokes the browser still holds back (ipywidgets throttles them, and
+            `submit` overtakes them)."""
+            self._set_here("")
+            self.send({"event": "clear"})
+
+        def _set_here(self, value: str) -> None:
+            """Set `value` without sending it to the browser (which has it, or is told)."""
+            with self._lock_property(value=value):
+                self.value = value
+
+        def _frontend_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+            if isinstance(content, dict) and content.get("event") == "submit":
+                if isinstance(content.get("value"), str):
+                    self._set_here(content["value"])  # what was in the box at Enter
+                for callback in list(self._on_submit):
+                    callback(self)
+else:  # pragma: no cover
+    PromptBox = None
+
+
+def _prompt_box(placeholder: str) -> Any:
+    if PromptBox is None:
+        box = W.Textarea(value="", placeholder=placeholder,
+                         layout=W.Layout(width="auto", height="5em"))
+    else:
+        box = PromptBox(placeholder=placeholder, layout=W.Layout(width="auto"))
+    box.add_class("gemini-prompt-box")
+    return box
+
+
+# --------------------------------------------------------------------------------------------
 # %%gemini --ui: the compact live view
 # --------------------------------------------------------------------------------------------
 
 class LiveView:
-    """One `%%gemini --ui` answer: live text, Stop and a status line in a widget; when the
-    answer ends it is written to an ordinary display output below the widget (saved with the
-    notebook) and the widget keeps only the final status line."""
+    """One `%%gemini --ui` answer: live text, then Stop and a status line under it. The view is
+    displayed under `display_id`; when the answer ends that same output is replaced by the
+    answer (text, then its footer where the status line was), so nothing jumps and the saved
+    notebook holds the answer, not a widget. An image model's answer keeps its first image as
+    a real PNG/JPEG output (`media_id`, made only for requests that may draw)."""
 
-    def __init__(self, *, publish: Optional[Callable[[dict, str, bool], None]] = None):
+    def __init__(self, *, publish: Optional[Callable[[dict, str, bool], None]] = None,
+                 media: bool = False):
         self.answer = W.Output()
-        self.stop_button = W.Button(description="Stop", icon="stop", button_style="warning",
-                                    tooltip="Stop the answer and cancel it on the server")
-        self.status = W.HTML(value=_status_html(STATES["sending"]))
-        self.widget = W.VBox([self.answer, W.HBox([self.stop_button, self.status])])
+        self.stop_button = _stop_button()
+        self.status = _status_widget(STATES["sending"])
+        bar = W.HBox([self.stop_button, self.status], layout=W.Layout(align_items="center"))
+        self.widget = W.VBox([self.answer, bar])
+        self.widget.add_class("gemini-live")
         self.display_id = uuid.uuid4().hex
-        self.media_id = uuid.uuid4().hex      # an output kept for the answer's first image
+        self.media_id: Optional[str] = uuid.uuid4().hex if media else None
         self.job: Optional[StreamJob] = None
         self.note = ""
         self.status_line = STATES["sending"]
@@ -118,11 +281,11 @@ class LiveView:
         self.stop_button.on_click(lambda _b: self.stop())
 
     def show(self) -> None:
-        _show_widget(self.widget, "Gemini live view (interactive while the kernel runs; "
-                                  "the answer is saved below).")
-        self._publish({"text/markdown": _LIVE_PLACEHOLDER, "text/plain": _LIVE_PLACEHOLDER},
-                      self.display_id, False)
-        self._publish({"text/plain": ""}, self.media_id, False)
+        self._publish(_widget_bundle(self.widget, "Gemini live view (interactive while the "
+                                                  "kernel runs; the answer replaces it when it "
+                                                  "ends)."), self.display_id, False)
+        if self.media_id:
+            self._publish({"text/plain": ""}, self.media_id, False)
 
     def attach(self, job: StreamJob) -> StreamJob:
         self.job = job
@@ -137,6 +300,8 @@ class LiveView:
             self.note = "Nothing to stop: the answer has not started."
         else:
             self.note = self.job.stop()
+            if self.job.cancel_event.is_set() and not self.job.finished.is_set():
+                self.stop_button.disabled = True
             self._set_status(self.job.status_text(self.note))
         return self.note
 
@@ -151,9 +316,7 @@ class LiveView:
     @property
     def text(self) -> str:
         """The answer so far (the whole answer once it has ended)."""
-        if self.job is None:
-            return ""
-        return self.job.result.answer if self.job.result is not None else self.job.snapshot
+        return self.job.live.answer if self.job is not None else ""
 
     # -- called by the job's ticker ------------------------------------------------------------
     def _set_status(self, text: str) -> None:
@@ -169,45 +332,62 @@ class LiveView:
         self._set_status(job.status_text(self.note if job.cancel_event.is_set() else ""))
 
     def _finish(self, job: StreamJob) -> None:
+        """Replace the view by the answer; the widgets are closed (nothing of them is saved)."""
         result = job.result
         bundles = render.pieces(result, render.style_for(job.request))
-        first = next((b for b in bundles if render.is_image(b)), None)
-        markdown, plain = render.join([b for b in bundles if b is not first])
+        if self.note:  # what --save did (a plain cell prints it), just above the footer
+            bundles.insert(len(bundles) - 1, {"text/markdown": f"*{render.md_escape(self.note)}*",
+                                              "text/plain": self.note})
+        media = None
+        if self.media_id:
+            media = next((b for b in bundles if render.is_image(b)), None)
+            if media is None:  # no image: the footer takes the output kept for it
+                media = bundles[-1]
+            bundles = [b for b in bundles if b is not media]
+        markdown, plain = (render.join(bundles) if bundles else
+                           ("*(no text in the answer)*", "(no text in the answer)"))
         self._publish({"text/markdown": markdown, "text/plain": plain}, self.display_id, True)
-        if first is not None:  # the first image keeps a real PNG/JPEG output of its own
-            self._publish(first, self.media_id, True)
-        self.answer.outputs = ()
+        if media is not None:
+            self._publish(media, self.media_id, True)
         self.stop_button.disabled = True
-        line = job.status_text()
-        if not (result.error or result.stopped):
-            line += " — the answer is written below." + (f" {self.note}" if self.note else "")
-        self._set_status(line)
+        self.status_line = job.status_text(self.note)
+        _close_tree(self.widget)
 
 
 def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optional[str] = None,
              publish: Optional[Callable[[dict, str, bool], None]] = None) -> LiveView:
     """Start `request` in the background with a live view, and return at once (the kernel stays
-    free). The view is `_gemini_live`; the result goes to `_gemini` (and `--out`) at the end."""
+    free). The view is `_gemini_live`; `--out VAR` is bound at once to the live result (it
+    fills in as the answer streams; `VAR.wait()` returns when it has ended), and at the end
+    `_gemini` gets the result and `--out` follows `cell.assign_out` (with --schema: the parsed
+    value) — unless VAR was bound to something else meanwhile."""
     _require_notebook(magics, "--ui (a live view with a Stop button)", "drop --ui")
     previous = _BY_CELL.get(cell_id) if cell_id else None
     if previous is not None and not previous.finished.is_set():
         previous.stop()  # its outputs were cleared by the re-run: do not leave it streaming
-    view = LiveView(publish=publish)
+    view = LiveView(publish=publish, media=_may_draw(request))
     view.show()
     job = StreamJob(request, settings=magics.settings(), backend=backend,
                     conversation=magics.conversation, cell_id=cell_id,
                     fast_stream=getattr(magics, "fast_stream", True))
     view.attach(job)
-    finish = view._finish
+    finish_view = view._finish
+    shell = getattr(magics, "shell", None)
+    ns = shell.user_ns if shell is not None else None
 
     def on_finish(j: StreamJob) -> None:
-        view.note = _finish_bookkeeping(magics, request, j.result)
-        finish(j)
+        req = request
+        if request.out and ns is not None and ns.get(request.out) is not j.live:
+            req = copy.copy(request)  # VAR was rebound (e.g. the cell ran again): leave it
+            req.out = None
+        view.note = _finish_bookkeeping(magics, req, j.result)
+        finish_view(j)
 
     job.on_finish = on_finish
-    shell = getattr(magics, "shell", None)
-    if shell is not None:
-        shell.user_ns["_gemini_live"] = view
+    if ns is not None:
+        ns["_gemini_live"] = view
+        if request.out:
+            ns[request.out] = job.live
     if cell_id:
         _BY_CELL[cell_id] = job
     job.start()
@@ -220,8 +400,13 @@ def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optiona
 
 class Panel:
     """The `%gemini ui` panel. Its pickers ARE the magics' settings (model, system,
-    temperature, tools); its turns continue the same
-    conversation as `%%gemini` cells. Closing and reopening keeps turns and a running answer."""
+    temperature, tools); its turns continue the same conversation as `%%gemini` cells.
+    Closing and reopening keeps turns and a running answer.
+
+    Layout, top to bottom: pickers; a line saying what later cells now use and the offline
+    notice (`info`, each said once); the conversation, a fixed-height box that scrolls with the
+    newest turn in view; the prompt box (Enter sends); Send, Stop (enabled only while an answer
+    runs) and the status line."""
 
     def __init__(self, magics: Any, *, publish: Optional[Callable[[dict, str, bool], None]] = None):
         self.magics = magics
@@ -230,6 +415,8 @@ class Panel:
         self.job: Optional[StreamJob] = None
         self.note = ""
         self.status_line = ""
+        self.notice_line = ""             # the offline notice, shown once it is known
+        self.defaults_line = ""           # what the last pick changed for later cells
         self.transcript_id = uuid.uuid4().hex
         self.widget: Any = None
         self._syncing = False
@@ -255,21 +442,34 @@ class Panel:
         self.temperature = W.FloatSlider(value=1.0 if m.temperature is None else m.temperature,
                                          min=0.0, max=2.0, step=0.05, continuous_update=False,
                                          disabled=m.temperature is None, readout_format=".2f")
-        self.conversation = W.VBox([self._turn_widget(t) for t in self.turns])
-        self.prompt = W.Textarea(value="", placeholder="Ask Gemini… ({name} fills in a variable)",
-                                 layout=W.Layout(width="auto", height="5em"))
-        self.send_button = W.Button(description="Send", icon="paper-plane", button_style="primary")
-        self.stop_button = W.Button(description="Stop", icon="stop", button_style="warning",
-                                    tooltip="Stop the answer and cancel it on the server")
-        self.status = W.HTML()
+        self.info = W.HTML()
+        self.info.add_class("gemini-panel-info")
+        self.conversation = W.Box(layout=W.Layout(
+            display="flex", flex_flow="column-reverse", height=CONVERSATION_HEIGHT,
+            overflow="hidden auto", border="1px solid var(--jp-border-color2, #e0e0e0)",
+            padding="0 0.5em", margin="0.4em 0"))
+        self.conversation.add_class("gemini-conversation")
+        self._show_turns([self._turn_widget(t) for t in reversed(self.turns)])
+        self.prompt = _prompt_box("Ask Gemini… Enter sends, Shift+Enter adds a line "
+                                  "({name} fills in a variable)")
+        self.send_button = _button("Send", "paper-plane", "primary", "gemini-send",
+                                   tooltip="Send the prompt (or press Enter in the box)")
+        self.stop_button = _stop_button()
+        self.status = _status_widget()
         self.send_button.on_click(lambda _b: self.send())
         self.stop_button.on_click(lambda _b: self.stop())
+        if hasattr(self.prompt, "on_submit"):
+            self.prompt.on_submit(lambda _box: self.send())
         self.widget = W.VBox([
             W.HBox([self.model, W.HBox([self.use_temperature, self.temperature])]),
             W.HBox([self.tools, self.system]),
+            self.info,
             self.conversation,
-            self.prompt, W.HBox([self.send_button, self.stop_button, self.status]),
+            self.prompt,
+            W.HBox([self.send_button, self.stop_button, self.status],
+                   layout=W.Layout(align_items="center")),
         ])
+        self.widget.add_class("gemini-panel")
         self.model.observe(self._model_picked, names="value")
         self.system.observe(self._system_picked, names="value")
         self.use_temperature.observe(self._temperature_picked, names="value")
@@ -278,8 +478,11 @@ class Panel:
         self._from_trait_tools()
         self._observe_magics(True)
         self._shown_len = -1
-        if self.job is not None and self.job.running:
-            self.send_button.disabled = True
+        self._show_info()
+        running = self.job is not None and self.job.running
+        self.send_button.disabled = running
+        self.stop_button.disabled = not running or self.job.cancel_event.is_set()
+        if running:
             self._tick(self.job)
         else:
             self._set_status(self.status_line or self._idle_status())
@@ -300,8 +503,8 @@ class Panel:
                 self.tools.value = self._kept_tools(options)
             finally:
                 self._syncing = was
-        _show_widget(self.widget, "Gemini panel (interactive while the kernel runs; the "
-                                  "conversation is saved below).")
+        display(_widget_bundle(self.widget, "Gemini panel (interactive while the kernel runs; "
+                                            "the conversation is saved below)."), raw=True)
         md, plain = self._transcript()
         self._publish({"text/markdown": md, "text/plain": plain}, self.transcript_id, False)
 
@@ -353,6 +556,11 @@ class Panel:
         finally:
             self._syncing = False
 
+    def _later_cells(self, what: str, traits: str) -> None:
+        """Say, in the panel's info line, that a pick changed the defaults of later cells."""
+        self.defaults_line = f"Later %%gemini cells now use {what} ({traits})."
+        self._show_info()
+
     def _model_picked(self, change: dict) -> None:
         if self._syncing:
             return
@@ -362,23 +570,35 @@ class Panel:
                       f"a name without spaces, e.g. gemini-3.5-flash.")
             return
         old = self.magics.model
-        if self._set_trait("model", name):
-            if name == LOCAL_MODEL:
-                self._set_trait("offline", True)
-            elif old == LOCAL_MODEL:
-                self._set_trait("offline", False)
-            self._say(f"Model: {name} (also the default for %%gemini cells).")
+        if name == old or not self._set_trait("model", name):
+            return
+        traits = "GeminiMagics.model"
+        if name == LOCAL_MODEL:
+            self._set_trait("offline", True)
+            traits += ", and GeminiMagics.offline is on"
+        elif old == LOCAL_MODEL:
+            self._set_trait("offline", False)
+            traits += ", and GeminiMagics.offline is off again"
+        self._later_cells(f"model {name}", traits)
 
     def _system_picked(self, change: dict) -> None:
-        if not self._syncing:
-            self._set_trait("system", change["new"].strip() or None)
+        if self._syncing:
+            return
+        value = change["new"].strip() or None
+        if value != self.magics.system and self._set_trait("system", value):
+            short = value if value is None or len(value) <= 60 else value[:59] + "…"
+            self._later_cells("no system instruction" if value is None
+                              else f"the system instruction “{short}”", "GeminiMagics.system")
 
     def _temperature_picked(self, change: dict) -> None:
         if self._syncing:
             return
         on = self.use_temperature.value
         self.temperature.disabled = not on
-        self._set_trait("temperature", float(self.temperature.value) if on else None)
+        value = float(self.temperature.value) if on else None
+        if value != self.magics.temperature and self._set_trait("temperature", value):
+            self._later_cells("the model's default temperature" if value is None
+                              else f"temperature {value:.2f}", "GeminiMagics.temperature")
 
     def _tool_options(self) -> list:
         shell = getattr(self.magics, "shell", None)
@@ -401,7 +621,10 @@ class Panel:
             return
         self.picked = tuple(change["new"])
         builtins, _ = self._picked_tools()
-        self._set_trait("tools", ",".join(builtins) or None)
+        value = ",".join(builtins) or None
+        if value != (self.magics.tools or None) and self._set_trait("tools", value):
+            self._later_cells("no built-in tools" if value is None
+                              else "the tools " + ", ".join(builtins), "GeminiMagics.tools")
 
     def _from_trait_tools(self) -> None:
         names = [n.strip() for n in (self.magics.tools or "").split(",")
@@ -419,13 +642,14 @@ class Panel:
         return self.job is not None and self.job.running
 
     def send(self) -> Optional[StreamJob]:
-        """Send the prompt box as the next turn; returns the job, or None (status says why)."""
+        """Send the prompt box as the next turn (the Send button, or Enter in the box); returns
+        the job, or None (the status line says why)."""
         if self.busy:
             self._say("Still answering the last prompt; press Stop first, or wait for it to end.")
             return None
         text = self.prompt.value if not self.closed else ""
         if not text.strip():
-            self._say("The prompt is empty; type a question in the box, then press Send.")
+            self._say("The prompt is empty; type a question in the box, then press Enter or Send.")
             return None
         try:
             request = self._request(text)
@@ -434,9 +658,12 @@ class Panel:
             return None
         turn = {"prompt": text, "result": None, "style": render.style_for(request)}
         self.turns.append(turn)
-        self.conversation.children = tuple(self.conversation.children) + (
-            self._turn_widget(turn),)
-        self.prompt.value = ""
+        self._show_turns([self._turn_widget(turn)] + [c for c in self.conversation.children
+                                                       if "gemini-turn" in c._dom_classes])
+        if hasattr(self.prompt, "clear"):
+            self.prompt.clear()
+        else:
+            self.prompt.value = ""
         self.note = ""
         self._shown_len = -1
         self.job = StreamJob(request, settings=self.magics.settings(),
@@ -444,7 +671,9 @@ class Panel:
                              fast_stream=getattr(self.magics, "fast_stream", True),
                              on_tick=self._tick, on_finish=self._finish)
         self.send_button.disabled = True
+        self.stop_button.disabled = False
         self.job.start()
+        self._set_status(self.job.status_text())  # "sending" at once, not at the first tick
         return self.job
 
     def _request(self, text: str) -> Any:
@@ -468,6 +697,8 @@ class Panel:
             msg = "Nothing to stop: no answer is streaming."
         else:
             msg = self.job.stop()
+            if not self.closed and self.job.cancel_event.is_set():
+                self.stop_button.disabled = True
         self.note = msg
         self._set_status(self.job.status_text(msg) if self.job is not None else msg)
         return msg
@@ -488,6 +719,26 @@ class Panel:
         if not self.closed and self.status.value != _status_html(text):
             self.status.value = _status_html(text)
 
+    def _show_info(self) -> None:
+        if self.closed:
+            return
+        lines = [line for line in (self.notice_line, self.defaults_line) if line]
+        value = ('<div style="font-size: 0.9em; line-height: 1.4">' + "<br>".join(
+            html.escape(line, quote=False) for line in lines) + "</div>") if lines else ""
+        if self.info.value != value:
+            self.info.value = value
+
+    def _notice(self, job: StreamJob) -> None:
+        """The offline notice, once, in the info line (not in every turn's status)."""
+        if job.notice and not self.notice_line:
+            self.notice_line = job.notice
+            self._show_info()
+
+    def _show_turns(self, newest_first: list) -> None:
+        """The conversation box, newest turn first: its column-reverse flow shows the newest at
+        the bottom and keeps the scroll there as the answer grows."""
+        self.conversation.children = tuple(newest_first) or (W.HTML(_EMPTY_CONVERSATION),)
+
     def _turn_widget(self, turn: dict) -> Any:
         you = W.HTML(f'<div style="white-space: pre-wrap"><b>You:</b> '
                      f'{html.escape(turn["prompt"], quote=False)}</div>')
@@ -495,11 +746,14 @@ class Panel:
         if turn["result"] is not None:
             out.outputs = _answer_outputs(turn["result"], turn["style"])
         turn["out"] = out
-        return W.VBox([you, out])
+        box = W.VBox([you, out], layout=W.Layout(flex="0 0 auto"))
+        box.add_class("gemini-turn")
+        return box
 
     def _tick(self, job: StreamJob) -> None:
         if self.closed or job is not self.job:
             return
+        self._notice(job)
         text = job.snapshot
         out = self.turns[-1].get("out") if self.turns else None
         if out is not None and len(text) != self._shown_len:
@@ -513,14 +767,19 @@ class Panel:
         _finish_bookkeeping(self.magics, job.request, result)
         md, plain = self._transcript()
         self._publish({"text/markdown": md, "text/plain": plain}, self.transcript_id, True)
+        self.note = ""
         if self.closed:
             self.status_line = job.status_text()
+            if job.notice and not self.notice_line:
+                self.notice_line = job.notice
             return
+        self._notice(job)
         out = self.turns[-1].get("out")
         if out is not None:
             out.outputs = _answer_outputs(result, self.turns[-1]["style"])
         self.send_button.disabled = False
-        self._set_status(job.status_text(self.note if not (result.error or result.stopped) else ""))
+        self.stop_button.disabled = True
+        self._set_status(job.status_text())
 
     def _transcript(self) -> tuple[str, str]:
         """The panel's conversation as Markdown (folded) and text, for the saved notebook."""

@@ -29,8 +29,8 @@ def test_an_agent_shows_its_steps_and_environment(shell, stream):
     r = shell.user_ns["r"]
     assert r.ok and r.environment_id.startswith("env_") and r.model == AGENT
     shown = markdowns(cap)
-    assert shown[0].startswith("> 💭 *Thinking*\n> [offline] The agent " + AGENT)
-    assert shown[1].startswith("🐍 **Code execution** (python)")
+    assert shown[0].startswith("> *Thinking*\n> [offline] The agent " + AGENT)
+    assert shown[1].startswith("**Code execution** (python)")
     assert shown[2] == "**Output**\n\n```text\n0 1 1 2 3 5 8 13 21 34\n```"  # really ran
     assert shown[3].startswith("Echo: ")
     footer = shown[-1]

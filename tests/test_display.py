@@ -6,7 +6,7 @@ Driven with a simulated clock so rates are measured in simulated seconds (no tim
 import io
 import json
 
-from gemini_magics.display import NotebookDisplay, TerminalDisplay
+from gemini_magics.display import MAX_BLOCK, NotebookDisplay, TerminalDisplay
 from gemini_magics.result import GeminiResult
 from gemini_magics.stream import Accumulator
 
@@ -22,12 +22,15 @@ class Clock:
 
 
 class Recorder:
-    def __init__(self):
+    """Records what is published, and when (on `clock`, if given)."""
+
+    def __init__(self, clock=None):
         self.outputs = []
+        self.clock = clock
 
     def __call__(self, data, display_id, update):
         self.outputs.append({"data": dict(data), "transient": {"display_id": display_id},
-                             "update": update})
+                             "update": update, "t": self.clock() if self.clock else 0.0})
 
     @property
     def bytes(self):
@@ -40,15 +43,18 @@ class Recorder:
 
 def stream_through(chunks, *, dt=0.001, **kw):
     """Feed text chunks as events (one every `dt` simulated seconds) into a NotebookDisplay."""
-    clock, rec = Clock(), Recorder()
+    clock = Clock()
+    rec = Recorder(clock)
     disp = NotebookDisplay(publish=rec, clock=clock, **kw)
     acc = Accumulator()
     for ev in sse_events_for(chunks):
         clock.t += dt
         acc.feed(ev)
         disp.on_update(acc)
-    result = GeminiResult(text=acc.text, answer=acc.answer_text(), usage=acc.usage, id=acc.id,
+    result = GeminiResult(text=acc.text, answer=acc.answer_text(), steps=acc.step_list(),
+                          usage=acc.usage, id=acc.id,
                           status=acc.status, model="gemini-test", elapsed=clock.t)
+    rec.streamed = len(rec.outputs)  # what was sent while the answer streamed
     disp.on_done(result)
     return rec, clock, result
 
@@ -69,12 +75,16 @@ def test_long_paragraph_stream_is_bounded_in_rate_and_bytes():
     assert all(o["text/plain"] == o["text/markdown"] for o in outs)
 
 
-def test_fast_stream_bytes_stay_linear_whatever_the_speed():
-    words = [f"w{i} " for i in range(1, 20001)]
+def test_bytes_stay_linear_in_the_answer_whatever_the_speed():
+    # Fast: few ticks, so bytes are a small multiple of the text. Slow: the growing block (at
+    # most ~max_block) is re-sent every tick, so bytes grow with the answer's length (and time),
+    # never with its square: 4x the words is about 4x the bytes.
     for dt in (0.0001, 0.01):
-        rec, clock, result = stream_through(words, dt=dt)
-        assert rec.bytes <= 4 * len(result.answer)
-        assert len(rec.outputs) <= 20 * clock.t + 5
+        short, _, _ = stream_through([f"w{i} " for i in range(1, 5001)], dt=dt)
+        rec, clock, result = stream_through([f"w{i} " for i in range(1, 20001)], dt=dt)
+        assert rec.bytes <= 4 * len(result.answer) + (clock.t / 0.1) * 1.5 * MAX_BLOCK
+        assert rec.bytes <= 4.6 * short.bytes
+        assert len(rec.outputs) <= 20 * clock.t + 25
 
 
 def test_finished_blocks_are_sent_once_and_only_the_growing_block_again():
@@ -100,18 +110,24 @@ def test_blank_lines_inside_code_fences_do_not_split_blocks():
     assert fence[0].rstrip().endswith("```")
 
 
-def test_an_overlong_code_block_is_split_into_valid_fences():
+def test_an_overlong_code_block_streams_as_valid_fences_and_is_saved_whole():
     code = "".join(f"line_{i} = {i}\n" for i in range(2000))
     text = "```python\n" + code + "```\n\nDone.\n"
     rec, _, result = stream_through([text[i:i + 50] for i in range(0, len(text), 50)],
                                     dt=0.05, max_block=2000)
-    outs = [o["text/markdown"] for o in answer_outputs(rec)]
-    code_outs = [o for o in outs if "line_" in o]
-    assert len(code_outs) > 3
-    for o in code_outs:
-        assert o.startswith("```python\n") and o.rstrip().endswith("```")
-    joined = "".join(o for o in code_outs)
-    assert all(f"line_{i} = {i}\n" in joined for i in range(0, 2000, 97))
+    # while it streams, the block is cut into pieces, each a fence of its own (closed, reopened)
+    last_shown = {}
+    for o in rec.outputs:
+        if "text/plain" not in o["data"] and "line_" in o["data"]["text/markdown"]:
+            last_shown[o["transient"]["display_id"]] = o["data"]["text/markdown"]
+    pieces = list(last_shown.values())[:-1]
+    assert len(pieces) > 3
+    for piece in pieces:
+        assert piece.startswith("```python\n") and piece.rstrip().endswith("```")
+        assert len(piece) <= 2 * 2000
+    # the saved notebook keeps it as one code block, exactly as the model wrote it
+    outs = [o["text/markdown"] for o in answer_outputs(rec) if o["text/markdown"]]
+    assert outs == ["```python\n" + code + "```\n\n", "Done.\n"]
 
 
 def test_footer_is_folded_with_model_tokens_time_and_id():
@@ -160,3 +176,32 @@ def test_terminal_prints_the_stream_as_text():
     text = out.getvalue()
     assert text.startswith("Hello **world**\n")
     assert "— m · 3 tokens" in text and "v1_t" in text
+
+
+def _result(**kw):
+    return GeminiResult(answer="w1 w2", model="m", id="v1_x", elapsed=1.0,
+                        usage={"total_tokens": 7, "total_output_tokens": 5}, **kw)
+
+
+def test_an_incomplete_answer_says_why_in_its_footer():
+    from gemini_magics.render import footer_markdown, footer_text
+
+    echoed = _result(status="incomplete",
+                     interaction_data={"generation_config": {"max_output_tokens": 400}})
+    assert "· incomplete: stopped at max tokens (400)</summary>" in footer_markdown(echoed)
+    assert "- status: incomplete, stopped at max tokens (400)" in footer_markdown(echoed)
+    assert "incomplete: stopped at max tokens (400) · v1_x" in footer_text(echoed)
+    # a stream that does not echo its generation_config: the reason without the number
+    streamed = _result(status="incomplete")
+    assert "· incomplete: stopped at max tokens</summary>" in footer_markdown(streamed)
+    # a stop stays a stop, a completed answer names no status
+    stopped = _result(status="cancelled", stopped=True)
+    assert "1.0 s · stopped</summary>" in footer_markdown(stopped)
+    assert "1.0 s</summary>" in footer_markdown(_result(status="completed"))
+
+
+def test_the_error_sign_is_the_text_warning_sign():
+    from gemini_magics.render import outcome_markdown
+
+    sentence = outcome_markdown(_result(error="The model stopped."))
+    assert sentence == "\u26a0 The model stopped."  # no VS16: no emoji font needed

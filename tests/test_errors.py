@@ -1,7 +1,8 @@
 """Every failure is one clear sentence with the fix; partial answers stay; keys never show.
 
 HTTP failures come from a scripted loopback server (the local server never sends them); the
-stop button is a real SIGINT delivered while the echo server streams slowly.
+stop button is a real SIGINT delivered while the echo server streams slowly, and a stop is not
+a failure: it ends the cell with a neutral note.
 """
 import os
 import re
@@ -18,6 +19,10 @@ from gemini_magics.runner import run
 from magics_fixtures import magics_of, run_cell, scripted, shell, sse_events_for  # noqa: F401
 
 FAKE_KEY = "AIzaSyD-fake-key-0123456789abcdefghijklm"
+
+
+STOP_NOTE = "■ Stopped: the partial answer is kept; this turn was not added to the conversation."
+STOP_NOTE_MD = f"*{STOP_NOTE}*"
 
 
 def failed(cap, *words):
@@ -206,14 +211,29 @@ def test_stop_button_mid_stream_keeps_partial_and_cancels_on_server(shell, echo_
     finally:
         t.join(35)
         del m._observers
-    failed(cap, "Stopped", "partial answer above is kept", "not added to the conversation")
+    # A stop that was asked for is no error: the partial answer, its footer, one neutral note.
+    assert cap.error is None and "GeminiError" not in cap.stdout + cap.stderr
     r = shell.user_ns["r"]
     assert r.stopped and not r.ok and r.answer.startswith("w1 w2")
     assert len(r.answer.split()) < 400
     assert cap.final[0]["text/markdown"].startswith("w1 w2")
-    assert "stopped" in cap.final[-1]["text/markdown"]
+    assert "stopped" in cap.final[-2]["text/markdown"]                  # the footer
+    assert cap.final[-1] == {"text/markdown": STOP_NOTE_MD, "text/plain": STOP_NOTE}
     assert len(m.conversation.chain()) == 1                   # not advanced
     assert _server_status(echo_server.base_url, r.id) == "cancelled"
+
+
+def test_a_stop_before_any_text_is_a_note_in_the_terminal_too(shell):
+    m = magics_of(shell)
+    m.display = "terminal"
+    m.cancel_event = threading.Event()  # as the panel's Stop sets it, here before the cell runs
+    m.cancel_event.set()
+    cap = run_cell(shell, "%%gemini -o r\n/words 50 delay=0.05")
+    assert cap.error is None and "GeminiError" not in cap.stdout
+    assert cap.stdout.splitlines()[-1] == "■ Stopped before any text arrived."
+    r = shell.user_ns["r"]
+    assert r.stopped and shell.user_ns["_gemini"] is r and m.last_result is r
+    assert not m.conversation.chain()
 
 
 def test_cancel_event_from_another_thread(base_url):

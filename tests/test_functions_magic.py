@@ -54,8 +54,8 @@ def markdowns(cap):
 def test_the_loop_calls_the_function_sends_the_result_and_shows_each_step(shell, fns, options):
     cap = ok(run_cell(shell, f"%%gemini --functions get_weather {options} -o r\nParis"))
     shown = markdowns(cap)
-    assert shown[0] == '🔧 **Call** `get_weather(city="Paris")`'
-    assert shown[1].startswith("↩️ `get_weather` **returned**\n\n```json\n")
+    assert shown[0] == '**Call** `get_weather(city="Paris")`'
+    assert shown[1].startswith("→ `get_weather` **returned**\n\n```json\n")
     assert json.loads(shown[1].split("```json\n")[1].split("\n```")[0]) == {
         "city": "Paris", "temp": 21, "unit": "celsius"}
     assert shown[2] == ('Echo: I saw 2 user turns and 1 model turn. You said: [function result '
@@ -87,8 +87,8 @@ def test_the_next_cell_continues_after_the_whole_exchange(shell, fns, stateless)
 def test_an_exception_goes_back_to_the_model_as_an_error_result_and_is_shown(shell, fns):
     cap = ok(run_cell(shell, "%%gemini --functions explode,get_weather -o r\nWhy?"))
     shown = markdowns(cap)
-    assert shown[0] == '🔧 **Call** `explode(reason="Why?")`'
-    assert shown[1].startswith("⚠️ `explode` **failed**")
+    assert shown[0] == '**Call** `explode(reason="Why?")`'
+    assert shown[1].startswith("⚠ `explode` **failed**")
     assert "explode raised RuntimeError: the sensor is broken" in shown[1]
     assert "the sensor is broken" in shown[2]  # the model got the error and answered
     r = shell.user_ns["r"]
@@ -105,7 +105,7 @@ def test_a_hanging_function_is_stopped_and_reported(shell, fns):
 def test_no_auto_stops_at_the_first_call_without_running_it(shell, fns):
     cap = ok(run_cell(shell, "%%gemini --functions get_weather --no-auto -o r\nParis"))
     shown = markdowns(cap)
-    assert shown[0] == '🔧 **Call** `get_weather(city="Paris")`'
+    assert shown[0] == '**Call** `get_weather(city="Paris")`'
     assert "Stopped at the model's function call (--no-auto)" in shown[1]
     assert fns["calls"] == []
     r = shell.user_ns["r"]
@@ -177,7 +177,7 @@ def test_lambdas_and_pydantic_parameters_are_declared_and_called(shell):
     cap = ok(run_cell(shell, "%%gemini --functions place -o r\nbananas"))
     assert '"0 x bananas"' in markdowns(cap)[1]  # echo fills integers with 0
     cap = ok(run_cell(shell, "%%gemini --functions shout -o r\nhello"))
-    assert markdowns(cap)[0] == '🔧 **Call** `shout(text="hello")`'
+    assert markdowns(cap)[0] == '**Call** `shout(text="hello")`'
     assert '"HELLO"' in markdowns(cap)[1]
     for var in ("Order", "place", "shout", "BaseModel"):
         shell.user_ns.pop(var, None)

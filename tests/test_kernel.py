@@ -5,8 +5,8 @@
   on iopub are counted: bounded in number and rate, bytes linear in the answer.
 - A kernel client sends execute requests carrying `cellId` metadata, as JupyterLab does, to
   check that re-running a cell forks the conversation instead of stacking turns.
-- The kernel is interrupted mid-stream (the notebook's stop button): partial answer kept, one
-  line of error, the interaction cancelled on the server.
+- The kernel is interrupted mid-stream (the notebook's stop button): partial answer kept, a
+  neutral note instead of an error, the interaction cancelled on the server.
 """
 import json
 import re
@@ -98,13 +98,11 @@ def test_interrupting_the_kernel_stops_the_stream(kernel, echo_server):
 
     msgs = kernel.collect(msg_id, on_msg=on_msg)
     assert interrupted
-    errors = errors_of(msgs)
-    assert len(errors) == 1 and errors[0]["ename"] == "GeminiError"
-    assert errors[0]["traceback"] == [f"GeminiError: {errors[0]['evalue']}"]
-    assert "Stopped" in errors[0]["evalue"] and "partial answer above is kept" in errors[0]["evalue"]
+    assert not errors_of(msgs)  # a stop asked for: no error, a neutral note last
     finals = [m for m in msgs if m["msg_type"] in ("display_data", "update_display_data")
               and "text/plain" in m["content"]["data"]]
     assert finals[0]["content"]["data"]["text/markdown"].startswith("w1 w2 w3")
+    assert finals[-1]["content"]["data"]["text/plain"].startswith("■ Stopped: the partial answer is kept")
     out = kernel.run("print(r.stopped, r.id, len(r.answer.split()))")
     stopped, ident, n = stream_text(out).split()
     assert stopped == "True" and 3 <= int(n) < 400

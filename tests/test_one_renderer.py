@@ -70,7 +70,7 @@ def test_plain_ui_panel_and_background_save_the_same_answer(shell, monkeypatch):
     background = _written_later(shell, published, "--background", "_gemini_job")
 
     # What a user sees in every one of them: the search step, numbered citations, Sources.
-    assert "🔎" in plain and "[1]" in plain and "Sources" in plain
+    assert "**Search:**" in plain and "[1]" in plain and "Sources" in plain
     assert _masked(ui) == _masked(plain)
     assert _masked(turn) == _masked(plain)
     assert _masked(background) == _masked(plain)

@@ -175,7 +175,7 @@ def test_parsed_tools_are_accepted_by_the_sdk_and_the_local_server(client):
 def test_search_steps_show_the_query_and_the_cited_answer(sdk_steps):
     md = [render_step_markdown(s) for s in sdk_steps]
     assert md[0] == ""  # a signature-only thought has nothing to show
-    assert md[1] == "🔎 **Google Search:** `UEFA Euro 2024 winner`"
+    assert md[1] == "**Search:** `UEFA Euro 2024 winner`"
     assert "1 received" in md[2] and "UEFA Euro 2024 winner" in md[2] and "chip{" not in md[2]
     assert md[3] == ("Spain won Euro 2024, defeating England 2-1 in the final."
                      "[[1]](https://www.uefa.com/euro2024)\n\n**Sources**\n\n"
@@ -184,20 +184,35 @@ def test_search_steps_show_the_query_and_the_cited_answer(sdk_steps):
 
 def test_every_tool_step_renders_what_happened(sdk_steps):
     md = {i: render_step_markdown(s) for i, s in enumerate(sdk_steps[4:])}
-    assert md[0] == "🐍 **Code execution** (python)\n\n```python\nprint(6 * 7)\n```"
+    assert md[0] == "**Code execution** (python)\n\n```python\nprint(6 * 7)\n```"
     assert md[1] == "**Output**\n\n```text\n42\n```"
-    assert md[2].startswith("⚠️ **Code error**") and "NameError: x" in md[2]
-    assert md[3] == "🔗 **Reading URLs:**\n- [https://example.com/a page](https://example.com/a%20page)"
+    assert md[2].startswith("⚠ **Code error**") and "NameError: x" in md[2]
+    assert md[3] == "**Reading URLs:**\n- [https://example.com/a page](https://example.com/a%20page)"
     assert md[4].endswith("(https://example.com/a%20page): paywall")
-    assert md[5] == "🗺️ **Google Maps:** `pizza near Dam Square`"
-    assert md[6] == ("🗺️ **Places:**\n- [Pizza \\[Best\\]](https://maps.example/p1) "
+    assert md[5] == "**Maps search:** `pizza near Dam Square`"
+    assert md[6] == ("**Places:**\n- [Pizza \\[Best\\]](https://maps.example/p1) "
                      "(reviews: [Great crust](https://maps.example/r1))")
-    assert md[7] == "📁 **File search**"
-    assert md[8] == "📁 **File search results:** 1\n- handbook.pdf: Leave policy"
-    assert md[9] == '🔧 **Call** `get_current_temperature(location="London")`'
-    assert md[10] == ('↩️ `get_current_temperature` **returned**\n\n```json\n{\n  "temperature": "22",\n'
+    assert md[7] == "**File search**"
+    assert md[8] == "**File search results:** 1\n- handbook.pdf: Leave policy"
+    assert md[9] == '**Call** `get_current_temperature(location="London")`'
+    assert md[10] == ('→ `get_current_temperature` **returned**\n\n```json\n{\n  "temperature": "22",\n'
                       '  "unit": "celsius"\n}\n```')
-    assert md[11].startswith("⚠️ `convert` **failed**") and "no rate" in md[11]
+    assert md[11].startswith("⚠ `convert` **failed**") and "no rate" in md[11]
+
+
+def test_steps_need_no_emoji_font():
+    """Without an emoji font (a plain Linux desktop) emoji and the emoji selector U+FE0F show as
+    empty boxes: the marks of the steps are bold words and glyphs of common text fonts."""
+    steps = SEARCH_STEPS + OTHER_STEPS + [
+        {"type": "thought", "summary": [{"type": "text", "text": "Plan"}]},
+        {"type": "google_search_result", "call_id": "s", "is_error": True, "result": []},
+        {"type": "google_search_call", "id": "s", "search_type": "image_search",
+         "arguments": {"queries": ["a", "b"]}},
+    ]
+    for step in steps:
+        md = render_step_markdown(step)
+        marks = {c for c in md if ord(c) > 0x7F} - set(json.dumps(step, ensure_ascii=False))
+        assert marks <= {"·", "→", "\u26a0"}, (step["type"], marks)
 
 
 def test_plain_dicts_render_like_sdk_objects(sdk_steps):
@@ -219,7 +234,7 @@ def test_unknown_steps_still_show_their_content():
 
 def test_thought_summaries_render_as_a_quote():
     md = render_step_markdown({"type": "thought", "summary": [{"type": "text", "text": "Plan:\nsearch"}]})
-    assert md == "> 💭 *Thinking*\n> Plan:\n> search"
+    assert md == "> *Thinking*\n> Plan:\n> search"
 
 
 # --------------------------------------------------------------------------------------------

@@ -281,9 +281,13 @@ def test_ui_cell_returns_while_streaming_and_writes_the_answer_out(shell, publis
     assert bundle["text/markdown"].startswith(words)
     assert bundle["text/plain"].startswith(words)
     assert "<details>" in bundle["text/markdown"]
+    # the view itself was that output: the answer replaced it, so only the answer is saved
     first = [c for c in published if c["display_id"] == view.display_id][0]
-    assert first["update"] is False and "streaming" in first["data"]["text/markdown"]
-    assert view.answer.outputs == ()  # the widget keeps only the status line
+    assert first["update"] is False
+    assert "application/vnd.jupyter.widget-view+json" in first["data"]
+    assert "application/vnd.jupyter.widget-view+json" not in bundle
+    assert view.media_id is None  # a text model's answer needs no second output
+    assert view.widget.comm is None  # the view's widgets are closed: nothing of them is saved
     assert "done" in view.status_line and view.stop_button.disabled
     assert len(m.conversation.chain()) == chain + 1
 

@@ -3,7 +3,8 @@
 - nbclient runs a notebook: a `%%gemini --ui` cell returns while its answer still streams, a
   later cell runs meanwhile, a later cell stops a second answer, and the saved .ipynb holds both
   answers (whole, and partial + stopped) as text/markdown + text/plain, and an image answer as
-  an image/png output.
+  an image/png output: the live views were replaced by their answers, so no widget output and
+  no empty placeholder is saved.
 - A kernel client clicks the live view's Stop button the way a browser does (a comm message
   to the widget) while the answer streams: the kernel is idle, so it handles the click at once
   and the interaction is cancelled on the server (the bug of ipywidgets #3468 does not apply).
@@ -37,6 +38,14 @@ def _answer_output(cell):
     return outs[0]
 
 
+def _no_view_left(cell):
+    """The saved cell keeps no widget view and no empty output (the view was replaced)."""
+    for o in cell.outputs:
+        data = o.get("data", {})
+        assert WIDGET_MIME not in data, cell.outputs
+        assert any(str(v).strip() for v in data.values()) or o.output_type == "stream", cell.outputs
+
+
 def test_ui_cells_in_a_notebook_stream_in_the_background_and_are_saved(echo_server, kernel_env,
                                                                         tmp_path):
     import nbformat
@@ -58,13 +67,14 @@ def test_ui_cells_in_a_notebook_stream_in_the_background_and_are_saved(echo_serv
     # the first --ui cell returned while streaming, and a later cell ran meanwhile
     assert _stdout(saved.cells[2]).strip() == "streaming: True"
     assert _stdout(saved.cells[3]).strip() == "completed 150"
-    # its answer is saved as ordinary Markdown + text, next to the (kernel-only) widget
+    # its answer is saved as ordinary Markdown + text, in place of the (kernel-only) widget
     words = " ".join(f"w{i}" for i in range(1, 151))
     out = _answer_output(saved.cells[1])
     assert out.data["text/markdown"].startswith(words)
     assert out.data["text/plain"].startswith(words)
-    widget = [o for o in saved.cells[1].outputs if WIDGET_MIME in o.get("data", {})]
-    assert widget and "live view" in widget[0].data["text/plain"]
+    assert len(saved.cells[1].outputs) == 1
+    for i in (1, 4, 6):
+        _no_view_left(saved.cells[i])
 
     # the second one was stopped from a later cell: cancelled on the server, partial text saved
     stopped, ident, n = _stdout(saved.cells[5]).split()[-3:]

@@ -2,10 +2,17 @@
 
 Public face:
     srv = start_server(engine="echo" | "local" | Engine, db=None | path, host="127.0.0.1",
-                       port=0, api_key=None)
+                       port=0, api_key=None, allow_code_execution=False)
     srv.base_url   # "http://127.0.0.1:PORT" (the SDKs append /v1/interactions themselves)
+    srv.api_key    # what clients must send as x-goog-api-key (None: anything goes)
     srv.stop()     # also a context manager
-    default_server()  # one lazily started server per process, used when no API key is set
+    default_server()  # one lazily started server per process, used when no API key is set;
+                      # locked with a random key (new_api_key()) that only this process holds
+    sandbox_refusal()  # None if code execution can run here, else the sentence saying why not
+
+Code execution (`sandbox`) runs on loopback servers; one that other machines can reach runs no
+code unless started with `allow_code_execution=True` (`serve --allow-code-execution`): a request
+that would run code there (the code_execution tool, or any agent) gets a 400 saying so.
 
 Why a background thread of the calling process and not a child process: nothing to manage
 (no pid files, no orphan when a kernel is killed: the thread dies with it), the store stays an
@@ -19,13 +26,17 @@ import atexit
 import ipaddress
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
 from typing import Optional, Union
 
-from .app import InteractionService, create_app
+from .app import InteractionService, create_app, http_protocol
 from .engines import Engine, make_engine
+from .producers.agent import runs_code
+from .protocol import ApiError, CreateRequest
+from .sandbox import sandbox_refusal
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +49,11 @@ STOP_TIMEOUT_SECONDS = 15
 ENGINE_ENV = "GEMINI_MAGICS_ENGINE"
 
 
+def new_api_key() -> str:
+    """A random key for a server that only its starter may use (the magics' embedded one)."""
+    return secrets.token_urlsafe(32)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -47,12 +63,35 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class _Service(InteractionService):
+    """The routes' service, refusing turns that would run code when this server may not."""
+
+    def __init__(self, *args, code_execution: bool = True, host: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.code_execution = code_execution
+        self._host = host
+
+    def start(self, req: CreateRequest, history: list[dict]):
+        # A 400 and not a failed tool step: this is the server's policy, known before the turn
+        # starts, so nothing is stored and no model answers around a tool that never ran.
+        if not self.code_execution and runs_code(req):
+            raise ApiError(400, f"This server runs no code: it listens on {self._host}, which "
+                                f"other machines can reach, and was started without "
+                                f"--allow-code-execution; drop the code_execution tool (agents "
+                                f"always run code) or restart the server with that flag.")
+        return super().start(req, history)
+
+
 class LocalServer:
-    """A uvicorn server on a background thread; `base_url` is set once it accepts connections."""
+    """A uvicorn server on a background thread; `base_url` is set once it accepts connections.
+
+    Code (in the sandbox) runs on a loopback host, and on another only with
+    `allow_code_execution=True`.
+    """
 
     def __init__(self, engine: Union[str, Engine] = "local", db: Optional[str] = None,
                  host: str = "127.0.0.1", port: int = 0, api_key: Optional[str] = None,
-                 model_path: Optional[str] = None):
+                 model_path: Optional[str] = None, allow_code_execution: bool = False):
         import uvicorn  # deferred: ~0.1 s, paid only by code that starts a server
 
         if not is_loopback(host) and not api_key:
@@ -69,11 +108,16 @@ class LocalServer:
         except BaseException:
             sock.close()
             raise
-        self.service = InteractionService(self.engine, self.store, api_key=api_key)
+        self._api_key = api_key or None
+        self.code_execution = is_loopback(host) or bool(allow_code_execution)
+        self.service = _Service(self.engine, self.store, api_key=self._api_key,
+                                code_execution=self.code_execution, host=host)
         # log_config=None: do not let uvicorn reconfigure the host process's logging (a kernel's).
         # No access log: request lines are noise, and a key sent as ?key= must never be logged.
-        config = uvicorn.Config(create_app(self.service), log_config=None, log_level="warning",
-                                access_log=False, lifespan="off", timeout_graceful_shutdown=3)
+        # http_protocol(): deadlines for heads, idle and stalled readers, JSON 400s (app.py).
+        config = uvicorn.Config(create_app(self.service), http=http_protocol(), log_config=None,
+                                log_level="warning", access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=3)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name=f"gemini-magics-server-{self.port}", daemon=True)
@@ -102,6 +146,11 @@ class LocalServer:
         self.store.close()
 
     @property
+    def api_key(self) -> Optional[str]:
+        """The x-goog-api-key clients must send (None: any). Never part of repr or errors."""
+        return self._api_key
+
+    @property
     def running(self) -> bool:
         return not self._stopped and self._thread.is_alive()
 
@@ -117,10 +166,15 @@ class LocalServer:
 
 def start_server(engine: Union[str, Engine] = "local", db: Optional[str] = None,
                  host: str = "127.0.0.1", port: int = 0, api_key: Optional[str] = None,
-                 model_path: Optional[str] = None) -> LocalServer:
-    """Start a server on a background thread; returns once its socket accepts connections."""
+                 model_path: Optional[str] = None,
+                 allow_code_execution: bool = False) -> LocalServer:
+    """Start a server on a background thread; returns once its socket accepts connections.
+
+    `api_key=None` serves anyone who reaches the port (allowed on loopback only, as for
+    `gemini-magics serve`); a server only its starter should use takes `new_api_key()`.
+    """
     return LocalServer(engine=engine, db=db, host=host, port=port, api_key=api_key,
-                       model_path=model_path)
+                       model_path=model_path, allow_code_execution=allow_code_execution)
 
 
 _default: Optional[LocalServer] = None
@@ -130,12 +184,14 @@ _default_lock = threading.Lock()
 def default_server() -> LocalServer:
     """The process-wide server the magics use when no API key is set (started on first use).
 
-    Engine from env GEMINI_MAGICS_ENGINE ("local" by default, or "echo").
+    Engine from env GEMINI_MAGICS_ENGINE ("local" by default, or "echo"). Locked with a random
+    key (`.api_key`) held only in this process: other local processes and users cannot use it.
     """
     global _default
     with _default_lock:
         if _default is None or not _default.running:
-            _default = start_server(engine=os.environ.get(ENGINE_ENV, "local") or "local")
+            _default = start_server(engine=os.environ.get(ENGINE_ENV, "local") or "local",
+                                    api_key=new_api_key())
             atexit.register(_default.stop)
         return _default
 
@@ -161,4 +217,5 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-__all__ = ["LocalServer", "start_server", "default_server", "is_loopback"]
+__all__ = ["LocalServer", "start_server", "default_server", "is_loopback", "new_api_key",
+           "sandbox_refusal"]

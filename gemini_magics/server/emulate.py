@@ -7,7 +7,8 @@ every result and citation says it is offline (citations point at `https://offlin
 a reserved domain that never resolves). Nothing here opens a network connection. For code
 execution the code is a template derived from the prompt (the user's own fenced Python if the
 prompt has some, else an arithmetic expression, else a word count), never the 135M model's
-unreliable code, run in the offline `sandbox`.
+unreliable code, run in the bubblewrap `sandbox` (where there is none, the result says that code
+execution is off and nothing runs).
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ Reference: shared/interactions-protocol.md (sections 2, 4, 5 and 9).
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -16,6 +18,10 @@ from ..catalog import (ASPECT_RATIOS, BUILTIN_TOOLS, IMAGE_SIZES, normalize_aspe
 from .planning import close_schema
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+# Arrays and objects inside each other, counted from the body (the real API decodes into
+# protobufs, whose recursion limit is 100). Everything downstream of parse_json_body may recurse.
+MAX_JSON_DEPTH = 100
+INT64 = 2 ** 63  # integer settings must fit an int64, as in the real API
 
 CONTENT_TYPES = {"text", "image", "audio", "video", "document"}
 # Top-level create fields the SDKs can send (protocol doc section 2.1). Anything else is a typo
@@ -33,18 +39,23 @@ ECHOED_FIELDS = (
 )
 
 _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-                 404: "NOT_FOUND", 405: "INVALID_ARGUMENT", 413: "INVALID_ARGUMENT",
-                 500: "INTERNAL"}
+                 404: "NOT_FOUND", 405: "INVALID_ARGUMENT", 408: "DEADLINE_EXCEEDED",
+                 413: "INVALID_ARGUMENT", 500: "INTERNAL"}
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class ApiError(Exception):
-    """An error answered as `{"error": {"code", "message", "status"}}` with that HTTP code."""
+    """An error answered as `{"error": {"code", "message", "status"}}` with that HTTP code.
 
-    def __init__(self, code: int, message: str, status: Optional[str] = None):
+    `close`: also close the connection (the rest of the request cannot be trusted)."""
+
+    def __init__(self, code: int, message: str, status: Optional[str] = None,
+                 close: bool = False):
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status or _STATUS_NAMES.get(code, "INVALID_ARGUMENT")
+        self.close = close
 
     def body(self) -> dict:
         return {"error": {"code": self.code, "message": self.message, "status": self.status}}
@@ -52,6 +63,13 @@ class ApiError(Exception):
 
 def bad(message: str) -> ApiError:
     return ApiError(400, message)
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """`value` quoted for an error message, cut to about `limit` characters (ids and field
+    names come from the client and may be megabytes long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
 
 
 @dataclass
@@ -70,6 +88,7 @@ class CreateRequest:
     background: bool = False
     previous_interaction_id: Optional[str] = None
     echo: dict = field(default_factory=dict)  # request fields to echo on the resource
+    client: str = ""  # who asked (set by the server from the key and peer): turns share fairly
 
     @property
     def name(self) -> str:
@@ -102,18 +121,101 @@ def parse_json_body(raw: bytes) -> dict:
                   '{"model": "gemini-3.5-flash", "input": "Hello"}.')
     try:
         body = json.loads(raw)
+    except RecursionError:
+        raise _too_deep(_deep_field(raw)) from None
     except (ValueError, UnicodeDecodeError) as e:
         raise bad(f"The request body is not valid JSON ({e}); send a JSON object.") from None
     if not isinstance(body, dict):
         raise bad(f"The request body must be a JSON object, not a {_kind(body)}.")
+    check_json_values(body)
     return body
+
+
+def check_json_values(body: dict) -> None:
+    """What JSON allows but nothing after it can handle, as a 400 naming where it is: nesting
+    deeper than MAX_JSON_DEPTH, strings with lone UTF-16 surrogates ("\\ud800", which cannot be
+    encoded, stored or streamed) and non-finite numbers (NaN, Infinity, 1e400: not JSON, so
+    they could never be answered). One walk without recursion over every value."""
+    stack: list[tuple[Any, int, Any]] = [(body, 1, None)]  # (container, depth, path)
+    while stack:
+        container, depth, path = stack.pop()
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, value in items:
+            if isinstance(key, str) and not key.isascii() and _SURROGATE.search(key):
+                raise _surrogate(_where(path, key), key=True)
+            if isinstance(value, str):
+                if not value.isascii() and _SURROGATE.search(value):
+                    raise _surrogate(_where(path, key))
+            elif isinstance(value, float):
+                if not math.isfinite(value):
+                    raise bad(f"'{_where(path, key)}' is not a finite number (NaN, Infinity and "
+                              f"numbers beyond 1.8e308 such as 1e400 are not JSON); send a "
+                              f"finite number.")
+            elif isinstance(value, (dict, list)) and value:
+                if depth >= MAX_JSON_DEPTH:
+                    raise _too_deep(_where(path, key).split(".")[0].split("[")[0])
+                stack.append((value, depth + 1, (path, key)))
+
+
+def _where(path: Any, key: Any) -> str:
+    """A field path such as `input[0].content[1].text` from the walk's (parent, key) links."""
+    parts = [key]
+    while path is not None:
+        path, k = path
+        parts.append(k)
+    out = ""
+    for k in reversed(parts):
+        if isinstance(k, int):
+            out += f"[{k}]"
+        else:
+            k = k if len(k) <= 40 and k.isascii() and k.isprintable() else shown(k, 40)
+            out += f".{k}" if out else k
+    return out
+
+
+def _too_deep(field_name: Optional[str]) -> ApiError:
+    where = f"'{field_name}'" if field_name else "The request body"
+    return bad(f"{where} nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+               f"send flatter JSON.")
+
+
+def _surrogate(where: str, key: bool = False) -> ApiError:
+    what = f"A key in '{where.rsplit('.', 1)[0]}'" if key and "." in where else (
+        "A field name" if key else f"'{where}'")
+    return bad(f"{what} contains a lone UTF-16 surrogate (such as \\ud800), which is not "
+               f"valid Unicode; send valid UTF-8 text.")
+
+
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"\s*:?|[\[\]{}]')
+_SCAN_BYTES = 1024 * 1024
+
+
+def _deep_field(raw: bytes) -> Optional[str]:
+    """The top-level field whose value is nested too deeply for json.loads, from a scan of the
+    body's first MiB (None when not found there: the message then names the body)."""
+    depth, key = 0, None
+    for m in _TOKEN.finditer(raw, 0, _SCAN_BYTES):
+        tok = m.group()
+        if tok in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return key
+        elif tok in (b"]", b"}"):
+            depth -= 1
+        elif depth == 1 and tok.endswith(b":"):
+            try:
+                name = json.loads(tok[:-1].strip())
+            except ValueError:
+                return None
+            key = name if isinstance(name, str) and len(name) <= 40 else None
+    return None
 
 
 def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
     """Validate a create body; raise ApiError naming the first wrong field."""
     unknown = sorted(k for k in body if k not in KNOWN_FIELDS)
     if unknown:
-        raise bad(f"Unknown field '{unknown[0]}' in the request body; known fields are "
+        raise bad(f"Unknown field {shown(unknown[0])} in the request body; known fields are "
                   f"{', '.join(sorted(KNOWN_FIELDS))}.")
     model = _opt(body, "model", str)
     agent = _opt(body, "agent", str)
@@ -206,7 +308,7 @@ def _check_schema(schema: Any, where: str) -> None:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.exceptions.SchemaError as e:
         path = "/".join(str(p) for p in e.absolute_path) or "its top level"
-        raise bad(f"'{where}' is not a valid JSON schema at {path}: {e.message}.") from None
+        raise bad(f"'{where}' is not a valid JSON schema at {path}: {_cut(e.message)}.") from None
 
 
 def _check_generation_config(gen: dict) -> None:
@@ -218,6 +320,9 @@ def _check_generation_config(gen: dict) -> None:
         v = gen.get(name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
             raise bad(f"'generation_config.{name}' must be an integer, not a {_kind(v)}.")
+        if v is not None and not -INT64 <= v < INT64:
+            raise bad(f"'generation_config.{name}' is out of range; it must fit a 64-bit "
+                      f"integer.")
     mot = gen.get("max_output_tokens")
     if mot is not None and mot < 1:
         raise bad("'generation_config.max_output_tokens' must be at least 1.")
@@ -394,7 +499,7 @@ def parse_bool_param(value: Optional[str], name: str) -> bool:
         return True
     if low in ("false", "0", "no"):
         return False
-    raise bad(f"Query parameter '{name}' must be true or false, not {value!r}.")
+    raise bad(f"Query parameter '{name}' must be true or false, not {shown(value)}.")
 
 
 def _opt(body: dict, name: str, kind: type) -> Any:
@@ -425,3 +530,7 @@ def _kind(v: Any) -> str:
     if isinstance(v, dict):
         return "object"
     return type(v).__name__
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

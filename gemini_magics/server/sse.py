@@ -22,7 +22,9 @@ MEDIA_TYPE = "text/event-stream"
 
 
 def frame(event_type: str, data: str) -> bytes:
-    return f"event: {event_type}\ndata: {data}\n\n".encode()
+    # "replace": a lone surrogate cannot come from a request (protocol.py refuses them), and one
+    # from an engine must not abort the stream.
+    return f"event: {event_type}\ndata: {data}\n\n".encode("utf-8", "replace")
 
 
 class LoopWaker:

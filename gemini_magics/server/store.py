@@ -7,11 +7,18 @@ survive a restart. Bounded, checked on every write (the least recently updated g
 - interactions not updated for `ttl_seconds` (default 7 days) are dropped.
 A stored row holds the interaction resource (without steps), this turn's input steps, its
 output steps and its SSE events (for `GET ...?stream=true` replay), each as JSON text.
-One connection guarded by a lock: the server calls it from the event loop and worker threads.
+One connection guarded by a lock: the server calls it from worker threads, never from the event
+loop (a large write holds the lock).
+
+Nothing is claimed that was not kept: a write is one transaction, and one that fails (a full disk,
+an I/O error) raises `StoreError` with one sentence, so the turn ends `failed` instead of
+`completed`. A `--db` file is checked (`PRAGMA quick_check`) when opened; a damaged one is
+refused with a sentence saying how to move it aside.
 """
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 import threading
 import time
@@ -37,6 +44,21 @@ CREATE INDEX IF NOT EXISTS interactions_updated ON interactions(updated_at);
 """
 
 
+_CHAIN_SQL = """
+WITH RECURSIVE chain(id, previous_id, depth) AS (
+    SELECT id, previous_id, 0 FROM interactions WHERE id = ? AND updated_at >= ?
+    UNION ALL
+    SELECT i.id, i.previous_id, c.depth + 1 FROM chain c JOIN interactions i ON i.id = c.previous_id
+    WHERE c.depth + 1 < ? AND i.updated_at >= ?
+)
+SELECT i.input, i.steps FROM chain c JOIN interactions i ON i.id = c.id ORDER BY c.depth DESC
+"""
+
+
+class StoreError(Exception):
+    """The database failed a read or a write; the message is one sentence for the client."""
+
+
 class Store:
     """Interactions by id; see the module docstring for the bounds."""
 
@@ -47,37 +69,91 @@ class Store:
         self.max_bytes = max_bytes
         self.ttl_seconds = ttl_seconds
         self._lock = threading.Lock()
+        self._db = None
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             if self.path != ":memory:":
+                self._check_integrity()
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             count, size = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM interactions").fetchone()
-        except sqlite3.Error as e:
+        except (sqlite3.Error, ValueError) as e:
+            if self._db is not None:
+                self._db.close()
+            if isinstance(e, ValueError):
+                raise
+            if not isinstance(e, sqlite3.OperationalError):  # "file is not a database", ...
+                raise self._damaged(str(e)) from None
             raise ValueError(f"Cannot open the interaction database {self.path!r} ({e}); "
                              f"give a writable SQLite file path with --db.") from None
         self._count, self._bytes = count, size
 
+    def _check_integrity(self) -> None:
+        """Refuse a damaged file now rather than answer 500s later (quick_check reads every
+        page once: ~1 s for a full 256 MiB store)."""
+        rows = self._db.execute("PRAGMA quick_check").fetchall()
+        if rows != [("ok",)]:
+            raise self._damaged(" ".join(str(r[0]) for r in rows[:3]))
+
+    def _damaged(self, detail: str) -> ValueError:
+        detail = " ".join(detail.split())
+        detail = detail if len(detail) <= 120 else detail[:120] + "..."
+        q = shlex.quote(self.path)
+        return ValueError(
+            f"The interaction database {self.path!r} is damaged ({detail}); move it aside with "
+            f"`mv {q} {q}.damaged` (and its -wal and -shm files, if any) and start again for an "
+            f"empty one, or give another --db.")
+
+    def _failed(self, action: str, e: Exception) -> StoreError:
+        where = "its in-memory database" if self.path == ":memory:" else repr(self.path)
+        fix = ("free disk space there or restart the server with another --db"
+               if self.path != ":memory:" else "restart the server")
+        detail = " ".join(str(e).split())[:160] or type(e).__name__
+        if action == "write":
+            return StoreError(f"The local server could not store this interaction in {where} "
+                              f"({detail}), so it was not kept; {fix}, then re-run.")
+        return StoreError(f"The local server could not {action} {where} ({detail}); {fix}, "
+                          f"then try again.")
+
     def put(self, resource: dict, input_steps: list, steps: list, events: list) -> None:
-        """Insert or replace one interaction, then enforce the bounds."""
+        """Insert or replace one interaction and enforce the bounds, in one transaction: it is
+        stored when this returns, and not at all when it raises StoreError."""
         now = time.time()
-        texts = [_dumps(resource), _dumps(input_steps), _dumps(steps), _dumps(events)]
+        try:
+            texts = [_dumps(resource), _dumps(input_steps), _dumps(steps), _dumps(events)]
+        except ValueError as e:  # NaN from a bug: never store what GET could not send
+            raise self._failed("write", e) from None
         size = sum(len(t) for t in texts)
         iid = resource["id"]
         with self._lock:
-            self._remove("id = ?", (iid,))
-            self._db.execute("INSERT INTO interactions VALUES (?,?,?,?,?,?,?,?)",
-                             (iid, resource.get("previous_interaction_id"), now, size, *texts))
-            self._count += 1
-            self._bytes += size
-            self._remove("updated_at < ?", (now - self.ttl_seconds,))
-            while self._count > 1 and (self._count > self.max_items
-                                       or self._bytes > self.max_bytes):
-                excess = max(1, self._count - self.max_items)
-                self._remove("id IN (SELECT id FROM interactions ORDER BY updated_at LIMIT ?)",
-                             (excess,))
+            before = self._count, self._bytes
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._remove("id = ?", (iid,))
+                self._db.execute("INSERT INTO interactions VALUES (?,?,?,?,?,?,?,?)",
+                                 (iid, resource.get("previous_interaction_id"), now, size, *texts))
+                self._count += 1
+                self._bytes += size
+                self._remove("updated_at < ?", (now - self.ttl_seconds,))
+                while self._count > 1 and (self._count > self.max_items
+                                           or self._bytes > self.max_bytes):
+                    excess = max(1, self._count - self.max_items)
+                    self._remove("id IN (SELECT id FROM interactions ORDER BY updated_at "
+                                 "LIMIT ?)", (excess,))
+                self._db.execute("COMMIT")
+            except (sqlite3.Error, UnicodeError) as e:
+                self._count, self._bytes = before
+                self._rollback()
+                raise self._failed("write", e) from None
+
+    def _rollback(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite rolls back by itself when the transaction cannot continue
 
     def _remove(self, where: str, args: tuple) -> None:
         """Delete matching rows, keeping the count and byte totals right (lock held)."""
@@ -92,10 +168,9 @@ class Store:
     def get(self, interaction_id: str, with_events: bool = False) -> Optional[dict]:
         """{"resource", "input", "steps"[, "events"]} or None when unknown or expired."""
         cols = "resource, input, steps" + (", events" if with_events else "")
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {cols} FROM interactions WHERE id = ? AND updated_at >= ?",
-                (interaction_id, time.time() - self.ttl_seconds)).fetchone()
+        row = self._read(f"SELECT {cols} FROM interactions WHERE id = ? AND updated_at >= ?",
+                         (interaction_id, time.time() - self.ttl_seconds))
+        row = row[0] if row else None
         if row is None:
             return None
         out = {"resource": json.loads(row[0]), "input": json.loads(row[1]),
@@ -107,31 +182,35 @@ class Store:
     def history(self, interaction_id: str) -> Optional[list[dict]]:
         """Every step of the chain ending at `interaction_id`, oldest first (inputs and outputs).
 
-        None if `interaction_id` itself is unknown; a missing older link ends the walk.
+        None if `interaction_id` itself is unknown; a missing or expired older link ends the
+        chain. One query (a recursive CTE), at most MAX_CHAIN links (which also ends a cycle).
         """
-        chain = []
-        seen = set()
-        current: Optional[str] = interaction_id
-        while current and current not in seen and len(chain) < MAX_CHAIN:
-            seen.add(current)
-            item = self.get(current)
-            if item is None:
-                if not chain:
-                    return None
-                break
-            chain.append(item)
-            current = item["resource"].get("previous_interaction_id")
+        oldest = time.time() - self.ttl_seconds
+        rows = self._read(_CHAIN_SQL, (interaction_id, oldest, MAX_CHAIN, oldest))
+        if not rows:
+            return None
         steps: list[dict] = []
-        for item in reversed(chain):
-            steps.extend(item["input"])
-            steps.extend(item["steps"])
+        for input_text, steps_text in rows:
+            steps.extend(json.loads(input_text))
+            steps.extend(json.loads(steps_text))
         return steps
+
+    def _read(self, sql: str, args: tuple) -> list:
+        try:
+            with self._lock:
+                return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise self._failed("read", e) from None
 
     def delete(self, interaction_id: str) -> bool:
         with self._lock:
-            before = self._count
-            self._remove("id = ?", (interaction_id,))
-            return self._count < before
+            before = self._count, self._bytes
+            try:
+                self._remove("id = ?", (interaction_id,))
+            except sqlite3.Error as e:
+                self._count, self._bytes = before
+                raise self._failed("delete from", e) from None
+            return self._count < before[0]
 
     def count(self) -> int:
         with self._lock:
@@ -143,4 +222,4 @@ class Store:
 
 
 def _dumps(value) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -86,11 +86,38 @@ class TurnRecorder:
 
     # -- what producers call -------------------------------------------------------------
     def emit(self, event_type: str, payload: dict) -> None:
-        payload["event_type"] = event_type
         with self._lock:
-            payload["event_id"] = str(len(self.events) + 1)
-            self.events.append((event_type, json.dumps(payload, separators=(",", ":"),
-                                                       ensure_ascii=False)))
+            self.events.append(self._encode(event_type, payload))
+        self._notify()
+
+    def _encode(self, event_type: str, payload: dict) -> tuple[str, str]:
+        """The next event as (event_type, json data), numbered after the last one."""
+        payload["event_type"] = event_type
+        payload["event_id"] = str(len(self.events) + 1)
+        return event_type, json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
+                                      allow_nan=False)
+
+    def closing(self, outcome: Outcome) -> tuple[dict, tuple[str, str]]:
+        """The finished resource and its interaction.completed event, not yet published."""
+        res = dict(self.resource)
+        res["status"] = outcome.status
+        res["updated"] = now_iso()
+        res["usage"] = make_usage(outcome.input_tokens, outcome.output_tokens)
+        if outcome.errors:
+            res["errors"] = outcome.errors
+        brief = {k: res[k] for k in ("id", "object", "status", "model", "agent", "created",
+                                      "updated", "usage", "previous_interaction_id",
+                                      "environment_id", "errors")
+                 if k in res}
+        with self._lock:
+            return res, self._encode("interaction.completed", {"interaction": brief})
+
+    def end(self, resource: dict, last_event: tuple[str, str]) -> None:
+        """Publish the finished turn at once: its final resource and last event, then done."""
+        with self._lock:
+            self.resource = resource
+            self.events.append(last_event)
+        self.done.set()
         self._notify()
 
     def start_step(self, step: dict, announce: Optional[dict] = None) -> int:
@@ -401,9 +428,16 @@ def record_step(recorder: TurnRecorder, step: dict) -> int:
     return index
 
 
-def run_turn(ctx: TurnContext, producer: StepProducer,
-             on_finish: Callable[[TurnRecorder], None]) -> None:
-    """Produce the turn, close it with interaction.completed, then `on_finish` (store it)."""
+Keep = Callable[[dict, list, list, list], None]  # (resource, input steps, steps, events)
+
+
+def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> None:
+    """Produce the turn, `keep` it (store it; None when store=false), then end it with
+    interaction.completed.
+
+    Kept before anyone can see it end, so no answer claims what was not kept: if `keep` raises,
+    the turn ends `failed` with an `error` event carrying the store's one-sentence reason.
+    """
     rec = ctx.recorder
     try:
         outcome = producer(ctx)
@@ -412,26 +446,28 @@ def run_turn(ctx: TurnContext, producer: StepProducer,
         outcome = Outcome("failed", errors=[{"code": "internal",
                                              "message": f"The engine failed: {e}"}])
         rec.emit("error", {"error": {"code": "internal", "message": f"The engine failed: {e}"}})
-    finish(rec, outcome)
     try:
-        on_finish(rec)
+        resource, last = rec.closing(outcome)
+        if keep is not None:
+            try:
+                keep(resource, rec.input_steps, rec.steps(), rec.events + [last])
+            except Exception as e:
+                log.warning("interaction %s was not stored: %s", rec.id, e)
+                error = {"code": "storage", "message": str(e)}
+                outcome = Outcome("failed", outcome.input_tokens, outcome.output_tokens,
+                                  errors=[error])
+                rec.emit("error", {"error": dict(error)})
+                resource, last = rec.closing(outcome)
+        rec.end(resource, last)
     finally:
-        rec.done.set()
-        rec._notify()
+        if not rec.done.is_set():  # a bug above: readers must still end
+            rec.done.set()
+            rec._notify()
 
 
-def finish(rec: TurnRecorder, outcome: Outcome) -> None:
-    res = rec.resource
-    res["status"] = outcome.status
-    res["updated"] = now_iso()
-    res["usage"] = make_usage(outcome.input_tokens, outcome.output_tokens)
-    if outcome.errors:
-        res["errors"] = outcome.errors
-    brief = {k: res[k] for k in ("id", "object", "status", "model", "agent", "created",
-                                  "updated", "usage", "previous_interaction_id", "environment_id",
-                                  "errors")
-             if k in res}
-    rec.emit("interaction.completed", {"interaction": brief})
+def not_run(ctx: TurnContext) -> Outcome:
+    """The producer of a turn cancelled before it started: no steps."""
+    return Outcome("cancelled")
 
 
 def begin(rec: TurnRecorder) -> None:

@@ -1,17 +1,25 @@
-"""The magics in a real JupyterLab, driven in Debian's Chromium (headless) by Playwright.
+"""The magics in a real JupyterLab 4 and Notebook 7, driven in Debian's Chromium (headless) by
+Playwright.
 
-What a user sees, checked in the browser: a streaming `%%gemini` answer grows on screen over
-several moments, a model picked in the `%gemini ui` panel is the one that answers (the server
-echoes it back into the footer), and an image model's answer shows as an `<img>`.
+What a user sees, checked in the browser, in each frontend: a streaming `%%gemini` answer grows
+on screen over several moments, a model picked in the `%gemini ui` panel is the one that answers
+(the server echoes it back into the footer), an image model's answer shows as an `<img>`, the
+panel's prompt box sends on Enter, a `%%gemini` cell's text is highlighted as Markdown (an
+apostrophe does not open a Python string; adding `#` before the magic makes it Python again),
+and the saved notebook, reopened after its kernel is gone, shows no "Error displaying widget".
 
-JupyterLab runs on 127.0.0.1 with a token in a temporary root holding a copy of
-`fixture.ipynb`; its kernels use the echo engine (`GEMINI_MAGICS_ENGINE=echo`) so answers are
-fast and predictable; one last cell uses the real local model when it is installed.
-Screenshots go to `tests/artifacts/` (gitignored; CI keeps the workspace).
+One Jupyter server on 127.0.0.1 (with a token, in a temporary root) serves both frontends: it
+is JupyterLab's, and Notebook 7's server extension adds `/notebooks/`. Each frontend opens its
+own copy of `fixture.ipynb`; the kernels use the echo engine (`GEMINI_MAGICS_ENGINE=echo`) so
+answers are fast and predictable; one last cell uses the real local model (JupyterLab only) when
+it is installed. The gemini-magics JupyterLab extension (`gemini_magics/labextension/`, built by
+`.ci/setup`) must be visible to the server. Screenshots go to `tests/artifacts/` (gitignored; CI
+keeps the workspace): `browser-*.png` for JupyterLab, `browser-nb7-*.png` for Notebook 7.
 Playwright never downloads a browser here: it launches `/usr/bin/chromium`.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -21,6 +29,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,15 +49,56 @@ UI_TIMEOUT_MS = 60_000      # one step in the page (kernel start, one cell, one 
 LOCAL_MODEL_TIMEOUT_MS = 120_000
 SAMPLE_EVERY_S = 0.3
 RUN_ATTEMPTS = 4
+HIGHLIGHT_TIMEOUT_S = 10    # the editor's language follows an edit of the magic line
+REOPEN_SETTLE_S = 1.5       # after the reopened page has settled, nothing may change for this long
 # Variables that would send the kernel's requests somewhere else than its local server.
 _SDK_ENV = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_USE_VERTEXAI",
             "GEMINI_MAGICS_CASSETTE", "GEMINI_MAGICS_RECORD_MODE")
 # The fixture notebook's cells (see fixture.ipynb).
-LOAD, STREAM, PANEL, AFTER_PANEL, IMAGE, ENGINE_LOCAL, LOCAL = 1, 2, 3, 4, 5, 6, 7
+LOAD, STREAM, PANEL, AFTER_PANEL, IMAGE, UI, ENGINE_LOCAL, LOCAL = 1, 2, 3, 4, 5, 6, 7, 8
 PICKED_MODEL = "gemini-2.5-flash-lite"
+APOSTROPHE_LINE = "Tell me about the robot's day"   # the `%%gemini --ui` cell's prompt
+ENTER_PROMPT = "Sent with the Enter key"
+WIDGET_ERROR = "Error displaying widget"
+# frontend -> (page path of its notebook copy, screenshot prefix)
+FRONTENDS = {"lab": ("lab/tree/fixture.ipynb", ""),
+             "notebook": ("notebooks/fixture-nb7.ipynb", "nb7-")}
+EXTENSION = "gemini-magics"  # the JupyterLab extension's name (gemini_magics/labextension)
 
 # JupyterLab's own network chatter (news, update checks) off, so the page never waits on it.
 _NOTIFICATION_SETTINGS = '{"fetchNews": "false", "checkForUpdates": false, "doNotDisturbMode": true}'
+
+# The colour of a string token in the cell editor, and the text runs of one editor line with
+# the colour and classes of the element around each run (CodeMirror 6 token spans).
+_LINE_RUNS_JS = """([cellIndex, needle]) => {
+  const probe = document.createElement('span');
+  probe.style.color = 'var(--jp-mirror-editor-string-color)';
+  document.body.appendChild(probe);
+  const stringColor = getComputedStyle(probe).color;
+  probe.remove();
+  const cells = document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell');
+  const line = [...cells[cellIndex].querySelectorAll('.cm-content .cm-line')]
+    .find(l => l.textContent.replace(/^#/, '').includes(needle));
+  if (!line) return { stringColor, runs: null };
+  const runs = [];
+  const walk = document.createTreeWalker(line, NodeFilter.SHOW_TEXT);
+  while (walk.nextNode()) {
+    const el = walk.currentNode.parentElement;
+    runs.push({ text: walk.currentNode.textContent, cls: el === line ? '' : el.className,
+                color: getComputedStyle(el).color });
+  }
+  return { stringColor, runs };
+}"""
+
+
+@dataclass
+class Front:
+    """One frontend's page: the Playwright page, its name and its notebook's file name."""
+    pg: object
+    name: str
+    notebook: str
+    prefix: str
 
 
 def _free_port() -> int:
@@ -73,19 +123,30 @@ def _stop_group(proc: subprocess.Popen) -> None:
             continue
 
 
+def _extension_installed() -> bool:
+    from jupyter_core.paths import jupyter_path
+
+    return any((Path(d) / EXTENSION / "package.json").exists()
+               for d in jupyter_path("labextensions"))
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A JupyterLab server on loopback: (base URL, token, root dir). Killed at the end."""
+    """A Jupyter server (JupyterLab + Notebook 7) on loopback: (base URL, token, root dir)."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test "
                     f"needs Debian's Chromium")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
+    if not _extension_installed():
+        pytest.fail(f"the {EXTENSION} JupyterLab extension is not installed: run `bash .ci/setup` "
+                    f"(it builds gemini_magics/labextension with npm and links it into the venv)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     base = tmp_path_factory.mktemp("lab")
     root = base / "notebooks"
     root.mkdir()
-    shutil.copy(HERE / "fixture.ipynb", root / "fixture.ipynb")
+    for path, _prefix in FRONTENDS.values():
+        shutil.copy(HERE / "fixture.ipynb", root / path.rsplit("/", 1)[1])
     settings = base / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(_NOTIFICATION_SETTINGS)
@@ -135,34 +196,44 @@ def _wait_for_lab(proc: subprocess.Popen, url: str, token: str) -> None:
                 f"{ARTIFACTS / 'jupyterlab.log'}")
 
 
-@pytest.fixture(scope="module")
-def page(lab, tmp_path_factory):
-    """A Chromium page with the fixture notebook open and its kernel idle."""
+@pytest.fixture(scope="module", params=list(FRONTENDS), ids=["jupyterlab", "notebook7"])
+def page(request, lab, tmp_path_factory):
+    """A Chromium page with this frontend's copy of the fixture notebook open, kernel idle."""
     from playwright.sync_api import sync_playwright
 
+    name = request.param
+    if name == "notebook":
+        pytest.importorskip("notebook", reason="Notebook 7 is not installed (pip install notebook)")
+    path, prefix = FRONTENDS[name]
     url, token, _ = lab
-    profile = tmp_path_factory.mktemp("chromium-profile")
+    profile = tmp_path_factory.mktemp(f"chromium-profile-{name}")
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
             viewport={"width": 1280, "height": 900}, timeout=UI_TIMEOUT_MS)
+        front = None
         try:
             context.set_default_timeout(UI_TIMEOUT_MS)
             pg = context.pages[0] if context.pages else context.new_page()
             console: list = []
             pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-            pg.goto(f"{url}/lab/tree/fixture.ipynb?token={token}")
-            pg.locator(".jp-Notebook .jp-Cell").nth(LOCAL).wait_for()
-            _wait_idle(pg)
-            yield pg
+            pg.goto(f"{url}/{path}?token={token}")
+            front = Front(pg, name, path.rsplit("/", 1)[1], prefix)
+            _wait_loaded(pg)
+            yield front
         finally:  # what the page looked like at the end, to diagnose a failure in CI
             try:
-                (ARTIFACTS / "browser-console.log").write_text("\n".join(console))
-                (ARTIFACTS / "browser-last-page.html").write_text(pg.content())
-                _shot(pg, "last-page")
+                (ARTIFACTS / f"browser-{prefix}console.log").write_text("\n".join(console))
+                (ARTIFACTS / f"browser-{prefix}last-page.html").write_text(pg.content())
+                _shot(front or Front(pg, name, "", prefix), "last-page")
             except Exception:  # noqa: BLE001 - diagnostics only
                 pass
             context.close()
+
+
+def _wait_loaded(pg) -> None:
+    _cell(pg, LOCAL).wait_for()
+    _wait_idle(pg)
 
 
 def _wait_idle(pg) -> None:
@@ -222,12 +293,25 @@ def _output_text(cell) -> str:
     return out.inner_text() if out.count() else ""
 
 
-def _shot(pg, name: str, element=None) -> None:
-    (element or pg).screenshot(path=str(ARTIFACTS / f"browser-{name}.png"))
+def _notebook_text(pg) -> str:
+    return pg.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").inner_text()
 
 
-def test_streaming_panel_and_image_in_jupyterlab(page):
-    pg = page
+def _shot(front: Front, name: str, element=None) -> None:
+    (element or front.pg).screenshot(path=str(ARTIFACTS / f"browser-{front.prefix}{name}.png"))
+
+
+def _api(lab, method: str, path: str):
+    import httpx
+
+    url, token, _ = lab
+    resp = httpx.request(method, f"{url}{path}", params={"token": token}, timeout=10)
+    resp.raise_for_status()
+    return resp.json() if resp.content else None
+
+
+def test_streaming_panel_and_image(page):
+    pg = page.pg
     _run(pg, LOAD)
     _wait_done(pg, LOAD)
 
@@ -243,7 +327,7 @@ def test_streaming_panel_and_image_in_jupyterlab(page):
         if running and _WORD.search(text):  # the answer has begun (past the offline notice)
             samples.append(len(text))
             if not shot_taken and len(samples) >= 4:
-                _shot(pg, "1-streaming")
+                _shot(page, "1-streaming")
                 shot_taken = True
         if not running and samples:
             break
@@ -256,10 +340,10 @@ def test_streaming_panel_and_image_in_jupyterlab(page):
     assert rises >= 2, f"the answer did not visibly grow while streaming: lengths {samples}"
     assert samples == sorted(samples), f"the answer shrank while streaming: {samples}"
     assert "w160" in final and len(final) > samples[0]
-    (ARTIFACTS / "browser-stream-samples.txt").write_text(
+    (ARTIFACTS / f"browser-{page.prefix}stream-samples.txt").write_text(
         f"output text length every {SAMPLE_EVERY_S} s while the cell ran: {samples}; "
         f"final {len(final)}\n")
-    _shot(pg, "2-streamed")
+    _shot(page, "2-streamed")
 
     # 2. Pick a model in the panel (type it in the Combobox), Send, and see it answer.
     _run(pg, PANEL)
@@ -269,7 +353,8 @@ def test_streaming_panel_and_image_in_jupyterlab(page):
     combo.wait_for()
     combo.fill(PICKED_MODEL)
     combo.press("Enter")  # continuous_update=False: the value is sent on Enter
-    panel.get_by_text(f"Model: {PICKED_MODEL}").wait_for()  # the kernel took it
+    # the kernel took it: the panel says so ("Later %%gemini cells now use model X ...")
+    panel.get_by_text(re.compile(rf"(Model: |use model ){re.escape(PICKED_MODEL)}")).wait_for()
     panel.get_by_placeholder("Ask Gemini").fill("Which model are you?")
     panel.get_by_role("button", name="Send").click()
     # the echo server's answer, and the footer naming the model that answered
@@ -278,8 +363,8 @@ def test_streaming_panel_and_image_in_jupyterlab(page):
     footer.wait_for()
     panel.get_by_text("✓ done").first.wait_for()  # the status line
     footer.scroll_into_view_if_needed()
-    _shot(pg, "3-panel")
-    _shot(pg, "3-panel-cell", panel)
+    _shot(page, "3-panel")
+    _shot(page, "3-panel-cell", panel)
 
     # ... and the picked model is now the default of %%gemini cells as well.
     _run(pg, AFTER_PANEL)
@@ -296,29 +381,197 @@ def test_streaming_panel_and_image_in_jupyterlab(page):
     width = img.evaluate("el => el.complete ? el.naturalWidth : 0")
     assert width > 0, "the image output did not decode in the browser"
     image_cell.scroll_into_view_if_needed()
-    _shot(pg, "4-image")
+    _shot(page, "4-image")
     errors = [_output_text(_cell(pg, i)) for i in (LOAD, STREAM, PANEL, AFTER_PANEL, IMAGE)]
     assert not any("Error" in e or "Traceback" in e for e in errors), errors
 
 
+def test_panel_prompt_sends_on_enter(page):
+    """Enter in the panel's prompt box sends (Shift+Enter would add a line).
+
+    Needs widgets.py's Enter-to-send prompt box (an anywidget textarea); with a plain
+    ipywidgets Textarea, Enter only adds a line and this test times out waiting for the answer.
+    """
+    pg = page.pg
+    panel = _cell(pg, PANEL)
+    box = panel.get_by_placeholder("Ask Gemini")
+    box.scroll_into_view_if_needed()
+    box.click()
+    box.press_sequentially(ENTER_PROMPT)
+    box.press("Enter")
+    panel.locator(".widget-output", has_text=f"You said: {ENTER_PROMPT}").first.wait_for()
+    panel.get_by_text("✓ done").first.wait_for()
+    assert box.input_value() in ("", ENTER_PROMPT), box.input_value()  # no newline was added
+    _shot(page, "5-panel-enter", panel)
+
+
+def _line_runs(pg, index: int) -> dict:
+    return pg.evaluate(_LINE_RUNS_JS, [index, APOSTROPHE_LINE])
+
+
+def _string_runs(info: dict) -> list:
+    """The runs of the apostrophe's line coloured as a Python string."""
+    return [r for r in info["runs"] or () if r["color"] == info["stringColor"]]
+
+
+def _wait_line(pg, index: int, python: bool) -> dict:
+    """Wait until the apostrophe's line is (python=True) or is not styled as a Python string."""
+    deadline = time.monotonic() + HIGHLIGHT_TIMEOUT_S
+    while True:
+        info = _line_runs(pg, index)
+        if info["runs"] is not None and bool(_string_runs(info)) == python:
+            return info
+        if time.monotonic() > deadline:
+            return info
+        time.sleep(0.2)
+
+
+def test_gemini_cell_is_edited_as_markdown(page):
+    """The `%%gemini --ui` cell's prompt is highlighted as Markdown: its apostrophe opens no
+    Python string; with `#` typed before the magic the cell is Python (the same line then has a
+    string-coloured run, so the check can see one), and deleting the `#` makes it Markdown again."""
+    pg = page.pg
+    cell = _cell(pg, UI)
+    cell.scroll_into_view_if_needed()
+    record = {}
+
+    markdown = _wait_line(pg, UI, python=False)
+    record["with %%gemini"] = markdown
+    assert markdown["runs"], f"no editor line holds {APOSTROPHE_LINE!r}"
+    assert not _string_runs(markdown), (
+        f"the %%gemini prompt is styled as a Python string (is the {EXTENSION} extension "
+        f"loaded?): {markdown}")
+    _shot(page, "6-markdown-cell", cell)
+
+    cell.locator(".cm-content").click()
+    pg.keyboard.press("Control+Home")
+    pg.keyboard.type("#")
+    python = _wait_line(pg, UI, python=True)
+    record["with #%%gemini"] = python
+    strings = _string_runs(python)
+    assert strings and any("'" in r["text"] for r in strings), (
+        f"with the magic commented out, the line is not highlighted as Python: {python}")
+
+    pg.keyboard.press("Backspace")
+    again = _wait_line(pg, UI, python=False)
+    record["with %%gemini again"] = again
+    (ARTIFACTS / f"browser-{page.prefix}highlight.json").write_text(json.dumps(record, indent=1))
+    assert not _string_runs(again), f"removing the # did not bring Markdown back: {again}"
+    pg.keyboard.press("Escape")  # command mode: the next steps click and type elsewhere
+
+
+def _save(front: Front, root: Path) -> dict:
+    """Save the notebook (Ctrl+S) and return what is on disk once the write has finished.
+
+    The file is read from disk, not through the contents API: a GET of a notebook that is
+    being written (atomic writing) can find it unreadable and make the server restore the
+    previous version.
+    """
+    path = root / front.notebook
+    intermediate = root / f".~{front.notebook}"
+    before = path.stat().st_mtime_ns
+    front.pg.keyboard.press("Escape")
+    front.pg.keyboard.press("Control+s")
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while True:
+        time.sleep(0.2)
+        if path.stat().st_mtime_ns != before and not intermediate.exists():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:  # still being written
+                pass
+        assert time.monotonic() < deadline, "the notebook was not saved (Ctrl+S)"
+
+
+def _wait_panel_settled(pg) -> bool:
+    """After a reload: wait until the panel's output shows the live panel, its text line or an
+    error (no "Loading widget..." anywhere); return whether an error was seen meanwhile."""
+    panel = _cell(pg, PANEL)
+    seen_error = False
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while True:
+        text = _notebook_text(pg)
+        seen_error = seen_error or WIDGET_ERROR in text
+        panel_text = _output_text(panel)
+        live = panel.locator(".gemini-panel").count() > 0
+        if "Loading widget" not in text and (live or "Gemini panel (" in panel_text
+                                             or WIDGET_ERROR in panel_text):
+            return seen_error
+        assert time.monotonic() < deadline, f"the reopened panel did not settle: {panel_text!r}"
+        time.sleep(0.2)
+
+
+def test_saved_notebook_reopens_without_widget_errors(page, lab):
+    """Run the `--ui` cell and save. Reload with the kernel still running: the panel is live.
+    Shut the kernel down and reload: no "Error displaying widget" anywhere; the panel shows its
+    text line (its widget lived in the kernel that is gone) above its saved transcript, and the
+    `--ui` cell shows its answer."""
+    pg = page.pg
+    root = lab[2]
+    _run(pg, UI)
+    _wait_done(pg, UI)
+    ui = _cell(pg, UI)
+    ui.locator(".jp-Cell-outputArea", has_text=f"You said: {APOSTROPHE_LINE}").wait_for()
+    ui.locator(".jp-Cell-outputArea summary").first.wait_for()  # the footer: the answer ended
+    _shot(page, "7-ui-cell", ui)
+
+    saved = _save(page, root)
+    saved_text = json.dumps(saved["cells"][UI]["outputs"])
+    assert "You said: Tell me about the robot" in saved_text, saved_text[:2000]
+
+    # The kernel still runs: the reloaded page shows the same live panel (its widgets are in
+    # the kernel), which still answers.
+    pg.reload()
+    _wait_loaded(pg)
+    _wait_panel_settled(pg)
+    panel = _cell(pg, PANEL)
+    assert panel.locator(".gemini-panel").count(), (
+        f"after a reload with the kernel running the panel is not live: {_output_text(panel)!r}")
+
+    sessions = [s for s in _api(lab, "GET", "/api/sessions") if s["path"] == page.notebook]
+    assert sessions, "no kernel session for the notebook"
+    for s in sessions:
+        _api(lab, "DELETE", f"/api/sessions/{s['id']}")  # shuts its kernel down
+
+    pg.reload()
+    _wait_loaded(pg)  # the same notebook from disk, with a new kernel that knows no widgets
+    seen_error = _wait_panel_settled(pg)
+    time.sleep(REOPEN_SETTLE_S)
+    text = _notebook_text(pg)
+    panel.scroll_into_view_if_needed()
+    _shot(page, "8-reopened")
+    _shot(page, "8-reopened-panel", panel)
+    (ARTIFACTS / f"browser-{page.prefix}reopened.txt").write_text(
+        f"'{WIDGET_ERROR}' seen at any moment while the page settled: {seen_error}\n\n{text}\n")
+    assert WIDGET_ERROR not in text, text
+    assert "Gemini panel (" in _output_text(panel), _output_text(panel)  # its text line
+    assert "Gemini panel:" in _output_text(panel), _output_text(panel)  # the saved transcript
+    assert f"You said: {APOSTROPHE_LINE}" in _output_text(_cell(pg, UI))
+    assert "Traceback" not in text
+
+
 def test_real_local_model_answers_in_the_browser(page):
-    """One cell with the real local model (skipped when it is not installed)."""
+    """One cell with the real local model (skipped when it is not installed), in JupyterLab.
+
+    Runs after the reopen test: its kernel is a fresh one, so the extension is loaded again.
+    """
+    if page.name != "lab":
+        pytest.skip("the local model is checked once, in the JupyterLab page")
     try:
         from gemini_magics.server.engines.local import find_model
 
         find_model()
     except Exception as exc:  # noqa: BLE001 - no xllamacpp or no weights here
         pytest.skip(f"the local model is not installed: {exc}")
-    pg = page
-    if not any(ch.isdigit() for ch in _prompt(_cell(pg, LOAD))):
-        _run(pg, LOAD)
-        _wait_done(pg, LOAD)
-    _run(pg, ENGINE_LOCAL)
-    _wait_done(pg, ENGINE_LOCAL)
+    pg = page.pg
+    for index in (LOAD, ENGINE_LOCAL):
+        _run(pg, index)
+        _wait_done(pg, index)
     _run(pg, LOCAL)
     _wait_done(pg, LOCAL, LOCAL_MODEL_TIMEOUT_MS)
     cell = _cell(pg, LOCAL)
     text = _output_text(cell)
     assert "tokens" in text and "Error" not in text, text
     cell.scroll_into_view_if_needed()
-    _shot(pg, "5-local-model")
+    _shot(page, "9-local-model")
+

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_client
+from google import genai
 
 from gemini_magics.server import store as store_mod
 from gemini_magics.server.store import Store
@@ -62,7 +62,7 @@ def test_default_server_is_shared_and_lazily_started(monkeypatch):
     a = server.default_server()
     try:
         assert server.default_server() is a
-        c = make_client(a.base_url)
+        c = genai.Client(api_key=a.api_key, http_options={"base_url": a.base_url})  # its key
         assert c.interactions.create(model="m", input="hi").output_text.endswith("said: hi")
     finally:
         a.stop()

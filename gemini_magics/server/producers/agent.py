@@ -15,13 +15,23 @@ from ..protocol import CreateRequest
 from ..turns import Outcome, TurnContext, record_step
 from .tool_use import tools_producer
 
-__all__ = ["wants_agent", "agent_producer", "environment_id"]
+__all__ = ["wants_agent", "agent_producer", "environment_id", "runs_code"]
 
 REMOTE = "remote"
 
 
 def wants_agent(request: CreateRequest) -> bool:
     return bool(request.agent)
+
+
+def runs_code(request: CreateRequest) -> bool:
+    """True if the turn would run code in the sandbox: the code_execution tool, or any agent
+    (an agent turn always has code execution, see `agent_producer`)."""
+    return wants_agent(request) or _has_code_execution(request.tools or [])
+
+
+def _has_code_execution(tools: list) -> bool:
+    return any(isinstance(t, dict) and t.get("type") == "code_execution" for t in tools)
 
 
 def environment_id(environment: Any) -> Optional[str]:
@@ -50,7 +60,7 @@ def agent_producer(ctx: TurnContext) -> Outcome:
             f"answer.")
     record_step(rec, {"type": "thought", "summary": [{"type": "text", "text": note}]})
     tools = [t for t in req.tools if isinstance(t, dict)]
-    if not any(t.get("type") == "code_execution" for t in tools):
+    if not _has_code_execution(tools):
         tools.append({"type": "code_execution"})
     agent_ctx = TurnContext(request=replace(req, tools=tools), history=ctx.history,
                             engine=ctx.engine, recorder=rec)
