@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from .client import interaction_from_dict
-from .render import footer_markdown
+from .render import footer_markdown, hard_breaks
 
 __all__ = ["GeminiResult", "LiveResult"]
 
@@ -112,7 +112,7 @@ class GeminiResult:
         return self.text
 
     def _repr_markdown_(self) -> str:
-        body = self.answer or self.text or "*(no text in the answer)*"
+        body = hard_breaks(self.answer or self.text) or "*(no text in the answer)*"
         return body + "\n\n" + footer_markdown(self)
 
     def __repr__(self) -> str:

@@ -52,8 +52,7 @@ except ImportError:  # Windows: no file-descriptor limit to watch
 
 log = logging.getLogger(__name__)
 
-MAX_WORKERS = 64          # concurrent turns; more wait in their client's queue
-PER_CLIENT = MAX_WORKERS // 4  # running turns one client may hold (by API key and peer address)
+MAX_WORKERS = 64          # concurrent turns, a quarter of them per client (FairPool); more wait
 CANCEL_WAIT_SECONDS = 30  # how long cancel/delete wait for a running engine to stop
 DRAIN_LIMIT = 4 * MAX_BODY_BYTES  # an oversized body is read (and dropped) up to this much
 READ_TIMEOUT_SECONDS = 10.0   # for a request head, and for each gap in a request body
@@ -104,7 +103,7 @@ class FairPool:
 
     def __init__(self, workers: int = MAX_WORKERS, per_client: Optional[int] = None):
         self.workers = workers
-        self.per_client = per_client or max(1, workers // 4)
+        self.per_client = per_client or max(1, workers // 4)  # 16 of the 64 by default
         self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gm-turn")
         self._lock = threading.Lock()
         self._running: dict[str, int] = {}
@@ -191,7 +190,7 @@ class InteractionService:
     them on a running server)."""
 
     def __init__(self, engine: Engine, store: Store, api_key: Optional[str] = None,
-                 max_workers: int = MAX_WORKERS, per_client: int = PER_CLIENT,
+                 max_workers: int = MAX_WORKERS, per_client: Optional[int] = None,
                  read_timeout: float = READ_TIMEOUT_SECONDS,
                  idle_timeout: float = IDLE_TIMEOUT_SECONDS,
                  write_timeout: float = WRITE_TIMEOUT_SECONDS):
