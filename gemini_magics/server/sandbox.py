@@ -160,15 +160,16 @@ def _bwrap_command(exe: str, with_proc: bool = True) -> list[str]:
         elif os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
     cmd += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    size = str(TMPFS_BYTES)
+    # The tmpfs first, the runtime after: a venv under /tmp (a CI clone) must not be hidden.
+    cmd += ["--size", size, "--tmpfs", WORKDIR, "--size", size, "--tmpfs", "/tmp"]
     for root in _python_roots():
         cmd += ["--ro-bind", root, root]
     if with_proc:
         cmd += ["--proc", "/proc"]
-    size = str(TMPFS_BYTES)
     # bwrap's /dev is an unbounded tmpfs: read-only but for a small /dev/shm (the devices, such
     # as /dev/null, stay writable on a read-only mount)
     cmd += ["--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
-            "--size", size, "--tmpfs", WORKDIR, "--size", size, "--tmpfs", "/tmp",
             "--chdir", WORKDIR, "--remount-ro", "/", "--"]
     return cmd
 
