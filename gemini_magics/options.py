@@ -204,6 +204,21 @@ def _tools_setting(value: Any) -> Any:
                     for t in parse_tools(str(value))) or None
 
 
+def _at_least(name: str, low: float, unit: str = "") -> Callable:
+    """A setting validator: None passes (the default), else a number of at least `low`."""
+    def check(value: Any) -> Any:
+        if value is not None and value < low:
+            raise ValueError(f"{name} must be at least {low:g}{unit}, not {value:g}")
+        return value
+    return check
+
+
+def _model_setting(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        raise ValueError(f"a model name is one word, e.g. {DEFAULT_MODEL}")
+    return value
+
+
 def _poll_interval(value: Any) -> Any:
     if not value or value < 0.05:
         raise ValueError("poll_interval must be at least 0.05 seconds")
@@ -222,7 +237,8 @@ OPTIONS: tuple = (
     Option("model", str, DEFAULT_MODEL, setting="Model used when a cell gives no -m/--model.",
            flags=(Flag(("-m", "--model"), f"Model name (default: the GeminiMagics.model setting, "
                                           f"{DEFAULT_MODEL}).", metavar="NAME"),),
-           group=_MODEL, convert=_or_default_model, check=_model, panel=True, example="gemini-x"),
+           group=_MODEL, convert=_or_default_model, check=_model, validate=_model_setting,
+           panel=True, example="gemini-x"),
     Option("system", str, setting="Default system instruction.",
            flags=(Flag(("--system",), "System instruction for this cell.", metavar="TEXT"),),
            group=_MODEL, convert=_or_none, panel=True, example="Be brief."),
@@ -281,12 +297,14 @@ OPTIONS: tuple = (
            setting="How answers are shown: notebook Markdown or terminal text.",
            example="terminal"),
     Option("update_interval", float, 0.1, request=False,
-           setting="Seconds between display updates while streaming.", example="0.5"),
+           setting="Seconds between display updates while streaming.",
+           validate=_at_least("update_interval", 0.01, " seconds"), example="0.5"),
     Option("retries", int, 2, request=False,
            setting="HTTP retries on 429/5xx/network errors for the real API (0: none).",
-           example="5"),
+           validate=_at_least("retries", 0), example="5"),
     Option("timeout", float, request=False,
-           setting="Seconds per HTTP request (None: SDK default).", example="30"),
+           setting="Seconds per HTTP request (None: SDK default).",
+           validate=_at_least("timeout", 0.1, " seconds"), example="30"),
     Option("images", str, many=True, convert=_listed,
            flags=(Flag(("--image",), "Attach an image: a file path, an http(s)/gs URL, or a "
                                      "variable holding a PIL image, bytes or a path (repeatable). "
@@ -341,7 +359,8 @@ OPTIONS: tuple = (
            group=_TOOLS, check=_max_rounds, example="3"),
     Option("function_timeout", float, 60.0, allow_none=True,
            setting="Seconds one --functions call may run before it is stopped and reported to "
-                   "the model as an error.", example="5"),
+                   "the model as an error.", validate=_at_least("function_timeout", 0.1, " seconds"),
+           example="5"),
     Option("background", bool, False,
            flags=(Flag(("--background",), "Run on the server in the background: the cell returns "
                                           "at once with a live status; %%gemini jobs, %%gemini "
