@@ -118,17 +118,22 @@ def _names(spec: Optional[str]) -> list:
     return [n.strip() for n in (spec or "").split(",") if n.strip()]
 
 
+def _is_word(value: Any) -> bool:
+    """A non-empty string without white space (a model, agent or environment name)."""
+    return isinstance(value, str) and bool(value.strip()) and not any(c.isspace() for c in value)
+
+
 def _name_check(what: str) -> Callable:
     """A check that `value` is one word, with the sentence `what.format(value)` otherwise."""
     def check(value: Any) -> Any:
-        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+        if value is not None and not _is_word(value):
             raise ValueError(what.format(value))
         return value
     return check
 
 
 def _model(model: Any) -> Any:
-    if not isinstance(model, str) or not model.strip() or any(c.isspace() for c in model):
+    if not _is_word(model):
         raise ValueError(f"Model name {model!r} is not valid; use e.g. -m {DEFAULT_MODEL}.")
     return model
 
@@ -214,7 +219,7 @@ def _at_least(name: str, low: float, unit: str = "") -> Callable:
 
 
 def _model_setting(value: Any) -> Any:
-    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+    if not _is_word(value):
         raise ValueError(f"a model name is one word, e.g. {DEFAULT_MODEL}")
     return value
 

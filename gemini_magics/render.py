@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Optional
 from .tools import cite, render_step_markdown
 
 __all__ = ["Style", "style_for", "pieces", "markdown", "join", "is_image", "thoughts_markdown", "final_rewrite",
-           "pretty_json", "image_bundle", "image_bundles", "notes_markdown", "outcome_markdown",
+           "pretty_json", "image_bundle", "notes_markdown", "outcome_markdown",
            "footer_markdown", "footer_text", "md_escape", "hard_breaks", "fence_open",
            "fence_closes", "table_delimiter", "incomplete_reason"]
 
@@ -166,11 +166,6 @@ def image_bundle(part: dict) -> dict:
         return image_mimebundle(part)
     except ImageError as exc:
         return {"text/markdown": f"*{exc}*", "text/plain": str(exc)}
-
-
-def image_bundles(result: Any) -> list[dict]:
-    """Display bundles of the answer's images, in order."""
-    return [image_bundle(part) for part in getattr(result, "image_parts", None) or ()]
 
 
 def md_image(bundle: dict) -> str:
