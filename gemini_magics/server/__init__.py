@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Optional, Union
 
-from .app import InteractionService, create_app, http_protocol
+from .app import InteractionService, create_app, http_protocol, server_class
 from .engines import Engine, make_engine
 from .producers.agent import runs_code
 from .protocol import ApiError, CreateRequest
@@ -118,7 +118,7 @@ class LocalServer:
         config = uvicorn.Config(create_app(self.service), http=http_protocol(), log_config=None,
                                 log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=3)
-        self._server = uvicorn.Server(config)
+        self._server = server_class()(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name=f"gemini-magics-server-{self.port}", daemon=True)
         self._stopped = False

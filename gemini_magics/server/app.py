@@ -556,7 +556,6 @@ def http_protocol() -> type:
             self._write_timer: Optional[asyncio.TimerHandle] = None
             self.idle_since = self.loop.time()
             set_nodelay(transport)
-            _quiet_accept_errors(self.loop)
             self._arm_head()
             _make_room(self, transport)
 
@@ -673,6 +672,22 @@ def _make_room(new, transport) -> None:
     idle.sort(key=lambda p: p.idle_since)
     for p in idle[:reserve // 2]:
         p.transport.close()
+
+
+@functools.lru_cache(maxsize=None)
+def server_class() -> type:
+    """The uvicorn Server to serve with: it quiets accept() errors on its loop before it starts
+    listening. (Installed at the first connection, a burst of connections that hits the
+    descriptor limit before any of them is set up logs ~2,000 tracebacks in one loop tick:
+    asyncio retries accept() up to `backlog` times after EMFILE, logging each.)"""
+    import uvicorn  # deferred: uvicorn, only for serving
+
+    class QuietServer(uvicorn.Server):
+        async def serve(self, sockets=None) -> None:
+            _quiet_accept_errors(asyncio.get_running_loop())
+            await super().serve(sockets=sockets)
+
+    return QuietServer
 
 
 def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
