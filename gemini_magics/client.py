@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 __all__ = [
-    "Backend", "resolve_backend", "get_client", "redact", "interaction_from_dict",
+    "Backend", "resolve_backend", "get_client", "redact", "redact_live", "interaction_from_dict",
     "OFFLINE_NOTICE", "LOCAL_API_KEY", "REPLAY_BASE_URL",
 ]
 
@@ -181,14 +181,39 @@ _KEY_PATTERNS = [
 ]
 
 
-def redact(text: Any) -> str:
-    """`text` with anything that looks like an API key replaced by `***`."""
-    s = str(text)
+def _keys() -> set:
     keys = set(_known_keys)
     for name in KEY_ENV_VARS:
         v = os.environ.get(name, "").strip()
         if v:
             keys.add(v)
+    return keys
+
+
+_PARTIAL_GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{0,34}$")  # a whole key is 39 characters
+
+
+def redact_live(text: Any) -> str:
+    """`redact(text)` for text that is still growing: a tail that may be the start of a key
+    (of a known key, or of a Google key still under its 39 characters) is held back until the
+    next chunk shows what it is, so a key streamed in pieces never shows for a moment."""
+    s = str(text)
+    cut = len(s)
+    m = _PARTIAL_GOOGLE_KEY.search(s)
+    if m:
+        cut = m.start()
+    for k in _keys():
+        for j in range(min(len(k) - 1, len(s)), 3, -1):
+            if s.endswith(k[:j]):
+                cut = min(cut, len(s) - j)
+                break
+    return redact(s[:cut])
+
+
+def redact(text: Any) -> str:
+    """`text` with anything that looks like an API key replaced by `***`."""
+    s = str(text)
+    keys = _keys()
     for k in sorted(keys, key=len, reverse=True):
         if len(k) >= 6:
             s = s.replace(k, "***")

@@ -60,6 +60,7 @@ from typing import Any, Callable, Optional
 
 from IPython.display import display, update_display
 
+from .client import redact, redact_live
 from .render import (fence_closes, fence_open, final_rewrite, footer_markdown, footer_text,
                      hard_breaks, image_bundle, notes_markdown, table_delimiter, thoughts_markdown)
 from .result import GeminiResult
@@ -77,7 +78,10 @@ _BLANK = {"text/markdown": "", "text/plain": ""}
 
 def publish_bundle(data: dict, display_id: str, update: bool) -> None:
     """Show a raw MIME bundle under `display_id`, or replace what that id shows: the one way
-    answers, job statuses and live views write the outputs a saved notebook keeps."""
+    answers, job statuses and live views write the outputs a saved notebook keeps. Text is
+    redacted here (`client.redact`), so an API key a server reflects is shown nowhere."""
+    data = {mime: redact(v) if isinstance(v, str) and mime.startswith("text/") else v
+            for mime, v in data.items()}
     if update:
         update_display(data, raw=True, display_id=display_id)
     else:
@@ -320,7 +324,7 @@ class NotebookDisplay:
 
     def _show(self, markdown: str) -> str:
         """Show streaming Markdown in the growing block's output (a new one if there is none)."""
-        data = {"text/markdown": hard_breaks(markdown)}
+        data = {"text/markdown": redact_live(hard_breaks(markdown))}
         if self._live is None:
             self._live = self._new_id()
             self._segment.append(self._live)
@@ -475,7 +479,7 @@ class TerminalDisplay:
                 self._catch_up(acc)
                 out = self._out()
                 sep = "\n\n" if self._written or self._thought_written or self._steps_printed else ""
-                out.write(sep + value.rstrip() + "\n")
+                out.write(sep + redact(value.rstrip()) + "\n")
                 out.flush()
                 self._steps_printed += 1
         images = self._images.new(acc)
@@ -492,7 +496,8 @@ class TerminalDisplay:
 
     def _catch_up(self, acc: Any) -> None:
         """Print what arrived since the last write (thoughts only when shown)."""
-        self._write(acc.thought_text() if self.show_thoughts else "", acc.answer_text())
+        self._write(redact_live(acc.thought_text()) if self.show_thoughts else "",
+                    redact_live(acc.answer_text()))
 
     def _placeholder(self, part: dict, number: int) -> None:
         """One line standing for an image a terminal cannot show."""

@@ -22,7 +22,7 @@ import weakref
 from typing import Any, Callable, Optional
 
 from .cell import backend_failure
-from .client import resolve_backend
+from .client import redact_live, resolve_backend
 from .errors import explain
 from .result import GeminiResult, LiveResult
 from .runner import run
@@ -97,7 +97,7 @@ class StreamJob:
         if now - self._snap_at >= self.tick / 2 and acc.answer_length != self._snap_len:
             self._snap_at = now
             self._snap_len = acc.answer_length
-            self.snapshot = acc.answer_text()
+            self.snapshot = redact_live(acc.answer_text())
             self.live.show_progress(self.snapshot, acc.id)
 
     def on_done(self, result: GeminiResult) -> None:

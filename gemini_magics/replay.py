@@ -233,6 +233,40 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
     return _GOOGLE_KEY_SHAPE.sub(REDACTED, text)
 
 
+def _delta_text_holder(event: Mapping) -> Optional[tuple]:
+    """(group, dict holding the text) of a streamed text or thought-summary delta."""
+    data = event.get("data")
+    if not isinstance(data, dict) or data.get("event_type") != "step.delta":
+        return None
+    delta = data.get("delta")
+    if not isinstance(delta, dict):
+        return None
+    holder = delta if isinstance(delta.get("text"), str) else delta.get("content")
+    if not isinstance(holder, dict) or not isinstance(holder.get("text"), str):
+        return None
+    return (data.get("index"), delta.get("type")), holder
+
+
+def _scrub_split_secrets(events: list, secrets: Iterable[str]) -> None:
+    """A secret streamed in pieces (a server reflecting the key, a few characters per delta)
+    survives scrubbing each event alone. Per step, the text deltas are joined and scrubbed;
+    where that finds more, the step's first delta gets the whole scrubbed text and the others
+    become empty, so replay shows the same answer, without the key, in one piece."""
+    groups: dict = {}
+    for event in events:
+        found = _delta_text_holder(event)
+        if found is not None:
+            groups.setdefault(found[0], []).append(found[1])
+    for holders in groups.values():
+        joined = "".join(h["text"] for h in holders)
+        scrubbed = _scrub(joined, secrets)
+        if scrubbed == "".join(_scrub(h["text"], secrets) for h in holders):
+            continue
+        holders[0]["text"] = scrubbed
+        for h in holders[1:]:
+            h["text"] = ""
+
+
 def _describe_request(request: httpx.Request, secrets: set[str]) -> dict:
     """The stored form of a request: what a reviewer needs, nothing secret."""
     query = [[k, _scrub(v, secrets)] for k, v in request.url.params.multi_items()
@@ -442,6 +476,8 @@ class Cassette:
         stored = {"status": response.status_code, "headers": headers}
         stored.update(_encode_body(raw, headers.get("content-type", ""),
                                    headers.get("content-encoding", "")))
+        if "sse" in stored:
+            _scrub_split_secrets(stored["sse"], slot.secrets)
         if not complete:
             stored["incomplete"] = True  # the caller stopped reading (e.g. a cancelled stream)
         text = json.dumps({"request": slot.request, "response": stored}, indent=2,
