@@ -7,6 +7,7 @@ never imports the SDK. Messages go through `client.redact`, so no API key can le
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
 from .client import redact
@@ -140,11 +141,26 @@ def explain(
                     f"re-run the cell to try again.")
         return (f"Could not reach {target} ({redact(exc) or name}); check the network "
                 f"connection and GeminiMagics.base_url, then re-run.")
+    if name == "APIError" and (code is None or code < 400):  # the SDK got an answer it could not read
+        return _not_the_api(exc, where)
     if name == "ContinuationInterruptedError":
         return f"The answer was cut off while being continued{kept}; re-run the cell."
     msg = redact(str(exc)).strip() or name
     return (f"Unexpected {name}: {msg}{kept}; please report this, with the cell, to the "
             f"gemini-magics issue tracker.")
+
+
+def _not_the_api(exc: BaseException, where: Optional[str]) -> str:
+    """A 2xx answer that is not the API (a proxy's or a sign-in page, a JSON list...)."""
+    cause = str(exc.__cause__ or "")
+    m = re.search(r"Content-Type\s+([\w.+-]+/[\w+-]+(?:\.[\w+-]+)*)", cause)
+    kind = f"a {m.group(1)} answer" if m else "an answer"
+    body = re.sub(r"<[^>]*>", " ", str(getattr(exc, "body", None) or exc))
+    body = _one_line(redact(" ".join(body.split())))[:80]
+    shown = f": {body!r}" if body else ""
+    return (f"{where or 'The server'} sent {kind} that is not the Gemini Interactions API{shown}; "
+            f"check that GeminiMagics.base_url points at a Gemini Interactions endpoint (a proxy "
+            f"or a sign-in page may be answering instead).")
 
 
 def stream_error_sentence(error: dict, *, partial: bool = False) -> str:

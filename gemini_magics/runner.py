@@ -18,8 +18,8 @@ from .errors import KEPT, explain, outcome_sentence
 from .loop import ROUNDS_SENTENCE, FunctionLoop
 from .request import Request
 from .result import GeminiResult
-from .stream import (Accumulator, interaction_events, iter_sse_events, output_text,
-                     sdk_event_to_dict)
+from .stream import (Accumulator, StreamProtocolError, interaction_events, iter_sse_events,
+                     output_text, sdk_event_to_dict)
 
 __all__ = ["run", "rounds", "build_result", "turn_start", "Observer"]
 
@@ -184,6 +184,10 @@ def _round(client: Any, body: dict, request: Request, state: _Run, observers: li
 
 
 def _interaction_dict(interaction: Any) -> dict:
+    if not hasattr(interaction, "model_dump"):  # the SDK hands back whatever JSON it got
+        got = {list: "a JSON list", str: "text", dict: "a JSON object"}.get(type(interaction),
+                                                                           "something else")
+        raise StreamProtocolError(f"The server answered with {got}, not an interaction")
     data = interaction.model_dump(mode="json", exclude_none=True, by_alias=True)
     for key in _SDK_COMPUTED:
         data.pop(key, None)

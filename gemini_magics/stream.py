@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 __all__ = [
     "Accumulator", "StreamProtocolError", "iter_sse_events", "sdk_event_to_dict",
-    "interaction_events", "step_events", "output_text", "ADVANCING_STATUSES",
+    "interaction_events", "step_events", "output_text", "ADVANCING_STATUSES", "check_shape",
 ]
 
 # Statuses that mean "the turn happened" and may be continued by a later turn.
@@ -54,6 +54,75 @@ def _check(event: Any, raw: str) -> dict:
                     f"The server sent a {kind!r} event without its required {key!r} field."
                 )
     return event
+
+
+# The types of the fields the accumulator reads, per event type: (path, types, what it is).
+# A server that sends, say, a number where the text goes gets one sentence naming the field,
+# not a TypeError from deep inside the accumulator.
+_OBJ, _STR, _LIST, _INT = (dict,), (str,), (list,), (int,)
+_SHAPES = {
+    "interaction.created": (("interaction", _OBJ),),
+    "interaction.completed": (("interaction", _OBJ),),
+    "interaction.status_update": (("status", _STR), ("usage", _OBJ)),
+    "step.start": (("index", _INT), ("step", _OBJ)),
+    "step.delta": (("index", _INT), ("delta", _OBJ)),
+    "step.stop": (("index", _INT), ("usage", _OBJ)),
+}
+_INTERACTION_SHAPE = (("id", _STR), ("status", _STR), ("model", _STR), ("steps", _LIST),
+                      ("usage", _OBJ))
+_DELTA_SHAPES = {
+    "text": (("text", _STR),),
+    "thought_summary": (("content", _OBJ),),
+    "arguments_delta": (("arguments", _STR),),
+    "text_annotation_delta": (("annotations", _LIST),),
+}
+_TYPE_NAMES = {dict: "an object", str: "a string", list: "a list", int: "a whole number"}
+
+
+def _misfit(kind: str, where: str, value: Any, types: tuple) -> StreamProtocolError:
+    got = {dict: "an object", list: "a list", str: "a string", bool: "true/false",
+           int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
+    return StreamProtocolError(f"The server sent an event of type {kind!r} whose {where!r} is {got}, "
+                               f"not {_TYPE_NAMES[types[0]]}")
+
+
+def _fits(value: Any, types: tuple) -> bool:
+    return isinstance(value, types) and not (types is _INT and isinstance(value, bool))
+
+
+def check_shape(event: dict) -> None:
+    """Raise StreamProtocolError if a field the accumulator reads has the wrong type (absent
+    optional fields and null are fine); microseconds per event."""
+    kind = event.get("event_type")
+    if not isinstance(kind, str):
+        raise _misfit("?", "event_type", kind, _STR)
+    for key, types in _SHAPES.get(kind, ()):
+        value = event.get(key)
+        if value is not None and not _fits(value, types):
+            raise _misfit(kind, key, value, types)
+    if kind in ("interaction.created", "interaction.completed"):
+        inter = event["interaction"]
+        for key, types in _INTERACTION_SHAPE:
+            value = inter.get(key)
+            if value is not None and not _fits(value, types):
+                raise _misfit(kind, f"interaction.{key}", value, types)
+    elif kind == "step.start":
+        step_type = event["step"].get("type")
+        if step_type is not None and not isinstance(step_type, str):
+            raise _misfit(kind, "step.type", step_type, _STR)
+    elif kind == "step.delta":
+        delta = event["delta"]
+        dtype = delta.get("type")
+        if dtype is not None and not isinstance(dtype, str):
+            raise _misfit(kind, "delta.type", dtype, _STR)
+        for key, types in _DELTA_SHAPES.get(dtype, ()):
+            value = delta.get(key)
+            if value is not None and not _fits(value, types):
+                raise _misfit(kind, f"delta.{key}", value, types)
+        if dtype == "thought_summary":
+            text = (delta.get("content") or {}).get("text")
+            if text is not None and not isinstance(text, str):
+                raise _misfit(kind, "delta.content.text", text, _STR)
 
 
 # What a `data:` payload that is not JSON becomes: both SDKs skip such a payload and read on, so
@@ -241,6 +310,7 @@ class Accumulator:
 
     # -- feeding ---------------------------------------------------------------------------
     def feed(self, event: dict) -> None:
+        check_shape(event)
         self.events += 1
         kind = event.get("event_type")
         if kind == "step.delta":

@@ -194,6 +194,14 @@ class _Handler(BaseHTTPRequestHandler):
         if "json" in spec:
             self._json(200, spec["json"])
             return
+        if "body" in spec:  # any other answer, e.g. an HTML page
+            raw = spec["body"].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", spec.get("content_type", "text/html"))
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+            return
         self._sse(spec)
 
     def _sse(self, spec: dict) -> None:

@@ -167,6 +167,36 @@ def test_malformed_stream(shell, scripted):
     failed(run_cell(shell, "%%gemini\nhello"), "not JSON", "base_url")
 
 
+_CREATED = {"event_type": "interaction.created",
+            "interaction": {"id": "v1_x", "status": "in_progress", "model": "m"}}
+
+
+@pytest.mark.parametrize("spec, words", [
+    ({"body": "<html><body><h1>Sign in to continue</h1></body></html>"},
+     ["sent a text/html answer that is not the Gemini Interactions API", "Sign in to continue",
+      "base_url"]),
+    ({"json": [1, 2, 3]}, ["answered with a JSON list, not an interaction", "base_url"]),
+    ({"sse": [_CREATED, {"event_type": "step.start", "index": 0, "step": {"type": "model_output"}},
+              {"event_type": "step.delta", "index": 0, "delta": {"type": "text", "text": 5}}]},
+     ["'step.delta' whose 'delta.text' is a number, not a string", "base_url"]),
+    ({"sse": [_CREATED, {"event_type": "step.start", "index": "first", "step": {}}]},
+     ["'step.start' whose 'index' is a string, not a whole number"]),
+    ({"sse": [{"event_type": "interaction.created", "interaction": "v1_x"}]},
+     ["'interaction.created' whose 'interaction' is a string, not an object"]),
+    ({"json": {"id": "v1_x", "status": "completed", "model": "m", "steps": [
+        {"type": "model_output", "content": [{"type": "text", "text": ["a", "b"]}]}]}},
+     ["'delta.text' is a list, not a string"]),
+])
+@pytest.mark.parametrize("stream", ["", "--no-stream"])
+def test_an_answer_that_is_not_the_api_is_one_sentence(shell, scripted, spec, words, stream):
+    """A proxy's sign-in page, a JSON list, fields of the wrong type: one sentence naming
+    what was wrong, not "Unexpected …; please report this"."""
+    magics_of(shell).base_url = scripted.base_url
+    scripted.script = [spec]
+    line = failed(run_cell(shell, f"%%gemini {stream}\nhello"), *words)
+    assert "Unexpected" not in line and "report" not in line
+
+
 def test_unreachable_server(shell):
     import socket
 
