@@ -17,6 +17,8 @@ import sys
 import threading
 from typing import Optional
 
+from .server_process import remove_discovery, write_discovery
+
 API_KEY_ENV = "GEMINI_MAGICS_SERVER_API_KEY"
 
 
@@ -48,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"require this x-goog-api-key on every request (or set {API_KEY_ENV})")
     serve.add_argument("--model-path", metavar="GGUF",
                        help="GGUF model file for the local engine (default: SmolLM2-135M)")
+    serve.add_argument("--idle-exit", type=float, default=0, metavar="SECONDS",
+                       help="exit after this long with no request and no turn running "
+                            "(0, the default: never); the shared per-user server uses 1800")
+    serve.add_argument("--discovery-file", metavar="PATH",
+                       help="once listening, write {url, pid, engine, key} here (mode 0600) "
+                            "for other kernels to find this server; removed at exit")
     serve.add_argument("--allow-code-execution", action="store_true",
                        help="run the code_execution tool and agents (in the bubblewrap sandbox) "
                             "on a --host other machines can reach; loopback always does")
@@ -79,6 +87,8 @@ def serve(args: argparse.Namespace) -> int:
     from .server.engines import make_engine  # deferred: with the server
 
     logging.basicConfig(level=logging.WARNING, format="gemini-magics: %(name)s: %(message)s")
+    if args.idle_exit < 0:
+        return _fail(f"--idle-exit must be 0 (never) or a number of seconds, not {args.idle_exit:g}.")
     if not 0 <= args.port <= 65535:
         return _fail(f"--port must be between 0 and 65535, not {args.port}.")
     if args.model_path and not os.path.isfile(args.model_path):
@@ -105,6 +115,13 @@ def serve(args: argparse.Namespace) -> int:
         return 130
     except (ValueError, OSError, RuntimeError) as e:
         return _fail(str(e))
+    if args.discovery_file:
+        try:
+            write_discovery(args.discovery_file, url=srv.base_url, engine=args.engine,
+                            api_key=api_key)
+        except OSError as e:
+            srv.stop()
+            return _fail(f"cannot write the discovery file {args.discovery_file} ({e.strerror}).")
     print(srv.base_url, flush=True)
     note = "; requests must send the x-goog-api-key header" if api_key else ""
     where = f" at {engine.url}" if engine is not args.engine else ""
@@ -117,9 +134,15 @@ def serve(args: argparse.Namespace) -> int:
         while not stop.wait(0.5):
             if not srv.running:
                 return _fail("the server stopped unexpectedly; see the log above.")
+            if args.idle_exit > 0 and srv.idle_seconds() >= args.idle_exit:
+                print(f"gemini-magics: idle for {args.idle_exit:g} s, stopping.",
+                      file=sys.stderr, flush=True)
+                break
     except KeyboardInterrupt:
         pass
     finally:
+        if args.discovery_file:
+            remove_discovery(args.discovery_file)
         srv.stop()
         if engine is not args.engine:
             engine.close()

@@ -14,6 +14,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+from .server_process import server_mode, shared_server
+
+ENGINE_ENV = "GEMINI_MAGICS_ENGINE"  # the offline engine when no setting names one
+
 __all__ = [
     "Backend", "resolve_backend", "get_client", "redact", "redact_live", "interaction_from_dict",
     "OFFLINE_NOTICE", "LOCAL_API_KEY", "REPLAY_BASE_URL",
@@ -67,8 +71,14 @@ def env_api_key() -> Optional[str]:
     return None
 
 
-def _local_server(engine: Optional[str]) -> Any:
-    """The embedded server for `engine`, locked with a random key only this process holds."""
+def _local_server(engine: Optional[str], mode: Optional[str] = None) -> Any:
+    """The offline server for `engine`: the user's shared server process (server_process.py),
+    or with mode "inprocess" one embedded in this process; locked with a random key either way
+    (only this user's kernels, or only this process, hold it)."""
+    if server_mode(mode) == "shared":
+        server = shared_server(engine or os.environ.get(ENGINE_ENV, "").strip() or "local")
+        _known_keys.add(server.api_key)
+        return server
     # deferred: starlette, uvicorn; only without a key
     from .server import default_server, new_api_key, start_server
 
@@ -114,7 +124,7 @@ def resolve_backend(settings: Mapping[str, Any]) -> tuple[Backend, Optional[str]
     if key and not settings.get("offline"):
         _known_keys.add(key)
         return Backend("api", None, key, attempts, timeout), None
-    server = _local_server(settings.get("engine") or None)
+    server = _local_server(settings.get("engine") or None, settings.get("server") or None)
     notice = None if settings.get("offline") else OFFLINE_NOTICE
     # A local server does not fail transiently: one attempt, no backoff waits.
     return Backend("local", server.base_url.rstrip("/"), server.api_key or LOCAL_API_KEY, 1,

@@ -16,6 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Tests that use the default offline backend get the embedded server, one per process as they
+# always had: a shared per-user server would outlive the test run and carry state between runs.
+# tests/test_shared_server.py opts in, with its own runtime and data dirs.
+os.environ.setdefault("GEMINI_MAGICS_SERVER", "inprocess")
+
 # Variables that would make the SDK or a child process talk to something else than our server.
 _SDK_ENV = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_USE_VERTEXAI",
             "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "GOOGLE_GENAI_API_VERSION")

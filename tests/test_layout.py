@@ -28,7 +28,7 @@ TIERS = {
     1: {"runner", "cell"},
     0: {"request", "args", "options", "stream", "conversation", "result", "client", "render",
         "loop", "errors", "prompt", "media", "images", "tools", "functions", "schema", "replay",
-        "catalog"},
+        "catalog", "server_process"},
 }
 CORE = 0
 SHARED = "catalog"                 # the one client module server/ may import

@@ -30,7 +30,7 @@ import secrets
 import socket
 import threading
 import time
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from .app import InteractionService, create_app, http_protocol, server_class
 from .engines import Engine, make_engine
@@ -82,6 +82,28 @@ class _Service(InteractionService):
         return super().start(req, history)
 
 
+class _Activity:
+    """ASGI wrapper counting HTTP requests in flight and when the last one ended (all on the
+    server's one event loop thread). `state` is the app's, which the HTTP protocol reads."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.state = app.state
+        self.inflight = 0
+        self.last = time.monotonic()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1
+            self.last = time.monotonic()
+
+
 class LocalServer:
     """A uvicorn server on a background thread; `base_url` is set once it accepts connections.
 
@@ -115,7 +137,8 @@ class LocalServer:
         # log_config=None: do not let uvicorn reconfigure the host process's logging (a kernel's).
         # No access log: request lines are noise, and a key sent as ?key= must never be logged.
         # http_protocol(): deadlines for heads, idle and stalled readers, JSON 400s (app.py).
-        config = uvicorn.Config(create_app(self.service), http=http_protocol(), log_config=None,
+        self._activity = _Activity(create_app(self.service))
+        config = uvicorn.Config(self._activity, http=http_protocol(), log_config=None,
                                 log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=3)
         self._server = server_class()(config)
@@ -144,6 +167,13 @@ class LocalServer:
         if self._owns_engine:
             self.engine.close()
         self.store.close()
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last request ended, with no request and no turn running (0 while
+        busy): a shared server exits after a long idle time (`serve --idle-exit`)."""
+        if self._activity.inflight or self.service.live:
+            return 0.0
+        return time.monotonic() - self._activity.last
 
     @property
     def api_key(self) -> Optional[str]:

@@ -1,0 +1,213 @@
+"""The per-user offline server process that every kernel shares.
+
+Why: a server embedded in each kernel loads the model in each kernel (~300 MB apiece) and loses
+its store, and so its background jobs and chains, when the kernel restarts. Instead the first
+kernel that needs the offline backend starts `gemini-magics serve` detached (its own session, so
+it outlives the kernel), with a random key and a per-user SQLite store; the server writes a
+discovery file (URL, pid, key; mode 0600) in the user's Jupyter runtime dir once it listens.
+Later kernels read that file, check the server answers with that key, and reuse it. The server
+exits after `IDLE_EXIT_SECONDS` with no request and no turn running; the next kernel that needs
+it starts a new one. A file lock keeps two kernels starting at once from starting two servers.
+
+`GEMINI_MAGICS_SERVER=inprocess` (or the `server` setting) keeps the old embedded server, for
+tests and for places where a child process cannot run. Paths: $GEMINI_MAGICS_RUNTIME_DIR and
+$GEMINI_MAGICS_DATA_DIR override the Jupyter runtime and data dirs.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import http.client
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+from urllib.parse import urlsplit
+
+try:  # where Jupyter keeps per-user runtime files; not a dependency of ours, so optional
+    from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
+except ImportError:  # pragma: no cover - plain IPython without Jupyter
+    jupyter_data_dir = jupyter_runtime_dir = None
+
+__all__ = ["SharedServer", "shared_server", "discover", "write_discovery", "remove_discovery",
+           "server_mode", "MODE_ENV", "IDLE_EXIT_SECONDS"]
+
+MODE_ENV = "GEMINI_MAGICS_SERVER"          # "shared" (default) or "inprocess"
+RUNTIME_ENV = "GEMINI_MAGICS_RUNTIME_DIR"
+DATA_ENV = "GEMINI_MAGICS_DATA_DIR"
+IDLE_ENV = "GEMINI_MAGICS_IDLE_EXIT"       # seconds; default IDLE_EXIT_SECONDS
+KEY_ENV = "GEMINI_MAGICS_SERVER_API_KEY"   # how the key reaches the server (never argv: ps shows it)
+IDLE_EXIT_SECONDS = 1800
+START_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class SharedServer:
+    base_url: str
+    api_key: str
+    pid: int
+    engine: str
+
+    @property
+    def running(self) -> bool:
+        return _answers(self.base_url, self.api_key)
+
+    def __repr__(self) -> str:  # never show the key
+        return f"<SharedServer {self.base_url} pid={self.pid} engine={self.engine}>"
+
+
+def server_mode(setting: Optional[str] = None) -> str:
+    """"shared" or "inprocess": the setting, else $GEMINI_MAGICS_SERVER, else shared."""
+    mode = (setting or os.environ.get(MODE_ENV) or "shared").strip().lower().replace("-", "")
+    if mode not in ("shared", "inprocess"):
+        raise ValueError(f"{MODE_ENV} must be 'shared' or 'inprocess', not {mode!r}.")
+    return mode
+
+
+def _runtime_dir() -> Path:
+    env = os.environ.get(RUNTIME_ENV, "").strip()
+    if env:
+        return Path(env)
+    if jupyter_runtime_dir is not None:
+        return Path(jupyter_runtime_dir())
+    return Path.home() / ".local" / "share" / "jupyter" / "runtime"
+
+
+def _data_dir() -> Path:
+    env = os.environ.get(DATA_ENV, "").strip()
+    if env:
+        return Path(env)
+    if jupyter_data_dir is not None:
+        return Path(jupyter_data_dir()) / "gemini-magics"
+    return Path.home() / ".local" / "share" / "jupyter" / "gemini-magics"
+
+
+def discovery_path(engine: str) -> Path:
+    return _runtime_dir() / f"gemini-magics-server-{engine}.json"
+
+
+def write_discovery(path: str, *, url: str, engine: str, api_key: Optional[str]) -> None:
+    """Write the discovery file atomically, readable by this user only."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": url, "pid": os.getpid(), "engine": engine, "key": api_key or "",
+                   "started": time.time()}, f)
+    os.replace(tmp, target)
+
+
+def remove_discovery(path: str) -> None:
+    """Remove the discovery file if it is still this process's (a newer server may own it)."""
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(Path(path).read_text()).get("pid") == os.getpid():
+            os.unlink(path)
+
+
+def _answers(url: str, key: str, timeout: float = 3.0) -> bool:
+    """True when a gemini-magics server at `url` accepts `key` (a GET of a missing id: 404)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("GET", "/v1beta/interactions/gm-liveness-probe",
+                     headers={"x-goog-api-key": key})
+        return conn.getresponse().status == 404
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def discover(engine: str) -> Optional[SharedServer]:
+    """The running shared server for `engine`, if its discovery file is current and it answers."""
+    try:
+        info = json.loads(discovery_path(engine).read_text())
+        found = SharedServer(str(info["url"]), str(info["key"]), int(info["pid"]), engine)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _pid_alive(found.pid) or not found.running:
+        return None
+    return found
+
+
+@contextlib.contextmanager
+def _start_lock(engine: str) -> Iterator[None]:
+    path = _runtime_dir() / f"gemini-magics-server-{engine}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+_children: list = []  # servers this process started (kept so they are reaped, not zombies)
+
+
+def shared_server(engine: str = "local") -> SharedServer:
+    """The user's shared server for `engine`: found through its discovery file, or started."""
+    found = discover(engine)
+    if found is not None:
+        return found
+    with _start_lock(engine):
+        found = discover(engine)  # another kernel may have started it while we waited
+        if found is not None:
+            return found
+        return _start(engine)
+
+
+def _start(engine: str) -> SharedServer:
+    path = discovery_path(engine)
+    with contextlib.suppress(OSError):
+        path.unlink()  # stale: its server is gone or does not answer
+    data = _data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    log_path = data / f"server-{engine}.log"
+    key = secrets.token_urlsafe(32)
+    env = dict(os.environ, **{KEY_ENV: key})
+    idle = os.environ.get(IDLE_ENV, "").strip() or str(IDLE_EXIT_SECONDS)
+    cmd = [sys.executable, "-m", "gemini_magics", "serve", "--engine", engine, "--port", "0",
+           "--db", str(data / f"interactions-{engine}.sqlite"), "--idle-exit", idle,
+           "--discovery-file", str(path)]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=log, start_new_session=True, close_fds=True)
+    _children.append(proc)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"The shared offline server did not start ({_last_line(log_path)}); "
+                               f"see {log_path}, or set {MODE_ENV}=inprocess.")
+        found = discover(engine)
+        if found is not None and found.pid == proc.pid:
+            return found
+        time.sleep(0.05)
+    proc.terminate()
+    raise RuntimeError(f"The shared offline server did not answer within "
+                       f"{START_TIMEOUT_SECONDS:g} s; see {log_path}, or set {MODE_ENV}=inprocess.")
+
+
+def _last_line(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        if lines:
+            return lines[-1].replace("gemini-magics: error: ", "").rstrip(".")
+    return "no log"
