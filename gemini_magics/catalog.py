@@ -7,10 +7,12 @@ IPython, no SDK at import time), which is why `server/` may import it.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional, Union, get_args
 
 __all__ = [
     "DEFAULT_MODEL", "TEXT_MODELS", "IMAGE_MODELS", "LOCAL_MODEL", "MODEL_CHOICES", "model_choices",
+    "AGENTS", "sdk_names", "is_known", "unknown_name_warning",
     "BUILTIN_TOOLS", "PANEL_TOOLS", "COMPUTER_ENVIRONMENTS", "THINKING_LEVELS",
     "ASPECT_RATIOS", "IMAGE_SIZES", "normalize_aspect_ratio", "normalize_image_size",
     "human_size",
@@ -26,6 +28,8 @@ IMAGE_MODELS = ("gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-2.5-flas
 # Picking this model in the panel also sets GeminiMagics.offline: the local server answers.
 LOCAL_MODEL = "local-offline"
 MODEL_CHOICES = TEXT_MODELS + IMAGE_MODELS + (LOCAL_MODEL,)
+# Managed agents we name in help and examples (the SDK's AgentOption lists these and more).
+AGENTS = ("antigravity-preview-05-2026",)
 
 # Built-in tools the Interactions API declares as {"type": NAME}; the local server emulates
 # every one of them offline.
@@ -41,20 +45,45 @@ ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
 IMAGE_SIZES = ("512", "1K", "2K", "4K")
 
 
-def model_choices() -> tuple:
-    """The panel's model list: ours first, then the SDK's own model names (text and image
-    Gemini models it knows and we do not list), then the offline model. Imports the SDK's type
-    module, so call it where google.genai is loaded anyway (the panel, not %load_ext)."""
+@lru_cache(maxsize=None)
+def sdk_names(kind: str = "model") -> tuple:
+    """The names google-genai's Interactions types list for `kind` ("model": its `Model`
+    literal, "agent": its `AgentOption`), in its order; () if this SDK has no such list. Imports
+    the SDK (about a second), so it is read only for a name our own lists do not have."""
     try:
-        from google.genai._gaos.types.interactions.model import Model  # deferred: heavy
+        from google.genai import interactions  # deferred: google.genai
 
-        known = [a for arg in get_args(Model) for a in (get_args(arg) or (arg,))
-                 if isinstance(a, str)]
-    except Exception:  # noqa: BLE001 - another SDK layout: our list is enough
-        known = []
-    extra = tuple(n for n in known if n.startswith("gemini-") and n not in MODEL_CHOICES
+        alias = getattr(interactions, "Model" if kind == "model" else "AgentOption")
+    except Exception:  # noqa: BLE001 - another SDK layout: our lists are enough
+        return ()
+    return tuple(a for arg in get_args(alias) for a in (get_args(arg) or (arg,))
+                 if isinstance(a, str))
+
+
+def model_choices() -> tuple:
+    """The panel's model list: ours first, then the SDK's own current Gemini text and image
+    models (not speech, transcription or robotics) that we do not list, then the offline model.
+    Imports the SDK, so call it where google.genai is loaded anyway (the panel, not %load_ext)."""
+    extra = tuple(n for n in sdk_names("model") if n.startswith("gemini-")
+                  and n not in MODEL_CHOICES and "robotics" not in n
                   and not n.endswith(("-tts", "-tts-preview", "-transcribe")))
     return TEXT_MODELS + IMAGE_MODELS + extra + (LOCAL_MODEL,)
+
+
+def is_known(name: str, kind: str = "model") -> bool:
+    """Whether `name` is a model (or agent) the API offers: ours, or in the SDK's own list."""
+    ours = MODEL_CHOICES if kind == "model" else AGENTS
+    return name in ours or name in sdk_names(kind)
+
+
+def unknown_name_warning(name: str, kind: str = "model") -> Optional[str]:
+    """One sentence for an offline request naming a model or agent the API does not know
+    (a typo the local model would hide until a key is set); None for a known name."""
+    if not name or is_known(name, kind):
+        return None
+    what = "Gemini model" if kind == "model" else "Gemini agent"
+    return (f"{name!r} is not a known {what}; the local model answers anyway, but with a key "
+            f"set it would fail.")
 
 
 def normalize_aspect_ratio(value: Optional[str]) -> Optional[str]:

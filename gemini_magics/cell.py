@@ -10,13 +10,17 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from .args import ArgsError, parse, parse_line, with_parts
+from .catalog import unknown_name_warning
+from .client import answers_offline
 from .errors import GeminiError, explain
 from .media import MediaError, check_inline_size, is_media_value, media_part, media_parts
 from .prompt import PromptError, interpolate_parts
 from .request import Request, function_tool
 
 __all__ = ["prepare", "build_parts", "resolve_names", "finish", "assign_out", "save_images_line",
-           "backend_failure"]
+           "backend_failure", "warn_unknown_name"]
+
+_WARNED: set = set()  # (kind, name) already warned about in this process
 
 
 def prepare(line: str, cell: Optional[str], settings: Mapping[str, Any], ns: Any) -> Request:
@@ -29,7 +33,23 @@ def prepare(line: str, cell: Optional[str], settings: Mapping[str, Any], ns: Any
         resolve_names(request, ns)
     except (ArgsError, PromptError, MediaError) as exc:
         raise GeminiError(str(exc)) from None
+    warn_unknown_name(request, settings)
     return request
+
+
+def warn_unknown_name(request: Any, settings: Mapping[str, Any]) -> Optional[str]:
+    """Offline, the local model answers whatever the model or agent is called, so a typo would
+    show only once a key is set: print one line for a name the API does not know, once per
+    name. Returns the line (None when nothing was said)."""
+    kind, name = ("agent", request.agent) if getattr(request, "agent", None) else \
+        ("model", getattr(request, "model", None))
+    if not name or (kind, name) in _WARNED or not answers_offline(settings):
+        return None
+    line = unknown_name_warning(name, kind)
+    if line is not None:
+        _WARNED.add((kind, name))
+        print(line)
+    return line
 
 
 def build_parts(request: Any, user_ns: Any) -> list:

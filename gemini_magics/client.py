@@ -19,7 +19,8 @@ from .server_process import server_mode, shared_server
 ENGINE_ENV = "GEMINI_MAGICS_ENGINE"  # the offline engine when no setting names one
 
 __all__ = [
-    "Backend", "resolve_backend", "get_client", "redact", "redact_live", "interaction_from_dict",
+    "Backend", "resolve_backend", "answers_offline", "get_client", "redact", "redact_live",
+    "interaction_from_dict",
     "OFFLINE_NOTICE", "LOCAL_API_KEY", "REPLAY_BASE_URL",
 ]
 
@@ -129,6 +130,20 @@ def resolve_backend(settings: Mapping[str, Any]) -> tuple[Backend, Optional[str]
     # A local server does not fail transiently: one attempt, no backoff waits.
     return Backend("local", server.base_url.rstrip("/"), server.api_key or LOCAL_API_KEY, 1,
                    timeout), notice
+
+
+def answers_offline(settings: Mapping[str, Any]) -> bool:
+    """Whether `resolve_backend(settings)` picks the embedded local server (no key or the
+    `offline` setting; no base_url, no replay), told without starting it."""
+    try:
+        cassette = _cassette()
+    except Exception:  # noqa: BLE001 - a bad cassette setting: resolve_backend says it
+        return False
+    if cassette is not None and cassette.mode == "replay":
+        return False
+    if (settings.get("base_url") or "").strip():
+        return False
+    return bool(settings.get("offline")) or env_api_key() is None
 
 
 def _cassette() -> Any:

@@ -30,8 +30,9 @@ from .stream import Accumulator
 __all__ = ["BackgroundJob", "start_job", "find_job", "jobs_table", "wait_job", "cancel_job",
            "JOBS", "TERMINAL_STATUSES"]
 
+# `idle` (google-genai 3.5+) is the end of all processing too: such a job is shown, not polled on.
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "incomplete",
-                               "requires_action", "budget_exceeded"})
+                               "requires_action", "budget_exceeded", "idle"})
 MAX_JOB_S = 6 * 3600          # a poller gives up after this long
 MAX_POLL_FAILURES = 5         # consecutive failed polls before the poller stops
 DEFAULT_POLL_S = 1.0
@@ -81,7 +82,7 @@ class BackgroundJob:
         # Marks in common text fonts (DejaVu Sans...), not emoji: running, completed, ended.
         if self.problem:
             return f"⚠ Background job `{self.id}`: {self.problem}"
-        mark = "●" if self.running else ("✓" if self.status == "completed" else "■")
+        mark = "●" if self.running else ("✓" if self.status in ("completed", "idle") else "■")
         return (f"{mark} Background job `{self.id}`: **{self.status}** · {self.elapsed:.1f} s "
                 f"elapsed · `%gemini wait {self.id}` waits for it here, `%gemini cancel "
                 f"{self.id}` stops it.")

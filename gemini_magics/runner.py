@@ -84,21 +84,51 @@ def _watch(cancel_event: threading.Event, finished: threading.Event, state: _Run
             return
 
 
+FALLBACK_NOTE = ("This google-genai version does not expose the raw HTTP stream where "
+                 "gemini-magics reads it, so answers stream through the SDK's own (slower) "
+                 "iterator.")
+_fallback_noted = False  # the note is said once per process
+
+
+def _is_stream(answer: Any) -> bool:
+    """Whether create() handed back an event stream rather than an Interaction: the SDK's
+    Stream (or anything iterated with next()); an Interaction (pydantic) and JSON are not."""
+    return hasattr(type(answer), "__next__") and not hasattr(answer, "model_dump")
+
+
+def _raw_lines(stream: Any) -> Optional[Iterable[str]]:
+    """The SSE lines of the HTTP response behind an SDK stream, or None when it is not there
+    (a google-genai that keeps it elsewhere): then the SDK's own iterator is used."""
+    iter_lines = getattr(getattr(stream, "response", None), "iter_lines", None)
+    return iter_lines() if callable(iter_lines) else None
+
+
+def _sdk_stream_events(stream: Any) -> Iterator[dict]:
+    for event in stream:
+        yield sdk_event_to_dict(event)
+
+
 def _fast_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
     """Events read straight from the HTTP response the SDK opened (the SDK still builds the
     request, authenticates and retries); continuation hops are followed like the SDK does."""
-    from google.genai._gaos.lib.compat_errors import is_stream  # deferred: google.genai
-
+    global _fallback_noted
     hops = 0
     while True:
         hops += 1
         stream = client.interactions.create(**body, stream=True, automatic_continuation=False)
-        if not is_stream(stream):  # a JSON Interaction answered the stream request
+        if not _is_stream(stream):  # a JSON Interaction answered the stream request
             yield from interaction_events(_interaction_dict(stream))
             return
         state.stream = stream
         try:
-            yield from iter_sse_events(stream.response.iter_lines())
+            lines = _raw_lines(stream)
+            if lines is not None:
+                yield from iter_sse_events(lines)
+            else:
+                if not _fallback_noted:
+                    _fallback_noted = True
+                    state.notes.append(FALLBACK_NOTE)
+                yield from _sdk_stream_events(stream)
         finally:
             stream.close()
             state.stream = None
@@ -115,16 +145,13 @@ def _fast_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
 def _sdk_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
     """The plain SDK iterator (one pydantic model per event): the reference the fast path is
     tested against, and a fallback setting."""
-    from google.genai._gaos.lib.compat_errors import is_stream  # deferred: google.genai
-
     stream = client.interactions.create(**body, stream=True)
-    if not is_stream(stream):
+    if not _is_stream(stream):
         yield from interaction_events(_interaction_dict(stream))
         return
     state.stream = stream
     try:
-        for event in stream:
-            yield sdk_event_to_dict(event)
+        yield from _sdk_stream_events(stream)
     finally:
         stream.close()
         state.stream = None
@@ -162,13 +189,13 @@ def _round(client: Any, body: dict, request: Request, state: _Run, observers: li
                 state.cancelled = True
                 break
         return None
-    from google.genai._gaos.lib.compat_errors import is_stream  # deferred: google.genai
-
     sdk_object = None
     answer = client.interactions.create(**body)
-    if is_stream(answer):  # a server that streams anyway: read it like a stream
+    if _is_stream(answer):  # a server that streams anyway: read it like a stream
         state.stream = answer
-        events: Iterable[dict] = iter_sse_events(answer.response.iter_lines())
+        lines = _raw_lines(answer)
+        events: Iterable[dict] = (iter_sse_events(lines) if lines is not None
+                                  else _sdk_stream_events(answer))
     else:
         sdk_object = answer
         events = interaction_events(_interaction_dict(answer))
@@ -299,6 +326,7 @@ def build_result(acc: Accumulator, request: Any, *, elapsed: float, cancelled: b
         # the SDK object is rebuilt from the redacted data when it held a key
         _interaction=sdk_object if data == original else None, notes=list(notes),
     )
+    result.skipped_events = acc.skipped  # the footer says how many unreadable events were skipped
     schema_obj = getattr(request, "schema_obj", None)
     if result.ok and schema_obj is not None:
         result.error = structured_value(result, schema_obj, request.schema)

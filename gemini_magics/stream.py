@@ -4,9 +4,13 @@ Streaming and non-streaming answers take the same path: a finished Interaction i
 through `Accumulator.feed_interaction` as the events that would have produced it, so display,
 results and conversation code only ever read an accumulator.
 
-google-genai 3.4 builds a pydantic model class for every SSE event it parses (~1.7 ms each);
-`iter_sse_events` reads the SDK's raw HTTP response instead and checks each event's required
-fields with a table built once, which costs microseconds per event.
+google-genai (3.4 to 3.6) builds a pydantic model class for every SSE event it parses (~1.7 ms
+each); `iter_sse_events` reads the SDK's raw HTTP response instead and checks each event's
+required fields with a table built once, which costs microseconds per event.
+
+A `user_input` step the server lists (the real API's GET and non-streamed answers do) is the
+request, not the answer: the accumulator leaves it out, so it is never shown, recorded in the
+conversation or re-sent twice by a stateless turn.
 """
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ __all__ = [
     "interaction_events", "step_events", "output_text", "ADVANCING_STATUSES", "check_shape",
 ]
 
-# Statuses that mean "the turn happened" and may be continued by a later turn.
-ADVANCING_STATUSES = frozenset({"completed", "incomplete", "requires_action"})
+# Statuses that mean "the turn happened" and may be continued by a later turn. `idle` (google-genai
+# 3.5+): "the server has completed all processing and background reasoning".
+ADVANCING_STATUSES = frozenset({"completed", "incomplete", "requires_action", "idle"})
 
 # Required fields per event type (what google-genai's models require), checked per event.
 _REQUIRED = {
@@ -65,7 +70,7 @@ _SHAPES = {
     "interaction.completed": (("interaction", _OBJ),),
     "interaction.status_update": (("status", _STR), ("usage", _OBJ)),
     "step.start": (("index", _INT), ("step", _OBJ)),
-    "step.delta": (("index", _INT), ("delta", _OBJ)),
+    "step.delta": (("index", _INT), ("delta", _OBJ), ("metadata", _OBJ)),
     "step.stop": (("index", _INT), ("usage", _OBJ)),
 }
 _INTERACTION_SHAPE = (("id", _STR), ("status", _STR), ("model", _STR), ("steps", _LIST),
@@ -107,11 +112,22 @@ def check_shape(event: dict) -> None:
             if value is not None and not _fits(value, types):
                 raise _misfit(kind, f"interaction.{key}", value, types)
     elif kind == "step.start":
-        step_type = event["step"].get("type")
+        step = event["step"]
+        if not isinstance(step, dict):
+            raise _misfit(kind, "step", step, _OBJ)
+        step_type = step.get("type")
         if step_type is not None and not isinstance(step_type, str):
             raise _misfit(kind, "step.type", step_type, _STR)
+        for key in ("content", "summary"):
+            value = step.get(key)
+            if value is not None and not (isinstance(value, list)
+                                          and all(isinstance(v, dict) for v in value)):
+                raise StreamProtocolError(f"The server sent an event of type {kind!r} whose "
+                                          f"'step.{key}' is not a list of objects")
     elif kind == "step.delta":
         delta = event["delta"]
+        if not isinstance(delta, dict):
+            raise _misfit(kind, "delta", delta, _OBJ)
         dtype = delta.get("type")
         if dtype is not None and not isinstance(dtype, str):
             raise _misfit(kind, "delta.type", dtype, _STR)
@@ -123,6 +139,9 @@ def check_shape(event: dict) -> None:
             text = (delta.get("content") or {}).get("text")
             if text is not None and not isinstance(text, str):
                 raise _misfit(kind, "delta.content.text", text, _STR)
+        usage = (event.get("metadata") or {}).get("total_usage")
+        if usage is not None and not isinstance(usage, dict):
+            raise _misfit(kind, "metadata.total_usage", usage, _OBJ)
 
 
 # What a `data:` payload that is not JSON becomes: both SDKs skip such a payload and read on, so
@@ -165,12 +184,22 @@ def sdk_event_to_dict(event: Any) -> dict:
     """An SDK SSE event model as the wire dict it was parsed from (for the SDK-iterator path)."""
     if isinstance(event, dict):
         return event
-    if isinstance(event, str):
-        raise StreamProtocolError(f"The server sent an event that is not JSON: {event[:80]!r}.")
+    if isinstance(event, str):  # google-genai hands back a data: payload that is not JSON as is
+        return {"event_type": UNREADABLE, "data": event[:80]}
     raw = getattr(event, "raw", None)
     if isinstance(raw, dict):
         return raw
-    return event.model_dump(mode="json", exclude_none=True, by_alias=True)
+    # A required field the server left out dumps as null (exclude_none spares required fields):
+    # e.g. the `result` of the real API's streamed google_search_result step. The wire had none.
+    return _without_none(event.model_dump(mode="json", exclude_none=True, by_alias=True))
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 class _Step:
@@ -182,8 +211,12 @@ class _Step:
     def __init__(self, data: dict):
         self.data = data
         content = data.pop("content", None)
-        self.content: Optional[list] = list(content) if isinstance(content, list) else None
+        self.content: Optional[list] = ([dict(c) for c in content] if isinstance(content, list)
+                                        else None)
         self.chunks: Optional[list] = None  # open text item's chunks (last item of content)
+        if self.content and self.content[-1].get("type") == "text":
+            # text sent in step.start: the step's text deltas go on with it (one text item)
+            self.chunks = [self.content[-1].get("text") or ""]
         summary = data.pop("summary", None)
         self.summary: Optional[list] = list(summary) if isinstance(summary, list) else None
         self.args: Optional[list] = None  # function_call arguments_delta fragments
@@ -195,7 +228,6 @@ class _Step:
 
     def add_text(self, text: str) -> None:
         if self.chunks is None:
-            self._close_text()
             if self.content is None:
                 self.content = []
             self.content.append({"type": "text", "text": ""})
@@ -245,6 +277,8 @@ class Accumulator:
         self.usage: dict = {}
         self.error: Optional[dict] = None
         self.unreadable: Optional[str] = None  # the first data: payload that was not JSON
+        self.skipped = 0  # data: payloads that were not JSON, skipped (the footer says so)
+        self._inputs: set = set()  # indices of user_input steps the server listed (left out)
         self.done = False
         self.events = 0
         self.hops = 0
@@ -330,14 +364,16 @@ class Accumulator:
         elif kind == "error":
             self.error = event.get("error") or {"message": "unknown error"}
             self.done = True
-        elif kind == UNREADABLE and self.unreadable is None:
-            self.unreadable = event.get("data") or ""
+        elif kind == UNREADABLE:
+            self.skipped += 1
+            if self.unreadable is None:
+                self.unreadable = event.get("data") or ""
         # Unknown event types are ignored, as the SDKs do.
 
     def _created(self, inter: dict) -> None:
         self.hops += 1
         if self.hops > 1:
-            self._offset = (max(self.steps) + 1) if self.steps else 0
+            self._offset = self._next_index()
             self._prev_usage = dict(self.usage)
             self.meta.pop("continuation_token", None)
         self._merge(inter)
@@ -378,10 +414,16 @@ class Accumulator:
         else:
             self.usage = dict(usage)
 
+    def _next_index(self) -> int:
+        return max(max(self.steps, default=-1), max(self._inputs, default=-1)) + 1
+
     def _start(self, event: dict) -> None:
         index = event["index"] + self._offset
         step = event["step"]
-        st = _Step(dict(step) if isinstance(step, dict) else {"type": "unknown"})
+        if step.get("type") == "user_input":  # the request echoed back: not part of the answer
+            self._inputs.add(index)
+            return
+        st = _Step(dict(step))
         if index not in self.steps:
             self.order.append(index)
         self.steps[index] = st
@@ -393,9 +435,11 @@ class Accumulator:
                 if item.get("type") == "text" and st.data.get("type") == "model_output":
                     self._answer_add(index, item.get("text") or "")
 
-    def _get(self, event: dict) -> _Step:
+    def _get(self, event: dict) -> Optional[_Step]:
         index = event["index"] + self._offset
         st = self.steps.get(index)
+        if st is None and index in self._inputs:
+            return None
         if st is None:  # a delta without step.start: infer a model_output step
             st = _Step({"type": "model_output"})
             self.steps[index] = st
@@ -414,7 +458,12 @@ class Accumulator:
 
     def _delta(self, event: dict) -> None:
         delta = event["delta"]
+        usage = (event.get("metadata") or {}).get("total_usage")
+        if usage:  # the interaction's usage so far (google-genai's StepDelta.metadata)
+            self._set_usage(usage)
         st = self._get(event)
+        if st is None:
+            return
         kind = delta.get("type")
         if kind == "text":
             text = delta.get("text") or ""
@@ -469,7 +518,7 @@ class Accumulator:
     def add_step(self, step: dict) -> None:
         """Append a complete step (e.g. a function_result we sent) after every step so far, as
         the events that would have carried it."""
-        index = (max(self.steps) + 1 if self.steps else 0) - self._offset
+        index = self._next_index() - self._offset
         for event in step_events(index, step):
             self.feed(event)
 

@@ -121,12 +121,14 @@ def _search_call(s: dict) -> str:
 
 
 def _search_result(s: dict) -> str:
-    results = s.get("result") or []
     if s.get("is_error"):
         return f"{_WARN} **Search failed.**"
+    # The real API streams this step without its `result` list: then there is no count to give.
+    results = s.get("result")
+    results = results if isinstance(results, list) else []
     texts = [_visible_text(r.get("search_suggestions", "")) for r in results if isinstance(r, dict)]
     texts = [t for t in texts if t]
-    head = f"**Search results:** {len(results)} received"
+    head = f"**Search results:** {len(results)} received" if results else "**Search results received**"
     return head + ("\n\n" + "\n".join(f"> {_esc(t[:300])}" for t in texts) if texts else "")
 
 

@@ -29,8 +29,9 @@ import ipywidgets as W
 from IPython.display import display
 
 from . import render
-from .catalog import LOCAL_MODEL, PANEL_TOOLS, model_choices
+from .catalog import LOCAL_MODEL, PANEL_TOOLS, model_choices, unknown_name_warning
 from .cell import finish, prepare, resolve_names
+from .client import answers_offline
 from .display import publish_bundle
 from .errors import GeminiError
 from .live import STATES, StreamJob, live_markdown, stop_all
@@ -580,6 +581,9 @@ class Panel:
             self._set_trait("offline", False)
             traits += ", and GeminiMagics.offline is off again"
         self._later_cells(f"model {name}", traits)
+        warning = unknown_name_warning(name) if answers_offline(self.magics.settings()) else None
+        if warning:  # a typed name the API does not know: the local model would hide the typo
+            self._say(warning)
 
     def _system_picked(self, change: dict) -> None:
         if self._syncing:

@@ -10,7 +10,7 @@ from gemini_magics.display import MAX_BLOCK, NotebookDisplay, TerminalDisplay
 from gemini_magics.result import GeminiResult
 from gemini_magics.stream import Accumulator
 
-from magics_fixtures import final_outputs, sse_events_for
+from magics_fixtures import final_outputs, magics_of, run_cell, scripted, shell, sse_events_for  # noqa: F401
 
 
 class Clock:
@@ -205,3 +205,17 @@ def test_the_error_sign_is_the_text_warning_sign():
 
     sentence = outcome_markdown(_result(error="The model stopped."))
     assert sentence == "\u26a0 The model stopped."  # no VS16: no emoji font needed
+
+
+def test_a_skipped_unreadable_event_is_noted_in_the_footer(shell, scripted):
+    """A data: line that is not JSON is skipped (as the SDKs do); the answer goes on, and the
+    footer says one was skipped, in the notebook and in the terminal text."""
+    events = sse_events_for(["Hello ", "world"])
+    events.insert(4, "{not json")
+    scripted.script = [{"sse": events}]
+    magics_of(shell).base_url = scripted.base_url
+    cap = run_cell(shell, "%%gemini\nhi")
+    assert cap.error is None and cap.final[0]["text/markdown"] == "Hello world"
+    foot = cap.final[-1]
+    assert "1 unreadable event skipped" in foot["text/markdown"]
+    assert "1 unreadable event skipped" in foot["text/plain"]

@@ -182,6 +182,13 @@ def test_search_steps_show_the_query_and_the_cited_answer(sdk_steps):
                      "1. [uefa.com](https://www.uefa.com/euro2024)")
 
 
+def test_a_search_result_streamed_without_its_results_shows_no_count():
+    # the real API streams google_search_result without `result` (the SDK path dumps it as null)
+    for step in ({"type": "google_search_result", "call_id": "s1", "signature": "c2ln"},
+                 {"type": "google_search_result", "call_id": "s1", "result": None}):
+        assert render_step_markdown(step) == "**Search results received**"
+
+
 def test_every_tool_step_renders_what_happened(sdk_steps):
     md = {i: render_step_markdown(s) for i, s in enumerate(sdk_steps[4:])}
     assert md[0] == "**Code execution** (python)\n\n```python\nprint(6 * 7)\n```"
