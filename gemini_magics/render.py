@@ -345,7 +345,7 @@ def _facts(r: Any) -> list[str]:
         facts.append(f"incomplete: {incomplete_reason(r)}")
     elif r.status and r.status != "completed":
         facts.append(r.status)
-    skipped = getattr(r, "skipped_events", 0)
+    skipped = r.skipped_events
     if skipped:  # data: lines that were not JSON (the answer went on without them)
         facts.append(f"{skipped} unreadable event{'s' if skipped != 1 else ''} skipped")
     return facts

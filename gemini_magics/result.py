@@ -35,6 +35,7 @@ class GeminiResult:
     answer: str = ""  # all model text, as displayed (text is the SDK's output_text)
     value: Any = None  # --schema: the parsed answer (a model instance for pydantic models)
     notes: list = field(default_factory=list)  # one-line remarks shown under the answer
+    skipped_events: int = 0  # `data:` lines that were not JSON, skipped (the footer says so)
     interaction_data: dict = field(default_factory=dict, repr=False)
     _interaction: Any = field(default=None, repr=False)
     _images: Optional[list] = field(default=None, repr=False)

@@ -325,8 +325,8 @@ def build_result(acc: Accumulator, request: Any, *, elapsed: float, cancelled: b
         thoughts=redact(acc.thought_text()), interaction_data=data,
         # the SDK object is rebuilt from the redacted data when it held a key
         _interaction=sdk_object if data == original else None, notes=list(notes),
+        skipped_events=acc.skipped,
     )
-    result.skipped_events = acc.skipped  # the footer says how many unreadable events were skipped
     schema_obj = getattr(request, "schema_obj", None)
     if result.ok and schema_obj is not None:
         result.error = structured_value(result, schema_obj, request.schema)

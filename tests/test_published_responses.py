@@ -30,12 +30,11 @@ MEDIA = ("image", "audio", "video", "document")
 pytestmark = pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
 
 # Published responses the accumulator reads differently from the SDK: name -> what differs.
-XFAIL: dict[str, str] = {
-    "migration_get_timeline.json": (
-        "answer_text() counts the echoed user_input step's text: ours 'Tell me a joke.\\n\\nWhy did "
-        "the chicken cross the road?', the SDK's model_output text 'Why did the chicken cross the "
-        "road?' (acc.text is right)"),
-}
+XFAIL: dict[str, str] = {}
+# By design the accumulator leaves out a `user_input` step the server lists (a GET's timeline
+# starts with the prompt): it holds the model's turn, so the prompt is never shown as answer.
+# The SDK keeps it; the comparisons drop it from the SDK's side.
+_NOT_OURS = ("user_input",)
 
 
 def _cases(pattern: str) -> list:
@@ -175,7 +174,7 @@ def test_published_body_reads_like_the_sdk(path):
     raw = path.read_bytes()
     sdk = sdk_interaction(raw)
     acc = Accumulator.from_interaction(json.loads(raw))
-    sdk_steps = [_dump(s) for s in sdk.steps or []]
+    sdk_steps = [_dump(s) for s in sdk.steps or [] if s.type not in _NOT_OURS]
     assert acc.step_list() == sdk_steps
     assert [step_view(s) for s in acc.step_list()] == [step_view(s) for s in sdk_steps]
     # A body the SDK only builds leniently (no status) gets no output_text; apply its own rule.
@@ -200,5 +199,8 @@ def test_published_step_example_reads_like_the_sdk(name):
     sdk = unmarshal_json(json.dumps(step), T.Step)
     acc = Accumulator()
     acc.add_step(step)
+    if sdk.type in _NOT_OURS:
+        assert acc.step_list() == [] and acc.answer_text() == ""
+        return
     assert acc.step_list() == [_dump(sdk)]
     assert step_view(acc.step_list()[0]) == step_view(_dump(sdk))
