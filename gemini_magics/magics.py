@@ -16,7 +16,7 @@ from traitlets import TraitError
 
 from . import options, render
 from .args import ArgsError, cell_arguments, parse
-from .cell import backend_failure, finish, prepare
+from .cell import backend_failure, finish, prepare, resolve_names
 from .client import get_client, resolve_backend
 from .conversation import Conversation, current_cell_id
 from .display import NotebookDisplay, TerminalDisplay
@@ -241,6 +241,13 @@ class GeminiMagics(Magics):
         from .runner import run  # deferred: the runner's function loop loads pydantic
 
         ns = self.shell.user_ns if self.shell is not None else {}
+        if cell is not None:
+            try:
+                parsed = parse(line, cell, self.settings())
+            except ArgsError as exc:
+                raise GeminiError(str(exc)) from None
+            if parsed.over or parsed.batch or not parsed.cache:
+                return self._over(parsed, ns)
         request = prepare(line, cell, self.settings(), ns)
         backend = self._backend()
         if request.background:  # a server-side job, followed by a poller thread (jobs.py)
@@ -261,6 +268,33 @@ class GeminiMagics(Magics):
         if result.stopped:  # asked for (the stop button, the panel's Stop): a note, no error
             note = render.outcome_markdown(result)
             self._note(note.strip("*"), note)
+        return None
+
+    def _over(self, request: Any, ns: Any) -> None:
+        """`--over NAME`: the cell is a template run once per row (rows.py); the preview and a
+        one-line summary are shown, `_gemini` and `-o` get the DataFrame / list / dict."""
+        from . import rows  # deferred: rows loads the runner (pydantic), pandas when given one
+
+        rows.check_row_options(request)
+        try:
+            resolve_names(request, ns)
+        except ArgsError as exc:
+            raise GeminiError(str(exc)) from None
+        read = rows.read_rows(rows.lookup_rows(request.over, ns), request.over)
+        rendered = rows.render_rows(request, read, ns)  # every row, before anything is sent
+        backend = self._backend()
+        value, run = rows.run_over(request, read, rendered, backend, self.settings())
+        self.last_result = value
+        ns["_gemini"] = value
+        if request.out:
+            ns[request.out] = value
+        shown = rows.preview(value, read)
+        if self.display_mode() == "terminal" or isinstance(shown, str):
+            print(shown)
+        else:
+            display(shown)
+        line = rows.summary(run)
+        self._note(line)
         return None
 
     def _note(self, text: str, markdown: Optional[str] = None) -> None:
