@@ -225,3 +225,91 @@ def test_the_gate_halves_on_a_429_and_grows_back():
     stop.set()
     with pytest.raises(rows_mod.Stopped):
         gate.acquire(stop)
+
+
+# -- (3) the cache -------------------------------------------------------------------------------
+
+def test_a_rerun_sends_only_the_rows_not_done_and_no_cache_sends_all(shell, knobs, cache_dir):
+    import gemini_magics
+
+    engine = knobs()
+    shell.user_ns["df"] = pd.DataFrame({"w": ["a", "b", "c"]})
+    ok(run_cell(shell, "%%gemini --over df -o first\nSay {w}"))
+    assert engine.requests == 3
+    cap = ok(run_cell(shell, "%%gemini --over df -o again\nSay {w}"))
+    assert engine.requests == 3  # all from the cache
+    assert "3 of 3 rows ok, 3 from the cache" in cap.markdown + cap.stdout
+    pd.testing.assert_frame_equal(shell.user_ns["again"], shell.user_ns["first"])
+    shell.user_ns["df"] = pd.DataFrame({"w": ["a", "b", "c", "d"]})
+    ok(run_cell(shell, "%%gemini --over df -o out\nSay {w}"))
+    assert engine.requests == 4  # only the new row
+    ok(run_cell(shell, "%%gemini --over df --temperature 0.5 -o out\nSay {w}"))
+    assert engine.requests == 8  # another config is another request
+    ok(run_cell(shell, "%%gemini --over df --no-cache -o out\nSay {w}"))
+    assert engine.requests == 12
+    cache = gemini_magics.cache
+    assert cache.path.parent == cache_dir and len(cache) == 8
+    assert cache.clear() == 8 and len(cache) == 0
+    ok(run_cell(shell, "%%gemini --over df -o out\nSay {w}"))
+    assert engine.requests == 16
+
+
+def test_the_cache_keeps_schema_values_and_never_the_api_key(shell, knobs, cache_dir, monkeypatch):
+    key = "AIzaSy" + "K" * 33
+    monkeypatch.setenv("GEMINI_API_KEY", key)  # with base_url set, sent to the echo server
+    engine = knobs()
+    shell.user_ns["Review"] = Review
+    shell.user_ns["df"] = pd.DataFrame({"text": ["good"]})
+    ok(run_cell(shell, "%%gemini --over df --schema Review -o out\nReview: {text}"))
+    ok(run_cell(shell, "%%gemini --over df --schema Review -o again\nReview: {text}"))
+    assert engine.requests == 1
+    assert list(shell.user_ns["again"]["summary"]) == ["Review: good"]
+    stored = b"".join(p.read_bytes() for p in cache_dir.iterdir())
+    assert b"Review: good" in stored or len(sqlite3.connect(cache_dir / "rows.sqlite")
+                                            .execute("SELECT * FROM rows").fetchall()) == 1
+    assert key.encode() not in stored
+
+
+# -- (4) progress and stop -----------------------------------------------------------------------
+
+def test_the_progress_bar_counts_rows_done_failed_cached_and_tokens(shell, knobs):
+    knobs()
+    shell.user_ns["words"] = ["a", "b"]
+    ok(run_cell(shell, "%%gemini --over words\nSay {item}"))
+    cap = ok(run_cell(shell, "%%gemini --over words\nSay {item}"))
+    assert "2/2" in cap.stderr and "ok=2 failed=0 cached=2 tokens=" in cap.stderr
+
+
+def _wait(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_the_stop_button_returns_the_rows_done_and_a_rerun_sends_the_rest(shell, knobs):
+    import gemini_magics
+
+    engine = knobs(delay=0.3)
+    shell.user_ns["nums"] = list(range(12))
+
+    def stop_when_two_are_done():
+        # 2 at once: a 4th request starts only after two rows were handed back
+        _wait(lambda: engine.requests >= 4)
+        _thread.interrupt_main()
+
+    threading.Thread(target=stop_when_two_are_done, daemon=True).start()
+    cap = ok(run_cell(shell, "%%gemini --over nums --concurrency 2 -o out\nN {item}"))
+    out = shell.user_ns["out"]
+    done = [r for r in out if r.ok]
+    assert 2 <= len(done) < 12
+    assert all(r.error == rows_mod.STOPPED for r in out if not r.ok)
+    assert "not sent (stopped)" in cap.markdown + cap.stdout
+    # the rows in flight end (and reach the cache)
+    _wait(lambda: not any(t.name == "gemini-row" for t in threading.enumerate()))
+    assert engine.requests == len(gemini_magics.cache)
+    cached = len(gemini_magics.cache)
+    ok(run_cell(shell, "%%gemini --over nums --concurrency 4 -o out\nN {item}"))
+    assert engine.requests == 12
+    assert [r.text for r in shell.user_ns["out"]] == [echoed(f"N {i}") for i in range(12)]
+    assert cached < 12
