@@ -287,7 +287,8 @@ class GeminiMagics(Magics):
         backend = self._backend()
         if request.batch:
             return self._batch(request, read, rendered, backend, ns)
-        value, run = rows.run_over(request, read, rendered, backend, self.settings())
+        value, run = rows.run_over(request, read, rendered, backend, self.settings(),
+                                   progress=self.progress)
         self._rows_done(request, value, run, read, ns)
         return None
 

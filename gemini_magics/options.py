@@ -429,6 +429,9 @@ OPTIONS: tuple = (
            flags=(Flag(("--no-cache",), "With --over: neither read nor write the row cache (every "
                                         "row is sent again).", "store_false"),),
            group=_ROWS, needs="--over df"),
+    Option("progress", bool, True, request=False,
+           setting="Show a progress bar (tqdm: rows done, failed, cached, tokens, ETA) while "
+                   "--over rows run.", example="False"),
     Option("cache_dir", str, request=False,
            setting="Folder of the --over row cache (default: env GEMINI_MAGICS_CACHE_DIR, else "
                    "the user's cache folder).", example="/tmp/gemini-rows"),

@@ -480,7 +480,8 @@ def summary(run: RowRun) -> str:
         not_sent = sum(1 for r in run.results if r is not None and r.stopped)
         parts.append(f"{not_sent} not sent (stopped)")
     parts.append(f"{len(run.cached)} from the cache")
-    line = ", ".join(parts) + f" · {run.tokens:,} tokens · {run.elapsed:.1f} s"
+    # the time before the tokens: "· N.N s ·" is what nbval_sanitize.cfg masks in replays
+    line = ", ".join(parts) + f" · {run.elapsed:.1f} s · {run.tokens:,} tokens"
     if run.gate is not None and run.gate.throttles:
         line += (f" · {run.gate.throttles} rate-limit waits (concurrency down to "
                  f"{run.gate.lowest})")
