@@ -565,7 +565,7 @@ def run_over(request: Any, rows: Rows, rendered: list, backend: Backend,
     return assemble(rows, run, request), run
 
 
-def map_rows(template: str, rows: Any, *, progress: bool = True, **options: Any) -> Any:
+def map_rows(template: str, rows: Any, *, progress: Optional[bool] = None, **options: Any) -> Any:
     """`gemini_magics.map(template, rows, **options)`: the Python form of `%%gemini --over`.
 
     `options` are the cell options by their Request names (model, system, temperature,
@@ -600,6 +600,8 @@ def map_rows(template: str, rows: Any, *, progress: bool = True, **options: Any)
     read = read_rows(rows, "rows")
     rendered = render_rows(request, read, ns)
     backend, _ = resolve_backend(merged)
+    if progress is None:  # the progress setting (on outside a notebook)
+        progress = bool(merged.get("progress", True))
     value, _ = run_over(request, read, rendered, backend, merged, progress=progress)
     return value
 
