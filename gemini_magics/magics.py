@@ -15,7 +15,7 @@ from IPython.display import display
 from traitlets import TraitError
 
 from . import options, render
-from .args import ArgsError, cell_arguments, parse
+from .args import ArgsError, cell_arguments, parse, parse_line
 from .cell import backend_failure, finish, prepare, resolve_names
 from .client import get_client, resolve_backend
 from .conversation import Conversation, current_cell_id
@@ -243,13 +243,13 @@ class GeminiMagics(Magics):
         from .runner import run  # deferred: the runner's function loop loads pydantic
 
         ns = self.shell.user_ns if self.shell is not None else {}
-        if cell is not None:
-            try:
-                parsed = parse(line, cell, self.settings())
-            except ArgsError as exc:
-                raise GeminiError(str(exc)) from None
-            if parsed.over or parsed.batch or not parsed.cache:
-                return self._over(parsed, ns)
+        try:  # --over first: its template's {column}s are not notebook variables
+            parsed = parse_line(line, self.settings()) if cell is None else parse(
+                line, cell, self.settings())
+        except ArgsError as exc:
+            raise GeminiError(str(exc)) from None
+        if parsed.over or parsed.batch or not parsed.cache:
+            return self._over(parsed, ns)
         request = prepare(line, cell, self.settings(), ns)
         backend = self._backend()
         if request.background:  # a server-side job, followed by a poller thread (jobs.py)

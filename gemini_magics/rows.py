@@ -110,6 +110,9 @@ class Rendered(NamedTuple):
 def render_rows(base: Any, rows: Rows, user_ns: Mapping[str, Any]) -> list:
     """Every row's request, rendered before anything is sent: row fields first, then `{index}`,
     then the notebook's variables. GeminiError (one sentence naming the row) on a bad field."""
+    if not rows.labels:
+        raise GeminiError(f"--over {base.over or 'rows'} has no rows; give it at least one row "
+                          f"to prompt over.")
     base = dataclasses.replace(base, stateless=True, new=True)
     out = []
     for label, fields in zip(rows.labels, rows.fields):
@@ -130,8 +133,7 @@ def _field_sentence(message: str, rows: Rows, label: Any) -> str:
     m = _MISSING.search(message)
     if not m:
         return f"Row {label!r}: {message}"
-    fields = ", ".join(list(rows.names[:12]) + ["index"] + ([] if "item" in rows.names
-                                                             else []))
+    fields = ", ".join(list(rows.names[:12]) + ["index"])
     return (f"The template refers to {{{m.group(1)}}}, which is neither a field of the rows "
             f"({fields}) nor a notebook variable; fix the name, or write {{{{{m.group(1)}}}}} "
             f"to keep the braces as text.")

@@ -99,6 +99,12 @@ def test_a_series_becomes_a_dataframe_and_row_fields_shadow_notebook_variables(s
     assert list(shell.user_ns["out"]["gemini"]) == [echoed("Speak loudly"), echoed("Speak softly")]
 
 
+def test_the_line_magic_takes_over_too(shell):
+    shell.user_ns["words"] = ["x"]
+    ok(run_cell(shell, "%gemini --over words -o out Hi {item}"))
+    assert [r.text for r in shell.user_ns["out"]] == [echoed("Hi x")]
+
+
 def test_system_and_generation_options_apply_to_every_row(shell):
     shell.user_ns["words"] = ["a", "b"]
     ok(run_cell(shell, "%%gemini --over words --system 'Be terse.' --max-tokens 5 -o out\nSay {item}"))
@@ -134,6 +140,8 @@ def test_schema_gives_one_typed_column_per_field(shell):
     ("w = [1]", "%%gemini --over w --background\nHi",
      "--over cannot be combined with --background: every row is an independent answer; drop "
      "--background."),
+    ("empty = []", "%%gemini --over empty\nHi {item}",
+     "--over empty has no rows; give it at least one row to prompt over."),
     ("", "%%gemini --over 'a b'\nHi", "--over needs the name of a DataFrame, Series, list or dict "
                                       "in the notebook, not 'a b'."),
 ])
