@@ -199,9 +199,9 @@ def test_map_works_outside_a_notebook_and_lists_need_no_pandas(tmp_path):
 # -- (2) rate limits and retries -----------------------------------------------------------------
 
 def test_429s_are_waited_out_as_retry_after_says_and_every_row_ends_ok(shell, knobs):
-    # 20 requests/s, 8 at once: most first tries get a 429; ignoring Retry-After would burn
-    # each row's MAX_RATE_WAITS in milliseconds and fail it.
-    engine = knobs(rps=20)
+    # 10 requests/s (a burst of 10), 8 at once: the rows after the burst get 429s; ignoring
+    # Retry-After would burn each row's MAX_RATE_WAITS in milliseconds and fail it.
+    engine = knobs(rps=10)
     shell.user_ns["nums"] = list(range(30))
     cap = ok(run_cell(shell, "%%gemini --over nums --concurrency 8 -o out\nNumber {item}"))
     out = shell.user_ns["out"]
@@ -209,6 +209,19 @@ def test_429s_are_waited_out_as_retry_after_says_and_every_row_ends_ok(shell, kn
     assert engine.requests == 30 and engine.refused > 0
     assert "30 of 30 rows ok" in cap.markdown + cap.stdout
     assert "rate-limit waits" in cap.markdown + cap.stdout
+
+
+def test_after_a_429_nothing_is_sent_before_its_retry_after_has_passed(shell, knobs):
+    engine = knobs(rps=2)  # a burst of 2, then a 429 asking for up to half a second
+    shell.user_ns["nums"] = list(range(4))
+    ok(run_cell(shell, "%%gemini --over nums --concurrency 1 -o out\nNumber {item}"))
+    assert all(r.ok for r in shell.user_ns["out"])
+    arrivals = list(engine.arrivals)
+    refused = [(t, wait) for t, wait in arrivals if wait is not None]
+    assert refused
+    for t, wait in refused:  # one row at a time: the next request is the retry
+        later = [u for u, _ in arrivals if u > t]
+        assert later and later[0] >= t + wait
 
 
 def test_5xx_is_retried_per_row(shell, knobs, monkeypatch):

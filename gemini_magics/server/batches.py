@@ -29,6 +29,7 @@ _TERMINAL = ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELL
 def refusal(code: int, wait: float) -> Response:
     """The Google-shaped answer to a request the engine did not admit."""
     if code == 429:
+        wait = math.ceil(wait * 1000) / 1000  # never ask for less than the limiter needs
         message = (f"Resource has been exhausted (the local echo engine's rate limit); retry in "
                    f"{wait:.3f}s.")
         body = {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED",

@@ -21,12 +21,14 @@ item, 0 for numbers, local `$ref`s (`#/$defs/...`) followed. So a function-plann
 Knobs for tests and benchmarks of many requests (`EchoEngine(delay=, rps=, fail_first=)`, or
 env GEMINI_MAGICS_ECHO="delay=0.05 rps=20 fail_first=2" for an engine made by name):
 `delay` sleeps S seconds once per request before replying; `rps` admits at most that many
-requests per second, the others get a 429 with Retry-After (the server asks `admit()` before a
+requests per second (bursts up to `rps`), the others get a 429 with Retry-After (the server asks `admit()` before a
 turn starts); `fail_first` answers the first N requests with a 503. `requests` counts the
-requests that were answered, so a test can count what reached the server.
+requests that were answered, so a test can count what reached the server; with `rps`,
+`arrivals` holds when each request came and the wait its 429 asked for.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
@@ -73,11 +75,15 @@ class EchoEngine(Engine):
         self.requests = 0        # answered requests (generate calls)
         self.refused = 0         # requests refused by admit() (429 or 503)
         self._lock = threading.Lock()
-        self._next_free = 0.0    # the rate limit: when the next request may start
+        # with rps: (time.monotonic(), the Retry-After it got or None) of the latest requests
+        self.arrivals: collections.deque = collections.deque(maxlen=10_000)
+        self._tokens = 0.0       # the rate limit's token bucket
+        self._filled: Optional[float] = None
 
     def admit(self) -> Optional[tuple]:
         """None to serve a request now, or (HTTP status, seconds to wait) to refuse it: a 503
-        for the first `fail_first` requests, a 429 over `rps` requests a second."""
+        for the first `fail_first` requests, a 429 over `rps` requests a second (a token
+        bucket holding one second of requests, so a burst up to `rps` passes)."""
         with self._lock:
             if self.fail_first > 0:
                 self.fail_first -= 1
@@ -86,10 +92,17 @@ class EchoEngine(Engine):
             if not self.rps:
                 return None
             now = time.monotonic()
-            if now < self._next_free:
+            if self._filled is None:
+                self._tokens, self._filled = float(self.rps), now
+            self._tokens = min(float(self.rps), self._tokens + (now - self._filled) * self.rps)
+            self._filled = now
+            if self._tokens < 1.0:
                 self.refused += 1
-                return 429, self._next_free - now
-            self._next_free = max(now, self._next_free) + 1.0 / self.rps
+                wait = (1.0 - self._tokens) / self.rps
+                self.arrivals.append((now, wait))
+                return 429, wait
+            self._tokens -= 1.0
+            self.arrivals.append((now, None))
             return None
 
     def generate(self, request: EngineRequest, on_text: OnText) -> EngineResult:
