@@ -474,8 +474,7 @@ def summary(run: RowRun) -> str:
     """The one-line summary under the preview."""
     n = run.total
     parts = [f"{run.ok} of {n} row{'s' if n != 1 else ''} ok"]
-    failed = run.failed - (sum(1 for r in run.results if r is not None and r.stopped)
-                           if run.stopped else 0)
+    failed = run.failed  # the rows not sent after a stop are not failures
     if failed:
         parts.append(f"{failed} failed")
     if run.stopped:

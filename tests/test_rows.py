@@ -328,7 +328,9 @@ def test_the_stop_button_returns_the_rows_done_and_a_rerun_sends_the_rest(shell,
     done = [r for r in out if r.ok]
     assert 2 <= len(done) < 12
     assert all(r.error == rows_mod.STOPPED for r in out if not r.ok)
-    assert "not sent (stopped)" in cap.markdown + cap.stdout
+    n_ok, n_stopped = len(done), 12 - len(done)
+    assert (f"{n_ok} of 12 rows ok, {n_stopped} not sent (stopped), 0 from the cache"
+            in cap.markdown + cap.stdout)
     # the rows in flight end (and reach the cache)
     _wait(lambda: not any(t.name == "gemini-row" for t in threading.enumerate()))
     assert engine.requests == len(gemini_magics.cache)
