@@ -71,3 +71,28 @@ def test_what_a_batch_cannot_carry_is_one_sentence(shell, engine):
     assert str(cap.error) == ("--batch cannot carry --tools (a batch request is a generateContent "
                               "request, not an interaction); drop it or run without --batch.")
     assert engine.requests == 0
+
+
+def test_the_cell_returns_with_a_status_line_that_becomes_the_summary(shell, monkeypatch):
+    from magics_fixtures import final_outputs, record_publishes
+
+    published = record_publishes(monkeypatch)
+    eng = EchoEngine(delay=1.0)  # 3 rows, one after the other: the batch runs ~3 s
+    srv = start_server(engine=eng)
+    m = magics_of(shell)
+    m.base_url, m.poll_interval = srv.base_url, 0.05
+    try:
+        shell.user_ns["words"] = ["a", "b", "c"]
+        shell.user_ns.pop("out", None)
+        ok(run_cell(shell, "%%gemini --over words --batch -o out\nSay {item}"))
+        job = shell.user_ns["_gemini_batch"]
+        assert "out" not in shell.user_ns and not job.ended.is_set()  # returned at once
+        first = published[0]["data"]["text/plain"]
+        assert first.startswith(("Starting the batch", f"Batch {job.name}: "))
+        ok(run_cell(shell, f"%gemini wait {job.name}"))  # started here: the cell's own value
+        assert shell.user_ns["_gemini"] is shell.user_ns["out"]
+        assert [r.text for r in shell.user_ns["out"]] == [echoed(f"Say {w}") for w in "abc"]
+        status = [p for p in published if p["display_id"] == published[0]["display_id"]][-1]
+        assert status["data"]["text/plain"].startswith("3 of 3 rows ok, 0 from the cache")
+    finally:
+        srv.stop()
