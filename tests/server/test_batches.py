@@ -56,3 +56,18 @@ def test_the_rate_knob_answers_429_with_retry_after_and_retry_info(served):
     details = exc.body["error"]["details"]
     assert details[0]["@type"].endswith("RetryInfo") and details[0]["retryDelay"].endswith("s")
     assert engine.requests == 1 and engine.refused == 1
+
+
+def test_a_cancelled_batch_stops_before_its_remaining_requests():
+    engine = EchoEngine(delay=0.3)
+    srv = start_server(engine=engine)
+    try:
+        client = make_client(srv.base_url, retry_options={"attempts": 1})
+        src = [{"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}]} for i in range(20)]
+        job = client.batches.create(model="gemini-3.5-flash", src=src)
+        client.batches.cancel(name=job.name)
+        done = _ended(client, job.name)
+        assert done.state.name == "JOB_STATE_CANCELLED"
+        assert engine.requests < 20
+    finally:
+        srv.stop()
