@@ -22,7 +22,7 @@ from .client import Backend, get_client
 from .errors import GeminiError, explain
 from .result import GeminiResult
 from .rowcache import open_cache, request_key
-from .rows import RowRun, Rows, _cache_value, _cached_result, assemble, backend_id, summary
+from .rows import RowRun, Rows, _cache_value, _cached_result, assemble, backend_id
 from .runner import structured_value
 
 __all__ = ["check_batch", "inline_request", "start_batch", "wait_batch", "BatchRun",
@@ -234,7 +234,3 @@ class _Plain:
 
     def __init__(self, job: Any):
         self.model = getattr(job, "model", None)
-
-
-def summary_of(batch: BatchRun) -> str:
-    return summary(batch.run)
