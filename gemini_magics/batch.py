@@ -22,7 +22,7 @@ from .client import Backend, get_client
 from .errors import GeminiError, explain
 from .result import GeminiResult
 from .rowcache import open_cache, request_key
-from .rows import RowRun, Rows, _cache_value, _cached_result, assemble, backend_id
+from .rows import RowRun, Rows, cache_value, cached_result, assemble, backend_id
 from .runner import structured_value
 
 __all__ = ["check_batch", "inline_request", "start_batch", "wait_batch", "BatchRun",
@@ -130,7 +130,7 @@ def _collect(job: Any, batch: BatchRun, cache: Any) -> None:
         else:
             result = _result_of(inline, row.request)
         if result.ok and cache is not None:
-            cache.put(row.key, _cache_value(result))
+            cache.put(row.key, cache_value(result))
         batch.run.add(i, result, False, batch.rows.labels[i])
 
 
@@ -150,7 +150,7 @@ def start_batch(request: Any, rows: Rows, rendered: list, backend: Backend,
     todo = []
     for i, row in enumerate(rendered):
         if row.key in found:
-            run.add(i, _cached_result(found[row.key], row.request), True, rows.labels[i])
+            run.add(i, cached_result(found[row.key], row.request), True, rows.labels[i])
         else:
             todo.append(i)
     if not todo:
@@ -221,7 +221,7 @@ def wait_batch(name: str, backend: Backend, settings: Mapping[str, Any],
         result = _result_of(inline, _Plain(job))
         key = (getattr(inline, "metadata", None) or {}).get("key")
         if result.ok and key:
-            cache.put(key, _cache_value(result))
+            cache.put(key, cache_value(result))
         out.append(result)
     return out
 

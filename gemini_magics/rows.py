@@ -255,7 +255,7 @@ def _failed(sentence: str, request: Any, stopped: bool = False) -> GeminiResult:
                         model=getattr(request, "model", None))
 
 
-def _cached_result(value: Mapping[str, Any], request: Any) -> GeminiResult:
+def cached_result(value: Mapping[str, Any], request: Any) -> GeminiResult:
     result = GeminiResult(text=value.get("text", ""), answer=value.get("answer", ""),
                           steps=value.get("steps") or [], usage=value.get("usage") or {},
                           id=value.get("id"), status=value.get("status", "completed"),
@@ -266,7 +266,7 @@ def _cached_result(value: Mapping[str, Any], request: Any) -> GeminiResult:
     return result
 
 
-def _cache_value(result: GeminiResult) -> dict:
+def cache_value(result: GeminiResult) -> dict:
     return {"text": result.text, "answer": result.answer, "steps": result.steps,
             "usage": result.usage, "id": result.id, "status": result.status,
             "model": result.model, "interaction": result.interaction_data}
@@ -315,7 +315,7 @@ def _row_worker(client: Any, todo: "queue.Queue", done: "queue.Queue", gate: Gat
             return
         if cache is not None and result.ok:
             try:
-                cache.put(row.key, _cache_value(result))
+                cache.put(row.key, cache_value(result))
             except Exception:  # noqa: BLE001 - a full disk must not lose the answer
                 pass
         done.put((i, result))
@@ -359,7 +359,7 @@ def send_rows(rendered: list, labels: list, backend: Backend, *, concurrency: in
     todo: queue.Queue = queue.Queue()
     for i, row in enumerate(rendered):
         if row.key in found:
-            run.add(i, _cached_result(found[row.key], row.request), True, labels[i])
+            run.add(i, cached_result(found[row.key], row.request), True, labels[i])
         else:
             todo.put((i, row))
     pending = todo.qsize()
