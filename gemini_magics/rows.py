@@ -41,7 +41,8 @@ from .runner import build_result, structured_value
 from .stream import Accumulator, interaction_events, iter_sse_events
 
 __all__ = ["read_rows", "render_rows", "send_rows", "assemble", "run_over", "map_rows",
-           "check_row_options", "summary", "Rows", "RowRun", "Gate"]
+           "check_row_options", "summary", "Rows", "RowRun", "Gate", "cache_value", "cached_result",
+           "preview", "lookup_rows", "backend_id", "row_cache"]
 
 ROW_RETRIES = 3            # attempts after the first for 5xx, timeouts, dropped connections
 MAX_RATE_WAITS = 30        # 429s one row waits out before it fails with the 429 sentence
