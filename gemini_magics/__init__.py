@@ -6,6 +6,26 @@ google.genai (about a second to import) and the local server start on the first 
 __version__ = "0.1.0"
 
 
+def map(template, rows, **options):  # noqa: A001 - the name the issue asks for
+    """The template once per row of `rows` (a DataFrame, Series, list/tuple or dict), as
+    `%%gemini --over` does: a DataFrame with a `gemini` column, or a list/dict of results."""
+    # deferred: rows loads the runner (pydantic), pandas when given a DataFrame
+    from .rows import map_rows
+
+    return map_rows(template, rows, **options)
+
+
+def __getattr__(name):
+    """`gemini_magics.cache`: the --over row cache (len(), .path, .clear()), made on first use
+    so that loading the extension opens no database."""
+    if name == "cache":
+        # deferred: rows (the runner, pydantic); it holds the cache of the magics' setting
+        from .rows import row_cache
+
+        return row_cache()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def load_ipython_extension(ipython):
     """Register `%%gemini` / `%gemini` (called by `%load_ext gemini_magics`)."""
     # deferred: IPython and traitlets: `python -m gemini_magics serve` needs neither

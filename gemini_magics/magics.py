@@ -15,8 +15,8 @@ from IPython.display import display
 from traitlets import TraitError
 
 from . import options, render
-from .args import ArgsError, cell_arguments, parse
-from .cell import backend_failure, finish, prepare
+from .args import ArgsError, cell_arguments, parse, parse_line
+from .cell import backend_failure, finish, prepare, resolve_names
 from .client import get_client, resolve_backend
 from .conversation import Conversation, current_cell_id
 from .display import NotebookDisplay, TerminalDisplay
@@ -201,6 +201,8 @@ class GeminiMagics(Magics):
             raise GeminiError(f"Give one background job id, e.g. %gemini {head} v1_abc "
                               f"(%gemini jobs lists them).")
         ident = words[0]
+        if ident.startswith("batches/") and head == "wait":
+            return self._wait_batch(ident)
         known = jobs.find_job(ident)
         try:
             backend, _ = resolve_backend(self.settings())
@@ -241,6 +243,13 @@ class GeminiMagics(Magics):
         from .runner import run  # deferred: the runner's function loop loads pydantic
 
         ns = self.shell.user_ns if self.shell is not None else {}
+        try:  # --over first: its template's {column}s are not notebook variables
+            parsed = parse_line(line, self.settings()) if cell is None else parse(
+                line, cell, self.settings())
+        except ArgsError as exc:
+            raise GeminiError(str(exc)) from None
+        if parsed.over or parsed.batch or not parsed.cache:
+            return self._over(parsed, ns)
         request = prepare(line, cell, self.settings(), ns)
         backend = self._backend()
         if request.background:  # a server-side job, followed by a poller thread (jobs.py)
@@ -261,6 +270,103 @@ class GeminiMagics(Magics):
         if result.stopped:  # asked for (the stop button, the panel's Stop): a note, no error
             note = render.outcome_markdown(result)
             self._note(note.strip("*"), note)
+        return None
+
+    def _over(self, request: Any, ns: Any) -> None:
+        """`--over NAME`: the cell is a template run once per row (rows.py); the preview and a
+        one-line summary are shown, `_gemini` and `-o` get the DataFrame / list / dict."""
+        from . import rows  # deferred: rows loads the runner (pydantic), pandas when given one
+
+        rows.check_row_options(request)
+        try:
+            resolve_names(request, ns)
+        except ArgsError as exc:
+            raise GeminiError(str(exc)) from None
+        read = rows.read_rows(rows.lookup_rows(request.over, ns), request.over)
+        rendered = rows.render_rows(request, read, ns)  # every row, before anything is sent
+        backend = self._backend()
+        if request.batch:
+            return self._batch(request, read, rendered, backend, ns)
+        value, run = rows.run_over(request, read, rendered, backend, self.settings(),
+                                   progress=self.progress)
+        self._rows_done(request, value, run, read, ns)
+        return None
+
+    def _rows_done(self, request: Any, value: Any, run: Any, read: Any, ns: Any,
+                   handle: Any = None) -> None:
+        """An --over run's value to `_gemini` and -o; its preview and summary shown (into
+        `handle` when a --batch status line is there)."""
+        from . import rows  # deferred: rows loads the runner (pydantic)
+
+        self.last_result = value
+        ns["_gemini"] = value
+        if request.out:
+            ns[request.out] = value
+        shown = rows.preview(value, read)
+        line = rows.summary(run)
+        if handle is not None:
+            handle.update({"text/markdown": f"*{render.md_escape(line)}*", "text/plain": line},
+                          raw=True)
+            display(shown)
+            return
+        if self.display_mode() == "terminal" or isinstance(shown, str):
+            print(shown)
+        else:
+            display(shown)
+        self._note(line)
+
+    def _batch(self, request: Any, read: Any, rendered: list, backend: Any, ns: Any) -> None:
+        """--batch: the rows go to the Batch API; a status line follows the job, and when it
+        ends -o / _gemini are filled and the preview and summary replace the status."""
+        from . import batch  # deferred: batch loads the runner (pydantic)
+
+        notebook = self.display_mode() == "notebook"
+        handle = display({"text/plain": "Starting the batch…"}, raw=True,
+                         display_id=True) if notebook else None
+
+        def on_status(job: Any) -> None:
+            if handle is not None:
+                handle.update({"text/plain": job.status_line()}, raw=True)
+
+        def on_done(job: Any) -> None:
+            if job.problem:
+                if handle is not None:
+                    handle.update({"text/plain": f"⚠️ Batch {job.name} {job.problem}"}, raw=True)
+                return
+            self._rows_done(request, job.value, job.run, read, ns, handle)
+
+        job = batch.start_batch(request, read, rendered, backend, self.settings(),
+                                poll_interval=self.poll_interval, on_status=on_status,
+                                on_done=on_done)
+        if job.client is None:  # every row came from the cache
+            from . import rows  # deferred: rows loads the runner (pydantic)
+
+            self._rows_done(request, rows.assemble(read, job.run, request), job.run, read, ns,
+                            handle)
+            return None
+        ns["_gemini_batch"] = job
+        on_status(job)
+        if not notebook:
+            print(f"Started batch {job.name}; %gemini wait {job.name} shows the answers.")
+        return None
+
+    def _wait_batch(self, name: str) -> None:
+        """`%gemini wait batches/ID`: wait for a --batch job; `_gemini` gets its value."""
+        from . import batch  # deferred: batch loads the runner (pydantic)
+
+        try:
+            value = batch.wait_batch(name, self._backend(), self.settings(),
+                                     poll_interval=self.poll_interval)
+        except KeyboardInterrupt:
+            self._note(f"Stopped waiting; batch {name} goes on on the server "
+                       f"(%gemini wait {name} follows it again).")
+            return None
+        self.last_result = value
+        if self.shell is not None:
+            self.shell.user_ns["_gemini"] = value
+        n = len(value)
+        self._note(f"Batch {name} ended: {n} row{'s' if n != 1 else ''} in _gemini "
+                   f"(their answers are in the row cache: re-running the --batch cell uses them).")
         return None
 
     def _note(self, text: str, markdown: Optional[str] = None) -> None:

@@ -199,6 +199,19 @@ def _schema(schema: Any) -> Any:
     return schema
 
 
+def _over(name: Any) -> Any:
+    if name is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", name):
+        raise ValueError(f"--over needs the name of a DataFrame, Series, list or dict in the "
+                         f"notebook, not {name!r}.")
+    return name
+
+
+def _concurrency(n: Any) -> Any:
+    if n is not None and not 1 <= n <= 256:
+        raise ValueError(f"--concurrency must be a whole number from 1 to 256, not {n}.")
+    return n
+
+
 def _tools_setting(value: Any) -> Any:
     """The tools setting, normalised and checked at once, so %config and the panel fail early."""
     if value is None or not str(value).strip() or str(value).strip().lower() == "none":
@@ -237,6 +250,7 @@ def _poll_interval(value: Any) -> Any:
 _MODEL, _CONVERSATION, _OUTPUT = "Model & generation", "Conversation", "Output"
 _MEDIA, _TOOLS, _JOBS, _LIVE = ("Media & images", "Tools & functions", "Background & agents",
                                 "Live view")
+_ROWS = "Rows (a prompt over every row)"
 
 OPTIONS: tuple = (
     Option("model", str, DEFAULT_MODEL, setting="Model used when a cell gives no -m/--model.",
@@ -392,6 +406,35 @@ OPTIONS: tuple = (
                                   "(the kernel stays free); the answer is written out when it "
                                   "ends. %%gemini stop stops it from any cell.", "store_true"),),
            group=_LIVE),
+    Option("over", str,
+           flags=(Flag(("--over",), "Run the cell once per row of NAME (a DataFrame, Series, "
+                                    "list or dict): {column}, {item} and {index} fill the "
+                                    "template; -o gets a DataFrame with a gemini column (or one "
+                                    "per --schema field), or a list of results.",
+                       metavar="NAME"),),
+           group=_ROWS, check=_over, example="df"),
+    Option("concurrency", int, 8,
+           setting="Rows of --over sent at once (fewer while the server answers 429).",
+           flags=(Flag(("--concurrency",), "With --over: rows sent at once (default 8); backs "
+                                           "off on 429 and grows back.", metavar="N"),),
+           group=_ROWS, check=_concurrency, validate=_concurrency, example="16",
+           needs="--over df"),
+    Option("batch", bool, False,
+           flags=(Flag(("--batch",), "With --over: send the rows as one Gemini Batch API job "
+                                     "(cheaper, slower); the cell returns at once, -o is filled "
+                                     "when the batch ends; %%gemini wait BATCH picks it up.",
+                       "store_true"),),
+           group=_ROWS, needs="--over df"),
+    Option("cache", bool, True,
+           flags=(Flag(("--no-cache",), "With --over: neither read nor write the row cache (every "
+                                        "row is sent again).", "store_false"),),
+           group=_ROWS, needs="--over df"),
+    Option("progress", bool, True, request=False,
+           setting="Show a progress bar (tqdm: rows done, failed, cached, tokens, ETA) while "
+                   "--over rows run.", example="False"),
+    Option("cache_dir", str, request=False,
+           setting="Folder of the --over row cache (default: env GEMINI_MAGICS_CACHE_DIR, else "
+                   "the user's cache folder).", example="/tmp/gemini-rows"),
 )
 
 _BY_NAME = {o.name: o for o in OPTIONS}

@@ -11,7 +11,7 @@ from gemini_magics.options import OPTIONS, SETTINGS, groups
 from magics_fixtures import run_cell, shell  # noqa: F401
 
 HEADINGS = ["Model & generation", "Conversation", "Output", "Media & images", "Tools & functions",
-            "Background & agents", "Live view"]
+            "Background & agents", "Live view", "Rows (a prompt over every row)"]
 
 
 @pytest.fixture()

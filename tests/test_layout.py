@@ -23,12 +23,12 @@ TIERS = {
     6: {"cli"},
     5: {"__init__", "quickstart"},
     4: {"magics"},
-    3: {"widgets", "jobs"},
-    2: {"live", "display"},
+    3: {"widgets", "jobs", "batch"},
+    2: {"live", "display", "rows"},
     1: {"runner", "cell"},
     0: {"request", "args", "options", "stream", "conversation", "result", "client", "render",
         "loop", "errors", "prompt", "media", "images", "tools", "functions", "schema", "replay",
-        "catalog", "server_process"},
+        "catalog", "server_process", "rowcache"},
 }
 CORE = 0
 SHARED = "catalog"                 # the one client module server/ may import
@@ -36,7 +36,7 @@ SERVER_USERS = {"client", "cli"}   # the client modules that may import server/
 # Third-party modules slow enough to defer (measured with python -X importtime).
 HEAVY = {"google.genai", "ipywidgets", "PIL", "xllamacpp", "httpx", "jsonschema", "pydantic",
          "nbclient", "nbformat", "jupyter_client", "uvicorn", "starlette", "IPython", "traitlets",
-         "jupyterlab", "numpy"}
+         "jupyterlab", "numpy", "pandas", "tqdm"}
 
 
 def _module_name(path: Path) -> str:

@@ -48,11 +48,11 @@ def _nbval(args: list, cwd: Path, **env: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.timeout(NBVAL_TIMEOUT + 60)
-def test_nbval_replays_both_notebooks_with_identical_outputs():
+def test_nbval_replays_the_notebooks_with_identical_outputs():
     done = _nbval(NBVAL_ARGS, ROOT)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
-    code_cells = sum(1 for name in ("quickstart", "teaching")
+    code_cells = sum(1 for name in ("quickstart", "teaching", "rows")
                      for c in nbformat.read(NOTEBOOKS / f"{name}.ipynb", 4).cells
                      if c.cell_type == "code")
     assert re.search(rf"\b{code_cells} passed\b", out), out[-2000:]
@@ -203,7 +203,7 @@ def test_a_cassette_recorded_from_the_local_server_replays_the_quickstart_identi
 # The committed notebooks
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["quickstart", "teaching"])
+@pytest.mark.parametrize("name", ["quickstart", "teaching", "rows"])
 def test_committed_notebook_is_run_without_errors_and_every_answer_is_saved(name):
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", 4)
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -234,7 +234,7 @@ def test_quickstart_has_every_section_of_the_seed_in_order():
         assert needed in sources, needed
 
 
-@pytest.mark.parametrize("name", ["quickstart", "teaching"])
+@pytest.mark.parametrize("name", ["quickstart", "teaching", "rows"])
 def test_cells_nbval_does_not_compare_say_why(name):
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", 4)
     for cell in nb.cells:
@@ -243,7 +243,7 @@ def test_cells_nbval_does_not_compare_say_why(name):
             assert len(cell.metadata.get("nbval_reason", "")) > 20, cell.source
 
 
-@pytest.mark.parametrize("name", ["quickstart", "teaching"])
+@pytest.mark.parametrize("name", ["quickstart", "teaching", "rows"])
 def test_committed_cassettes_hold_no_secret(name):
     text = (NOTEBOOKS / f"{name}.cassette.json").read_text(encoding="utf-8")
     assert not re.search(r"AIza[0-9A-Za-z_\-]{35}", text)

@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import sse
+from .batches import add_routes
 from .engines.base import Engine
 from .protocol import (MAX_BODY_BYTES, ApiError, CreateRequest, bad, parse_bool_param,
                        parse_create, parse_json_body, shown)
@@ -515,6 +516,7 @@ def create_app(service: InteractionService) -> Starlette:
         Route(p + "/{id}", _guard(service.delete), methods=["DELETE"]),
         Route(p + "/{id}/cancel", _guard(service.cancel), methods=["POST"]),
     ]
+    routes = add_routes(routes, service)  # the Batch API, and the engine's admit() on POSTs
     app = _App(routes=routes, exception_handlers={HTTPException: _http_error,
                                                   Exception: _internal_error})
     app.state.service = service

@@ -17,13 +17,24 @@ With a JSON schema (structured output) the reply is a small instance of the sche
 the first enum value or anyOf option, strings filled with the last user message, one array
 item, 0 for numbers, local `$ref`s (`#/$defs/...`) followed. So a function-planning schema
 (tools) makes it call the first allowed function with those arguments.
+
+Knobs for tests and benchmarks of many requests (`EchoEngine(delay=, rps=, fail_first=)`, or
+env GEMINI_MAGICS_ECHO="delay=0.05 rps=20 fail_first=2" for an engine made by name):
+`delay` sleeps S seconds once per request before replying; `rps` admits at most that many
+requests per second (bursts up to `rps`), the others get a 429 with Retry-After (the server asks `admit()` before a
+turn starts); `fail_first` answers the first N requests with a 503. `requests` counts the
+requests that were answered, so a test can count what reached the server; with `rps`,
+`arrivals` holds when each request came and the wait its 429 asked for.
 """
 from __future__ import annotations
 
+import collections
 import json
+import os
 import re
 import threading
 import time
+from typing import Optional
 
 from .base import Engine, EngineRequest, EngineResult, OnText
 
@@ -31,6 +42,23 @@ _CHUNK = re.compile(r"\S+\s*")  # one word and the whitespace after it = one tok
 _WORDS = re.compile(r"^/words\s+(\d+)(?:\s+delay=([0-9.]+))?\s*$")
 MAX_WORDS = 1_000_000
 MAX_DELAY_S = 5.0
+KNOBS_ENV = "GEMINI_MAGICS_ECHO"
+_KNOBS = {"delay": float, "rps": float, "fail_first": int}
+
+
+def knobs_from_env() -> dict:
+    """The knobs in GEMINI_MAGICS_ECHO ("delay=0.05 rps=20"); ValueError naming a bad one."""
+    out: dict = {}
+    for word in os.environ.get(KNOBS_ENV, "").replace(",", " ").split():
+        name, _, value = word.partition("=")
+        if name not in _KNOBS:
+            raise ValueError(f"{KNOBS_ENV}: unknown knob {name!r}; use "
+                             f"{', '.join(k + '=N' for k in _KNOBS)}.")
+        try:
+            out[name] = _KNOBS[name](value)
+        except ValueError:
+            raise ValueError(f"{KNOBS_ENV}: {name} needs a number, not {value!r}.") from None
+    return out
 
 
 class EchoEngine(Engine):
@@ -38,7 +66,50 @@ class EchoEngine(Engine):
 
     name = "echo"
 
+    def __init__(self, delay: Optional[float] = None, rps: Optional[float] = None,
+                 fail_first: Optional[int] = None):
+        env = knobs_from_env() if delay is None and rps is None and fail_first is None else {}
+        self.delay = min(float(delay if delay is not None else env.get("delay", 0.0)), MAX_DELAY_S)
+        self.rps = rps if rps is not None else env.get("rps")
+        self.fail_first = int(fail_first if fail_first is not None else env.get("fail_first", 0))
+        self.requests = 0        # answered requests (generate calls)
+        self.refused = 0         # requests refused by admit() (429 or 503)
+        self._lock = threading.Lock()
+        # with rps: (time.monotonic(), the Retry-After it got or None) of the latest requests
+        self.arrivals: collections.deque = collections.deque(maxlen=10_000)
+        self._tokens = 0.0       # the rate limit's token bucket
+        self._filled: Optional[float] = None
+
+    def admit(self) -> Optional[tuple]:
+        """None to serve a request now, or (HTTP status, seconds to wait) to refuse it: a 503
+        for the first `fail_first` requests, a 429 over `rps` requests a second (a token
+        bucket holding one second of requests, so a burst up to `rps` passes)."""
+        with self._lock:
+            if self.fail_first > 0:
+                self.fail_first -= 1
+                self.refused += 1
+                return 503, 0.0
+            if not self.rps:
+                return None
+            now = time.monotonic()
+            if self._filled is None:
+                self._tokens, self._filled = float(self.rps), now
+            self._tokens = min(float(self.rps), self._tokens + (now - self._filled) * self.rps)
+            self._filled = now
+            if self._tokens < 1.0:
+                self.refused += 1
+                wait = (1.0 - self._tokens) / self.rps
+                self.arrivals.append((now, wait))
+                return 429, wait
+            self._tokens -= 1.0
+            self.arrivals.append((now, None))
+            return None
+
     def generate(self, request: EngineRequest, on_text: OnText) -> EngineResult:
+        with self._lock:
+            self.requests += 1
+        if self.delay:
+            threading.Event().wait(self.delay)
         messages = request.messages
         input_tokens = sum(self.count_tokens(m.get("content") or "") for m in messages)
         words, delay = self._reply_words(request)
