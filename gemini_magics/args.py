@@ -72,6 +72,7 @@ LINE_MAGICS = (
     ("%gemini stop", "stop the --ui answers still streaming"),
     ("%gemini jobs", "this kernel's --background jobs"),
     ("%gemini wait ID", "follow a background job in this cell (also after a restart)"),
+    ("%gemini wait batches/ID", "follow a --batch job of a --over cell (also after a restart)"),
     ("%gemini cancel ID", "cancel a background job on the server"),
     ("%gemini record PATH", "record every request and answer to a cassette file"),
     ("%gemini replay PATH", "answer from a cassette file: no network, server or key"),

@@ -14,7 +14,7 @@ from .client import redact
 from .stream import ADVANCING_STATUSES, StreamProtocolError
 
 __all__ = ["GeminiError", "explain", "server_message", "stream_error_sentence",
-           "failed_sentence", "outcome_sentence", "KEPT"]
+           "failed_sentence", "outcome_sentence", "KEPT", "status_code", "is_connection_error"]
 
 # Our own input checks raise these with one sentence as the message (args.py, prompt.py, and
 # replay.py, which is not imported here because it loads httpx): the message is the answer.
@@ -58,7 +58,7 @@ def _one_line(msg: Any) -> str:
     return msg if len(msg) <= 200 else msg[:199] + "…"
 
 
-def _status(exc: BaseException) -> Optional[int]:
+def status_code(exc: BaseException) -> Optional[int]:
     code = getattr(exc, "status_code", None)
     if isinstance(code, int):
         return code
@@ -74,7 +74,7 @@ _CONNECTION_NAMES = {
 }
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def is_connection_error(exc: BaseException) -> bool:
     names = {c.__name__ for c in type(exc).__mro__}
     return bool(names & _CONNECTION_NAMES)
 
@@ -98,7 +98,7 @@ def explain(
         return f"Stopped{kept}; re-run the cell to ask again."
     if isinstance(exc, StreamProtocolError):
         return f"{str(exc).rstrip('.')}{kept}; check that GeminiMagics.base_url points at a Gemini Interactions endpoint."
-    code = _status(exc)
+    code = status_code(exc)
     name = type(exc).__name__
     if code is not None and code >= 400:
         msg = server_message(exc)
@@ -131,7 +131,7 @@ def explain(
             return (f"The server had an internal error ({code}: {msg}){kept}; this is usually "
                     f"temporary, so re-run the cell in a moment.")
         return f"The request failed ({code}: {msg}); check the cell's options and re-run."
-    if _is_connection_error(exc):
+    if is_connection_error(exc):
         target = where or "the server"
         if "Timeout" in name or "timed out" in str(exc).lower():
             return (f"The request to {target} timed out{kept}; re-run the cell, or raise "

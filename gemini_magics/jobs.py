@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from . import render
 from .display import publish_bundle
-from .errors import explain
+from .errors import explain, status_code
 from .result import GeminiResult
 from .runner import build_result, turn_start
 from .stream import Accumulator
@@ -116,7 +116,7 @@ class BackgroundJob:
                 failures = 0
             except Exception as exc:  # noqa: BLE001 - one sentence in the status output
                 failures += 1
-                if failures >= MAX_POLL_FAILURES or _status_code(exc) == 404:
+                if failures >= MAX_POLL_FAILURES or status_code(exc) == 404:
                     self._give_up(self._poll_error(exc))
                     return
             else:
@@ -142,7 +142,7 @@ class BackgroundJob:
         return data, None
 
     def _poll_error(self, exc: BaseException) -> str:
-        if _status_code(exc) == 404:
+        if status_code(exc) == 404:
             return (f"not found on {self.backend_label}: check the id (`%gemini jobs` lists this "
                     f"kernel's jobs); the local offline server forgets its interactions when the "
                     f"kernel restarts.")
@@ -187,11 +187,6 @@ class BackgroundJob:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-
-def _status_code(exc: BaseException) -> Optional[int]:
-    code = getattr(exc, "status_code", None)
-    return code if isinstance(code, int) else None
 
 
 def result_from_interaction(data: dict, request: Any = None, *, elapsed: float = 0.0,
@@ -301,7 +296,7 @@ def cancel_job(ident: str, *, client: Any, backend_label: str) -> str:
     try:
         interaction = client.interactions.cancel(ident)
     except Exception as exc:  # noqa: BLE001 - one sentence
-        if _status_code(exc) == 404:
+        if status_code(exc) == 404:
             return (f"No background job {ident} on {backend_label}: check the id (%gemini jobs "
                     f"lists this kernel's jobs).")
         return f"Could not cancel {ident}: {explain(exc, where=backend_label)}"

@@ -306,9 +306,14 @@ OPTIONS: tuple = (
     Option("base_url", str, request=False,
            setting="Send requests to this Interactions endpoint instead.",
            example="http://127.0.0.1:9"),
-    Option("engine", ("local", "echo"), request=False,
-           setting="Engine of the local server (default: env GEMINI_MAGICS_ENGINE, else local).",
+    Option("engine", ("local", "echo", "openai"), request=False,
+           setting="Engine of the local server (default: env GEMINI_MAGICS_ENGINE, else local; "
+                   "openai: the server at env GEMINI_MAGICS_ENGINE_URL).",
            example="echo"),
+    Option("server", ("shared", "inprocess"), request=False,
+           setting="Where the offline server runs: one process shared by all your kernels "
+                   "(default: env GEMINI_MAGICS_SERVER, else shared), or inside this kernel.",
+           example="inprocess"),
     Option("fast_stream", bool, True, request=False,
            setting="Read the SSE stream directly (fast); off: the SDK's event iterator.",
            example="False"),

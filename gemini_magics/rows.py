@@ -30,7 +30,7 @@ from .args import ArgsError, parse
 from .cell import build_parts, resolve_names
 from .client import Backend, get_client, resolve_backend
 from .conversation import user_step
-from .errors import GeminiError, _is_connection_error, _status, explain
+from .errors import GeminiError, explain, is_connection_error, status_code
 from .media import MediaError
 from .options import SETTINGS
 from .prompt import PromptError
@@ -216,7 +216,7 @@ def retry_delay(exc: BaseException, attempt: int) -> float:
 def _transient(exc: BaseException, code: Optional[int]) -> bool:
     if code is not None:
         return code >= 500 or code == 408
-    return _is_connection_error(exc)
+    return is_connection_error(exc)
 
 
 def _interaction_dict(answer: Any) -> dict:
@@ -332,7 +332,7 @@ def _send_row(client: Any, row: Rendered, gate: Gate, stop: threading.Event,
             result = _send_once(client, row)
         except Exception as exc:  # noqa: BLE001 - every failure is the row's sentence
             gate.release(ok=False)
-            code = _status(exc)
+            code = status_code(exc)
             if code == 429 and waits < MAX_RATE_WAITS:
                 gate.throttled(retry_delay(exc, waits))
                 waits += 1
