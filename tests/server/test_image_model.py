@@ -89,9 +89,10 @@ def test_streamed_image_arrives_as_one_image_delta(client, http):
     kinds = [e.event_type for e in events]
     assert kinds[0] == "interaction.created" and kinds[-1] == "interaction.completed"
     deltas = [e.delta for e in events if e.event_type == "step.delta"]
-    assert [d.type for d in deltas] == ["thought_signature", "text", "image"]
-    assert deltas[1].text.startswith("Offline rendering")
-    image = deltas[2]
+    assert [d.type for d in deltas] == ["image"]  # the note is the step.start's first content
+    output = [e.step for e in events if e.event_type == "step.start"][-1]
+    assert output.content[0].text.startswith("Offline rendering")
+    image = deltas[0]
     assert image.mime_type == "image/png" and pil(image).size == (512, 512)
     assert events[-1].interaction.status == "completed"
 

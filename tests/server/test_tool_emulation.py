@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import jsonschema
 import pytest
 from pydantic import BaseModel, create_model
-from strict import strict_event, strict_interaction
+from strict import strict_event, streamed_text, strict_interaction
 from test_tools import interaction, scripted_server, sdk_client
 
 from gemini_magics.catalog import BUILTIN_TOOLS
@@ -102,11 +102,12 @@ def test_streamed_tool_steps_are_strict_sdk_events():
     assert [e.event_type for e in got] == [e["event_type"] for e in events]
     deltas = [e.delta.type for e in got if e.event_type == "step.delta"]
     assert "google_search_call" in deltas and "code_execution_result" in deltas
-    assert "thought_summary" in deltas  # computer use says it is offline
+    assert "google_search_result" not in deltas  # the real API streams no search result
+    thoughts = [e.step for e in got if e.event_type == "step.start" and e.step.type == "thought"]
+    assert "offline" in thoughts[0].summary[0].text  # computer use says so, in step.start
     signed = wire_events(3, {"type": "thought", "signature": "c2ln"})
-    assert signed == [{"event_type": "step.start", "index": 3, "step": {"type": "thought"}},
-                      {"event_type": "step.delta", "index": 3,
-                       "delta": {"type": "thought_signature", "signature": "c2ln"}},
+    assert signed == [{"event_type": "step.start", "index": 3,
+                       "step": {"type": "thought", "signature": "c2ln"}},
                       {"event_type": "step.stop", "index": 3}]
 
 
@@ -504,8 +505,7 @@ def test_emulated_search_streams_steps_and_offline_citations(tool_server):
     notes = [a for e in events if e.event_type == "step.delta" and e.delta.type == "text_annotation_delta"
              for a in e.delta.annotations]
     assert [urlparse(a.url).hostname for a in notes] == ["offline.invalid"]
-    text = "".join(e.delta.text for e in events if e.event_type == "step.delta" and e.delta.type == "text")
-    assert text.startswith("Answer: ")
+    assert streamed_text(events).startswith("Answer: ")
     assert events[-1].interaction.status == "completed"
 
     i = client.interactions.create(model="gemini-3.5-flash", input="Who won the euro 2024?",
@@ -516,3 +516,28 @@ def test_emulated_search_streams_steps_and_offline_citations(tool_server):
     assert [a.url for a in text.annotations] == ["https://offline.invalid/search?q=Who+won+the+euro+2024"]
     assert text.annotations[0].end_index == len(i.output_text.encode())
     assert "[[1]](https://offline.invalid/search?q=Who+won+the+euro+2024)" in render_step_markdown(i.steps[-1])
+
+
+def test_served_tool_steps_are_signed_and_the_search_result_streams_empty(tool_server):
+    """Like the real API: built-in tool steps carry a signature (the call's in its delta), and
+    a google_search_result's step.start has an empty result with no delta: its
+    search_suggestions come with get (or a non-streaming create)."""
+    client = sdk_client(tool_server.base_url)
+    events = list(client.interactions.create(model="gemini-3.5-flash", input="Who won the euro 2024?",
+                                             tools=parse_tools("google_search,code_execution"), stream=True))
+    by_index: dict = {}
+    for e in events:
+        if e.event_type in ("step.start", "step.delta"):
+            by_index.setdefault(e.index, []).append(e)
+    search_call, search_result = by_index[0], by_index[1]
+    assert search_call[1].delta.type == "google_search_call" and search_call[1].delta.signature
+    assert [e.event_type for e in search_result] == ["step.start"]
+    assert search_result[0].step.result == [] and search_result[0].step.signature
+    code_call = by_index[2]
+    assert code_call[1].delta.signature and code_call[1].delta.arguments.code
+    got = client.interactions.get(events[0].interaction.id)
+    steps = [s for s in got.steps if s.type != "user_input"]
+    assert all(s.signature for s in steps[:4])
+    assert len({s.signature for s in steps[:4]}) == 4
+    assert "Offline emulation" in steps[1].result[0].search_suggestions
+    assert steps[1].signature == search_result[0].step.signature
