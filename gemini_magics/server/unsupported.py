@@ -57,9 +57,11 @@ def priority_routes(guard, interactions: str) -> list[Route]:
         Route(interactions + "/live", guard(live), methods=_METHODS),
         Route(interactions + "/{id}/auth_tokens", guard(_answer(
             "Creating ephemeral auth tokens for an interaction")), methods=_METHODS),
-        # the SDK's Live client: {base}/ws/google.ai.generativelanguage.{v}.GenerativeService.
-        # BidiGenerateContent[Constrained] (the HTTP protocol refuses the upgrade, so it lands here)
+        # the SDKs' Live client: {base}/ws/google.ai.generativelanguage.{v}.GenerativeService.
+        # BidiGenerateContent[Constrained] (the HTTP protocol refuses the upgrade, so it lands
+        # here); JS joins it to a base URL ending in "/", hence "//ws/..." (an empty prefix)
         Route("/ws/{rpc:path}", guard(live), methods=_METHODS),
+        Route("/{prefix:path}/ws/{rpc:path}", guard(live), methods=_METHODS),
     ]
 
 
