@@ -96,6 +96,8 @@ def test_get_returns_the_whole_timeline_and_create_the_outputs(client, http):
     raw = http.get(f"/v1beta/interactions/{i.id}").json()
     strict_interaction(raw)
     assert raw["service_tier"] == "standard" and i.service_tier == "standard"
+    flex = client.interactions.create(model="m", input="cheap", service_tier="flex")
+    assert flex.service_tier == "flex"  # the tier asked for is the tier reported
     later = client.interactions.create(model="m", input="next", previous_interaction_id=i.id)
     got = client.interactions.get(later.id)  # this turn's input only, not the chain
     assert [s.type for s in got.steps] == ["user_input", "thought", "model_output"]
