@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import struct
 from typing import Optional
@@ -21,6 +22,7 @@ _TAG_BYTES = 6
 _MAX_DIGITS = 12
 
 
+@functools.lru_cache(maxsize=1024)  # a stream asks once per event
 def _tag(interaction_id: str) -> bytes:
     return hashlib.blake2b(interaction_id.encode("utf-8", "replace"),
                            digest_size=_TAG_BYTES).digest()
