@@ -1,7 +1,7 @@
 """Starlette routes for the Interactions API: create, get, cancel, delete under any version.
 
 `/{prefix}/interactions[/{id}[/cancel]]` with any prefix (`v1`, `v1beta`, `proxy/v1beta`), as the
-SDKs build it from `base_url`. Every failure is a Google-style JSON error (`protocol.ApiError`):
+SDKs build it from `base_url`; the SDKs' routes we cannot serve answer 501 (`unsupported`). Every failure is a Google-style JSON error (`protocol.ApiError`):
 bad input is a 4xx, an internal fault a failed turn (or, for a store that cannot be read, a 500
 saying so). Turns run on a `FairPool` (engines block); readers follow them through `sse.follow`.
 Parsing, chain reads and store lookups run off the event loop, so one large request does not
@@ -36,9 +36,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from . import sse
+from . import sse, unsupported
 from .batches import add_routes
 from .engines.base import Engine
+from .event_ids import resume_position
 from .protocol import (MAX_BODY_BYTES, ApiError, CreateRequest, bad, parse_bool_param,
                        parse_create, parse_json_body, shown)
 from .producers import pick_producer
@@ -60,6 +61,7 @@ READ_TIMEOUT_SECONDS = 10.0   # for a request head, and for each gap in a reques
 IDLE_TIMEOUT_SECONDS = 5.0    # a kept-alive connection with no new request is closed
 WRITE_TIMEOUT_SECONDS = 60.0  # a client that reads nothing of its response this long is dropped
 MIN_BODY_RATE = 64 * 1024     # bytes/s a body must keep up after its first READ_TIMEOUT
+DEFAULT_SERVICE_TIER = "standard"  # what the real API reports when none was asked for
 
 
 class EventStream(StreamingResponse):
@@ -311,6 +313,7 @@ class InteractionService:
         if req.previous_interaction_id:
             resource["previous_interaction_id"] = req.previous_interaction_id
         resource.update(req.echo)
+        resource.setdefault("service_tier", DEFAULT_SERVICE_TIER)
         rec = TurnRecorder(resource, req.input_steps)
         begin(rec)
         ctx = TurnContext(request=req, history=history, engine=self.engine, recorder=rec)
@@ -356,18 +359,18 @@ class InteractionService:
         q = request.query_params
         stream = _query_stream(request)
         include_input = parse_bool_param(q.get("include_input"), "include_input")
-        start = _event_position(q.get("last_event_id"))
+        start = resume_position(q.get("last_event_id"), interaction_id)
         rec = self.live.get(interaction_id)
         if rec is not None:
             if stream:
                 return EventStream(sse.frames(sse.follow(rec, start)))
-            return _Json(rec.snapshot(include_input))
+            return _Json(rec.snapshot(include_input, timeline=True))
         stored = await asyncio.to_thread(self.store.get, interaction_id, stream)
         if stored is None:
             raise _not_found(interaction_id)
         if stream:
             return EventStream(sse.replay(stored["events"][start:]))
-        return _Json(_resource(stored, include_input))
+        return _Json(_resource(stored, include_input, timeline=True))
 
     async def cancel(self, request: Request) -> Response:
         self.check_key(request)
@@ -422,25 +425,15 @@ def _client_of(request: Request) -> str:
     return f"{host} {digest}"
 
 
-def _resource(stored: dict, include_input: bool) -> dict:
-    return resource_with_steps(stored["resource"], stored["input"], stored["steps"], include_input)
+def _resource(stored: dict, include_input: bool, timeline: bool = False) -> dict:
+    return resource_with_steps(stored["resource"], stored["input"], stored["steps"], include_input,
+                               timeline)
 
 
 def _query_stream(request: Request) -> bool:
     """Whether the query asks for SSE: `alt=sse` (the SDKs) or `stream=true`."""
     q = request.query_params
     return q.get("alt") == "sse" or parse_bool_param(q.get("stream"), "stream")
-
-
-def _event_position(value: Optional[str]) -> int:
-    """Events after `last_event_id` (ids are 1-based positions): ASCII digits only, at most 12
-    (str.isdigit also takes "²", which int() refuses, and int() takes Arabic-Indic digits)."""
-    if value is None or value == "":
-        return 0
-    if not (value.isascii() and value.isdigit() and len(value) <= 12):
-        raise bad(f"Query parameter 'last_event_id' must be an event_id from this interaction's "
-                  f"stream (a number of at most 12 digits), not {shown(value)}.")
-    return int(value)
 
 
 def _not_found(interaction_id: str) -> ApiError:
@@ -511,6 +504,7 @@ class _App(Starlette):
 def create_app(service: InteractionService) -> Starlette:
     p = "/{prefix:path}/interactions"
     routes = [
+        *unsupported.priority_routes(_guard, p), *unsupported.routes(_guard),  # 501s
         Route(p, _guard(service.create), methods=["POST"]),
         Route(p + "/{id}", _guard(service.get), methods=["GET"]),
         Route(p + "/{id}", _guard(service.delete), methods=["DELETE"]),

@@ -115,6 +115,32 @@ def _allowed(function_tools: list[dict], tool_choice: Any) -> tuple[list[dict], 
     return list(function_tools), mode not in ("any", "validated")
 
 
+_WORD = re.compile(r"[a-z]{4,}")
+_COMMON = set("""about also been could does from give have into just like make more most much
+need only over please should show some such tell than that their them then there they this
+very want were what when where which will with would your
+based current given information list name number result return specified type using value
+""".split())  # the last line: words of many function descriptions, saying nothing of the topic
+
+
+def _stems(text: str) -> set[str]:
+    """Content words of `text` (4+ letters, common words dropped), lightly stemmed."""
+    words = _WORD.findall(re.sub(r"([a-z])([A-Z])", r"\1 \2", text).replace("_", " ").lower())
+    return {re.sub(r"(ing|ed|es|s)$", "", w) for w in words if w not in _COMMON}
+
+
+def _asked_for(function_tools: list[dict], messages: list[dict]) -> bool:
+    """Whether the user's last message is about one of the functions (shares a content word
+    with its name or description), as "What is the temperature in London?" is about
+    get_current_temperature. A 135M model's call-or-answer choice is a coin flip; a real model
+    calls the function the question is about, so then the answer option is withheld."""
+    last = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+    if not isinstance(last, str) or last.lstrip().startswith("[function result"):
+        return False
+    asked = _stems(last)
+    return any(asked & _stems(f"{t['name']} {t.get('description') or ''}") for t in function_tools)
+
+
 def _instructions(function_tools: list[dict], allow_answer: bool) -> str:
     lines = ["You can call these functions:"]
     for t in function_tools:
@@ -136,7 +162,8 @@ def plan_function_call(engine: Engine, messages: list[dict], function_tools: lis
 
     Returns `{"name": ..., "arguments": {...}}` with arguments valid against that function's
     `parameters` schema, or None when the model chooses to answer in text (or `tool_choice` is
-    "none", or the reply was cut off and does not validate). `on_text` sees the raw JSON chunks
+    "none", or the reply was cut off and does not validate). With `tool_choice` "auto", a
+    question about one of the functions (`_asked_for`) gets no option to answer instead. `on_text` sees the raw JSON chunks
     and may return False to cancel. `usage`, if given, receives input_tokens/output_tokens.
     """
     import jsonschema  # deferred: slow to import (~1.5 s cold), only planning needs it
@@ -145,6 +172,8 @@ def plan_function_call(engine: Engine, messages: list[dict], function_tools: lis
     tools, allow_answer = _allowed(tools, tool_choice)
     if not tools:
         return None
+    if allow_answer and _asked_for(tools, messages):
+        allow_answer = False
     schema = function_call_schema(tools, allow_answer=allow_answer)
     msgs = [dict(m) for m in messages]
     guide = _instructions(tools, allow_answer)

@@ -8,8 +8,10 @@ Reference: shared/interactions-protocol.md (sections 2, 4, 5 and 9).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -40,8 +42,17 @@ ECHOED_FIELDS = (
 
 _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                  404: "NOT_FOUND", 405: "INVALID_ARGUMENT", 408: "DEADLINE_EXCEEDED",
-                 413: "INVALID_ARGUMENT", 500: "INTERNAL"}
+                 413: "INVALID_ARGUMENT", 500: "INTERNAL", 501: "UNIMPLEMENTED"}
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+log = logging.getLogger(__name__)
+# The deprecation note for generation_config.image_config is logged once per process: it is
+# still honoured (the SDKs send it), but the API moved image settings to response_format.
+image_config_noted = threading.Event()
+IMAGE_CONFIG_NOTE = ("generation_config.image_config is deprecated: the Interactions API takes "
+                     "image settings in a response_format entry, e.g. {\"type\": \"image\", "
+                     "\"aspect_ratio\": \"16:9\", \"image_size\": \"1K\"}; it is still honoured "
+                     "(response_format wins where both are given).")
 
 
 class ApiError(Exception):
@@ -340,6 +351,9 @@ def _check_image_options(gen: dict, rf: Any) -> None:
         if not isinstance(config, dict):
             raise bad(f"'generation_config.image_config' must be an object, not a {_kind(config)}.")
         places.append(("generation_config.image_config", config))
+        if not image_config_noted.is_set():
+            image_config_noted.set()
+            log.warning(IMAGE_CONFIG_NOTE)
     places += [(where, fmt) for where, fmt in response_formats(rf)
                if isinstance(fmt, dict) and fmt.get("type") == "image"]
     if not places:

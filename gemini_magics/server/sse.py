@@ -1,7 +1,8 @@
 """Server-sent events: framing, and async readers that follow a turn produced on a thread.
 
-Framing is `event: <type>` + `data: <json with event_type and event_id>` + a blank line. Each
-event is written as soon as it exists; events that are already waiting when the socket is ready
+Framing is `event: <type>` + `data: <json with event_type and event_id>` + a blank line, and a
+stream ends with `data: [DONE]` after its last event, as the real API's do (both SDKs stop
+reading there; a plain EOF would end them too). Each event is written as soon as it exists; events that are already waiting when the socket is ready
 go out in one write (see `follow`), never held back for more. We use starlette's StreamingResponse rather than a dependency
 such as sse-starlette: the format is two lines, and StreamingResponse already cancels the
 generator when the client disconnects (uvicorn's h11 protocol reports ASGI spec 2.3), which is
@@ -19,6 +20,7 @@ from .turns import TurnRecorder
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MEDIA_TYPE = "text/event-stream"
+DONE = b"data: [DONE]\n\n"
 
 
 def frame(event_type: str, data: str) -> bytes:
@@ -90,11 +92,14 @@ async def wait_done(rec: TurnRecorder) -> None:
 
 
 async def frames(batches: AsyncIterator[list[tuple[str, str]]]) -> AsyncIterator[bytes]:
+    """The followed events as SSE bytes, then `[DONE]` (the turn has ended)."""
     async for batch in batches:
         yield b"".join(frame(event_type, data) for event_type, data in batch)
+    yield DONE
 
 
 async def replay(events: list, max_batch: int = 256) -> AsyncIterator[bytes]:
-    """Frames of stored events, given as [event_type, data] pairs."""
+    """Frames of stored events, given as [event_type, data] pairs, then `[DONE]`."""
     for k in range(0, len(events), max_batch):
         yield b"".join(frame(t, d) for t, d in events[k:k + max_batch])
+    yield DONE

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Callable, Optional
 
 from .engines.base import Engine, EngineRequest, GenerationParams
+from .event_ids import event_id
 from .protocol import CreateRequest
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,10 @@ class TurnRecorder:
     """The live state of one interaction: its resource, steps so far and SSE events.
 
     Written by the producer's thread, read by the event loop. `events` is append-only
-    (event_type, json_data) pairs; event ids are their 1-based positions.
+    (event_type, json_data) pairs; event ids are opaque tokens of their 1-based positions
+    (`event_ids`). As in the real API, a step's `step.start` carries its first content (text,
+    thought summary) when there is some, so a streamed step's start waits for it (`_pending`),
+    and every `step.stop` carries the step's `step_usage` and the interaction's `usage` so far.
     """
 
     def __init__(self, resource: dict, input_steps: list[dict]):
@@ -63,6 +67,8 @@ class TurnRecorder:
         self._steps: list[dict] = []
         self._chunks: dict[int, list[str]] = {}
         self._annotations: dict[int, list[dict]] = {}
+        self._pending: dict[int, dict] = {}  # step.start payloads waiting for first content
+        self._used = [0, 0]  # input and output tokens of the stopped steps
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
 
@@ -93,7 +99,7 @@ class TurnRecorder:
     def _encode(self, event_type: str, payload: dict) -> tuple[str, str]:
         """The next event as (event_type, json data), numbered after the last one."""
         payload["event_type"] = event_type
-        payload["event_id"] = str(len(self.events) + 1)
+        payload["event_id"] = event_id(self.id, len(self.events) + 1)
         return event_type, json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
                                       allow_nan=False)
 
@@ -106,8 +112,8 @@ class TurnRecorder:
         if outcome.errors:
             res["errors"] = outcome.errors
         brief = {k: res[k] for k in ("id", "object", "status", "model", "agent", "created",
-                                      "updated", "usage", "previous_interaction_id",
-                                      "environment_id", "errors")
+                                      "updated", "usage", "service_tier",
+                                      "previous_interaction_id", "environment_id", "errors")
                  if k in res}
         with self._lock:
             return res, self._encode("interaction.completed", {"interaction": brief})
@@ -120,27 +126,49 @@ class TurnRecorder:
         self.done.set()
         self._notify()
 
-    def start_step(self, step: dict, announce: Optional[dict] = None) -> int:
-        """Open a step (kept as `step`); stream `announce` (default: just its type)."""
+    def start_step(self, step: dict, announce: Optional[dict] = None,
+                   wait_for_content: bool = False) -> int:
+        """Open a step (kept as `step`); stream `announce` (default: just its type) as its
+        step.start, at once or, with `wait_for_content`, with the first text of `text()`."""
         with self._lock:
             index = len(self._steps)
             self._steps.append(dict(step))
-        self.emit("step.start", {"index": index, "step": announce or {"type": step["type"]}})
+        payload = {"index": index, "step": announce or {"type": step["type"]}}
+        if wait_for_content:
+            with self._lock:
+                self._pending[index] = payload
+        else:
+            self.emit("step.start", payload)
         return index
 
+    def _flush_start(self, index: int, content: Optional[dict] = None) -> bool:
+        """Emit a waiting step.start (with `content` as its first content); False if it was
+        already out."""
+        with self._lock:
+            payload = self._pending.pop(index, None)
+        if payload is None:
+            return False
+        if content is not None:
+            payload["step"] = {**payload["step"], "content": [content]}
+        self.emit("step.start", payload)
+        return True
+
     def text(self, index: int, text: str) -> None:
-        """Append text to a model_output step and stream it as a text delta."""
+        """Append text to a model_output step and stream it: in its step.start if that is
+        still waiting, else as a text delta."""
         if not text:
             return
         with self._lock:
             self._chunks.setdefault(index, []).append(text)
-        self.emit("step.delta", {"index": index, "delta": {"type": "text", "text": text}})
+        if not self._flush_start(index, {"type": "text", "text": text}):
+            self.emit("step.delta", {"index": index, "delta": {"type": "text", "text": text}})
 
     def delta(self, index: int, delta: dict, update: Optional[dict] = None) -> None:
         """Stream any other delta; `update` is merged into the kept step."""
         if update:
             with self._lock:
                 self._steps[index].update(update)
+        self._flush_start(index)
         self.emit("step.delta", {"index": index, "delta": delta})
 
     def annotate(self, index: int, annotations: list[dict]) -> None:
@@ -150,16 +178,36 @@ class TurnRecorder:
             return
         with self._lock:
             self._annotations.setdefault(index, []).extend(annotations)
+        self._flush_start(index)
         self.emit("step.delta", {"index": index, "delta": {"type": "text_annotation_delta",
                                                            "annotations": list(annotations)}})
 
-    def stop_step(self, index: int) -> None:
-        self.emit("step.stop", {"index": index})
+    def stop_step(self, index: int, input_tokens: int = 0, output_tokens: int = 0) -> None:
+        """Close a step; its tokens count towards the `usage` every later step.stop reports."""
+        self._flush_start(index)
+        with self._lock:
+            self._used[0] += input_tokens
+            self._used[1] += output_tokens
+            used = tuple(self._used)
+        self.emit("step.stop", {"index": index,
+                                "step_usage": make_usage(input_tokens, output_tokens),
+                                "usage": make_usage(*used)})
 
     def streamed_text(self, index: int) -> str:
         """The text streamed so far into step `index` (by `text`)."""
         with self._lock:
             return "".join(self._chunks.get(index, ()))
+
+    def add_usage(self, input_tokens: int, output_tokens: int) -> None:
+        """Count tokens spent outside any step (a planning pass that called no function)."""
+        with self._lock:
+            self._used[0] += input_tokens
+            self._used[1] += output_tokens
+
+    def next_index(self) -> int:
+        """The index the next `start_step` gets."""
+        with self._lock:
+            return len(self._steps)
 
     @property
     def cancelled(self) -> bool:
@@ -180,19 +228,21 @@ class TurnRecorder:
                 out.append(step)
             return out
 
-    def snapshot(self, include_input: bool = False) -> dict:
-        return resource_with_steps(self.resource, self.input_steps, self.steps(), include_input)
+    def snapshot(self, include_input: bool = False, timeline: bool = False) -> dict:
+        return resource_with_steps(self.resource, self.input_steps, self.steps(), include_input,
+                                   timeline)
 
 
 def resource_with_steps(resource: dict, input_steps: list[dict], steps: list[dict],
-                        include_input: bool) -> dict:
-    """The Interaction resource as get returns it, live or stored: its output `steps`, or with
-    `include_input` the input too (as `input`, and ahead of the outputs in `steps`)."""
+                        include_input: bool, timeline: bool = False) -> dict:
+    """The Interaction resource, live or stored. Create and cancel answer with the output
+    `steps` only; get (`timeline`) answers with the whole turn, its input steps (the
+    `user_input`) ahead of the outputs, as the real API does. `include_input` also returns the
+    input as `input`."""
     res = dict(resource)
-    res["steps"] = steps
+    res["steps"] = list(input_steps) + steps if timeline or include_input else steps
     if include_input:
         res["input"] = input_steps
-        res["steps"] = list(input_steps) + steps
     return res
 
 
@@ -222,12 +272,9 @@ StepProducer = Callable[[TurnContext], Outcome]
 
 
 def emit_thought(rec: TurnRecorder) -> None:
-    """A thought step carrying only a signature, as Gemini 3 models stream one first."""
-    signature = base64.b64encode(f"gemini-magics:{rec.id}".encode()).decode()
-    t = rec.start_step({"type": "thought"})
-    rec.delta(t, {"type": "thought_signature", "signature": signature},
-              update={"signature": signature})
-    rec.stop_step(t)
+    """A thought step carrying only a signature (in its step.start, no delta), as Gemini 3
+    models stream one first."""
+    record_step(rec, {"type": "thought", "signature": step_signature(rec, rec.next_index())})
 
 
 def stream_model_output(ctx: TurnContext, messages: Optional[list[dict]] = None,
@@ -238,7 +285,7 @@ def stream_model_output(ctx: TurnContext, messages: Optional[list[dict]] = None,
     rec, req = ctx.recorder, ctx.request
     if messages is None:
         messages = history_to_messages(req.system_instruction, ctx.all_steps)
-    out = rec.start_step({"type": "model_output"})
+    out = rec.start_step({"type": "model_output"}, wait_for_content=True)
     engine_request = EngineRequest(model=req.name, messages=messages,
                                    params=generation_params(req.generation_config),
                                    json_schema=req.json_schema())
@@ -249,12 +296,16 @@ def stream_model_output(ctx: TurnContext, messages: Optional[list[dict]] = None,
         rec.text(out, chunk)
         return not rec.cancelled
 
+    result = None
     try:
         result = ctx.engine.generate(engine_request, on_text)
         if cite is not None:
             rec.annotate(out, cite(rec.streamed_text(out)))
     finally:
-        rec.stop_step(out)
+        if result is None:
+            rec.stop_step(out)
+        else:
+            rec.stop_step(out, result.input_tokens, result.output_tokens)
     status = "cancelled" if rec.cancelled else FINISH_STATUS.get(result.finish, "completed")
     return Outcome(status, result.input_tokens, result.output_tokens)
 
@@ -382,26 +433,39 @@ def function_call_events(index: int, call_id: str, name: str, arguments: dict,
     return events
 
 
-# Fields a tool step carries in its delta (the rest, identity fields, go in step.start).
-_PAYLOAD = {"arguments": {}, "result": [], "is_error": None, "search_type": None}
+# Fields a tool step carries in its delta (the rest, identity fields, go in step.start, with an
+# empty value for the payload fields marked here by one).
+_PAYLOAD = {"arguments": {}, "result": [], "is_error": None, "search_type": None,
+            "signature": None}
+# Tool results the real API does not stream: step.start has an empty `result` (and the step's
+# signature), no delta follows; the result is in the stored step (get, non-streaming create).
+UNSTREAMED_RESULTS = {"google_search_result"}
 
 
 def wire_events(index: int, step: dict) -> list[dict]:
     """Streaming events for any complete step (function calls get `arguments_delta`s).
 
     Tool steps: `step.start` with the identity fields and empty payload, one `step.delta` of
-    the step's own type with the payload (the SDK's `*CallDelta`/`*ResultDelta`), `step.stop`.
-    Thoughts stream their summary as `thought_summary` and their signature as
-    `thought_signature` deltas, as the real API does.
+    the step's own type with the payload and signature (the SDK's `*CallDelta` /
+    `*ResultDelta`), `step.stop`; `UNSTREAMED_RESULTS` stream no payload. Thoughts put their
+    signature and first summary item in `step.start`, as the real API does, and stream any
+    further summary items as `thought_summary` deltas.
     """
     kind = step.get("type")
     if kind == "function_call":
         return function_call_events(index, step["id"], step["name"], step.get("arguments") or {})
     if kind == "thought":
         start = {"type": "thought"}
-        deltas = [{"type": "thought_summary", "content": c} for c in step.get("summary") or []]
         if step.get("signature"):
-            deltas.append({"type": "thought_signature", "signature": step["signature"]})
+            start["signature"] = step["signature"]
+        summary = list(step.get("summary") or [])
+        if summary:
+            start["summary"] = summary[:1]
+        deltas = [{"type": "thought_summary", "content": c} for c in summary[1:]]
+    elif kind in UNSTREAMED_RESULTS:
+        start = {k: v for k, v in step.items() if k != "result"}
+        start["result"] = []
+        deltas = []
     else:
         start, payload = {}, {"type": kind}
         for k, v in step.items():
@@ -418,14 +482,22 @@ def wire_events(index: int, step: dict) -> list[dict]:
     return events
 
 
-def record_step(recorder: TurnRecorder, step: dict) -> int:
-    """Emit a complete step through a `TurnRecorder` (start, deltas, stop); its index."""
+def record_step(recorder: TurnRecorder, step: dict, input_tokens: int = 0,
+                output_tokens: int = 0) -> int:
+    """Emit a complete step through a `TurnRecorder` (start, deltas, stop, the stop counting
+    the step's tokens); its index."""
     events = wire_events(0, step)
     index = recorder.start_step(step, announce=events[0]["step"])
     for event in events[1:-1]:
         recorder.delta(index, event["delta"])
-    recorder.stop_step(index)
+    recorder.stop_step(index, input_tokens, output_tokens)
     return index
+
+
+def step_signature(rec: TurnRecorder, index: int) -> str:
+    """An opaque signature for step `index` of this turn (base64, as the real API's thought
+    signatures): clients keep it and send it back; the local server does not check it."""
+    return base64.b64encode(f"gemini-magics:{rec.id}:{index}".encode()).decode("ascii")
 
 
 Keep = Callable[[dict, list, list, list], None]  # (resource, input steps, steps, events)
@@ -474,7 +546,8 @@ def begin(rec: TurnRecorder) -> None:
     """The two events every stream starts with."""
     res = rec.resource
     brief = {k: res[k] for k in ("id", "object", "status", "model", "agent", "created",
-                                  "updated", "previous_interaction_id", "environment_id")
+                                  "updated", "service_tier", "previous_interaction_id",
+                                  "environment_id")
              if k in res}
     rec.emit("interaction.created", {"interaction": brief})
     rec.emit("interaction.status_update", {"interaction_id": res["id"], "status": res["status"]})

@@ -89,9 +89,10 @@ def test_streamed_image_arrives_as_one_image_delta(client, http):
     kinds = [e.event_type for e in events]
     assert kinds[0] == "interaction.created" and kinds[-1] == "interaction.completed"
     deltas = [e.delta for e in events if e.event_type == "step.delta"]
-    assert [d.type for d in deltas] == ["thought_signature", "text", "image"]
-    assert deltas[1].text.startswith("Offline rendering")
-    image = deltas[2]
+    assert [d.type for d in deltas] == ["image"]  # the note is the step.start's first content
+    output = [e.step for e in events if e.event_type == "step.start"][-1]
+    assert output.content[0].text.startswith("Offline rendering")
+    image = deltas[0]
     assert image.mime_type == "image/png" and pil(image).size == (512, 512)
     assert events[-1].interaction.status == "completed"
 
@@ -275,3 +276,28 @@ def test_local_engine_reads_media_and_image_models_still_draw(local_server, loca
         inline("photo.jpg", "image/jpeg"), {"type": "text", "text": "make it grayscale"}],
         generation_config={"image_config": {"image_size": "512"}})
     assert is_grey(pil(edit.output_image))
+
+
+def test_image_config_is_honoured_with_one_deprecation_note(client, caplog):
+    """The deprecated generation_config.image_config still works, and says once (per process)
+    that a response_format image entry is the current spelling; that one logs nothing."""
+    import logging
+
+    from gemini_magics.server import protocol
+
+    protocol.image_config_noted.clear()
+    with caplog.at_level(logging.WARNING, logger="gemini_magics.server.protocol"):
+        fmt = {"type": "image", "aspect_ratio": "16:9", "image_size": "512",
+               "mime_type": "image/jpeg", "delivery": "inline"}  # the SDK's ImageResponseFormat
+        new = client.interactions.create(model="gemini-3.5-flash", input="a red circle",
+                                         response_format=fmt)
+        assert pil(new.output_image).size == (512, 288)
+        assert new.output_image.mime_type == "image/jpeg"
+        assert not [r for r in caplog.records if "image_config" in r.getMessage()]
+        for _ in range(2):
+            old = client.interactions.create(model=IMAGE_MODEL, input="a red circle",
+                                             generation_config={"image_config": {
+                                                 "aspect_ratio": "16:9", "image_size": "512"}})
+            assert pil(old.output_image).size == (512, 288)
+    notes = [r for r in caplog.records if "image_config is deprecated" in r.getMessage()]
+    assert len(notes) == 1 and "response_format" in notes[0].getMessage()

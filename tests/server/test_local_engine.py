@@ -315,3 +315,23 @@ def test_concurrent_calls_all_finish_and_one_can_cancel(engine):
 def test_messages_are_required(engine):
     with pytest.raises(ValueError, match="at least one user turn"):
         engine.generate(EngineRequest(model="m", messages=[]), lambda c: True)
+
+
+def test_without_a_seed_the_same_request_gives_the_same_reply(engine):
+    """The default seed (local.DEFAULT_SEED): a notebook or test that passed once passes again."""
+    first, _ = ask(engine, STORY, max_output_tokens=24, temperature=1.0)
+    again, _ = ask(engine, STORY, max_output_tokens=24, temperature=1.0)
+    assert first.text == again.text and first.text
+
+
+def test_our_own_length_cap_completes_the_reply(engine, monkeypatch):
+    """Reaching DEFAULT_MAX_OUTPUT_TOKENS (the request set none) ends "stop", so the turn is
+    completed (the quickstart's background poll waits for that), while a limit the caller set
+    still ends "length" (incomplete)."""
+    from gemini_magics.server.engines import local
+
+    monkeypatch.setattr(local, "DEFAULT_MAX_OUTPUT_TOKENS", 6)
+    result, _ = ask(engine, STORY)
+    assert result.output_tokens <= 6 and result.finish == "stop"
+    capped, _ = ask(engine, STORY, max_output_tokens=6)
+    assert capped.finish == "length"

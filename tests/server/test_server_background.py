@@ -9,6 +9,9 @@ import time
 import httpx
 import pytest
 from google.genai import _interactions as errors
+from strict import streamed_text
+
+from gemini_magics.server.event_ids import resume_position
 
 SLOW = "/words 400 delay=0.01"  # ~4 s if nobody cancels it
 WAIT_S = 30
@@ -98,10 +101,8 @@ def test_get_stream_follows_a_running_interaction(client):
     assert events[0].event_type == "interaction.created"
     assert events[-1].event_type == "interaction.completed"
     assert events[-1].interaction.status == "completed"
-    text = "".join(e.delta.text for e in events if e.event_type == "step.delta"
-                   and e.delta.type == "text")
-    assert _words(text) == [f"w{k}" for k in range(1, 51)]
-    ids = [int(e.event_id) for e in events]
+    assert _words(streamed_text(events)) == [f"w{k}" for k in range(1, 51)]
+    ids = [resume_position(e.event_id, i.id) for e in events]
     assert ids == list(range(1, len(ids) + 1))
 
 

@@ -6,6 +6,9 @@ import json
 
 import httpx
 from conftest import make_client
+from strict import streamed_text
+
+from gemini_magics.server.event_ids import resume_position
 
 N_STREAMS = 200
 N_WORDS = 50
@@ -13,16 +16,14 @@ N_WORDS = 50
 
 async def _one_stream(c: httpx.AsyncClient, k: int) -> tuple[list[int], str]:
     body = {"model": "m", "input": f"/words {N_WORDS}", "stream": True}
-    ids, text = [], []
+    events = []
     async with c.stream("POST", "/v1/interactions", json=body) as r:
         assert r.status_code == 200
         async for line in r.aiter_lines():
-            if line.startswith("data: "):
-                ev = json.loads(line[6:])
-                ids.append(int(ev["event_id"]))
-                if ev["event_type"] == "step.delta" and ev["delta"]["type"] == "text":
-                    text.append(ev["delta"]["text"])
-    return ids, "".join(text)
+            if line.startswith("data: {"):
+                events.append(json.loads(line[6:]))
+    iid = events[0]["interaction"]["id"]
+    return [resume_position(ev["event_id"], iid) for ev in events], streamed_text(events)
 
 
 def test_200_concurrent_streams_lose_and_reorder_nothing(base_url):
@@ -44,8 +45,7 @@ def test_concurrent_sdk_streams(base_url):
 
         async def one(k):
             stream = await c.aio.interactions.create(model="m", input=f"stream {k}", stream=True)
-            return "".join([e.delta.text async for e in stream
-                            if e.event_type == "step.delta" and e.delta.type == "text"])
+            return streamed_text([e async for e in stream])
 
         return await asyncio.gather(*(one(k) for k in range(20)))
 

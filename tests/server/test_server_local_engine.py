@@ -5,7 +5,7 @@ import time
 
 import httpx
 import pytest
-from strict import parse_sse, strict_event, strict_interaction
+from strict import parse_sse, streamed_text, strict_event, strict_interaction
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -33,8 +33,7 @@ def test_stream_sequence_and_stored_text(local_client):
     kinds = [e.event_type for e in events]
     assert kinds[:3] == ["interaction.created", "interaction.status_update", "step.start"]
     assert kinds[-2:] == ["step.stop", "interaction.completed"]
-    text = "".join(e.delta.text for e in events if e.event_type == "step.delta"
-                   and e.delta.type == "text")
+    text = streamed_text(events)
     assert text.strip()
     stored = local_client.interactions.get(events[0].interaction.id)
     assert stored.output_text == text

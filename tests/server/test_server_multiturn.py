@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 from google.genai import _interactions as errors
-from strict import parse_sse, strict_event, strict_interaction
+from strict import parse_sse, strict_event, streamed_text, strict_interaction
 
 
 def test_stateful_chain_sees_earlier_turns(client):
@@ -36,9 +36,7 @@ def test_stateful_chain_from_a_stream(client):
     first_id = events[0].interaction.id
     events2 = list(client.interactions.create(model="m", input="second", stream=True,
                                               previous_interaction_id=first_id))
-    text = "".join(e.delta.text for e in events2 if e.event_type == "step.delta"
-                   and e.delta.type == "text")
-    assert text.startswith("Echo: I saw 2 user turns and 1 model turn.")
+    assert streamed_text(events2).startswith("Echo: I saw 2 user turns and 1 model turn.")
 
 
 def test_unknown_previous_id_is_404(client):
@@ -85,11 +83,30 @@ def test_stateless_history_with_function_call_steps(client):
     assert "2 user turns and 1 model turn" in i.output_text  # the call and its result were seen
 
 
+def test_get_returns_the_whole_timeline_and_create_the_outputs(client, http):
+    """As the real API: create answers with the output steps, get with the whole turn, its
+    user_input first; the SDK's output_text is the same for both."""
+    i = client.interactions.create(model="m", input="show my input")
+    assert [s.type for s in i.steps] == ["thought", "model_output"]
+    plain = client.interactions.get(i.id)
+    assert [s.type for s in plain.steps] == ["user_input", "thought", "model_output"]
+    assert plain.steps[0].content[0].text == "show my input"
+    assert plain.output_text == i.output_text
+    assert plain.input is None
+    raw = http.get(f"/v1beta/interactions/{i.id}").json()
+    strict_interaction(raw)
+    assert raw["service_tier"] == "standard" and i.service_tier == "standard"
+    flex = client.interactions.create(model="m", input="cheap", service_tier="flex")
+    assert flex.service_tier == "flex"  # the tier asked for is the tier reported
+    later = client.interactions.create(model="m", input="next", previous_interaction_id=i.id)
+    got = client.interactions.get(later.id)  # this turn's input only, not the chain
+    assert [s.type for s in got.steps] == ["user_input", "thought", "model_output"]
+    assert got.steps[0].content[0].text == "next"
+    assert client.interactions.cancel(later.id).steps[0].type == "thought"  # outputs only
+
+
 def test_include_input(client, http):
     i = client.interactions.create(model="m", input="show my input")
-    plain = client.interactions.get(i.id)
-    assert [s.type for s in plain.steps] == ["thought", "model_output"]
-    assert plain.input is None
     full = client.interactions.get(i.id, include_input=True)
     assert [s.type for s in full.steps] == ["user_input", "thought", "model_output"]
     assert full.output_text == i.output_text

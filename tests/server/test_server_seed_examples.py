@@ -16,7 +16,10 @@ def test_streaming(base_url):
     kinds = [line.rsplit("event_type=", 1)[-1].split()[0] for line in out.splitlines()]
     assert kinds[:3] == ["'interaction.created'", "'interaction.status_update'", "'step.start'"]
     assert kinds[-1] == "'interaction.completed'"
-    assert "type='thought_signature'" in out and "TextDelta(text=" in out
+    # as the real API streams: the signature in the thought's step.start, the first text in
+    # the model_output's step.start, the rest as text deltas
+    assert "ThoughtStep(signature='" in out and "TextDelta(text=" in out
+    assert "ModelOutputStep(content=[TextContent(text=" in out
     assert "UNKNOWN" not in out and "'error'" not in out
 
 

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import pytest
-from strict import parse_sse, strict_event
+from strict import parse_sse, strict_event, streamed_text, text_pieces
 
+from gemini_magics.server.event_ids import event_id, resume_position
+
+# As the real API streams: the thought's signature in its step.start (no delta), the answer's
+# first text in the model_output's step.start.
 EXPECTED_ORDER = [
     ("interaction.created", None), ("interaction.status_update", None),
-    ("step.start", "thought"), ("step.delta", "thought_signature"), ("step.stop", None),
+    ("step.start", "thought"), ("step.stop", None),
     ("step.start", "model_output"),
 ]
 
@@ -26,14 +30,15 @@ def test_sdk_stream_has_the_full_typed_sequence(client):
     names = {type(e).__name__ for e in events}
     assert not any(n.startswith("Unknown") or n == "ErrorEvent" for n in names), names
     shapes = [_shape(e) for e in events]
-    assert shapes[:6] == EXPECTED_ORDER
+    assert shapes[:5] == EXPECTED_ORDER
     assert shapes[-2:] == [("step.stop", None), ("interaction.completed", None)]
-    assert set(shapes[6:-2]) == {("step.delta", "text")}
+    assert set(shapes[5:-2]) == {("step.delta", "text")}
+    assert events[2].step.signature and events[4].step.content[0].text == "Echo: "
     ids = [e.event_id for e in events]
     assert all(ids) and len(set(ids)) == len(ids)
-    assert [e.index for e in events if e.event_type.startswith("step.")] == [0, 0, 0] + [1] * (len(events) - 6)
+    assert [e.index for e in events if e.event_type.startswith("step.")] == [0, 0] + [1] * (len(events) - 5)
 
-    text = "".join(e.delta.text for e in events if _shape(e) == ("step.delta", "text"))
+    text = streamed_text(events)
     assert text == "Echo: I saw 1 user turn and 0 model turns. You said: Explain how AI works"
     done = events[-1].interaction
     assert done.status == "completed"
@@ -44,13 +49,13 @@ def test_sdk_stream_has_the_full_typed_sequence(client):
 
 def test_each_word_is_one_delta(client):
     events = list(client.interactions.create(model="m", input="/words 30", stream=True))
-    deltas = [e.delta.text for e in events if _shape(e) == ("step.delta", "text")]
-    assert deltas == [f"w{i} " for i in range(1, 30)] + ["w30"]
+    assert text_pieces(events) == [f"w{i} " for i in range(1, 30)] + ["w30"]
+    assert events[4].step.content[0].text == "w1 "  # the first word starts the step
 
 
 def test_streamed_interaction_is_stored_with_the_same_text(client):
     events = list(client.interactions.create(model="m", input="remember me", stream=True))
-    text = "".join(e.delta.text for e in events if _shape(e) == ("step.delta", "text"))
+    text = streamed_text(events)
     got = client.interactions.get(events[0].interaction.id)
     assert got.output_text == text
     assert got.status == "completed"
@@ -60,7 +65,7 @@ def test_stream_max_output_tokens_completes_as_incomplete(client):
     events = list(client.interactions.create(model="m", input="/words 40", stream=True,
                                              generation_config={"max_output_tokens": 3}))
     assert events[-1].interaction.status == "incomplete"
-    assert sum(1 for e in events if _shape(e) == ("step.delta", "text")) == 3
+    assert len(text_pieces(events)) == 3
 
 
 @pytest.mark.parametrize("how", ["body", "alt", "query"])
@@ -97,4 +102,49 @@ def test_async_sdk_stream(base_url):
 
     events = asyncio.run(run())
     assert events[-1].event_type == "interaction.completed"
-    assert sum(1 for e in events if _shape(e) == ("step.delta", "text")) == 5
+    assert len(text_pieces(events)) == 5
+
+
+def test_stream_ends_with_done_after_the_last_event(http):
+    """Real streams end with `data: [DONE]`; the SDKs (and our client's parser) stop there."""
+    from gemini_magics.stream import iter_sse_events
+
+    with http.stream("POST", "/v1beta/interactions", json={"model": "m", "input": "/words 3",
+                                                          "stream": True}) as r:
+        text = r.read().decode()
+    assert text.endswith("\n\ndata: [DONE]\n\n")
+    assert text.count("[DONE]") == 1
+    events = list(iter_sse_events(text.split("\n")))
+    assert events[-1]["event_type"] == "interaction.completed"
+    iid = events[0]["interaction"]["id"]
+    replay = http.get(f"/v1beta/interactions/{iid}", params={"stream": "true"}).text
+    assert replay == text  # a stored stream replays the same bytes, [DONE] included
+
+
+def test_event_ids_are_opaque_and_resume_after_themselves(client, http):
+    events = list(client.interactions.create(model="m", input="/words 6", stream=True))
+    iid = events[0].interaction.id
+    ids = [e.event_id for e in events]
+    assert not any(i.isdigit() for i in ids)  # tokens, not counters
+    assert ids == [event_id(iid, k) for k in range(1, len(ids) + 1)]
+    cut = ids[4]
+    rest = list(client.interactions.get(iid, stream=True, last_event_id=cut))
+    assert [e.event_id for e in rest] == ids[5:]
+    assert resume_position(cut, iid) == 5
+    other = list(client.interactions.create(model="m", input="x", stream=True))
+    r = http.get(f"/v1/interactions/{other[0].interaction.id}",
+                 params={"stream": "true", "last_event_id": cut})
+    assert r.status_code == 400
+    assert r.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert "another interaction" in r.json()["error"]["message"]
+
+
+def test_step_stop_carries_usage_and_the_total_matches(client):
+    events = list(client.interactions.create(model="m", input="/words 7", stream=True))
+    stops = [e for e in events if e.event_type == "step.stop"]
+    assert all(s.usage is not None and s.step_usage is not None for s in stops)
+    assert stops[0].step_usage.total_output_tokens == 0  # the thought
+    assert stops[-1].step_usage.total_output_tokens == 7
+    final = events[-1].interaction.usage
+    assert stops[-1].usage.total_output_tokens == final.total_output_tokens == 7
+    assert stops[-1].usage.total_input_tokens == final.total_input_tokens

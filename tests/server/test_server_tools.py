@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 from conftest import make_client, sdk_env
 from pydantic import BaseModel, Field
-from strict import strict_event, strict_interaction
+from strict import parse_sse, strict_event, strict_interaction, streamed_text
 
 from gemini_magics.functions import call_function, function_declaration, function_result_step
 
@@ -101,9 +101,8 @@ def test_function_call_streams_as_arguments_deltas_and_requires_action(client):
 def test_function_call_events_are_strict(http):
     r = http.post("/v1beta/interactions", json={"model": "m", "input": "London?", "stream": True,
                                                 "tools": [WEATHER]})
-    for block in r.text.strip().split("\n\n"):
-        event_line, data_line = block.split("\n")
-        strict_event(event_line[len("event: "):], data_line[len("data: "):])
+    for event_type, data in parse_sse(r.text):
+        strict_event(event_type, data)
 
 
 def _answer(call, value):
@@ -210,9 +209,7 @@ def test_schema_output_validates_streaming_and_not(client):
     Reading.model_validate_json(i.output_text)
     events = list(client.interactions.create(model="m", input="Paris", response_format=rf,
                                              stream=True))
-    text = "".join(e.delta.text for e in events if e.event_type == "step.delta"
-                   and e.delta.type == "text")
-    assert Reading.model_validate_json(text).unit is Unit.celsius
+    assert Reading.model_validate_json(streamed_text(events)).unit is Unit.celsius
 
 
 # --------------------------------------------------------------------------------------------

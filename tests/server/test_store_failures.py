@@ -41,7 +41,8 @@ def small_disk(tmp_path):
 
 
 def _sse_events(text: str) -> list[dict]:
-    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    return [json.loads(line[6:]) for line in text.splitlines()
+            if line.startswith("data: ") and line != "data: [DONE]"]
 
 
 def _one_sentence(message: str) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import jsonschema
 import pytest
 from pydantic import BaseModel, create_model
-from strict import strict_event, strict_interaction
+from strict import strict_event, streamed_text, strict_interaction
 from test_tools import interaction, scripted_server, sdk_client
 
 from gemini_magics.catalog import BUILTIN_TOOLS
@@ -102,11 +102,12 @@ def test_streamed_tool_steps_are_strict_sdk_events():
     assert [e.event_type for e in got] == [e["event_type"] for e in events]
     deltas = [e.delta.type for e in got if e.event_type == "step.delta"]
     assert "google_search_call" in deltas and "code_execution_result" in deltas
-    assert "thought_summary" in deltas  # computer use says it is offline
+    assert "google_search_result" not in deltas  # the real API streams no search result
+    thoughts = [e.step for e in got if e.event_type == "step.start" and e.step.type == "thought"]
+    assert "offline" in thoughts[0].summary[0].text  # computer use says so, in step.start
     signed = wire_events(3, {"type": "thought", "signature": "c2ln"})
-    assert signed == [{"event_type": "step.start", "index": 3, "step": {"type": "thought"}},
-                      {"event_type": "step.delta", "index": 3,
-                       "delta": {"type": "thought_signature", "signature": "c2ln"}},
+    assert signed == [{"event_type": "step.start", "index": 3,
+                       "step": {"type": "thought", "signature": "c2ln"}},
                       {"event_type": "step.stop", "index": 3}]
 
 
@@ -235,12 +236,13 @@ MESSAGES = [{"role": "user", "content": "What is the temperature in London?"}]
 
 def test_the_engine_is_asked_with_a_schema_and_its_choice_is_returned():
     llm = ScriptedLLM('{"name": "get_current_temperature", "arguments": {"location": "London"}}')
-    call = plan_function_call(llm, MESSAGES, TOOLS, model="gemini-3.5-flash")
+    chat = [{"role": "user", "content": "Hello, London!"}]  # about no function: may answer
+    call = plan_function_call(llm, chat, TOOLS, model="gemini-3.5-flash")
     assert call == {"name": "get_current_temperature", "arguments": {"location": "London"}}
     request = llm.requests[0]
     assert request.model == "gemini-3.5-flash"
     assert request.messages[0]["role"] == "system" and "get_current_temperature" in request.messages[0]["content"]
-    assert request.messages[1:] == MESSAGES
+    assert request.messages[1:] == chat
     assert request.params.max_output_tokens == 512
     options = request.json_schema["anyOf"]
     assert [o["properties"].get("name", {}).get("const") for o in options] == [
@@ -263,6 +265,21 @@ def test_the_engine_is_asked_with_a_schema_and_its_choice_is_returned():
 ])
 def test_answers_and_invalid_replies_mean_no_call(reply, finish):
     assert plan_function_call(ScriptedLLM(reply, finish), MESSAGES, TOOLS) is None
+
+
+@pytest.mark.parametrize("prompt, may_answer", [
+    ("What is the temperature in London?", False), ("Convert 3 euros", False),
+    ("Tell me a joke", True), ("What is the current time?", True),
+    ("[function result get_current_temperature: 22]", True),
+])
+def test_a_question_about_a_function_gets_no_option_to_answer_instead(prompt, may_answer):
+    """A small model's call-or-answer choice is a coin flip (the quickstart's weather question
+    was answered without the function for some seeds); a real model calls the function the
+    question is about, so then the schema has no "answer" option."""
+    llm = ScriptedLLM('{"answer": true}')
+    plan_function_call(llm, [{"role": "user", "content": prompt}], TOOLS)
+    options = llm.requests[0].json_schema["anyOf"]
+    assert ({"answer": {"const": True}} in [o["properties"] for o in options]) is may_answer
 
 
 def test_tool_choice_is_respected():
@@ -504,8 +521,7 @@ def test_emulated_search_streams_steps_and_offline_citations(tool_server):
     notes = [a for e in events if e.event_type == "step.delta" and e.delta.type == "text_annotation_delta"
              for a in e.delta.annotations]
     assert [urlparse(a.url).hostname for a in notes] == ["offline.invalid"]
-    text = "".join(e.delta.text for e in events if e.event_type == "step.delta" and e.delta.type == "text")
-    assert text.startswith("Answer: ")
+    assert streamed_text(events).startswith("Answer: ")
     assert events[-1].interaction.status == "completed"
 
     i = client.interactions.create(model="gemini-3.5-flash", input="Who won the euro 2024?",
@@ -516,3 +532,28 @@ def test_emulated_search_streams_steps_and_offline_citations(tool_server):
     assert [a.url for a in text.annotations] == ["https://offline.invalid/search?q=Who+won+the+euro+2024"]
     assert text.annotations[0].end_index == len(i.output_text.encode())
     assert "[[1]](https://offline.invalid/search?q=Who+won+the+euro+2024)" in render_step_markdown(i.steps[-1])
+
+
+def test_served_tool_steps_are_signed_and_the_search_result_streams_empty(tool_server):
+    """Like the real API: built-in tool steps carry a signature (the call's in its delta), and
+    a google_search_result's step.start has an empty result with no delta: its
+    search_suggestions come with get (or a non-streaming create)."""
+    client = sdk_client(tool_server.base_url)
+    events = list(client.interactions.create(model="gemini-3.5-flash", input="Who won the euro 2024?",
+                                             tools=parse_tools("google_search,code_execution"), stream=True))
+    by_index: dict = {}
+    for e in events:
+        if e.event_type in ("step.start", "step.delta"):
+            by_index.setdefault(e.index, []).append(e)
+    search_call, search_result = by_index[0], by_index[1]
+    assert search_call[1].delta.type == "google_search_call" and search_call[1].delta.signature
+    assert [e.event_type for e in search_result] == ["step.start"]
+    assert search_result[0].step.result == [] and search_result[0].step.signature
+    code_call = by_index[2]
+    assert code_call[1].delta.signature and code_call[1].delta.arguments.code
+    got = client.interactions.get(events[0].interaction.id)
+    steps = [s for s in got.steps if s.type != "user_input"]
+    assert all(s.signature for s in steps[:4])
+    assert len({s.signature for s in steps[:4]}) == 4
+    assert "Offline emulation" in steps[1].result[0].search_suggestions
+    assert steps[1].signature == search_result[0].step.signature

@@ -36,8 +36,16 @@ ENV_THREADS = "GEMINI_MAGICS_THREADS"
 # Context window of the loaded model (prompt + reply). 4096 keeps RSS ~240 MB; 8192 costs ~330 MB.
 N_CTX = 4096
 # A reply length cap when the request sets none: the 135M model can ramble until the context is
-# full (~60 s); Gemini models also apply a default output limit.
-DEFAULT_MAX_OUTPUT_TOKENS = 1024
+# full (~60 s); Gemini models also apply a default output limit. 512 tokens stay under ~15 s at
+# the 35 tokens/s of a busy 2-core machine (1024 ran past 30 s for the quickstart's "detailed
+# analysis"). Reaching this cap is the emulator's budget, not the caller's limit, so the reply
+# ends "stop" (completed), not "length" (incomplete): the quickstart's background poll waits for
+# "completed" and would spin forever on "incomplete".
+DEFAULT_MAX_OUTPUT_TOKENS = 512
+# The sampling seed when the request sets none: the same request gives the same reply, so a
+# notebook or test that passed once passes again (a small model's sampled replies vary from
+# "answers" to "rambles to the cap"); give generation_config.seed for other draws.
+DEFAULT_SEED = 0
 # llama.cpp's in-RAM prompt cache defaults to 8 GiB; a small one is plenty for a notebook.
 PROMPT_CACHE_MIB = 128
 
@@ -196,13 +204,18 @@ class LocalEngine(Engine):
             server.handle_chat_completions(body, state.on_chunk)
         except ValueError as e:  # llama.cpp rejects the request before generating
             raise ValueError(f"The local model rejected the request: {e}") from None
-        return state.result()
+        result = state.result()
+        if result.finish == "length" and request.params.max_output_tokens is None:
+            result.finish = "stop"  # our own cap, not the caller's (DEFAULT_MAX_OUTPUT_TOKENS)
+        return result
 
     def _chat_body(self, request: EngineRequest) -> dict:
         if request.json_schema is not None:
             _check_schema(request.json_schema)
         # per-chunk timings carry the prompt size, so a cancelled reply still reports usage
-        return chat_body(request, DEFAULT_MAX_OUTPUT_TOKENS, extra={"timings_per_token": True})
+        body = chat_body(request, DEFAULT_MAX_OUTPUT_TOKENS, extra={"timings_per_token": True})
+        body.setdefault("seed", DEFAULT_SEED)  # same request, same reply, seed or not
+        return body
 
 
 def _check_schema(schema: Any) -> None:

@@ -5,8 +5,8 @@ No text-to-image weights exist offline, so an image model (`"image"` in the mode
 Pillow drawing stamped "OFFLINE", honouring the aspect ratio, size and mime type the request
 asks for. An input image in the turn (or, failing that, the latest image of the conversation)
 is edited instead, so chat-style editing works. The turn looks like a real one: a thought step,
-then one model_output with a short text and the image, streamed as a text delta and an image
-delta.
+then one model_output with a short text and the image, the text streamed in its step.start and
+the image as an image delta.
 """
 from __future__ import annotations
 
@@ -102,11 +102,13 @@ def image_producer(ctx: TurnContext) -> Outcome:
     source = edit_source(ctx, prompt)
     input_tokens = ctx.engine.count_tokens(prompt)
     emit_thought(rec)
-    out = rec.start_step({"type": "model_output"})
     verb = "edit of the image" if source is not None else "rendering"
     note = {"type": "text", "text": f"Offline {verb} (drawn locally, no image model was used): "
                                     f"{_clip(prompt) or '(no prompt)'}"}
-    rec.delta(out, dict(note), update={"content": [note]})
+    output_tokens = 0
+    # the note is the step's first content: streamed in its step.start, as the real API does
+    out = rec.start_step({"type": "model_output", "content": [note]},
+                         announce={"type": "model_output", "content": [dict(note)]})
     try:
         if rec.cancelled:
             return Outcome("cancelled", input_tokens, 0)
@@ -120,6 +122,7 @@ def image_producer(ctx: TurnContext) -> Outcome:
         image = {"type": "image", "data": base64.b64encode(data).decode("ascii"), "mime_type": mime}
         del data  # only the base64 text stays alive
         rec.delta(out, image, update={"content": [note, image]})
+        output_tokens = ctx.engine.count_tokens(note["text"]) + IMAGE_TOKENS
     finally:
-        rec.stop_step(out)
-    return Outcome("completed", input_tokens, ctx.engine.count_tokens(note["text"]) + IMAGE_TOKENS)
+        rec.stop_step(out, input_tokens, output_tokens)
+    return Outcome("completed", input_tokens, output_tokens)

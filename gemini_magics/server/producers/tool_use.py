@@ -13,9 +13,15 @@ from ..emulate import describe_for_model, emulate_builtin_tool, offline_annotati
 from ..planning import plan_function_call
 from ..protocol import CreateRequest
 from ..turns import (Outcome, TurnContext, content_text, function_call_step, generation_params,
-                     history_to_messages, record_step, stream_model_output)
+                     history_to_messages, record_step, step_signature, stream_model_output)
 
-__all__ = ["wants_tools", "tools_producer"]
+__all__ = ["wants_tools", "tools_producer", "SIGNED_STEPS"]
+
+# Built-in tool steps that carry a `signature` (the SDK types that have the field); function
+# calls have none (the API signs the thought before them).
+SIGNED_STEPS = {f"{tool}_{end}" for tool in ("google_search", "google_maps", "url_context",
+                                             "file_search", "code_execution")
+                for end in ("call", "result")}
 
 
 def wants_tools(request: CreateRequest) -> bool:
@@ -52,9 +58,11 @@ def tools_producer(ctx: TurnContext) -> Outcome:
         if rec.cancelled:
             return Outcome("cancelled", usage.get("input_tokens", 0), usage.get("output_tokens", 0))
         if call is not None:
-            record_step(rec, function_call_step(new_call_id(), call["name"], call["arguments"]))
+            record_step(rec, function_call_step(new_call_id(), call["name"], call["arguments"]),
+                        usage.get("input_tokens", 0), usage.get("output_tokens", 0))
             return Outcome("requires_action", usage.get("input_tokens", 0),
                            usage.get("output_tokens", 0))
+        rec.add_usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0))
 
     emulated: list[dict] = []
     if builtins and not answering:
@@ -62,6 +70,8 @@ def tools_producer(ctx: TurnContext) -> Outcome:
                        if s.get("type") == "user_input"), "")
         for tool in builtins:
             for step in emulate_builtin_tool(tool["type"], prompt, new_call_id, tool):
+                if step["type"] in SIGNED_STEPS:  # as the real API signs its tool steps
+                    step = {**step, "signature": step_signature(rec, rec.next_index())}
                 record_step(rec, step)
                 emulated.append(step)
         note = describe_for_model(emulated)
