@@ -19,7 +19,7 @@ from .loop import ROUNDS_SENTENCE, FunctionLoop
 from .request import Request
 from .result import GeminiResult
 from .stream import (Accumulator, StreamProtocolError, interaction_events, iter_sse_events,
-                     output_text, sdk_event_to_dict)
+                     output_text, sdk_event_to_dict, split_start)
 
 __all__ = ["run", "rounds", "build_result", "turn_start", "Observer"]
 
@@ -181,10 +181,11 @@ def _round(client: Any, body: dict, request: Request, state: _Run, observers: li
     acc = state.acc
     if request.stream:
         source = _fast_events if fast_stream else _sdk_events
-        for event in source(client, body, state):
-            acc.feed(event)
-            for o in observers:
-                o.on_update(acc)
+        for whole in source(client, body, state):
+            for event in split_start(whole):
+                acc.feed(event)
+                for o in observers:
+                    o.on_update(acc)
             if cancel_event is not None and cancel_event.is_set():
                 state.cancelled = True
                 break

@@ -19,7 +19,8 @@ from typing import Any, Iterable, Iterator, Optional
 
 __all__ = [
     "Accumulator", "StreamProtocolError", "iter_sse_events", "sdk_event_to_dict",
-    "interaction_events", "step_events", "output_text", "ADVANCING_STATUSES", "check_shape",
+    "interaction_events", "step_events", "split_start", "output_text", "ADVANCING_STATUSES",
+    "check_shape",
 ]
 
 # Statuses that mean "the turn happened" and may be continued by a later turn. `idle` (google-genai
@@ -527,6 +528,23 @@ class Accumulator:
         acc = cls()
         acc.feed_interaction(interaction)
         return acc
+
+
+def split_start(event: dict) -> list:
+    """A `step.start` that carries its first content or summary (as the real API sends them) as
+    the bare start followed by the deltas that carry them; any other event as it is. Drivers
+    feed these one by one, so observers see a new step before its text: the display finishes
+    the earlier steps' text at that boundary, and must not take the new step's first words
+    with it."""
+    step = event.get("step") if event.get("event_type") == "step.start" else None
+    if not isinstance(step, dict) or not (step.get("content") or step.get("summary")):
+        return [event]
+    if not isinstance(step.get("content") or [], list) or \
+            not isinstance(step.get("summary") or [], list):
+        return [event]  # not the shape we split; check_shape or the accumulator decide
+    parts = list(step_events(event.get("index"), step))[:-1]  # without the step.stop
+    parts[0] = {**event, "step": parts[0]["step"]}  # keep the event's other fields (event_id)
+    return parts
 
 
 def step_events(index: int, step: dict) -> Iterator[dict]:

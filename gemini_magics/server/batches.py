@@ -155,10 +155,7 @@ class BatchStore:
         check = getattr(self.service, "check_key", None)
         if check is not None:
             check(request)
-        model_spec = request.path_params["spec"]
-        model, _, verb = model_spec.partition(":")
-        if verb != "batchGenerateContent":
-            return _error(404, f"No such endpoint {request.url.path!r}.", "NOT_FOUND")
+        model = request.path_params["model"]
         try:
             body = json.loads(await request.body() or b"{}")
             batch = body.get("batch") or {}
@@ -240,14 +237,15 @@ def add_routes(routes: list, service) -> list:
     store = BatchStore(service)
     service.batches = store
     batch_routes = [
-        Route("/{prefix:path}/models/{spec}", _checked(store.create), methods=["POST"]),
+        Route("/{prefix:path}/models/{model}:batchGenerateContent", _checked(store.create),
+              methods=["POST"]),
         Route("/{prefix:path}/batches", _checked(store.list), methods=["GET"]),
         Route("/{prefix:path}/batches/{spec}", _checked(store.get), methods=["GET"]),
         Route("/{prefix:path}/batches/{spec}", _checked(store.delete), methods=["DELETE"]),
         Route("/{prefix:path}/batches/{spec}", _checked(store.cancel), methods=["POST"]),
     ]
     gated = []
-    for r in routes + batch_routes:
+    for r in batch_routes + routes:  # first: the other models/ calls answer 501 (unsupported)
         if "POST" in (r.methods or ()) and not r.path.endswith("/cancel") and "batches" not in r.path:
             r = Route(r.path, _admitted(r.endpoint, service), methods=sorted(r.methods))
         gated.append(r)

@@ -105,7 +105,10 @@ class OpenAIEngine(Engine):
             raise RuntimeError(f"The engine at {self.url} could not be reached or stopped "
                                f"answering ({type(e).__name__}: {e}); check that it runs and "
                                f"--engine-url.") from None
-        return state.result()
+        result = state.result()
+        if result.finish == "length" and request.params.max_output_tokens is None:
+            result.finish = "stop"  # our own default cap, not the caller's (as the local engine)
+        return result
 
     def close(self) -> None:
         with self._lock:
