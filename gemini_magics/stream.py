@@ -466,6 +466,8 @@ class Accumulator:
         if st is None:
             return
         kind = delta.get("type")
+        if kind is None:  # Google's published deep-research stream leaves delta types out
+            delta, kind = _typed_delta(delta)
         if kind == "text":
             text = delta.get("text") or ""
             if st.data.get("type") == "thought":
@@ -479,6 +481,8 @@ class Accumulator:
             self._answer_add(event["index"] + self._offset, text)
         elif kind == "thought_summary":
             item = delta.get("content") or {}
+            if "type" not in item and isinstance(item.get("text"), str):
+                item = {"type": "text", **item}
             if st.summary is None:
                 st.summary = []
             if st.summary and item.get("type") == "text" and st.summary[-1].get("type") == "text":
@@ -528,6 +532,18 @@ class Accumulator:
         acc = cls()
         acc.feed_interaction(interaction)
         return acc
+
+
+def _typed_delta(delta: dict) -> tuple:
+    """A delta without its `type`, typed by what it holds: `text` is answer text, `content`
+    with text a thought summary (both as Google's docs stream them for agents)."""
+    if isinstance(delta.get("text"), str):
+        return {**delta, "type": "text"}, "text"
+    content = delta.get("content")
+    if isinstance(content, dict) and isinstance(content.get("text"), str):
+        return {**delta, "type": "thought_summary",
+                "content": {"type": "text", **content}}, "thought_summary"
+    return delta, None
 
 
 def split_start(event: dict) -> list:

@@ -212,8 +212,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         if chunked:
             self.send_header("Transfer-Encoding", "chunked")
-        else:
-            self.send_header("Connection", "close")
+        # This handler closes the connection after a stream: say so, or a client may send its
+        # next request on the closing connection ("Server disconnected", seen with google-genai
+        # 3.6's HTTP client).
+        self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
         for ev in events:

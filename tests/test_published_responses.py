@@ -151,11 +151,47 @@ def our_stream_view(raw: bytes) -> tuple[Accumulator, dict]:
                  "steps": [step_view(s) for s in acc.step_list()]}
 
 
+# Where we read MORE than the SDK, on purpose: Google's deep-research stream sends a text delta
+# without its `type` and a thought summary whose content has no `type`; google-genai 3.x mistypes them (as an
+# ArgumentsDelta and AudioContent) and loses both texts; we type them by what they hold.
+# For these files the SDK's view is corrected to what the page shows before comparing.
+READ_MORE = {"docs_streaming_agent.sse": (
+    "# The Quantum Inflection Point", "***Generating research plan***")}
+
+
+def _with_untyped_texts(raw: bytes, sdk: dict) -> dict:
+    """The SDK's stream view with the untyped text and summary deltas read as the page means."""
+    for line in raw.decode().splitlines():
+        if not line.startswith("data:"):
+            continue
+        try:
+            event = json.loads(line[5:])
+        except ValueError:
+            continue
+        delta = event.get("delta") if isinstance(event, dict) else None
+        if not isinstance(delta, dict):
+            continue
+        step = sdk["steps"][event.get("index")]
+        content = delta.get("content")
+        if "type" not in delta and isinstance(delta.get("text"), str):
+            kind, text = step["content"][-1] if step["content"] else ("text", "")
+            step["content"][-1:] = [(kind, text + delta["text"])]
+        elif (delta.get("type") == "thought_summary" and isinstance(content, dict)
+              and "type" not in content and isinstance(content.get("text"), str)):
+            step["summary"] += content["text"]
+    return sdk
+
+
 @pytest.mark.parametrize("path", _cases("*.sse"))
 def test_published_stream_reads_like_the_sdk(path):
     raw = path.read_bytes()
     sdk = sdk_stream_view(sdk_events(raw))
     acc, ours = our_stream_view(raw)
+    if path.name in READ_MORE:
+        sdk = _with_untyped_texts(raw, sdk)
+        answer_start, thought_start = READ_MORE[path.name]
+        assert acc.answer_text().startswith(answer_start)
+        assert acc.thought_text().startswith(thought_start)
     assert [s["type"] for s in ours["steps"]] == [s["type"] for s in sdk["steps"]]
     assert ours["steps"] == sdk["steps"]
     assert acc.answer_text() == answer_of(sdk["steps"])

@@ -132,9 +132,10 @@ def test_schema_gives_one_typed_column_per_field(shell):
      "--over: 'missing' is not defined in the notebook; run the cell that defines it or fix the name."),
     ("x = 3", "%%gemini --over x\nHi {item}",
      "--over x needs a DataFrame, Series, list, tuple or dict, not int; pass the rows to prompt over."),
-    ("import pandas as pd; df = pd.DataFrame({'a': [1]})", "%%gemini --over df\nHi {b}",
-     "The template refers to {b}, which is neither a field of the rows (a, index) nor a notebook "
-     "variable; fix the name, or write {{b}} to keep the braces as text."),
+    # (a name no other test defines: the shell's namespace is shared across tests)
+    ("import pandas as pd; df = pd.DataFrame({'a': [1]})", "%%gemini --over df\nHi {bee_nowhere}",
+     "The template refers to {bee_nowhere}, which is neither a field of the rows (a, index) nor a "
+     "notebook variable; fix the name, or write {{bee_nowhere}} to keep the braces as text."),
     ("", "%%gemini --batch\nHi",
      "--batch only applies with --over NAME (a prompt over every row); add --over or drop it."),
     ("w = [1]", "%%gemini --over w --background\nHi",

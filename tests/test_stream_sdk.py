@@ -160,3 +160,21 @@ def test_without_the_raw_response_the_sdk_iterator_answers_with_one_note(base_ur
     assert first.notes == [runner.FALLBACK_NOTE] and "\n" not in runner.FALLBACK_NOTE
     assert runner.FALLBACK_NOTE in render.markdown(first)[0]
     assert second.error is None and second.text == fast.text and second.notes == []  # said once
+
+
+def test_the_sdk_reuses_its_model_classes_and_answers_stay_the_same(base_url):
+    """google-genai builds a pydantic class per request and response (~25 ms of CPU per call):
+    with the classes reused, a second identical call builds none, and answers are unchanged."""
+    from google.genai._gaos.utils import serializers
+
+    client = get_client(Backend("custom", base_url, "local-offline-no-key", 1, None))
+    assert getattr(serializers.create_model, "reuses_classes", False)
+    first = client.interactions.create(model="m", input="same words")
+    events = list(client.interactions.create(model="m", input="same words", stream=True))
+    built = len(serializers.create_model.classes)
+    assert built >= 1
+    second = client.interactions.create(model="m", input="same words")
+    again = list(client.interactions.create(model="m", input="same words", stream=True))
+    assert len(serializers.create_model.classes) == built  # nothing new for the same calls
+    assert first.output_text == second.output_text and first.output_text.startswith("Echo:")
+    assert [e.event_type for e in events] == [e.event_type for e in again]
