@@ -19,7 +19,8 @@ key is ever logged. The digest is what the store records as an interaction's own
 
 A request sends its key as `x-goog-api-key` (the SDKs, the magics) or `?key=`; none, or an
 unknown one, is a 401. Per key:
-- `rate`: at most N creates (requests that start a turn) in any 60 s; the next one is a 429
+- `rate`: at most N creates (requests to start a turn, counted before their body is read) in
+  any 60 s; the next one is a 429
   `RESOURCE_EXHAUSTED` with `Retry-After` and a `google.rpc.RetryInfo` detail. Reads (get,
   stream again, cancel, delete) are not counted: they cost no tokens.
 - `tokens`: a budget of total tokens (`usage.total_tokens` of its finished turns, cancelled
@@ -177,9 +178,9 @@ class KeyRing:
         """Count one create against `student`'s rate, or raise QuotaError (rate or budget)."""
         with self._lock:
             if self.tokens is not None and student.used >= self.tokens:
-                raise QuotaError(f"This key has used up its token budget ({student.used:,} of "
-                                 f"{self.tokens:,} tokens); ask the server's operator for a "
-                                 f"larger --key-tokens.")
+                raise QuotaError(f"This key has used up its token budget of {self.tokens:,} "
+                                 f"tokens ({student.used:,} used); ask whoever runs this "
+                                 f"server to raise --key-tokens.")
             if self.rate is None:
                 return
             now = self._clock()
@@ -188,7 +189,8 @@ class KeyRing:
                 recent.popleft()
             if len(recent) >= self.rate:
                 wait = recent[0] + RATE_WINDOW_SECONDS - now
-                raise QuotaError(f"This key is over its rate limit of {self.rate} requests per "
+                per = "request" if self.rate == 1 else "requests"
+                raise QuotaError(f"This key is over its rate limit of {self.rate} {per} per "
                                  f"minute; retry in {max(1, math.ceil(wait))} s.",
                                  retry_after=wait)
             recent.append(now)
