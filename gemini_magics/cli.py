@@ -192,6 +192,9 @@ def serve(args: argparse.Namespace) -> int:
         srv.stop()
         if engine is not args.engine:
             engine.close()
+    if keys is not None:
+        used = ", ".join(f"{st.label} {st.used:,}" for st in keys.students())
+        print(f"gemini-magics: tokens used per key: {used}.", file=sys.stderr, flush=True)
     print("gemini-magics: stopped.", file=sys.stderr, flush=True)
     return 0
 

@@ -354,6 +354,8 @@ def test_serve_with_a_keys_file(tmp_path):
         code, out, err = s.stop()
         assert code == 0, err
         assert "classroom mode: 2 keys" in err and "5 requests per minute" in err
+        tokens = r.json()["usage"]["total_tokens"]
+        assert f"tokens used per key: alice {tokens}, bob 0." in err
         assert alice_key not in out + err and bob_key not in out + err
     finally:
         s.kill()
