@@ -78,8 +78,10 @@ def test_missing_or_unknown_key_is_401_and_either_header_or_query_key_works(clas
     made = httpx.post(api(classroom), json=body, headers=as_(ALICE), timeout=10)
     assert made.status_code == 200
     iid = made.json()["id"]
-    assert httpx.get(api(classroom, f"/{iid}"), params={"key": ALICE}, timeout=10).status_code == 200
-    assert httpx.post(api(classroom), params={"key": CAROL}, json=body, timeout=10).status_code == 200
+    by_query = httpx.get(api(classroom, f"/{iid}"), params={"key": ALICE}, timeout=10)
+    assert by_query.status_code == 200
+    unlabelled = httpx.post(api(classroom), params={"key": CAROL}, json=body, timeout=10)
+    assert unlabelled.status_code == 200
     with pytest.raises(errors.AuthenticationError):
         stranger = sdk(classroom, "an-unknown-key-1234567890")
         stranger.interactions.create(model="m", input="hi")
