@@ -1,11 +1,15 @@
 """`gemini-magics serve`: run the local Interactions API server in the foreground.
 `gemini-magics quickstart`: run the quickstart notebook headless (see quickstart.py).
+`gemini-magics keys NAME...`: print a keys file for `serve --keys` (classroom mode), one fresh
+random key per name.
 
 Prints the base URL once the socket accepts connections, stops cleanly on Ctrl-C or SIGTERM.
 Wrong options end with one sentence on stderr (exit 2), never a traceback. The API key is
 never printed; it can come from the environment instead of the command line (which `ps` shows).
 On loopback no key is needed (the SDK examples run with any GEMINI_API_KEY); a server other
 machines can reach needs one, and runs no code unless started with --allow-code-execution.
+Classroom mode (`--keys FILE`, server/classroom.py): a key per student, each seeing only its own
+interactions, with `--key-rate` and `--key-tokens` quotas.
 """
 from __future__ import annotations
 
@@ -59,6 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-code-execution", action="store_true",
                        help="run the code_execution tool and agents (in the bubblewrap sandbox) "
                             "on a --host other machines can reach; loopback always does")
+    serve.add_argument("--keys", metavar="FILE",
+                       help="classroom mode: accept only the keys in FILE (one a line, "
+                            "optionally 'label: key'); each key sees only its own interactions")
+    serve.add_argument("--key-rate", type=int, metavar="N",
+                       help="with --keys: at most N requests that start a turn per minute per key")
+    serve.add_argument("--key-tokens", type=int, metavar="N",
+                       help="with --keys: at most N tokens in total per key (finished turns' "
+                            "usage; kept in --db across restarts)")
+    keys = sub.add_parser(
+        "keys", help="print a keys file for serve --keys, a random key per name",
+        description="Print 'name: key' lines with fresh random keys, for `gemini-magics serve "
+                    "--keys FILE` (classroom mode). Save them to a file and hand each student "
+                    "their key.")
+    keys.add_argument("names", nargs="+", metavar="NAME", help="a label per key, e.g. alice")
     quick = sub.add_parser(
         "quickstart", help="run the quickstart notebook (offline by default) or open it in JupyterLab",
         description="Run notebooks/quickstart.ipynb headless with the local offline model and "
@@ -76,6 +94,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         from .quickstart import main as quickstart  # deferred: nbclient, jupyter_client
 
         return quickstart(args)
+    if args.command == "keys":
+        from .server.classroom import new_keys_text  # deferred: with the server
+
+        try:
+            sys.stdout.write(new_keys_text(args.names))
+        except ValueError as e:
+            return _fail(str(e))
+        return 0
     if args.command != "serve":
         parser.print_help()
         return 2
@@ -94,7 +120,21 @@ def serve(args: argparse.Namespace) -> int:
     if args.model_path and not os.path.isfile(args.model_path):
         return _fail(f"--model-path {args.model_path!r} is not a file; give the path of a .gguf "
                      f"model file.")
-    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    if args.keys is None and (args.key_rate is not None or args.key_tokens is not None):
+        return _fail("--key-rate and --key-tokens go with --keys FILE (classroom mode).")
+    if args.keys is not None and args.api_key:
+        return _fail("Give either --keys (a key per student) or --api-key (one key for "
+                     "everyone), not both.")
+    # with --keys, a key in the environment is not the server's (it may be the shared one's)
+    api_key = None if args.keys else (args.api_key or os.environ.get(API_KEY_ENV) or None)
+    keys = None
+    if args.keys is not None:
+        from .server.classroom import KeyRing  # deferred: with the server
+
+        try:
+            keys = KeyRing.from_file(args.keys, rate=args.key_rate, tokens=args.key_tokens)
+        except ValueError as e:
+            return _fail(str(e))
     if args.engine != "openai" and (args.engine_url or args.engine_model or args.engine_key_env):
         return _fail("--engine-url, --engine-model and --engine-key-env go with --engine openai.")
     engine = args.engine
@@ -110,7 +150,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         srv = start_server(engine=engine, db=args.db, host=args.host, port=args.port,
                            api_key=api_key, model_path=args.model_path,
-                           allow_code_execution=args.allow_code_execution)
+                           allow_code_execution=args.allow_code_execution, keys=keys)
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError, RuntimeError) as e:
@@ -124,6 +164,12 @@ def serve(args: argparse.Namespace) -> int:
             return _fail(f"cannot write the discovery file {args.discovery_file} ({e.strerror}).")
     print(srv.base_url, flush=True)
     note = "; requests must send the x-goog-api-key header" if api_key else ""
+    if keys is not None:
+        limits = [f"{keys.rate} requests per minute" if keys.rate else "",
+                  f"{keys.tokens:,} tokens" if keys.tokens else ""]
+        limits = " and ".join(x for x in limits if x)
+        note = (f"; classroom mode: {len(keys)} keys from {args.keys}, each seeing only its own "
+                f"interactions" + (f", at most {limits} per key" if limits else ""))
     where = f" at {engine.url}" if engine is not args.engine else ""
     print(f"gemini-magics: serving the Interactions API with the {args.engine} engine{where}{note}. "
           f"Use it with GOOGLE_GEMINI_BASE_URL={srv.base_url}. Ctrl-C to stop.",
@@ -146,6 +192,9 @@ def serve(args: argparse.Namespace) -> int:
         srv.stop()
         if engine is not args.engine:
             engine.close()
+    if keys is not None:
+        used = ", ".join(f"{st.label} {st.used:,}" for st in keys.students())
+        print(f"gemini-magics: tokens used per key: {used}.", file=sys.stderr, flush=True)
     print("gemini-magics: stopped.", file=sys.stderr, flush=True)
     return 0
 

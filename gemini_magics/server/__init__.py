@@ -6,6 +6,8 @@ Public face:
     srv.base_url   # "http://127.0.0.1:PORT" (the SDKs append /v1/interactions themselves)
     srv.api_key    # what clients must send as x-goog-api-key (None: anything goes)
     srv.stop()     # also a context manager
+    start_server(..., keys=KeyRing.from_file(PATH, rate=N, tokens=N))  # classroom mode:
+                   # one key per student, isolated interactions, per-key quotas (classroom.py)
     default_server()  # one lazily started server per process, used when no API key is set;
                       # locked with a random key (new_api_key()) that only this process holds
     sandbox_refusal()  # None if code execution can run here, else the sentence saying why not
@@ -33,6 +35,7 @@ import time
 from typing import Any, Optional, Union
 
 from .app import InteractionService, create_app, http_protocol, server_class
+from .classroom import KeyRing
 from .engines import Engine, make_engine
 from .producers.agent import runs_code
 from .protocol import ApiError, CreateRequest
@@ -71,7 +74,7 @@ class _Service(InteractionService):
         self.code_execution = code_execution
         self._host = host
 
-    def start(self, req: CreateRequest, history: list[dict]):
+    def start(self, req: CreateRequest, history: list[dict], student=None):
         # A 400 and not a failed tool step: this is the server's policy, known before the turn
         # starts, so nothing is stored and no model answers around a tool that never ran.
         if not self.code_execution and runs_code(req):
@@ -79,7 +82,7 @@ class _Service(InteractionService):
                                 f"other machines can reach, and was started without "
                                 f"--allow-code-execution; drop the code_execution tool (agents "
                                 f"always run code) or restart the server with that flag.")
-        return super().start(req, history)
+        return super().start(req, history, student=student)
 
 
 class _Activity:
@@ -113,10 +116,14 @@ class LocalServer:
 
     def __init__(self, engine: Union[str, Engine] = "local", db: Optional[str] = None,
                  host: str = "127.0.0.1", port: int = 0, api_key: Optional[str] = None,
-                 model_path: Optional[str] = None, allow_code_execution: bool = False):
+                 model_path: Optional[str] = None, allow_code_execution: bool = False,
+                 keys: Optional[KeyRing] = None):
         import uvicorn  # deferred: ~0.1 s, paid only by code that starts a server
 
-        if not is_loopback(host) and not api_key:
+        if keys is not None and api_key:
+            raise ValueError("Give either --keys (a key per student) or --api-key (one key for "
+                             "everyone), not both.")
+        if not is_loopback(host) and not api_key and keys is None:
             raise ValueError(f"Host {host!r} is reachable from other machines: give an API key "
                              f"(--api-key) that clients must send, or bind to 127.0.0.1.")
         sock = _bind(host, port)
@@ -132,8 +139,16 @@ class LocalServer:
             raise
         self._api_key = api_key or None
         self.code_execution = is_loopback(host) or bool(allow_code_execution)
-        self.service = _Service(self.engine, self.store, api_key=self._api_key,
-                                code_execution=self.code_execution, host=host)
+        self.keys = keys
+        try:
+            self.service = _Service(self.engine, self.store, api_key=self._api_key,
+                                    code_execution=self.code_execution, host=host, keys=keys)
+        except BaseException:
+            sock.close()
+            self.store.close()
+            if self._owns_engine:
+                self.engine.close()
+            raise
         # log_config=None: do not let uvicorn reconfigure the host process's logging (a kernel's).
         # No access log: request lines are noise, and a key sent as ?key= must never be logged.
         # http_protocol(): deadlines for heads, idle and stalled readers, JSON 400s (app.py).
@@ -197,14 +212,17 @@ class LocalServer:
 def start_server(engine: Union[str, Engine] = "local", db: Optional[str] = None,
                  host: str = "127.0.0.1", port: int = 0, api_key: Optional[str] = None,
                  model_path: Optional[str] = None,
-                 allow_code_execution: bool = False) -> LocalServer:
+                 allow_code_execution: bool = False,
+                 keys: Optional[KeyRing] = None) -> LocalServer:
     """Start a server on a background thread; returns once its socket accepts connections.
 
     `api_key=None` serves anyone who reaches the port (allowed on loopback only, as for
     `gemini-magics serve`); a server only its starter should use takes `new_api_key()`.
+    `keys` (instead of `api_key`): classroom mode, see `classroom.py`.
     """
     return LocalServer(engine=engine, db=db, host=host, port=port, api_key=api_key,
-                       model_path=model_path, allow_code_execution=allow_code_execution)
+                       model_path=model_path, allow_code_execution=allow_code_execution,
+                       keys=keys)
 
 
 _default: Optional[LocalServer] = None
@@ -248,4 +266,4 @@ def _url_host(host: str) -> str:
 
 
 __all__ = ["LocalServer", "start_server", "default_server", "is_loopback", "new_api_key",
-           "sandbox_refusal"]
+           "sandbox_refusal", "KeyRing"]

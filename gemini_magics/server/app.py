@@ -12,6 +12,11 @@ the first `read_timeout`), TCP_NODELAY is set on every connection (responses are
 Nagle the second waited ~40 ms for a delayed ACK). `http_protocol()` is the uvicorn protocol that
 adds what uvicorn lacks: a deadline for a request head, idle and stalled-write deadlines, JSON
 400s for malformed HTTP, and room made near the file-descriptor limit.
+
+Classroom mode (`keys`, a `classroom.KeyRing`): every request needs one of the keys; each
+interaction belongs to the key that created it, and any other key is answered 404 for it, as if
+it did not exist (so ids cannot be probed); creates are held to the key's rate and token budget
+(429); fair slots are per key; the Batch API is off (its batches are not kept per key).
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ from starlette.routing import Route
 
 from . import sse, unsupported
 from .batches import add_routes
+from .classroom import KeyRing, Student
 from .engines.base import Engine
 from .event_ids import resume_position
 from .protocol import (MAX_BODY_BYTES, ApiError, CreateRequest, bad, parse_bool_param,
@@ -196,11 +202,16 @@ class InteractionService:
                  max_workers: int = MAX_WORKERS, per_client: Optional[int] = None,
                  read_timeout: float = READ_TIMEOUT_SECONDS,
                  idle_timeout: float = IDLE_TIMEOUT_SECONDS,
-                 write_timeout: float = WRITE_TIMEOUT_SECONDS):
+                 write_timeout: float = WRITE_TIMEOUT_SECONDS,
+                 keys: Optional[KeyRing] = None):
         self.engine = engine
         self.store = store
         self._api_key = api_key
+        self.keys = keys
+        if keys is not None:
+            keys.load_usage(store.key_usage())
         self.live: dict[str, TurnRecorder] = {}
+        self._owners: dict[str, str] = {}  # live turn id -> its key's id (classroom mode)
         self._jobs: dict[str, Job] = {}
         self.pool = FairPool(max_workers, per_client)
         self.read_timeout = read_timeout
@@ -208,9 +219,18 @@ class InteractionService:
         self.write_timeout = write_timeout
 
     # -- plumbing ------------------------------------------------------------------------
-    def check_key(self, request: Request) -> None:
+    def check_key(self, request: Request) -> Optional[Student]:
+        """Refuse a request without the right key (401); in classroom mode, whose key it is."""
+        if self.keys is not None:
+            student = self.keys.identify(_key_of(request))
+            if student is None:
+                raise ApiError(401, "Missing or unknown API key: send your own key from the "
+                                    "server's keys file in the x-goog-api-key header "
+                                    "(GEMINI_API_KEY for the SDKs and the magics).",
+                               status="UNAUTHENTICATED")
+            return student
         if self._api_key is None:
-            return
+            return None
         given = request.headers.get("x-goog-api-key", "")
         if not hmac.compare_digest(given.encode(), self._api_key.encode()):
             raise ApiError(401, "Missing or wrong API key: send the server's key in the "
@@ -262,12 +282,14 @@ class InteractionService:
 
     # -- create --------------------------------------------------------------------------
     async def create(self, request: Request) -> Response:
-        self.check_key(request)
+        student = self.check_key(request)
+        if student is not None:
+            self.keys.admit(student)
         query_stream = _query_stream(request)
         raw = await self.read_body(request)
         req, history = await asyncio.to_thread(self._prepare, raw, query_stream,
-                                               _client_of(request))
-        rec = self.start(req, history)
+                                               _client_of(request, student), _id(student))
+        rec = self.start(req, history, student=student)
         if req.stream:
             on_close = None if req.background else functools.partial(self._abandon, rec)
             return EventStream(sse.frames(sse.follow(rec)), on_close=on_close)
@@ -278,30 +300,32 @@ class InteractionService:
             return Response(status_code=499)  # nobody is listening any more
         return _Json(rec.snapshot())
 
-    def _prepare(self, raw: bytes, query_stream: bool,
-                 client: str) -> tuple[CreateRequest, list[dict]]:
+    def _prepare(self, raw: bytes, query_stream: bool, client: str,
+                 owner: Optional[str] = None) -> tuple[CreateRequest, list[dict]]:
         """Parse and validate the body, then read the conversation it continues (a thread)."""
         req = parse_create(parse_json_body(raw), query_stream)
         req.client = client
-        return req, self._history(req)
+        return req, self._history(req, owner)
 
-    def _history(self, req: CreateRequest) -> list[dict]:
+    def _history(self, req: CreateRequest, owner: Optional[str] = None) -> list[dict]:
         prev = req.previous_interaction_id
         if not prev:
             return []
-        rec = self.live.get(prev)
+        rec = self._live(prev, owner)
         if rec is not None and not rec.done.is_set():
             raise bad(f"'previous_interaction_id' {shown(prev)} is still in progress; wait until "
                       f"it completes (poll it with get) or cancel it first.")
-        history = self.store.history(prev)
+        history = self.store.history(prev, owner)
         if history is None:
             raise ApiError(404, f"'previous_interaction_id' {shown(prev)} was not found: it does "
                                 f"not exist, was created with store=false, was deleted or "
                                 f"expired.")
         return history
 
-    def start(self, req: CreateRequest, history: list[dict]) -> TurnRecorder:
-        """Register a new turn and queue it on the pool (under `req.client`); returns at once."""
+    def start(self, req: CreateRequest, history: list[dict],
+              student: Optional[Student] = None) -> TurnRecorder:
+        """Register a new turn and queue it on the pool (under `req.client`), owned by
+        `student` (classroom mode); returns at once."""
         now = now_iso()
         resource = {"id": "v1_" + secrets.token_urlsafe(24), "object": "interaction",
                     "status": "in_progress", "created": now, "updated": now,
@@ -318,7 +342,10 @@ class InteractionService:
         begin(rec)
         ctx = TurnContext(request=req, history=history, engine=self.engine, recorder=rec)
         producer = pick_producer(req, history)
-        keep = self.store.put if req.store else None
+        owner = _id(student)
+        keep = functools.partial(self.store.put, owner=owner) if req.store else None
+        if student is not None:  # charged as it ends, before anyone can see it end
+            keep = functools.partial(self._charge_and_keep, student, keep)
 
         def work(run=producer) -> None:
             try:
@@ -326,15 +353,40 @@ class InteractionService:
             finally:
                 self.live.pop(rec.id, None)
                 self._jobs.pop(rec.id, None)
+                self._owners.pop(rec.id, None)
 
         self.live[rec.id] = rec
+        if owner is not None:
+            self._owners[rec.id] = owner
         self._jobs[rec.id] = job = Job(req.client, work)  # before it can run (and end)
         try:
             self.pool.submit(job)
         except ApiError:
             self.live.pop(rec.id, None)
             self._jobs.pop(rec.id, None)
+            self._owners.pop(rec.id, None)
             raise
+        return rec
+
+    def _charge_and_keep(self, student: Student, keep: Optional[Callable], resource: dict,
+                         *rest) -> None:
+        """A classroom turn's `keep`: count its tokens against its key's budget (and in the
+        store), then store it (`keep`, None for store=false)."""
+        tokens = int((resource.get("usage") or {}).get("total_tokens") or 0)
+        self.keys.charge(student, tokens)
+        if tokens:
+            try:
+                self.store.add_key_usage(student.id, tokens)
+            except StoreError as e:  # the budget still holds until a restart
+                log.warning("token usage of key %s not stored: %s", student.label, e)
+        if keep is not None:
+            keep(resource, *rest)
+
+    def _live(self, interaction_id: str, owner: Optional[str]) -> Optional[TurnRecorder]:
+        """The running turn with this id, if any (and, in classroom mode, `owner`'s)."""
+        rec = self.live.get(interaction_id)
+        if rec is not None and owner is not None and self._owners.get(interaction_id) != owner:
+            return None
         return rec
 
     async def _wait_or_disconnect(self, request: Request, rec: TurnRecorder) -> bool:
@@ -354,18 +406,18 @@ class InteractionService:
 
     # -- get / cancel / delete -----------------------------------------------------------
     async def get(self, request: Request) -> Response:
-        self.check_key(request)
+        owner = _id(self.check_key(request))
         interaction_id = request.path_params["id"]
         q = request.query_params
         stream = _query_stream(request)
         include_input = parse_bool_param(q.get("include_input"), "include_input")
         start = resume_position(q.get("last_event_id"), interaction_id)
-        rec = self.live.get(interaction_id)
+        rec = self._live(interaction_id, owner)
         if rec is not None:
             if stream:
                 return EventStream(sse.frames(sse.follow(rec, start)))
             return _Json(rec.snapshot(include_input, timeline=True))
-        stored = await asyncio.to_thread(self.store.get, interaction_id, stream)
+        stored = await asyncio.to_thread(self.store.get, interaction_id, stream, owner)
         if stored is None:
             raise _not_found(interaction_id)
         if stream:
@@ -373,24 +425,24 @@ class InteractionService:
         return _Json(_resource(stored, include_input, timeline=True))
 
     async def cancel(self, request: Request) -> Response:
-        self.check_key(request)
+        owner = _id(self.check_key(request))
         interaction_id = request.path_params["id"]
-        rec = self.live.get(interaction_id)
+        rec = self._live(interaction_id, owner)
         if rec is not None:
             await self._stop(rec)
             return _Json(rec.snapshot())
-        stored = await asyncio.to_thread(self.store.get, interaction_id)
+        stored = await asyncio.to_thread(self.store.get, interaction_id, False, owner)
         if stored is None:
             raise _not_found(interaction_id)
         return _Json(_resource(stored, False))  # already finished: unchanged
 
     async def delete(self, request: Request) -> Response:
-        self.check_key(request)
+        owner = _id(self.check_key(request))
         interaction_id = request.path_params["id"]
-        rec = self.live.get(interaction_id)
+        rec = self._live(interaction_id, owner)
         if rec is not None:
             await self._stop(rec)
-        if not await asyncio.to_thread(self.store.delete, interaction_id) and rec is None:
+        if not await asyncio.to_thread(self.store.delete, interaction_id, owner) and rec is None:
             raise _not_found(interaction_id)
         return _Json({})
 
@@ -417,8 +469,20 @@ class InteractionService:
                 job.fn(not_run)
 
 
-def _client_of(request: Request) -> str:
-    """Who is asking, for fair slots: the peer's address and (a digest of) its API key."""
+def _key_of(request: Request) -> str:
+    """The API key a request sends: the x-goog-api-key header, else the `key` query parameter."""
+    return request.headers.get("x-goog-api-key") or request.query_params.get("key") or ""
+
+
+def _id(student: Optional[Student]) -> Optional[str]:
+    return None if student is None else student.id
+
+
+def _client_of(request: Request, student: Optional[Student] = None) -> str:
+    """Who is asking, for fair slots: in classroom mode the key (wherever it connects from),
+    else the peer's address and (a digest of) its API key."""
+    if student is not None:
+        return "key " + student.id
     key = request.headers.get("x-goog-api-key", "")
     digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest() if key else "-"
     host = request.client.host if request.client else "?"
@@ -442,8 +506,10 @@ def _not_found(interaction_id: str) -> ApiError:
 
 
 def _error(err: ApiError) -> Response:
-    headers = {"connection": "close"} if err.close else None
-    return _Json(err.body(), status_code=err.code, headers=headers)
+    headers = dict(getattr(err, "headers", None) or {})
+    if err.close:
+        headers["connection"] = "close"
+    return _Json(err.body(), status_code=err.code, headers=headers or None)
 
 
 def _guard(handler):
@@ -483,6 +549,21 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return _error(ApiError(500, "Internal error in the local server; see its log."))
 
 
+def _is_batch_route(route: Route) -> bool:
+    return "/batches" in route.path or ":batchGenerateContent" in route.path
+
+
+def _no_batches(route: Route, service: InteractionService) -> Route:
+    """A Batch API route of a classroom server: a 501 (for a known key), as its batches would
+    not be kept per key."""
+    async def refuse(request: Request) -> Response:
+        service.check_key(request)
+        raise ApiError(501, "The Batch API is off on this classroom server (batches are not "
+                            "kept per key); send each request to interactions.create instead.",
+                       status="UNIMPLEMENTED")
+    return Route(route.path, _guard(refuse), methods=sorted(route.methods or ()))
+
+
 def set_nodelay(transport) -> None:
     """TCP_NODELAY on a connection (our listening socket has proto 0, so asyncio skips it)."""
     sock = transport.get_extra_info("socket") if transport is not None else None
@@ -511,6 +592,8 @@ def create_app(service: InteractionService) -> Starlette:
         Route(p + "/{id}/cancel", _guard(service.cancel), methods=["POST"]),
     ]
     routes = add_routes(routes, service)  # the Batch API, and the engine's admit() on POSTs
+    if getattr(service, "keys", None) is not None:
+        routes = [_no_batches(r, service) if _is_batch_route(r) else r for r in routes]
     app = _App(routes=routes, exception_handlers={HTTPException: _http_error,
                                                   Exception: _internal_error})
     app.state.service = service

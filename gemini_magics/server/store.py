@@ -7,6 +7,10 @@ survive a restart. Bounded, checked on every write (the least recently updated g
 - interactions not updated for `ttl_seconds` (default 7 days) are dropped.
 A stored row holds the interaction resource (without steps), this turn's input steps, its
 output steps and its SSE events (for `GET ...?stream=true` replay), each as JSON text.
+In classroom mode (`classroom.py`) each row also records its `owner` (the digest of the key
+that created it) and every read, chain and delete is limited to one owner; a file from before
+this column gets it added when opened (rows without an owner belong to no key). The tokens each
+key has used are kept in `key_usage`.
 One connection guarded by a lock: the server calls it from worker threads, never from the event
 loop (a large write holds the lock).
 
@@ -38,18 +42,25 @@ CREATE TABLE IF NOT EXISTS interactions (
     resource TEXT NOT NULL,
     input TEXT NOT NULL,
     steps TEXT NOT NULL,
-    events TEXT NOT NULL
+    events TEXT NOT NULL,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS interactions_updated ON interactions(updated_at);
+CREATE TABLE IF NOT EXISTS key_usage (
+    owner TEXT PRIMARY KEY,
+    tokens INTEGER NOT NULL
+);
 """
+_COLUMNS = "id, previous_id, updated_at, size, resource, input, steps, events, owner"
 
 
 _CHAIN_SQL = """
 WITH RECURSIVE chain(id, previous_id, depth) AS (
-    SELECT id, previous_id, 0 FROM interactions WHERE id = ? AND updated_at >= ?
+    SELECT id, previous_id, 0 FROM interactions
+    WHERE id = :id AND updated_at >= :oldest AND (:owner IS NULL OR owner = :owner)
     UNION ALL
     SELECT i.id, i.previous_id, c.depth + 1 FROM chain c JOIN interactions i ON i.id = c.previous_id
-    WHERE c.depth + 1 < ? AND i.updated_at >= ?
+    WHERE c.depth + 1 < :max AND i.updated_at >= :oldest AND (:owner IS NULL OR i.owner = :owner)
 )
 SELECT i.input, i.steps FROM chain c JOIN interactions i ON i.id = c.id ORDER BY c.depth DESC
 """
@@ -77,6 +88,7 @@ class Store:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
             count, size = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM interactions").fetchone()
         except (sqlite3.Error, ValueError) as e:
@@ -89,6 +101,12 @@ class Store:
             raise ValueError(f"Cannot open the interaction database {self.path!r} ({e}); "
                              f"give a writable SQLite file path with --db.") from None
         self._count, self._bytes = count, size
+
+    def _migrate(self) -> None:
+        """Bring a file from an older version up to the schema: add the `owner` column."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(interactions)")}
+        if "owner" not in columns:
+            self._db.execute("ALTER TABLE interactions ADD COLUMN owner TEXT")
 
     def _check_integrity(self) -> None:
         """Refuse a damaged file now rather than answer 500s later (quick_check reads every
@@ -117,9 +135,11 @@ class Store:
         return StoreError(f"The local server could not {action} {where} ({detail}); {fix}, "
                           f"then try again.")
 
-    def put(self, resource: dict, input_steps: list, steps: list, events: list) -> None:
-        """Insert or replace one interaction and enforce the bounds, in one transaction: it is
-        stored when this returns, and not at all when it raises StoreError."""
+    def put(self, resource: dict, input_steps: list, steps: list, events: list,
+            owner: Optional[str] = None) -> None:
+        """Insert or replace one interaction (of `owner`, None: nobody's) and enforce the bounds,
+        in one transaction: it is stored when this returns, and not at all when it raises
+        StoreError."""
         now = time.time()
         try:
             texts = [_dumps(resource), _dumps(input_steps), _dumps(steps), _dumps(events)]
@@ -132,8 +152,10 @@ class Store:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._remove("id = ?", (iid,))
-                self._db.execute("INSERT INTO interactions VALUES (?,?,?,?,?,?,?,?)",
-                                 (iid, resource.get("previous_interaction_id"), now, size, *texts))
+                self._db.execute(f"INSERT INTO interactions ({_COLUMNS}) VALUES "
+                                 f"(?,?,?,?,?,?,?,?,?)",
+                                 (iid, resource.get("previous_interaction_id"), now, size, *texts,
+                                  owner))
                 self._count += 1
                 self._bytes += size
                 self._remove("updated_at < ?", (now - self.ttl_seconds,))
@@ -165,11 +187,14 @@ class Store:
             self._count -= n
             self._bytes -= size
 
-    def get(self, interaction_id: str, with_events: bool = False) -> Optional[dict]:
-        """{"resource", "input", "steps"[, "events"]} or None when unknown or expired."""
+    def get(self, interaction_id: str, with_events: bool = False,
+            owner: Optional[str] = None) -> Optional[dict]:
+        """{"resource", "input", "steps"[, "events"]} or None when unknown, expired or (with
+        `owner`) someone else's."""
         cols = "resource, input, steps" + (", events" if with_events else "")
-        row = self._read(f"SELECT {cols} FROM interactions WHERE id = ? AND updated_at >= ?",
-                         (interaction_id, time.time() - self.ttl_seconds))
+        mine, args = _owned(owner)
+        row = self._read(f"SELECT {cols} FROM interactions WHERE id = ? AND updated_at >= ?"
+                         f"{mine}", (interaction_id, time.time() - self.ttl_seconds, *args))
         row = row[0] if row else None
         if row is None:
             return None
@@ -179,14 +204,17 @@ class Store:
             out["events"] = json.loads(row[3])
         return out
 
-    def history(self, interaction_id: str) -> Optional[list[dict]]:
+    def history(self, interaction_id: str,
+                owner: Optional[str] = None) -> Optional[list[dict]]:
         """Every step of the chain ending at `interaction_id`, oldest first (inputs and outputs).
 
-        None if `interaction_id` itself is unknown; a missing or expired older link ends the
-        chain. One query (a recursive CTE), at most MAX_CHAIN links (which also ends a cycle).
+        None if `interaction_id` itself is unknown (or, with `owner`, someone else's); a
+        missing, expired or (with `owner`) foreign older link ends the chain. One query (a
+        recursive CTE), at most MAX_CHAIN links (which also ends a cycle).
         """
         oldest = time.time() - self.ttl_seconds
-        rows = self._read(_CHAIN_SQL, (interaction_id, oldest, MAX_CHAIN, oldest))
+        rows = self._read(_CHAIN_SQL, {"id": interaction_id, "oldest": oldest, "max": MAX_CHAIN,
+                                       "owner": owner})
         if not rows:
             return None
         steps: list[dict] = []
@@ -195,22 +223,37 @@ class Store:
             steps.extend(json.loads(steps_text))
         return steps
 
-    def _read(self, sql: str, args: tuple) -> list:
+    def _read(self, sql: str, args) -> list:
         try:
             with self._lock:
                 return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as e:
             raise self._failed("read", e) from None
 
-    def delete(self, interaction_id: str) -> bool:
+    def delete(self, interaction_id: str, owner: Optional[str] = None) -> bool:
+        """Remove one interaction (with `owner`: only theirs); whether there was one."""
+        mine, args = _owned(owner)
         with self._lock:
             before = self._count, self._bytes
             try:
-                self._remove("id = ?", (interaction_id,))
+                self._remove("id = ?" + mine, (interaction_id, *args))
             except sqlite3.Error as e:
                 self._count, self._bytes = before
                 raise self._failed("delete from", e) from None
             return self._count < before[0]
+
+    def key_usage(self) -> dict[str, int]:
+        """Tokens used so far, by owner (classroom mode)."""
+        return {owner: tokens for owner, tokens in
+                self._read("SELECT owner, tokens FROM key_usage", ())}
+
+    def add_key_usage(self, owner: str, tokens: int) -> None:
+        try:
+            with self._lock:
+                self._db.execute("INSERT INTO key_usage VALUES (?, ?) ON CONFLICT(owner) DO "
+                                 "UPDATE SET tokens = tokens + excluded.tokens", (owner, tokens))
+        except sqlite3.Error as e:
+            raise self._failed("record token usage in", e) from None
 
     def count(self) -> int:
         with self._lock:
@@ -219,6 +262,11 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _owned(owner: Optional[str]) -> tuple[str, tuple]:
+    """The extra WHERE condition (and its argument) limiting rows to `owner` (None: any)."""
+    return ("", ()) if owner is None else (" AND owner = ?", (owner,))
 
 
 def _dumps(value) -> str:

@@ -1,0 +1,221 @@
+"""Classroom mode: one API key per student, each with its own interactions and quotas.
+
+`gemini-magics serve --keys FILE [--key-rate N] [--key-tokens N]`. The keys file is UTF-8 text,
+one key a line; blank lines and lines starting with `#` are skipped; a key may carry a label
+(who it is for) before a colon:
+
+    # period 3
+    alice: 5mQ1v9wKp3TgX2rB7yZc
+    bob:   Hq8sLd0Vn4Ue6WjA1fRo
+    Yt3kP9bN2cM7xQ5zR8wD        <- no label: it is called "line 4"
+
+A key is at least 16 characters, without whitespace or `:`; a label is at most 64 letters,
+digits or `_ . @ -`. Keys and labels must each be unique. `gemini-magics keys alice bob` prints
+such lines with fresh random keys.
+
+Only each key's SHA-256 digest is kept (its `id`; a fast hash is enough for random keys of this
+length): the file's text is dropped once read, a request's key is hashed and looked up, and no
+key is ever logged. The digest is what the store records as an interaction's owner.
+
+A request sends its key as `x-goog-api-key` (the SDKs, the magics) or `?key=`; none, or an
+unknown one, is a 401. Per key:
+- `rate`: at most N creates (requests to start a turn, counted before their body is read) in
+  any 60 s; the next one is a 429
+  `RESOURCE_EXHAUSTED` with `Retry-After` and a `google.rpc.RetryInfo` detail. Reads (get,
+  stream again, cancel, delete) are not counted: they cost no tokens.
+- `tokens`: a budget of total tokens (`usage.total_tokens` of its finished turns, cancelled
+  and failed ones included); once used up every create is a 429. A turn started under budget
+  runs to its end, so the budget can be overrun by the turns in flight at that moment. With a
+  `--db` file the tokens used are stored there and survive a restart.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from typing import Callable, Iterable, Optional
+
+from .protocol import ApiError
+
+__all__ = ["KeyRing", "Student", "QuotaError", "new_keys_text", "RATE_WINDOW_SECONDS"]
+
+RATE_WINDOW_SECONDS = 60.0
+MIN_KEY_CHARS = 16
+_LABEL = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def key_id(key: str) -> str:
+    """The digest a key is known by (hex SHA-256)."""
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+
+class QuotaError(ApiError):
+    """A 429 RESOURCE_EXHAUSTED; with `retry_after` (seconds) also a Retry-After header and a
+    google.rpc.RetryInfo detail, as Google sends them."""
+
+    def __init__(self, message: str, retry_after: Optional[float] = None):
+        super().__init__(429, message, status="RESOURCE_EXHAUSTED")
+        self.retry_after = None if retry_after is None else max(1, math.ceil(retry_after))
+
+    def body(self) -> dict:
+        body = super().body()
+        if self.retry_after is not None:
+            body["error"]["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                         "retryDelay": f"{self.retry_after}s"}]
+        return body
+
+    @property
+    def headers(self) -> dict:
+        return {} if self.retry_after is None else {"retry-after": str(self.retry_after)}
+
+
+class Student:
+    """One key's identity and quota state (never the key itself)."""
+
+    __slots__ = ("id", "label", "used", "_recent")
+
+    def __init__(self, ident: str, label: str):
+        self.id = ident
+        self.label = label
+        self.used = 0                  # total tokens of its finished turns
+        self._recent: deque = deque()  # monotonic times of its creates in the rate window
+
+    def __repr__(self) -> str:
+        return f"<Student {self.label} used={self.used}>"
+
+
+class KeyRing:
+    """The keys a classroom server accepts, by digest, with their quotas.
+
+    `rate`: creates per minute per key (None: no limit); `tokens`: total tokens per key (None:
+    no budget). `clock` is for tests.
+    """
+
+    def __init__(self, students: Iterable[Student], rate: Optional[int] = None,
+                 tokens: Optional[int] = None, clock: Callable[[], float] = time.monotonic):
+        if rate is not None and (not isinstance(rate, int) or rate < 1):
+            raise ValueError(f"--key-rate must be a whole number of requests per minute of at "
+                             f"least 1, not {rate!r}.")
+        if tokens is not None and (not isinstance(tokens, int) or tokens < 1):
+            raise ValueError(f"--key-tokens must be a whole number of tokens of at least 1, not "
+                             f"{tokens!r}.")
+        self._by_id = {s.id: s for s in students}
+        self.rate = rate
+        self.tokens = tokens
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    # -- building ------------------------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str, **quotas) -> "KeyRing":
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ValueError(f"Cannot read the keys file {path!r} ({e.strerror}); give a "
+                             f"readable file with one key a line to --keys.") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"The keys file {path!r} is not UTF-8 text; write one key a line "
+                             f"(optionally 'label: key').") from None
+        return cls.from_text(text, where=repr(path), **quotas)
+
+    @classmethod
+    def from_text(cls, text: str, where: str = "text", **quotas) -> "KeyRing":
+        """Parse a keys file's text (see the module docstring); ValueError names the line,
+        never the key."""
+        students: list[Student] = []
+        seen_ids: dict[str, int] = {}
+        seen_labels: dict[str, int] = {}
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            label, colon, key = line.partition(":")
+            if colon:
+                label, key = label.strip(), key.strip()
+                if not _LABEL.fullmatch(label):
+                    raise ValueError(f"The keys file {where}, line {n}: a label is 1 to 64 "
+                                     f"letters, digits or '_.@-' before the ':'.")
+            else:
+                label, key = f"line {n}", line
+            if len(key) < MIN_KEY_CHARS or any(c.isspace() or c == ":" for c in key):
+                raise ValueError(f"The keys file {where}, line {n}: a key is at least "
+                                 f"{MIN_KEY_CHARS} characters without spaces or ':' (make "
+                                 f"random ones with `gemini-magics keys NAME...`).")
+            ident = key_id(key)
+            if ident in seen_ids:
+                raise ValueError(f"The keys file {where}, line {n} repeats the key of line "
+                                 f"{seen_ids[ident]}; give every student their own key.")
+            if label in seen_labels:
+                raise ValueError(f"The keys file {where}, line {n} repeats the label {label!r} "
+                                 f"of line {seen_labels[label]}; labels must be unique.")
+            seen_ids[ident], seen_labels[label] = n, n
+            students.append(Student(ident, label))
+        if not students:
+            raise ValueError(f"The keys file {where} holds no keys; write one key a line "
+                             f"(optionally 'label: key').")
+        return cls(students, **quotas)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __repr__(self) -> str:
+        return f"<KeyRing {len(self)} keys rate={self.rate} tokens={self.tokens}>"
+
+    # -- requests ------------------------------------------------------------------------
+    def identify(self, key: str) -> Optional[Student]:
+        """The student a key belongs to, or None."""
+        return self._by_id.get(key_id(key)) if key else None
+
+    def students(self) -> list[Student]:
+        return list(self._by_id.values())
+
+    def admit(self, student: Student) -> None:
+        """Count one create against `student`'s rate, or raise QuotaError (rate or budget)."""
+        with self._lock:
+            if self.tokens is not None and student.used >= self.tokens:
+                raise QuotaError(f"This key has used up its token budget of {self.tokens:,} "
+                                 f"tokens ({student.used:,} used); ask whoever runs this "
+                                 f"server to raise --key-tokens.")
+            if self.rate is None:
+                return
+            now = self._clock()
+            recent = student._recent
+            while recent and recent[0] <= now - RATE_WINDOW_SECONDS:
+                recent.popleft()
+            if len(recent) >= self.rate:
+                wait = recent[0] + RATE_WINDOW_SECONDS - now
+                per = "request" if self.rate == 1 else "requests"
+                raise QuotaError(f"This key is over its rate limit of {self.rate} {per} per "
+                                 f"minute; retry in {max(1, math.ceil(wait))} s.",
+                                 retry_after=wait)
+            recent.append(now)
+
+    def charge(self, student: Student, tokens: int) -> None:
+        with self._lock:
+            student.used += max(0, int(tokens or 0))
+
+    def load_usage(self, used: dict) -> None:
+        """Tokens already used, by student id (from the store)."""
+        with self._lock:
+            for ident, tokens in used.items():
+                student = self._by_id.get(ident)
+                if student is not None:
+                    student.used = int(tokens)
+
+
+def new_keys_text(labels: Iterable[str]) -> str:
+    """A keys file with a fresh random key for each label."""
+    labels = list(labels)
+    lines = []
+    for label in labels:
+        if not _LABEL.fullmatch(label):
+            raise ValueError(f"A label is 1 to 64 letters, digits or '_.@-', not {label[:70]!r}.")
+        lines.append(f"{label}: {secrets.token_urlsafe(24)}")
+    if len(set(labels)) != len(lines):
+        raise ValueError("Labels must be unique.")
+    return "\n".join(lines) + "\n"
