@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"require this x-goog-api-key on every request (or set {API_KEY_ENV})")
     serve.add_argument("--model-path", metavar="GGUF",
                        help="GGUF model file for the local engine (default: SmolLM2-135M)")
+    serve.add_argument("--parallel", type=int, default=1, metavar="N",
+                       help="llama.cpp slots for the local engine (default 1): more throughput "
+                            "for many users, but the same seed no longer gives the same text")
     serve.add_argument("--idle-exit", type=float, default=0, metavar="SECONDS",
                        help="exit after this long with no request and no turn running "
                             "(0, the default: never); the shared per-user server uses 1800")
@@ -138,6 +141,13 @@ def serve(args: argparse.Namespace) -> int:
     if args.engine != "openai" and (args.engine_url or args.engine_model or args.engine_key_env):
         return _fail("--engine-url, --engine-model and --engine-key-env go with --engine openai.")
     engine = args.engine
+    if args.parallel != 1:
+        if args.engine != "local":
+            return _fail("--parallel is for the local engine (an openai engine batches itself).")
+        try:
+            engine = make_engine("local", model_path=args.model_path, parallel=args.parallel)
+        except (ValueError, OSError) as e:
+            return _fail(str(e))
     if engine == "openai":
         try:
             engine = make_engine("openai", engine_url=args.engine_url,
@@ -170,7 +180,7 @@ def serve(args: argparse.Namespace) -> int:
         limits = " and ".join(x for x in limits if x)
         note = (f"; classroom mode: {len(keys)} keys from {args.keys}, each seeing only its own "
                 f"interactions" + (f", at most {limits} per key" if limits else ""))
-    where = f" at {engine.url}" if engine is not args.engine else ""
+    where = f" at {engine.url}" if isinstance(getattr(engine, "url", None), str) else ""
     print(f"gemini-magics: serving the Interactions API with the {args.engine} engine{where}{note}. "
           f"Use it with GOOGLE_GEMINI_BASE_URL={srv.base_url}. Ctrl-C to stop.",
           file=sys.stderr, flush=True)

@@ -124,6 +124,8 @@ def explain(
             return f"The server timed out (408){kept}; re-run the cell."
         if code == 409:
             return f"The server reported a conflict (409: {msg}){kept}; re-run the cell."
+        if code == 429 and msg.startswith("This key "):  # a classroom server's own sentence
+            return f"{msg.rstrip('.')} (429)."  # not the generic advice: -m would not help
         if code == 429:
             return (f"Too many requests or quota exhausted (429: {msg}); wait a minute and re-run, "
                     f"or pick a model with more quota using -m.")

@@ -226,6 +226,7 @@ def test_a_cell_over_its_quota_says_which_limit(shell, monkeypatch, quota, sente
                  if ln.startswith("GeminiError:")]
         assert len(lines) == 1 and sentence in lines[0], cap.stdout + cap.stderr
         assert "429" in lines[0] and ALICE not in cap.stdout + cap.stderr
+        assert "more quota using -m" not in lines[0]  # the server's sentence, not the generic one
 
 
 def test_the_batch_api_is_off_in_classroom_mode(classroom):

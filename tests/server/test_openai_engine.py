@@ -201,3 +201,37 @@ def test_serve_refuses_a_bad_engine_setup_in_one_sentence(args, words):
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2
     assert words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_parallel_slots_are_refused_outside_the_local_engine_and_out_of_range():
+    for args, words in ((["--engine", "echo", "--parallel", "2"], "--parallel is for the local"),
+                        (["--parallel", "0"], "from 1 to 64")):
+        proc = subprocess.run([sys.executable, "-m", "gemini_magics", "serve", "--port", "0",
+                               *args], capture_output=True, text=True, env=_env(), timeout=60)
+        assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_parallel_slots_answer_concurrent_streams_with_their_own_context():
+    from gemini_magics.server import start_server
+    from gemini_magics.server.engines import make_engine
+    engine = make_engine("local", parallel=2)
+    with start_server(engine=engine) as srv:
+        llama = engine.load()
+        client = make_client(srv.base_url)
+        import concurrent.futures as cf
+        with cf.ThreadPoolExecutor(2) as pool:
+            done = list(pool.map(lambda p: client.interactions.create(
+                model="m", input=p, generation_config={"max_output_tokens": 8}),
+                ["Tell me about the sea.", "Tell me about the moon."]))
+        assert all(i.usage.total_output_tokens == 8 for i in done)
+        # llama.cpp itself reports the slots (its side listener, locked with the engine's key)
+        props = httpx.get(f"{llama.listening_address}/props", timeout=10,
+                          headers={"Authorization": f"Bearer {_engine_key(engine)}"}).json()
+        assert props["total_slots"] == 2
+    engine.close()
+
+
+def _engine_key(engine) -> str:
+    from gemini_magics.server.engines import local
+    return local._MODELS[(engine.model_path, engine.n_parallel)].key

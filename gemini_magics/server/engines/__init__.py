@@ -24,7 +24,7 @@ ENV_ENGINE_KEY = "GEMINI_MAGICS_ENGINE_KEY"
 
 def make_engine(engine: Union[str, Engine] = "local", model_path: Optional[str] = None, *,
                 engine_url: Optional[str] = None, engine_model: Optional[str] = None,
-                engine_key_env: Optional[str] = None) -> Engine:
+                engine_key_env: Optional[str] = None, parallel: int = 1) -> Engine:
     """An engine instance from its name (an Engine instance is returned unchanged)."""
     if isinstance(engine, Engine):
         return engine
@@ -32,7 +32,7 @@ def make_engine(engine: Union[str, Engine] = "local", model_path: Optional[str] 
     if name == "echo":
         return EchoEngine()
     if name == "local":
-        return LocalEngine(model_path=model_path)
+        return LocalEngine(model_path=model_path, n_parallel=parallel)
     if name == "openai":
         url = engine_url or os.environ.get(ENV_ENGINE_URL, "").strip()
         if not url:

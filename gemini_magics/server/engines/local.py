@@ -7,6 +7,8 @@ Why these choices (measured on the 2-core target machine, SmolLM2-135M-Instruct 
   serializes them without a Python lock. Four parallel slots gave ~17 % more aggregate tokens/s
   under concurrent load, but batching changes the floating-point sums, so the same seed stopped
   giving the same text in 5 of 10 overlapping runs; one slot keeps "same seed, same text".
+  `serve --parallel N` (LocalEngine(n_parallel=N)) trades that for throughput, for a classroom:
+  N slots, each with the full context (n_ctx is N x 4096, as llama.cpp splits it among slots).
 - xllamacpp also opens its own HTTP listener on a random 127.0.0.1 port (it cannot be turned off);
   we lock it with a random API key held only in memory, so other local processes cannot use it.
 - Threads: half the CPUs, at most 4 (so 1 on the 2-core target). llama.cpp's threads meet at a
@@ -108,14 +110,14 @@ def default_threads() -> int:
     return max(1, min(4, cpus // 2))
 
 
-def common_params(model_path: str, n_threads: Optional[int] = None):
+def common_params(model_path: str, n_threads: Optional[int] = None, n_parallel: int = 1):
     """The xllamacpp.CommonParams we load a model with."""
     import xllamacpp  # deferred: native llama.cpp library, loaded only with a model
 
     p = xllamacpp.CommonParams()
     p.model.path = model_path
-    p.n_ctx = N_CTX
-    p.n_parallel = 1
+    p.n_ctx = N_CTX * n_parallel  # llama.cpp splits the context among the slots
+    p.n_parallel = n_parallel
     p.verbosity = 0
     p.cache_ram_mib = PROMPT_CACHE_MIB
     p.port = 0  # its side listener: a random loopback port
@@ -129,39 +131,41 @@ def common_params(model_path: str, n_threads: Optional[int] = None):
 class _Loaded:
     """One loaded model, shared by every engine that uses the same file."""
 
-    def __init__(self, server: Any):
+    def __init__(self, server: Any, key: str):
         self.server = server
+        self.key = key  # of its side listener (in memory only)
         self.users = 0
 
 
-_MODELS: dict[str, _Loaded] = {}
+_MODELS: dict[tuple, _Loaded] = {}  # by (file, slots)
 _MODELS_LOCK = threading.Lock()
 
 
-def _acquire(path: str, n_threads: Optional[int]) -> _Loaded:
+def _acquire(path: str, n_threads: Optional[int], n_parallel: int = 1) -> _Loaded:
     with _MODELS_LOCK:
-        loaded = _MODELS.get(path)
+        loaded = _MODELS.get((path, n_parallel))
         if loaded is None:
             import xllamacpp  # deferred: native llama.cpp library, loaded only with a model
 
             try:
-                server = xllamacpp.Server(common_params(path, n_threads))
+                params = common_params(path, n_threads, n_parallel)
+                server = xllamacpp.Server(params)
             except Exception as e:
                 raise RuntimeError(
                     f"llama.cpp could not load the model {path!r} ({e}); check that it is a "
                     f"complete GGUF chat model, or {_INSTALL_HINT}.") from None
-            loaded = _MODELS[path] = _Loaded(server)
+            loaded = _MODELS[(path, n_parallel)] = _Loaded(server, params.api_keys[0])
         loaded.users += 1
         return loaded
 
 
-def _release(path: str) -> None:
+def _release(path: str, n_parallel: int = 1) -> None:
     with _MODELS_LOCK:
-        loaded = _MODELS.get(path)
+        loaded = _MODELS.get((path, n_parallel))
         if loaded is not None:
             loaded.users -= 1
             if loaded.users <= 0:
-                del _MODELS[path]  # the xllamacpp.Server stops its threads when collected
+                del _MODELS[(path, n_parallel)]  # the xllamacpp.Server stops its threads when collected
 
 
 class LocalEngine(Engine):
@@ -174,11 +178,16 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def __init__(self, model_path: Optional[str] = None, n_threads: Optional[int] = None):
+    def __init__(self, model_path: Optional[str] = None, n_threads: Optional[int] = None,
+                 n_parallel: int = 1):
         self.model_path = find_model(model_path)
         if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
             raise ValueError(f"n_threads must be a whole number of at least 1, not {n_threads!r}.")
+        if not isinstance(n_parallel, int) or not 1 <= n_parallel <= 64:
+            raise ValueError(f"--parallel must be a whole number of slots from 1 to 64, not "
+                             f"{n_parallel!r}.")
         self.n_threads = n_threads or default_threads()
+        self.n_parallel = n_parallel
         self._loaded: Optional[_Loaded] = None
         self._lock = threading.Lock()
 
@@ -186,7 +195,7 @@ class LocalEngine(Engine):
         """Load (or join) the shared model now; return the underlying xllamacpp.Server."""
         with self._lock:
             if self._loaded is None:
-                self._loaded = _acquire(self.model_path, self.n_threads)
+                self._loaded = _acquire(self.model_path, self.n_threads, self.n_parallel)
             return self._loaded.server
 
     def close(self) -> None:
@@ -194,12 +203,12 @@ class LocalEngine(Engine):
         with self._lock:
             if self._loaded is not None:
                 self._loaded = None
-                _release(self.model_path)
+                _release(self.model_path, self.n_parallel)
 
     def generate(self, request: EngineRequest, on_text: OnText) -> EngineResult:
         body = self._chat_body(request)
         server = self.load()
-        state = ChunkStream(on_text, N_CTX)
+        state = ChunkStream(on_text, N_CTX)  # each slot holds N_CTX
         try:
             server.handle_chat_completions(body, state.on_chunk)
         except ValueError as e:  # llama.cpp rejects the request before generating
