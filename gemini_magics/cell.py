@@ -70,6 +70,20 @@ def build_parts(request: Any, user_ns: Any) -> list:
     return parts
 
 
+def lookup_dotted(option: str, name: str, user_ns: Mapping[str, Any]) -> Any:
+    """The notebook object an option names (`NAME` or `NAME.attr.attr`), or one sentence."""
+    head, *rest = name.split(".")
+    if head not in user_ns:
+        raise ArgsError(f"{option}: {head!r} is not defined in the notebook; run the cell that "
+                        f"defines it or fix the name.")
+    obj = user_ns[head]
+    for attr in rest:
+        if not hasattr(obj, attr):
+            raise ArgsError(f"{option}: {name!r} does not exist; fix the name.")
+        obj = getattr(obj, attr)
+    return obj
+
+
 def resolve_names(request: Any, user_ns: Any) -> None:
     """--functions and --schema: look the names up in the notebook and check them, so a bad
     name is one sentence before anything is sent. Fills request.callables / schema_obj;
@@ -86,15 +100,7 @@ def resolve_names(request: Any, user_ns: Any) -> None:
     if request.schema:
         from .schema import SchemaError, response_format_for  # deferred: schema loads pydantic
 
-        head, *rest = request.schema.split(".")
-        if head not in user_ns:
-            raise ArgsError(f"--schema: {head!r} is not defined in the notebook; run the cell that "
-                            f"defines it or fix the name.")
-        obj = user_ns[head]
-        for attr in rest:
-            if not hasattr(obj, attr):
-                raise ArgsError(f"--schema: {request.schema!r} does not exist; fix the name.")
-            obj = getattr(obj, attr)
+        obj = lookup_dotted("--schema", request.schema, user_ns)
         try:
             request.response_format = response_format_for(obj, request.schema)
         except SchemaError as exc:

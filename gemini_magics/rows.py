@@ -27,7 +27,7 @@ from collections import ChainMap
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 from .args import ArgsError, parse
-from .cell import build_parts, resolve_names
+from .cell import build_parts, lookup_dotted, resolve_names
 from .client import Backend, get_client, resolve_backend
 from .conversation import user_step
 from .errors import GeminiError, explain, is_connection_error, status_code
@@ -544,16 +544,10 @@ def backend_id(backend: Backend, settings: Mapping[str, Any]) -> str:
 
 
 def lookup_rows(name: str, user_ns: Mapping[str, Any]) -> Any:
-    head, *rest = name.split(".")
-    if head not in user_ns:
-        raise GeminiError(f"--over: {head!r} is not defined in the notebook; run the cell that "
-                          f"defines it or fix the name.")
-    obj = user_ns[head]
-    for attr in rest:
-        if not hasattr(obj, attr):
-            raise GeminiError(f"--over: {name!r} does not exist; fix the name.")
-        obj = getattr(obj, attr)
-    return obj
+    try:
+        return lookup_dotted("--over", name, user_ns)
+    except ArgsError as e:
+        raise GeminiError(str(e)) from None
 
 
 def run_over(request: Any, rows: Rows, rendered: list, backend: Backend,
