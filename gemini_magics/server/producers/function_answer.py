@@ -101,18 +101,17 @@ def _renderings(value: Any) -> list[str]:
     return []
 
 
-def _plain(value: Any) -> str:
-    """A value in a fact sentence: numbers as the first rendering, strings quoted, objects as
-    "key value" pairs."""
+def _plain(value: Any, quote: bool = True) -> str:
+    """A value in a fact sentence: numbers as their first rendering, a string quoted (not
+    inside an object), an object as "key value" pairs: `location London, temperature 22`."""
     if isinstance(value, dict):
-        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items())
+        return ", ".join(f"{k} {_plain(v, False)}" for k, v in value.items()) or "nothing"
     if isinstance(value, list):
-        return ", ".join(_plain(v) for v in value) or "nothing"
-    r = _renderings(value)
-    if r and _number(value) is not None:
-        return r[0]
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return ", ".join(_plain(v, quote) for v in value) or "nothing"
+    if _number(value) is not None:
+        return _renderings(value)[0]
+    if isinstance(value, str) and not quote and _renderings(value):
+        return value.strip()
     return json.dumps(value, ensure_ascii=False)
 
 
