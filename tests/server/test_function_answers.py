@@ -123,6 +123,26 @@ def test_an_answer_without_the_value_becomes_the_fact_itself(reply):
     assert text == "multiply(a=1234, b=5678) returned 7006652."
 
 
+class NoSchemas(Scripted):
+    """An engine that rejects JSON schemas (as some OpenAI-compatible servers do)."""
+
+    def generate(self, request, on_text):
+        if request.json_schema is not None:
+            self.requests.append(request)
+            raise ValueError("response_format is not supported")
+        return super().generate(request, on_text)
+
+
+@pytest.mark.parametrize("engine, expected", [
+    (NoSchemas("1234 times 5678 is 7006652."), "1234 times 5678 is 7006652."),
+    (NoSchemas("1234 times 5678 is 7006652. Or 1234!"), "multiply(a=1234, b=5678) returned 7006652."),
+    (Scripted("The result is 7,006,652."), "The result is 7,006,652."),  # schema ignored
+])
+def test_an_engine_without_schemas_is_asked_plainly_and_checked_the_same(engine, expected):
+    text, _ = _answer_with(engine)
+    assert text == expected
+
+
 def test_facts_name_the_values_an_answer_must_hold():
     weather = {"type": "function_call", "id": "w", "name": "get_current_temperature",
                "arguments": {"location": "London"}}

@@ -441,7 +441,7 @@ class ToolLLM(Engine):
         last = [m["content"] for m in request.messages if m["role"] == "user"][-1]
         if (request.json_schema or {}).get("type") == "string":  # the answer after a result
             facts = [line for line in last.splitlines() if line.startswith("Result: ")]
-            text = json.dumps("Answer: " + facts[-1][len("Result: "):])
+            text = json.dumps("Answer: " + facts[-1].split(" returned ", 1)[1])
         elif request.json_schema is not None:
             options = request.json_schema.get("anyOf") or [request.json_schema]
             name = options[0]["properties"]["name"]["const"]
@@ -486,8 +486,7 @@ def test_quickstart_stateful_function_loop_on_the_local_server(tool_server):
         user_input, previous_id = results, i.id
     assert statuses == ["requires_action", "completed"]
     # the result reached the model as a fact, not as a marker to echo (function_answer)
-    assert i.output_text == ('Answer: get_current_temperature(location="London") returned '
-                             'location London, temperature 22, unit celsius.')
+    assert i.output_text == "Answer: location London, temperature 22, unit celsius."
 
 
 def test_quickstart_stateless_function_loop_on_the_local_server(tool_server):
@@ -501,7 +500,7 @@ def test_quickstart_stateless_function_loop_on_the_local_server(tool_server):
         if not results:
             break
     assert [s["type"] for s in history] == ["user_input", "function_call", "function_result", "model_output"]
-    assert i.output_text.startswith('Answer: get_current_temperature(location="London") returned')
+    assert i.output_text == "Answer: location London, temperature 22, unit celsius."
 
 
 def test_streamed_function_call_ends_in_requires_action(tool_server):

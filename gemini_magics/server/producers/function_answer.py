@@ -12,8 +12,8 @@ steps is built differently from other turns:
   word of its own, and no other number than those of the call's arguments (none after the
   value): the model words the sentence, but cannot leave the value out,
   put a different number in, or write brackets, braces, quotes or a second sentence.
-- The reply is checked; if it does not hold the value (cut off by `max_output_tokens`, an
-  engine that ignores schemas), the answer is the fact itself: "multiply(a=1234, b=5678)
+- The reply is checked against the same pattern; if it does not keep it (cut off by
+  `max_output_tokens`, an engine that ignores schemas), the answer is the fact itself: "multiply(a=1234, b=5678)
   returned 7006652." Offline, a right answer matters more than a fluent one.
 
 Engines whose reply describes their input (`describes_input`, the echo engine) still get the
@@ -212,6 +212,20 @@ def _holds(answer: str, pieces: list[list[str]]) -> bool:
     return True
 
 
+def checked_answer(reply: str, pattern: str, pieces: list[list[str]], facts: list[Fact]) -> str:
+    """The model's sentence if it keeps the constraint (checked here too, for engines that
+    ignore schemas), else the facts themselves."""
+    try:
+        answer = json.loads(reply)
+    except (TypeError, ValueError):
+        answer = reply  # not a JSON string: an engine that ignored the schema
+    if isinstance(answer, str):
+        answer = answer.strip()
+        if re.match(pattern, answer) and _holds(answer, pieces):
+            return answer
+    return " ".join(f.sentence for f in facts) or "The function returned nothing."
+
+
 # --------------------------------------------------------------------------------------------
 # The turn
 # --------------------------------------------------------------------------------------------
@@ -245,22 +259,21 @@ def function_answer(ctx: TurnContext) -> Outcome:
     params = generation_params(req.generation_config)
     if params.max_output_tokens is None:
         params.max_output_tokens = DEFAULT_MAX_TOKENS
-    schema = {"type": "string", "pattern": answer_pattern(pieces, numbers)}
-    request = EngineRequest(model=req.name, messages=messages, params=params, json_schema=schema)
+    pattern = answer_pattern(pieces, numbers)
+    request = EngineRequest(model=req.name, messages=messages, params=params,
+                            json_schema={"type": "string", "pattern": pattern})
     out = rec.start_step({"type": "model_output"}, wait_for_content=True)
     result = None
     try:
         # buffered, not streamed: the reply is checked before anyone sees it (a sentence, ~1 s)
-        result = ctx.engine.generate(request, lambda _chunk: not rec.cancelled)
+        try:
+            result = ctx.engine.generate(request, lambda _chunk: not rec.cancelled)
+        except ValueError:  # an engine that cannot take the pattern: ask plainly, check below
+            request.json_schema = None
+            result = ctx.engine.generate(request, lambda _chunk: not rec.cancelled)
         if rec.cancelled or result.finish == "cancelled":
             return Outcome("cancelled", result.input_tokens, result.output_tokens)
-        try:
-            answer = json.loads(result.text)
-        except (TypeError, ValueError):
-            answer = None
-        if not isinstance(answer, str) or not _holds(answer, pieces):
-            answer = " ".join(f.sentence for f in facts) or "The function returned nothing."
-        rec.text(out, answer.strip())
+        rec.text(out, checked_answer(result.text, pattern, pieces, facts))
     finally:
         if result is None:
             rec.stop_step(out)
