@@ -8,8 +8,10 @@ real SDK against a local server with the real model (SmolLM2-135M): the model ca
 function (tool_choice "any", so every seed reaches the answer), the function runs on the
 arguments the model chose, its result goes back, the model answers. An answer is right when it
 contains the result's value (any common rendering: 7006652, 7,006,652) and no `[function`
-marker. Prints a table: right answers per example, fallbacks (the answer is the bare fact
-sentence, see server/producers/function_answer.py), seconds per answer. Goal: >= 9 of 10 each.
+marker. Prints a table: right answers per example; "as fact": answers that are the bare fact
+sentence `name(args) returned value.` (the server's fallback when the model's sentence breaks
+the constraint, or the model copying the fact; see server/producers/function_answer.py);
+seconds per loop (two model turns). Goal: >= 9 of 10 right for each example.
 """
 from __future__ import annotations
 
@@ -130,9 +132,10 @@ def main() -> None:
             rows.append((label, right, fallback, spent / args.seeds))
     finally:
         srv.stop()
-    print(f"\n{'example':10} {'right':>8} {'fallback':>9} {'s/loop':>7}")
+    mode = "stateless" if args.stateless else "stateful"
+    print(f"\n{mode}, {args.seeds} seeds\n{'example':10} {'right':>8} {'as fact':>8} {'s/loop':>7}")
     for label, right, fallback, per in rows:
-        print(f"{label:10} {right:>4}/{args.seeds:<3} {fallback:>9} {per:>7.1f}")
+        print(f"{label:10} {right:>4}/{args.seeds:<3} {fallback:>8} {per:>7.1f}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ INSTRUCTION = "Answer the question in one sentence using this result."
 _FREE = "[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff ,':()%\u00b0/*\u00d7=+-]"
 # The character just before and just after a value, so "Celsius22" or "ABC" cannot pass for 22
 # or B.
-_BEFORE = "[ (:'=]"
+_BEFORE = "[ :'=]"
 _AFTER = "[ ,'):%\u00b0]"
 LEAD_CHARS = 100   # at most this many characters before the first value
 TAIL_CHARS = 60    # ... and after the last
