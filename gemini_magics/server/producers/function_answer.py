@@ -8,13 +8,16 @@ steps is built differently from other turns:
   "What is 1234 times 5678?  Result: multiply(a=1234, b=5678) returned 7006652.  Answer the
   question in one sentence using this result."
 - The reply is constrained (a JSON-schema string `pattern`, which the engine decodes with its
-  grammar) to one sentence that contains the result's value (`7006652` or `7,006,652`), as a
-  word of its own, and no other number than those of the call's arguments (none after the
-  value): the model words the sentence, but cannot leave the value out,
-  put a different number in, or write brackets, braces, quotes or a second sentence.
+  grammar) to one sentence that contains the result's value (`7006652` or `7,006,652`) as a
+  word of its own, and no number but those of the call's arguments before it and none after:
+  the model words the sentence, but cannot leave the value out, put another number in, or
+  write square brackets, braces, quotes or a second sentence.
 - The reply is checked against the same pattern; if it does not keep it (cut off by
-  `max_output_tokens`, an engine that ignores schemas), the answer is the fact itself: "multiply(a=1234, b=5678)
-  returned 7006652." Offline, a right answer matters more than a fluent one.
+  `max_output_tokens`, an engine that ignores schemas), the answer is the fact itself:
+  "multiply(a=1234, b=5678) returned 7006652." Offline, a right answer matters more than a
+  fluent one.
+- Number arguments are the question's numbers (`planning.pin_numbers`), so the call itself
+  multiplies 1234 and 5678, not 123 and 5678.
 
 Engines whose reply describes their input (`describes_input`, the echo engine) still get the
 plain conversation, so tests can see exactly what reached the engine.
@@ -32,12 +35,12 @@ from ..turns import (FINISH_STATUS, Outcome, TurnContext, content_text, generati
                      history_to_messages)
 
 __all__ = ["answers_function_results", "function_answer", "Fact", "facts_of", "answer_pattern",
-           "INSTRUCTION"]
+           "answer_messages", "checked_answer", "INSTRUCTION"]
 
 INSTRUCTION = "Answer the question in one sentence using this result."
 # Characters of the words around the value: letters (Latin-1 ones too), spaces and a little
-# punctuation; no digits (numbers come only from the allowed list), no brackets, braces,
-# quotes or backslashes (no marker, no JSON), no sentence end (one sentence).
+# punctuation; no digits (numbers come only from the allowed list), no square brackets,
+# braces, quotes or backslashes (no marker, no JSON), no sentence end (one sentence).
 _FREE = "[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff ,':()%\u00b0/*\u00d7=+-]"
 # The character just before and just after a value, so "Celsius22" or "ABC" cannot pass for 22
 # or B.
