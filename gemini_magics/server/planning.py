@@ -14,7 +14,8 @@ from typing import Any, Callable, Optional
 
 from .engines.base import Engine, EngineRequest, GenerationParams
 
-__all__ = ["close_schema", "function_call_schema", "plan_function_call", "MAX_ITEMS", "MAX_STRING"]
+__all__ = ["close_schema", "function_call_schema", "plan_function_call", "pin_numbers",
+           "question_numbers", "MAX_ITEMS", "MAX_STRING"]
 
 _ANSWER_KEY = "answer"
 
@@ -134,11 +135,58 @@ def _asked_for(function_tools: list[dict], messages: list[dict]) -> bool:
     with its name or description), as "What is the temperature in London?" is about
     get_current_temperature. A 135M model's call-or-answer choice is a coin flip; a real model
     calls the function the question is about, so then the answer option is withheld."""
-    last = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
-    if not isinstance(last, str) or last.lstrip().startswith("[function result"):
+    last = _question(messages)
+    if not last:
         return False
     asked = _stems(last)
     return any(asked & _stems(f"{t['name']} {t.get('description') or ''}") for t in function_tools)
+
+
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w.]*\d)")
+
+
+def _question(messages: list[dict]) -> str:
+    """The user's last message, unless it is a function result."""
+    last = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+    return "" if not isinstance(last, str) or last.lstrip().startswith("[function result") else last
+
+
+def question_numbers(text: str) -> list:
+    """The numbers a question states, in order, once each: "1,234 times 5678" -> [1234, 5678]."""
+    out: list = []
+    for m in _NUMBER.finditer(text):
+        raw = m.group(0).replace(",", "")
+        value = float(raw) if "." in raw else int(raw)
+        if value not in out:
+            out.append(value)
+    return out
+
+
+def pin_numbers(function_tools: list[dict], numbers: list) -> list[dict]:
+    """Copies of the functions whose top-level number and integer parameters (with no enum or
+    const of their own) may only take one of `numbers`, the question's (integers for an
+    integer parameter). A 135M model copying "1234" into an argument writes 123 or 12340 for
+    some seeds, so the teaching notebook's calculator multiplied the wrong numbers; a real
+    model takes the numbers the user gave. Parameters no number fits are left as they are."""
+    if not numbers:
+        return function_tools
+    out = []
+    for tool in function_tools:
+        params = tool.get("parameters")
+        props = params.get("properties") if isinstance(params, dict) else None
+        if not isinstance(props, dict):
+            out.append(tool)
+            continue
+        pinned = {}
+        for name, prop in props.items():
+            kind = prop.get("type") if isinstance(prop, dict) else None
+            fits = ([n for n in numbers if isinstance(n, int) or n.is_integer()]
+                    if kind == "integer" else list(numbers) if kind == "number" else [])
+            if fits and not ({"enum", "const", "anyOf", "oneOf"} & set(prop)):
+                prop = {**prop, "enum": [int(n) if kind == "integer" else n for n in fits]}
+            pinned[name] = prop
+        out.append({**tool, "parameters": {**params, "properties": pinned}})
+    return out
 
 
 def _instructions(function_tools: list[dict], allow_answer: bool) -> str:
@@ -163,7 +211,8 @@ def plan_function_call(engine: Engine, messages: list[dict], function_tools: lis
     Returns `{"name": ..., "arguments": {...}}` with arguments valid against that function's
     `parameters` schema, or None when the model chooses to answer in text (or `tool_choice` is
     "none", or the reply was cut off and does not validate). With `tool_choice` "auto", a
-    question about one of the functions (`_asked_for`) gets no option to answer instead. `on_text` sees the raw JSON chunks
+    question about one of the functions (`_asked_for`) gets no option to answer instead; the
+    number parameters take the numbers the question states (`pin_numbers`). `on_text` sees the raw JSON chunks
     and may return False to cancel. `usage`, if given, receives input_tokens/output_tokens.
     """
     import jsonschema  # deferred: slow to import (~1.5 s cold), only planning needs it
@@ -174,7 +223,8 @@ def plan_function_call(engine: Engine, messages: list[dict], function_tools: lis
         return None
     if allow_answer and _asked_for(tools, messages):
         allow_answer = False
-    schema = function_call_schema(tools, allow_answer=allow_answer)
+    schema = function_call_schema(pin_numbers(tools, question_numbers(_question(messages))),
+                                  allow_answer=allow_answer)
     msgs = [dict(m) for m in messages]
     guide = _instructions(tools, allow_answer)
     if msgs and msgs[0].get("role") == "system":

@@ -431,18 +431,22 @@ def test_the_local_model_always_produces_valid_arguments():
 # --------------------------------------------------------------------------------------------
 
 class ToolLLM(Engine):
-    """A deterministic model: with a schema it calls the first allowed function with
-    `{"location": "London"}`; without, it answers with the last user message it saw."""
+    """A deterministic model: with a planning schema it calls the first allowed function with
+    `{"location": "London"}`; asked to answer after a function result, it repeats the result
+    it was given; without a schema, it answers with the last line of the user message."""
 
     name = "tool-llm"
 
     def generate(self, request: EngineRequest, on_text) -> EngineResult:
-        if request.json_schema is not None:
+        last = [m["content"] for m in request.messages if m["role"] == "user"][-1]
+        if (request.json_schema or {}).get("type") == "string":  # the answer after a result
+            facts = [line for line in last.splitlines() if line.startswith("Result: ")]
+            text = json.dumps("Answer: " + facts[-1].split(" returned ", 1)[1])
+        elif request.json_schema is not None:
             options = request.json_schema.get("anyOf") or [request.json_schema]
             name = options[0]["properties"]["name"]["const"]
             text = json.dumps({"name": name, "arguments": {"location": "London"}})
         else:
-            last = [m["content"] for m in request.messages if m["role"] == "user"][-1]
             text = "Answer: " + last.splitlines()[-1]
         for i in range(0, len(text), 7):
             if on_text(text[i:i + 7]) is False:
@@ -481,8 +485,8 @@ def test_quickstart_stateful_function_loop_on_the_local_server(tool_server):
             break
         user_input, previous_id = results, i.id
     assert statuses == ["requires_action", "completed"]
-    assert i.output_text == ('Answer: [function result get_current_temperature: '
-                             '{"location": "London", "temperature": "22", "unit": "celsius"}]')
+    # the result reached the model as a fact, not as a marker to echo (function_answer)
+    assert i.output_text == "Answer: location London, temperature 22, unit celsius."
 
 
 def test_quickstart_stateless_function_loop_on_the_local_server(tool_server):
@@ -496,7 +500,7 @@ def test_quickstart_stateless_function_loop_on_the_local_server(tool_server):
         if not results:
             break
     assert [s["type"] for s in history] == ["user_input", "function_call", "function_result", "model_output"]
-    assert i.output_text.startswith("Answer: [function result get_current_temperature:")
+    assert i.output_text == "Answer: location London, temperature 22, unit celsius."
 
 
 def test_streamed_function_call_ends_in_requires_action(tool_server):

@@ -65,6 +65,9 @@ class EchoEngine(Engine):
     """Replies by describing the conversation it received; see the module docstring."""
 
     name = "echo"
+    # Its reply describes what it received, so the server passes it the plain conversation
+    # even where a generating engine gets a constrained prompt (producers.function_answer).
+    describes_input = True
 
     def __init__(self, delay: Optional[float] = None, rps: Optional[float] = None,
                  fail_first: Optional[int] = None):

@@ -12,6 +12,7 @@ from ...catalog import BUILTIN_TOOLS
 from ..emulate import describe_for_model, emulate_builtin_tool, offline_annotations
 from ..planning import plan_function_call
 from ..protocol import CreateRequest
+from .function_answer import answers_function_results, function_answer
 from ..turns import (Outcome, TurnContext, content_text, function_call_step, generation_params,
                      history_to_messages, record_step, step_signature, stream_model_output)
 
@@ -39,14 +40,17 @@ def tools_producer(ctx: TurnContext) -> Outcome:
     built-in tool steps followed by a cited text answer.
 
     After the client sends `function_result`s, the model answers in text (it is not asked to
-    call again in the same round), so a small model cannot loop forever. Built-in tools run
-    only on a fresh user prompt.
+    call again in the same round), so a small model cannot loop forever; that answer is
+    constrained to state the results (`function_answer`). Built-in tools run only on a fresh
+    user prompt.
     """
     req, rec = ctx.request, ctx.recorder
     functions = [t for t in req.tools if isinstance(t, dict) and t.get("type") == "function"]
     builtins = [t for t in req.tools if isinstance(t, dict) and t.get("type") in BUILTIN_TOOLS]
     last = req.input_steps[-1] if req.input_steps else {}
     answering = last.get("type") == "function_result"
+    if answering and answers_function_results(ctx):
+        return function_answer(ctx)
     messages = history_to_messages(req.system_instruction, ctx.all_steps)
     params = generation_params(req.generation_config)
     usage: dict = {}
