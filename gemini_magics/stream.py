@@ -96,22 +96,23 @@ def _fits(value: Any, types: tuple) -> bool:
     return isinstance(value, types) and not (types is _INT and isinstance(value, bool))
 
 
+def _check_fields(kind: str, obj: dict, table: tuple, prefix: str = "") -> None:
+    """Each (field, types) of `table` that `obj` holds (not null) must have one of `types`."""
+    for key, types in table:
+        value = obj.get(key)
+        if value is not None and not _fits(value, types):
+            raise _misfit(kind, prefix + key, value, types)
+
+
 def check_shape(event: dict) -> None:
     """Raise StreamProtocolError if a field the accumulator reads has the wrong type (absent
     optional fields and null are fine); microseconds per event."""
     kind = event.get("event_type")
     if not isinstance(kind, str):
         raise _misfit("?", "event_type", kind, _STR)
-    for key, types in _SHAPES.get(kind, ()):
-        value = event.get(key)
-        if value is not None and not _fits(value, types):
-            raise _misfit(kind, key, value, types)
+    _check_fields(kind, event, _SHAPES.get(kind, ()))
     if kind in ("interaction.created", "interaction.completed"):
-        inter = event["interaction"]
-        for key, types in _INTERACTION_SHAPE:
-            value = inter.get(key)
-            if value is not None and not _fits(value, types):
-                raise _misfit(kind, f"interaction.{key}", value, types)
+        _check_fields(kind, event["interaction"], _INTERACTION_SHAPE, "interaction.")
     elif kind == "step.start":
         step = event["step"]
         if not isinstance(step, dict):
@@ -132,10 +133,7 @@ def check_shape(event: dict) -> None:
         dtype = delta.get("type")
         if dtype is not None and not isinstance(dtype, str):
             raise _misfit(kind, "delta.type", dtype, _STR)
-        for key, types in _DELTA_SHAPES.get(dtype, ()):
-            value = delta.get(key)
-            if value is not None and not _fits(value, types):
-                raise _misfit(kind, f"delta.{key}", value, types)
+        _check_fields(kind, delta, _DELTA_SHAPES.get(dtype, ()), "delta.")
         if dtype == "thought_summary":
             text = (delta.get("content") or {}).get("text")
             if text is not None and not isinstance(text, str):
