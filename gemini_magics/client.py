@@ -266,22 +266,25 @@ def redact_live(text: Any) -> str:
     (of a known key, or of a Google key still under its 39 characters) is held back until the
     next chunk shows what it is, so a key streamed in pieces never shows for a moment."""
     s = str(text)
+    keys = _keys()
     cut = len(s)
     m = _PARTIAL_GOOGLE_KEY.search(s)
     if m:
         cut = m.start()
-    for k in _keys():
+    for k in keys:
         for j in range(min(len(k) - 1, len(s)), 3, -1):
             if s.endswith(k[:j]):
                 cut = min(cut, len(s) - j)
                 break
-    return redact(s[:cut])
+    return _redact(s[:cut], keys)
 
 
 def redact(text: Any) -> str:
     """`text` with anything that looks like an API key replaced by `***`."""
-    s = str(text)
-    keys = _keys()
+    return _redact(str(text), _keys())
+
+
+def _redact(s: str, keys: set) -> str:
     for k in sorted(keys, key=len, reverse=True):
         if len(k) >= 6:
             s = s.replace(k, "***")
