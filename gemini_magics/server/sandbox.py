@@ -21,12 +21,32 @@ namespace), no other process (a new pid namespace, which also ends every process
 started when the run ends), no capability even when the server runs as root, and an
 environment holding only PATH, HOME, TMPDIR and locale variables (no API key). The working
 directory is a tmpfs rather than a bound host directory so that nothing on the host is
-writable at all and the code cannot fill the host's disk. Inside, the bootstrap sets the same
-limits as before: as many CPU seconds as the wall-clock timeout, 1 GiB of address space.
+writable at all and the code cannot fill the host's disk. Inside, the bootstrap sets as many CPU
+seconds as the wall-clock timeout and 1 GiB of address space for each process.
+
+Limits hold for the whole run, not one process (a run that forks 4 children of 800 MB must not
+use 3.2 GB): at most MAX_TASKS processes and threads, and MEMORY_BYTES of memory in all.
+  * Processes: RLIMIT_NPROC, which the kernel counts per user in each user namespace, so the
+    run's own fresh namespace makes the count the run's own. Root is exempt from RLIMIT_NPROC,
+    so a server running as root has bwrap keep CAP_SETUID/SETGID/CHOWN without a user
+    namespace, and the bootstrap hands its tmpfs directories to SANDBOX_UID (nobody), becomes
+    it, unshares a user namespace mapping only that uid and re-executes itself, which clears
+    every capability (bwrap's own --uid cannot do this: it switches uid before mounting, and
+    the interpreter may live under /root).
+  * Memory, and processes where the kernel does not hold them: a watcher thread sums the run's
+    process tree from the host's /proc (PSS, so pages shared after a fork count once) every
+    WATCH_INTERVAL and kills the run when it passes a limit; the result says which, in one
+    sentence.
+  * cgroup v2 (memory.max, pids.max) would be exact, but it needs a delegated, writable
+    subtree with the memory and pids controllers, which neither a user's desktop session nor
+    this project's CI (a cgroup v1 host: the v2 hierarchy holds no controller) gives us, and
+    v1 cgroups belong to whoever runs the machine. The tmpfs directories (144 MiB at most) are
+    bounded by their size, not by the watcher.
 
 bwrap is probed once (it must really start the interpreter with these options: inside a
 container without user namespaces it exists but cannot sandbox; without a fresh /proc it is
-tried once more without one). Where no probe succeeds the code is NOT run: the result is one
+tried once more without one; as root, the setup that switches to SANDBOX_UID is tried first,
+then the plain one, where only the watcher holds the process count). Where no probe succeeds the code is NOT run: the result is one
 sentence saying code execution is off and why, never an unsandboxed fallback.
 `GEMINI_MAGICS_BWRAP` (or `bwrap=`) names another bwrap binary, for tests and odd installs.
 """
@@ -39,7 +59,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from typing import Optional
+from typing import NamedTuple, Optional
 
 __all__ = ["run_python_offline", "sandbox_refusal", "CODE_TIMEOUT", "BWRAP_ENV"]
 
@@ -50,7 +70,10 @@ BWRAP_ENV = "GEMINI_MAGICS_BWRAP"
 WORKDIR = "/sandbox"
 TMPFS_BYTES = 64 << 20   # each of /sandbox and /tmp
 SHM_BYTES = 16 << 20     # /dev/shm
-MEMORY_BYTES = 1 << 30   # RLIMIT_AS
+MEMORY_BYTES = 1 << 30   # the whole run's memory, and each process's RLIMIT_AS
+MAX_TASKS = 64           # the whole run's processes and threads
+SANDBOX_UID = 65534      # nobody: whom a root server's runs become
+WATCH_INTERVAL = 0.05    # seconds between the watcher's looks at the run
 PROBE_TIMEOUT = 30.0
 _MAX_OUTPUT = 8000
 
@@ -59,6 +82,10 @@ NO_BWRAP = ("Code execution is off: no sandbox on this machine (install bubblewr
 BWRAP_REFUSED = ("Code execution is off: no sandbox on this machine (bwrap is installed but "
                  "could not create one here, e.g. user namespaces are disabled in this "
                  "container; see the server log), so the code was not run.")
+OVER_MEMORY = (f"Execution stopped: the run used more than {MEMORY_BYTES >> 30} GiB of memory "
+               "(offline sandbox memory limit).")
+OVER_TASKS = (f"Execution stopped: the run had more than {MAX_TASKS} processes and threads "
+              "(offline sandbox process limit).")
 
 # The code arrives on stdin (an argument is limited to 128 KiB) and becomes main.py, so
 # tracebacks name main.py and show its lines.
@@ -67,18 +94,60 @@ import os, resource, runpy, sys
 with open("main.py", "wb") as _f:
     _f.write(sys.stdin.buffer.read())
 sys.stdin = open(os.devnull)
-for _limit, _value in ((resource.RLIMIT_CPU, %(cpu)d), (resource.RLIMIT_AS, %(mem)d)):
+_limits = [(resource.RLIMIT_CPU, %(cpu)d), (resource.RLIMIT_AS, %(mem)d)]
+try:  # in a user namespace of its own, the run's processes are counted apart from the host's
+    if open("/proc/self/uid_map").read().split() != ["0", "0", "4294967295"]:
+        _limits.append((resource.RLIMIT_NPROC, %(tasks)d))
+except OSError:
+    pass
+for _limit, _value in _limits:
     try:
         resource.setrlimit(_limit, (_value, _value))
     except (ValueError, OSError):
         pass
-del _f, _limit, _value
+del _f, _limit, _value, _limits
 sys.argv = ["main.py"]
 runpy.run_path("main.py", run_name="__main__")
 """
 
+# A root server's runs start here: the run's directories go to SANDBOX_UID, which it becomes in a
+# user namespace of its own (RLIMIT_NPROC then counts only the run), and the re-executed
+# interpreter holds no capability.
+_BECOME_SANDBOX_UID = r"""
+import ctypes, os, sys
+for _d in ("%(workdir)s", "/tmp", "/dev/shm"):
+    os.chown(_d, %(uid)d, %(uid)d)
+os.setgroups([]); os.setgid(%(uid)d); os.setuid(%(uid)d)
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE, so that /proc/self/uid_map is ours to write
+if _libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
+    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER) failed")
+for _f, _v in (("uid_map", "%(uid)d %(uid)d 1"), ("setgroups", "deny"), ("gid_map", "%(uid)d %(uid)d 1")):
+    with open("/proc/self/" + _f, "w") as _h:
+        _h.write(_v)
+os.execv(sys.executable, [sys.executable, "-I", "-c", %(then)r])
+"""
+
+
+class _Recipe(NamedTuple):
+    """How runs start on this machine: the bwrap command, and whether the run first becomes
+    SANDBOX_UID (a root server's runs, see _BECOME_SANDBOX_UID)."""
+    prefix: tuple[str, ...]
+    become_uid: bool
+
+    def argv(self, bootstrap: str) -> list[str]:
+        if self.become_uid:
+            bootstrap = _BECOME_SANDBOX_UID % {"workdir": WORKDIR, "uid": SANDBOX_UID,
+                                               "then": bootstrap}
+        return [*self.prefix, sys.executable, "-I", "-c", bootstrap]
+
+    def nproc(self) -> int:
+        """RLIMIT_NPROC for the run: bwrap's own user namespace also counts its init process."""
+        return MAX_TASKS if self.become_uid else MAX_TASKS + 1
+
+
 _lock = threading.Lock()
-_working: dict[str, tuple[str, ...]] = {}  # bwrap path -> the sandbox command prefix that ran
+_working: dict[str, _Recipe] = {}  # bwrap path -> the recipe that ran
 _warned: set = set()
 
 
@@ -89,31 +158,115 @@ def run_python_offline(code: str, timeout: float = CODE_TIMEOUT,
     Without a working sandbox, returns (one sentence saying code execution is off, True) and
     runs nothing. `bwrap`: the bwrap binary (default: env GEMINI_MAGICS_BWRAP, else `bwrap`).
     """
-    prefix, refusal = _sandbox(bwrap)
-    if prefix is None:
+    recipe, refusal = _sandbox(bwrap)
+    if recipe is None:
         return refusal, True
-    bootstrap = _BOOTSTRAP % {"cpu": max(1, int(timeout) + 1), "mem": MEMORY_BYTES}
+    bootstrap = _BOOTSTRAP % {"cpu": max(1, int(timeout) + 1), "mem": MEMORY_BYTES,
+                              "tasks": recipe.nproc()}
+    proc = subprocess.Popen(recipe.argv(bootstrap), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_environment(), cwd="/")
+    watch = _Watch(proc)
+    watch.start()
+    timed_out = False
     try:
-        proc = subprocess.run([*prefix, sys.executable, "-I", "-c", bootstrap],
-                              input=code.encode("utf-8", "replace"), env=_environment(),
-                              cwd="/", capture_output=True, timeout=timeout)
+        stdout, stderr = proc.communicate(code.encode("utf-8", "replace"), timeout=timeout)
     except subprocess.TimeoutExpired:
-        return f"Execution stopped after {timeout:g} seconds (offline sandbox time limit).", True
-    out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+        timed_out = True
+        proc.kill()  # bwrap's init dies with it (--die-with-parent), and with it the pid namespace
+        proc.communicate()
+    finally:
+        watch.stop()
+    if watch.over:
+        return watch.over, True
+    if timed_out:
+        held = (f"; it was held at the limit of {MAX_TASKS} processes and threads"
+                if watch.peak_tasks >= MAX_TASKS else "")
+        return f"Execution stopped after {timeout:g} seconds (offline sandbox time limit){held}.", True
+    out = (stdout + stderr).decode("utf-8", "replace")
     out = _clean_traceback(out)
     if len(out) > _MAX_OUTPUT:
         out = out[:_MAX_OUTPUT] + f"\n... (output cut at {_MAX_OUTPUT} characters)"
     return out, proc.returncode != 0
 
 
+class _Watch(threading.Thread):
+    """Looks at the run every WATCH_INTERVAL and kills it when it passes MEMORY_BYTES or
+    MAX_TASKS in all (`over` then holds the sentence saying which); records the most processes
+    and threads it saw, to say when a run that timed out had been held at the limit."""
+
+    def __init__(self, proc: subprocess.Popen):
+        super().__init__(name="sandbox-watch", daemon=True)
+        self.proc, self.over, self.peak_tasks = proc, None, 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            tasks, memory = _usage(self.proc.pid)
+            self.peak_tasks = max(self.peak_tasks, tasks)
+            over = OVER_MEMORY if memory > MEMORY_BYTES else OVER_TASKS if tasks > MAX_TASKS else None
+            if over:
+                self.over = over
+                self.proc.kill()
+                return
+            if self._done.wait(WATCH_INTERVAL):
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _usage(bwrap_pid: int) -> tuple[int, int]:
+    """(processes and threads, bytes of memory) of the run under `bwrap_pid`: everything below
+    bwrap's init, however deep (orphans are reparented to that init, so none escapes)."""
+    children: dict[int, list[tuple[int, int, int]]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2:].split()
+            children.setdefault(int(fields[1]), []).append(
+                (int(name), int(fields[17]), int(fields[21])))  # pid, threads, rss pages
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    tasks = memory = 0
+    todo = [pid for init, _, _ in children.get(bwrap_pid, []) for pid, _, _ in children.get(init, [])]
+    found = {pid: (threads, rss) for kids in children.values() for pid, threads, rss in kids}
+    seen = set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        threads, rss = found[pid]
+        tasks += threads
+        memory += _pss(pid, rss)
+        todo += [kid for kid, _, _ in children.get(pid, [])]
+    return tasks, memory
+
+
+def _pss(pid: int, rss_pages: int) -> int:
+    """A process's proportional memory in bytes (its RSS where smaps_rollup cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return rss_pages * os.sysconf("SC_PAGE_SIZE")
+
+
 def sandbox_refusal(bwrap: Optional[str] = None) -> Optional[str]:
     """None if code can run here (in the sandbox), else the sentence a code run would return."""
-    prefix, refusal = _sandbox(bwrap)
-    return None if prefix is not None else refusal
+    recipe, refusal = _sandbox(bwrap)
+    return None if recipe is not None else refusal
 
 
-def _sandbox(bwrap: Optional[str]) -> tuple[Optional[tuple[str, ...]], str]:
-    """(the bwrap command prefix, "") once a probe ran the interpreter in it, else (None, why)."""
+def _sandbox(bwrap: Optional[str]) -> tuple[Optional[_Recipe], str]:
+    """(the recipe, "") once a probe ran the interpreter with it, else (None, why)."""
     name = bwrap or os.environ.get(BWRAP_ENV, "").strip() or "bwrap"
     exe = shutil.which(name)
     if exe is None:
@@ -122,13 +275,17 @@ def _sandbox(bwrap: Optional[str]) -> tuple[Optional[tuple[str, ...]], str]:
         if exe in _working:
             return _working[exe], ""
         problems = []
-        for with_proc in (True, False):
-            prefix = tuple(_bwrap_command(exe, with_proc))
-            problem = _probe(prefix)
-            if problem is None:
-                _working[exe] = prefix
-                return prefix, ""
-            problems.append(problem)
+        for become_uid in ((True, False) if os.geteuid() == 0 else (False,)):
+            for with_proc in (True, False):
+                recipe = _Recipe(tuple(_bwrap_command(exe, with_proc, become_uid)), become_uid)
+                problem = _probe(recipe)
+                if problem is None:
+                    _working[exe] = recipe
+                    if os.geteuid() == 0 and not become_uid:
+                        log.warning("code runs as root in the sandbox, where only a watcher holds "
+                                    "its process count: %s", " / ".join(problems))
+                    return recipe, ""
+                problems.append(problem)
         if exe not in _warned:
             _warned.add(exe)
             log.warning("code execution is off: %s cannot create a sandbox here: %s", exe,
@@ -136,12 +293,11 @@ def _sandbox(bwrap: Optional[str]) -> tuple[Optional[tuple[str, ...]], str]:
     return None, BWRAP_REFUSED
 
 
-def _probe(prefix: tuple[str, ...]) -> Optional[str]:
-    """None if the interpreter starts inside `prefix`, else what went wrong."""
+def _probe(recipe: _Recipe) -> Optional[str]:
+    """None if the interpreter starts with `recipe`, else what went wrong."""
     try:
-        proc = subprocess.run([*prefix, sys.executable, "-I", "-c", "pass"], env=_environment(),
-                              cwd="/", capture_output=True, stdin=subprocess.DEVNULL,
-                              timeout=PROBE_TIMEOUT)
+        proc = subprocess.run(recipe.argv("pass"), env=_environment(), cwd="/",
+                              capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT)
     except (OSError, subprocess.SubprocessError) as e:
         return str(e)
     if proc.returncode == 0:
@@ -149,21 +305,32 @@ def _probe(prefix: tuple[str, ...]) -> Optional[str]:
     return proc.stderr.decode("utf-8", "replace").strip()[-300:] or f"exit {proc.returncode}"
 
 
-def _bwrap_command(exe: str, with_proc: bool = True) -> list[str]:
-    """The bwrap options: new namespaces, the runtime read-only, two tmpfs, nothing else."""
-    cmd = [exe, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-           "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
+def _bwrap_command(exe: str, with_proc: bool = True, become_uid: bool = False) -> list[str]:
+    """The bwrap options: new namespaces, the runtime read-only, two tmpfs, nothing else.
+    `become_uid`: no user namespace and the three capabilities _BECOME_SANDBOX_UID needs, and
+    the directories leading to the runtime readable by others (bwrap makes them 0700)."""
+    if become_uid:
+        cmd = [exe, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+               "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        cmd += [arg for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_CHOWN") for arg in ("--cap-add", cap)]
+    else:
+        cmd = [exe, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    cmd += ["--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = "/" + name
         if os.path.islink(path):
             cmd += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
-    cmd += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
     size = str(TMPFS_BYTES)
     # The tmpfs first, the runtime after: a venv under /tmp (a CI clone) must not be hidden.
     cmd += ["--size", size, "--tmpfs", WORKDIR, "--size", size, "--tmpfs", "/tmp"]
-    for root in _python_roots():
+    roots = _python_roots()
+    if become_uid:
+        parents = dict.fromkeys(p for path in ["/etc/ld.so.cache", *roots] for p in _parents(path))
+        cmd += [arg for parent in parents for arg in ("--perms", "0755", "--dir", parent)]
+    cmd += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    for root in roots:
         cmd += ["--ro-bind", root, root]
     if with_proc:
         cmd += ["--proc", "/proc"]
@@ -172,6 +339,12 @@ def _bwrap_command(exe: str, with_proc: bool = True) -> list[str]:
     cmd += ["--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
             "--chdir", WORKDIR, "--remount-ro", "/", "--"]
     return cmd
+
+
+def _parents(path: str) -> list[str]:
+    """'/a/b/c' -> ['/a', '/a/b']."""
+    parts = path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _python_roots() -> list[str]:
