@@ -84,6 +84,8 @@ BWRAP_REFUSED = ("Code execution is off: no sandbox on this machine (bwrap is in
                  "container; see the server log), so the code was not run.")
 OVER_MEMORY = (f"Execution stopped: the run used more than {MEMORY_BYTES >> 30} GiB of memory "
                "(offline sandbox memory limit).")
+AT_TASKS = (f"The run reached the limit of {MAX_TASKS} processes and threads (offline sandbox "
+            "process limit).")
 OVER_TASKS = (f"Execution stopped: the run had more than {MAX_TASKS} processes and threads "
               "(offline sandbox process limit).")
 
@@ -186,13 +188,16 @@ def run_python_offline(code: str, timeout: float = CODE_TIMEOUT,
     out = _clean_traceback(out)
     if len(out) > _MAX_OUTPUT:
         out = out[:_MAX_OUTPUT] + f"\n... (output cut at {_MAX_OUTPUT} characters)"
+    if proc.returncode != 0 and watch.peak_tasks >= MAX_TASKS:  # most likely a refused fork
+        out += ("" if out.endswith("\n") else "\n") + AT_TASKS
     return out, proc.returncode != 0
 
 
 class _Watch(threading.Thread):
     """Looks at the run every WATCH_INTERVAL and kills it when it passes MEMORY_BYTES or
     MAX_TASKS in all (`over` then holds the sentence saying which); records the most processes
-    and threads it saw, to say when a run that timed out had been held at the limit."""
+    and threads it saw, to say when a run that failed or timed out had been at the limit (a
+    run that hit it and died within one interval goes unremarked)."""
 
     def __init__(self, proc: subprocess.Popen):
         super().__init__(name="sandbox-watch", daemon=True)
