@@ -19,9 +19,9 @@ from test_sandbox import run
 from gemini_magics.server.sandbox import MAX_TASKS, MEMORY_BYTES, OVER_MEMORY, run_python_offline
 
 
-def _tasks_below_us() -> int:
+def _tasks_below_us(older: frozenset = frozenset()) -> int:
     """Processes and threads started from this test process, however deep (the sandbox's two
-    bwrap processes included)."""
+    bwrap processes included), but for the children in `older` (other tests' servers, kernels)."""
     children: dict[int, list[tuple[int, int]]] = {}
     for name in os.listdir("/proc"):
         try:
@@ -31,7 +31,7 @@ def _tasks_below_us() -> int:
         if stat:
             fields = stat[stat.rindex(b")") + 2:].split()
             children.setdefault(int(fields[1]), []).append((int(name), int(fields[17])))
-    todo, total = list(children.get(os.getpid(), [])), 0
+    todo, total = [kid for kid in children.get(os.getpid(), []) if kid[0] not in older], 0
     while todo:
         pid, threads = todo.pop()
         total += threads
@@ -55,14 +55,29 @@ def _while_running(fn, sample, every: float = 0.01):
         return future.result(), samples
 
 
-def _gone_within(seconds: float) -> bool:
+def _children() -> frozenset:
+    """This process's children now."""
+    return frozenset(int(name) for name in os.listdir("/proc") if name.isdigit()
+                     and _ppid(name) == os.getpid())
+
+
+def _ppid(pid: str) -> int:
+    try:
+        stat = open(f"/proc/{pid}/stat", "rb").read()
+    except OSError:
+        return -1
+    return int(stat[stat.rindex(b")") + 2:].split()[1])
+
+
+def _gone_within(seconds: float, older: frozenset) -> bool:
     deadline = time.monotonic() + seconds
-    while _tasks_below_us() and time.monotonic() < deadline:
+    while _tasks_below_us(older) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return _tasks_below_us() == 0
+    return _tasks_below_us(older) == 0
 
 
 def test_a_run_cannot_start_100_processes():
+    older = _children()
     out, is_error = run_python_offline(textwrap.dedent("""
         import os, time
         started = refused = 0
@@ -77,15 +92,15 @@ def test_a_run_cannot_start_100_processes():
         print(started, "started,", refused, "refused")
         """))
     assert (out, is_error) == (f"{MAX_TASKS - 1} started, {101 - MAX_TASKS} refused\n", False)
-    assert _gone_within(5), "the run's children outlived it"
+    assert _gone_within(5, older), "the run's children outlived it"
 
 
 def test_a_fork_bomb_is_held_to_the_process_limit_and_ends_in_time():
-    timeout = 3
+    timeout, older = 3, _children()
     started = time.monotonic()
     (out, is_error), counts = _while_running(
         lambda: run_python_offline("import os\nwhile True: os.fork()", timeout=timeout),
-        _tasks_below_us)
+        lambda: _tasks_below_us(older))
     assert time.monotonic() - started < timeout + 3
     # it ends when the first process dies of a refused fork (the run ends with it), or at the
     # time limit if that one keeps being lucky
@@ -93,14 +108,14 @@ def test_a_fork_bomb_is_held_to_the_process_limit_and_ends_in_time():
     assert "BlockingIOError: [Errno 11]" in out or out.startswith(
         f"Execution stopped after {timeout} seconds (offline sandbox time limit)"), out
     assert max(counts) <= MAX_TASKS + 2  # the run, and the sandbox's two bwrap processes
-    assert _gone_within(5), "processes of the fork bomb outlived the run"
+    assert _gone_within(5, older), "processes of the fork bomb outlived the run"
     assert subprocess.run(["true"], timeout=10).returncode == 0  # the host still starts processes
 
 
 def test_a_run_is_stopped_when_its_processes_together_pass_the_memory_limit(client):
     # 4 children of 800 MB each, every page touched: each is within its own address-space
     # limit, the run is not. Through the server: the code_execution_result is the sentence.
-    before = _available()
+    before, older = _available(), _children()
     (out, is_error), available = _while_running(lambda: run(client, """
         import os, time
         for _ in range(4):
@@ -115,7 +130,7 @@ def test_a_run_is_stopped_when_its_processes_together_pass_the_memory_limit(clie
                   "memory limit)."
     margin = 768 << 20  # the watcher's reaction time, the interpreter, other tests on this host
     assert before - min(available) <= MEMORY_BYTES + margin
-    assert _gone_within(5)
+    assert _gone_within(5, older)
 
 
 def test_ordinary_code_with_threads_and_subprocesses_still_runs():
