@@ -38,17 +38,18 @@ use 3.2 GB): at most MAX_TASKS processes and threads, and MEMORY_BYTES of memory
     WATCH_INTERVAL and kills the run when it passes a limit; the result says which, in one
     sentence.
   * cgroup v2 (memory.max, pids.max) would be exact, but it needs a delegated, writable
-    subtree with the memory and pids controllers, which neither a user's desktop session nor
-    this project's CI (a cgroup v1 host: the v2 hierarchy holds no controller) gives us, and
-    v1 cgroups belong to whoever runs the machine. The tmpfs directories (144 MiB at most) are
-    bounded by their size, not by the watcher.
+    subtree with the memory and pids controllers (a systemd scope of the server's own, which
+    a plain process does not have), and this project's CI host has none (cgroup v1: its v2
+    hierarchy holds no controller), while v1 cgroups belong to whoever runs the machine. The
+    tmpfs directories (144 MiB at most) are bounded by their size, not by the watcher.
 
 bwrap is probed once (it must really start the interpreter with these options: inside a
 container without user namespaces it exists but cannot sandbox; without a fresh /proc it is
 tried once more without one; as root, the setup that switches to SANDBOX_UID is tried first,
-then the plain one, where only the watcher holds the process count). Where no probe succeeds the code is NOT run: the result is one
-sentence saying code execution is off and why, never an unsandboxed fallback.
-`GEMINI_MAGICS_BWRAP` (or `bwrap=`) names another bwrap binary, for tests and odd installs.
+then the plain one, where only the watcher holds the process count). Where no probe succeeds the
+code is NOT run: the result is one sentence saying code execution is off and why, never an
+unsandboxed fallback. `GEMINI_MAGICS_BWRAP` (or `bwrap=`) names another bwrap binary, for tests
+and odd installs.
 """
 from __future__ import annotations
 
@@ -124,7 +125,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE, so that /proc/self/uid_map is ours to write
 if _libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
     raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER) failed")
-for _f, _v in (("uid_map", "%(uid)d %(uid)d 1"), ("setgroups", "deny"), ("gid_map", "%(uid)d %(uid)d 1")):
+for _f, _v in (("uid_map", "%(uid)d %(uid)d 1"), ("setgroups", "deny"),
+               ("gid_map", "%(uid)d %(uid)d 1")):
     with open("/proc/self/" + _f, "w") as _h:
         _h.write(_v)
 os.execv(sys.executable, [sys.executable, "-I", "-c", %(then)r])
