@@ -28,7 +28,7 @@ TIERS = {
     1: {"runner", "cell"},
     0: {"request", "args", "options", "stream", "conversation", "result", "client", "render",
         "loop", "errors", "prompt", "media", "images", "tools", "functions", "schema", "replay",
-        "catalog", "server_process", "rowcache"},
+        "catalog", "server_process", "rowcache", "session", "redact"},
 }
 CORE = 0
 SHARED = "catalog"                 # the one client module server/ may import

@@ -17,6 +17,7 @@ import pytest
 
 from gemini_magics import replay
 from gemini_magics.replay import Cassette, CassetteError, CassetteMiss
+from gemini_magics.session import Session
 
 KEY = "sk-test-SECRET-key-0123456789"
 BEARER = "ya29.secret-bearer-token-abcdef"
@@ -246,19 +247,20 @@ def test_environment_variables_choose_the_cassette(tmp_path):
 
     path = tmp_path / "env.json"
     env = {replay.ENV_CASSETTE: str(path), replay.ENV_MODE: "record"}
+    opened = Session().env_cassettes
     srv = start_server(engine="echo", api_key=KEY)
     try:
         from google import genai
 
-        options = replay.wrap_http_options({"base_url": srv.base_url}, env)
+        options = replay.wrap_http_options({"base_url": srv.base_url}, env, opened)
         client = genai.Client(api_key=KEY, http_options=options)
         recorded_id = client.interactions.create(model=MODEL, input="from env").id
     finally:
         srv.stop()
     # The same (path, mode) gives the same cassette, so rebuilding a client per cell is fine.
-    assert replay.cassette_from_env(env) is replay.cassette_from_env(env)
+    assert replay.cassette_from_env(env, opened) is replay.cassette_from_env(env, opened)
     env[replay.ENV_MODE] = "replay"
-    options = replay.wrap_http_options({"base_url": DEAD_URL}, env)
+    options = replay.wrap_http_options({"base_url": DEAD_URL}, env, opened)
     from google import genai
 
     client = genai.Client(api_key=KEY, http_options=options)
@@ -269,14 +271,15 @@ def test_environment_variables_choose_the_cassette(tmp_path):
 
 def test_an_active_cassette_wins_over_the_environment_until_ejected(tmp_path):
     env = {replay.ENV_CASSETTE: str(tmp_path / "from_env.json"), replay.ENV_MODE: "record"}
+    session = Session()
     try:
-        active = replay.use_cassette(tmp_path / "active.json", "record")
-        assert replay.current_cassette(env) is active
-        assert replay.use_cassette(tmp_path / "active.json", "record") is not active  # fresh
+        active = session.use_cassette(tmp_path / "active.json", "record")
+        assert session.current_cassette(env) is active
+        assert session.use_cassette(tmp_path / "active.json", "record") is not active  # fresh
     finally:
-        replay.eject()
-    assert replay.current_cassette(env).path == env[replay.ENV_CASSETTE]
-    assert replay.current_cassette({}) is None
+        session.eject()
+    assert session.current_cassette(env).path == env[replay.ENV_CASSETTE]
+    assert session.current_cassette({}) is None
 
 
 def test_auto_mode_records_when_missing_and_replays_when_present(tmp_path):
