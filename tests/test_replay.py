@@ -220,6 +220,27 @@ def test_secret_in_a_body_is_redacted(tmp_path):
     assert again == said.replace(KEY, replay.REDACTED)
 
 
+@pytest.mark.parametrize("shaped", [GOOGLE_SHAPED[:30], GOOGLE_SHAPED + "RunOnTail"],
+                         ids=["cut short", "run on"])
+def test_the_cassette_hides_every_key_the_output_hides(tmp_path, shaped):
+    """One redaction rule: a Google-shaped key of another length, which the answer on screen
+    hides, is not left in the cassette (in part or whole) either."""
+    from gemini_magics.client import redact
+    from gemini_magics.server import start_server
+
+    path = tmp_path / "shaped.json"
+    srv = start_server(engine="echo", api_key=KEY)
+    try:
+        live = _client(Cassette(path, "record"), srv.base_url)
+        said = live.interactions.create(model=MODEL, input=f"and {shaped}").output_text
+    finally:
+        srv.stop()
+    pieces = (shaped[:24], shaped[-12:])
+    assert shaped in said and not any(p in redact(said) for p in pieces)  # the output
+    recorded = path.read_text(encoding="utf-8")
+    assert not any(p in recorded for p in pieces)
+
+
 def test_async_client_records_and_replays(tmp_path):
     from gemini_magics.server import start_server
 
