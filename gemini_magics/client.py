@@ -25,8 +25,8 @@ __all__ = [
     "OFFLINE_NOTICE", "LOCAL_API_KEY", "REPLAY_BASE_URL",
 ]
 
-# redact and redact_live live in redact.py; they are named here too because display.py
-# still imports them from this module.
+# redact and redact_live live in redact.py; they are named here too because display.py and
+# runner.py still import them from this module.
 
 # For servers that need no key (replay, `gemini-magics serve` on loopback); the SDK insists on one.
 LOCAL_API_KEY = "local-offline-no-key"

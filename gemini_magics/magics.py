@@ -66,10 +66,13 @@ def _reset(m: Any, rest: Optional[str]) -> None:
     print("Conversation cleared: the next %%gemini cell starts a new one.")
 
 
-def _widgets(m: Any, rest: Optional[str], word: str) -> Any:
-    from .widgets import line_command  # deferred: ipywidgets
+def _widgets(word: str) -> Callable[[Any, Optional[str]], Any]:
+    """`%gemini ui` and `%gemini stop` (widgets.py)."""
+    def run(m: Any, rest: Optional[str]) -> Any:
+        from .widgets import line_command  # deferred: ipywidgets
 
-    return line_command(m, word)
+        return line_command(m, word)
+    return run
 
 
 def _jobs(m: Any, rest: Optional[str]) -> None:
@@ -88,9 +91,9 @@ LINE_COMMANDS: tuple = (
     LineCommand("%gemini NAME [VALUE]", "show or set a setting, the same as %config "
                 "GeminiMagics.NAME = VALUE (%gemini NAME default restores it)"),
     LineCommand("%gemini ui", "a panel to pick the model and tools, ask, and stop",
-                lambda m, rest: _widgets(m, rest, "ui")),
+                _widgets("ui")),
     LineCommand("%gemini stop", "stop the --ui answers still streaming",
-                lambda m, rest: _widgets(m, rest, "stop")),
+                _widgets("stop")),
     LineCommand("%gemini jobs", "this kernel's --background jobs", _jobs),
     LineCommand("%gemini wait ID", "follow a background job in this cell (also after a restart)",
                 lambda m, rest: _job_command(m, "wait", rest), takes_words=True),

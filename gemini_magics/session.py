@@ -83,8 +83,10 @@ class Session:
         wins over the environment's; CassetteError (one sentence) if it cannot be used."""
         from .replay import Cassette  # deferred: replay loads httpx
 
-        self.cassette = Cassette(path, mode)
-        return self.cassette
+        cassette = Cassette(path, mode)
+        with self.lock:
+            self.cassette = cassette
+        return cassette
 
     def eject(self) -> Any:
         """Stop using `%gemini record/replay`'s cassette; returns it (None if there was none)."""
