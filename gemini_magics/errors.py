@@ -3,14 +3,14 @@
 google-genai raises its Interactions errors from `google.genai._interactions` (BadRequestError,
 RateLimitError, ...), which are not `google.genai.errors.APIError`; the fast stream path can also
 surface raw httpx errors. They are recognised by status code and class name, so this module
-never imports the SDK. Messages go through `client.redact`, so no API key can leak.
+never imports the SDK. Messages go through `redact.redact`, so no API key can leak.
 """
 from __future__ import annotations
 
 import re
 from typing import Any, Optional
 
-from .client import redact
+from .redact import redact
 from .stream import ADVANCING_STATUSES, StreamProtocolError
 
 __all__ = ["GeminiError", "explain", "server_message", "stream_error_sentence",

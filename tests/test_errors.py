@@ -49,6 +49,9 @@ def err(status, message, **extra):
     ("%%gemini\nTell me about {undefined_thing}", ["'undefined_thing'", "{{undefined_thing}}"]),
     ("%%gemini\n\n   \n", ["The prompt is empty"]),
     ("%%gemini --temperature 9\nhi", ["between 0 and 2"]),
+    ("%%gemini --temprature 0.3\nhi", ["Unknown option --temprature", "did you mean --temperature?"]),
+    ("%%gemini -m ''\nhi", ["Model name '' is not valid"]),
+    ("%gemini -m '' hi", ["Model name '' is not valid"]),
     ("%gemini", []),  # not an error: shows the settings
 ])
 def test_bad_input_sends_nothing(shell, scripted, source, words):
