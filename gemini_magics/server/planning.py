@@ -213,8 +213,10 @@ def plan_function_call(engine: Engine, messages: list[dict], function_tools: lis
     `parameters` schema, or None when the model chooses to answer in text (or `tool_choice` is
     "none", or the reply was cut off and does not validate). With `tool_choice` "auto", a
     question about one of the functions (`_asked_for`) gets no option to answer instead; the
-    number parameters take the numbers the question states (`pin_numbers`). `on_text` sees the raw JSON chunks
-    and may return False to cancel. `usage`, if given, receives input_tokens/output_tokens.
+    number parameters take the numbers the question states (`pin_numbers`). `on_text` sees the
+    raw JSON chunks and may return False to cancel. `usage`, if given, receives
+    input_tokens/output_tokens. The arguments are checked by a validator that never fetches a
+    `$ref` (`json_schema.validator`).
     """
     tools = [t for t in function_tools if t.get("type", "function") == "function" and t.get("name")]
     tools, allow_answer = _allowed(tools, tool_choice)
