@@ -42,7 +42,8 @@ READ_TIMEOUT = 1.0            # the server's, for this test
 SLACK = 2.0                   # how much later than READ_TIMEOUT a stalled socket may close
 ROOT = Path(__file__).resolve().parents[2]
 GUARD_HINT = ("uvicorn must serve with the guarded protocol "
-              "(server/__init__.py: uvicorn.Config(..., http=http_protocol()), server/http_guard.py)")
+              "(server/__init__.py: uvicorn.Config(..., http=http_protocol()), "
+              "server/http_guard.py)")
 
 
 @dataclass
