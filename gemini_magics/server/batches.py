@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .engines.base import EngineRequest, GenerationParams
+from .protocol import check_refs
 
 __all__ = ["add_routes", "refusal", "BatchStore"]
 
@@ -168,6 +169,7 @@ class BatchStore:
         if len(inline) > MAX_BATCH_REQUESTS:
             return _error(400, f"At most {MAX_BATCH_REQUESTS} inline requests per batch.",
                           "INVALID_ARGUMENT")
+        check_refs(inline, "batch.inputConfig.requests.requests")  # their response schemas
         job = _Batch("batches/" + secrets.token_hex(8), model,
                      str(batch.get("displayName") or ""), inline)
         with self.lock:

@@ -183,6 +183,20 @@ def test_a_reference_to_a_loopback_url_is_never_fetched(served, listener):
     assert listener.connections == 0  # (each answer came after anything its turn did)
 
 
+def test_a_batch_requests_schema_may_not_reference_a_file_either(secret_file):
+    """Batches are off in classroom mode; a server without keys serves them."""
+    schema = {"type": "object", "properties": {"city": {"$ref": secret_file.as_uri()}}}
+    body = {"batch": {"inputConfig": {"requests": {"requests": [
+        {"request": {"contents": [{"parts": [{"text": "Paris"}]}],
+                     "generationConfig": {"responseMimeType": "application/json",
+                                          "responseJsonSchema": schema}}}]}}}}
+    with start_server(engine="echo") as srv:
+        r = httpx.post(srv.base_url + "/v1beta/models/m:batchGenerateContent", json=body,
+                       timeout=10)
+    assert_refused(r, "batch.inputConfig.requests.requests[0].request.generationConfig"
+                      ".responseJsonSchema.properties.city.$ref")
+
+
 def test_the_servers_validators_fetch_nothing(secret_file, listener):
     """The second wall, behind the 400: a validator the server makes never retrieves, even for
     a schema that reached it some other way."""
