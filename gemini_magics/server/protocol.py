@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from ..catalog import (ASPECT_RATIOS, BUILTIN_TOOLS, IMAGE_SIZES, normalize_aspect_ratio,
                        normalize_image_size)
-from .json_schema import check_schema
+from .json_schema import check_schema, local_lookup
 from .planning import close_schema
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -278,18 +278,25 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
 
 def check_refs(value: Any, where: str) -> None:
     """A 400 for a schema reference (`$ref`...) anywhere in `value` that is not local ('#...'):
-    following one would read a file or fetch a URL from the server. Every nested object and
-    list is walked (`if`, `allOf`, `$defs`...), without recursion; `where` names `value`."""
+    following one would read a file or fetch a URL from the server."""
+    for field, ref in _refs(value, where):
+        if not ref.startswith("#"):
+            raise bad(f"{field}: only local references ('#/...') are allowed, not {shown(ref)}; "
+                      f"put the schema under '$defs' and refer to it as '#/$defs/Name'.")
+
+
+def _refs(value: Any, where: str):
+    """(field path, reference) for each string under a REF_KEYWORDS key anywhere in `value`
+    (`where`): every nested object and list is walked (`if`, `allOf`, `$defs`...), without
+    recursion."""
     stack: list[tuple[Any, Any]] = [(value, (None, where))] if value else []
     while stack:
         container, path = stack.pop()
         items = container.items() if isinstance(container, dict) else enumerate(container)
         for key, child in items:
-            if key in REF_KEYWORDS and isinstance(child, str) and not child.startswith("#"):
-                raise bad(f"{_where(path, key)}: only local references ('#/...') are allowed, "
-                          f"not {shown(child)}; put the schema under '$defs' and refer to it "
-                          f"as '#/$defs/Name'.")
-            if isinstance(child, (dict, list)):
+            if key in REF_KEYWORDS and isinstance(child, str):
+                yield _where(path, key), child
+            elif isinstance(child, (dict, list)):
                 stack.append((child, (path, key)))
 
 
@@ -343,6 +350,11 @@ def _check_schema(schema: Any, where: str) -> None:
     except jsonschema.exceptions.SchemaError as e:
         path = "/".join(str(p) for p in e.absolute_path) or "its top level"
         raise bad(f"'{where}' is not a valid JSON schema at {path}: {_cut(e.message)}.") from None
+    resolves = local_lookup(schema)
+    for field, ref in _refs(schema, where) if resolves is not None else ():
+        if not resolves(ref):
+            raise bad(f"{field} is {shown(ref)}, which points at nothing in '{where}'; define "
+                      f"that schema (e.g. under '$defs') or fix the reference.")
 
 
 def _check_generation_config(gen: dict) -> None:

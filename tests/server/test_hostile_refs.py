@@ -230,6 +230,18 @@ def test_local_refs_plan_and_validate(served):
     assert json.loads(text) == {"where": {"name": "Paris"}}
 
 
+def test_a_local_ref_to_nothing_is_a_400_naming_it(served):
+    """Not a failed turn quoting the schema back: a sentence naming the reference."""
+    dangling = {"type": "object", "properties": {"where": {"$ref": "#/$defs/Missing"}},
+                "$defs": {"City": {"type": "string"}}}
+    for where, body in carriers(dangling).items():
+        for form in ANSWER_FORMS:
+            r = served.post(body, form=form)
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["message"].startswith(
+                f"{where}.properties.where.$ref is '#/$defs/Missing', which points at nothing")
+
+
 # -- one key gate in front of every route --------------------------------------------------------
 
 ROUTES = [  # (method, path, what it answers with a key)
