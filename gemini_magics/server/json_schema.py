@@ -4,7 +4,8 @@ Without a registry, jsonschema resolves a `$ref` it does not hold by fetching it
 default: `urlopen`, so `file://` and `http://` alike) and quotes what it fetched in its errors:
 a function's `parameters` could read the server's files or reach its network. Every validator
 the server makes comes from here, with a registry whose retrieval refuses; `protocol` also
-refuses non-local references before any schema is used, so this is the second wall.
+refuses non-local references before any schema is used, so this is the second wall, and
+asks `local_lookup` whether each local one points at something.
 """
 from __future__ import annotations
 
@@ -49,8 +50,7 @@ def check_schema(schema: dict) -> None:
 def local_lookup(schema: dict) -> Optional[Callable[[str], bool]]:
     """`resolves(ref)`: whether a local reference ("#/$defs/City", "#anchor") points at a part
     of `schema`, so a dangling one is a 400 and not a failed turn. None when that cannot be told
-    from the root: a nested `$id` moves the base of the references under it, and an unknown
-    `$schema` dialect has no rules for ids."""
+    from the root: a nested `$id` moves the base of the references under it."""
     import referencing.jsonschema  # deferred: ~35 ms cold, only schemas need it
     from referencing.exceptions import Unresolvable  # deferred: as above
 
@@ -59,7 +59,7 @@ def local_lookup(schema: dict) -> Optional[Callable[[str], bool]]:
     try:
         resource = referencing.Resource.from_contents(
             schema, default_specification=referencing.jsonschema.DRAFT202012)
-    except referencing.exceptions.CannotDetermineSpecification:
+    except referencing.exceptions.CannotDetermineSpecification:  # a `$schema` it cannot place
         return None
     resolver = _registry().resolver_with_root(resource)
 
@@ -73,6 +73,7 @@ def local_lookup(schema: dict) -> Optional[Callable[[str], bool]]:
 
 
 def _has_nested_id(schema: dict) -> bool:
+    """Whether an object below the root has a string `$id` (or draft 4's `id`)."""
     stack = [v for v in schema.values() if isinstance(v, (dict, list))]
     while stack:
         node = stack.pop()
