@@ -34,11 +34,13 @@ import threading
 import time
 from typing import Any, Optional, Union
 
-from .app import InteractionService, create_app, http_protocol, server_class
+from .app import InteractionService
 from .classroom import KeyRing
 from .engines import Engine, make_engine
+from .http_guard import http_protocol, server_class
 from .producers.agent import runs_code
 from .protocol import ApiError, CreateRequest
+from .routes import create_app
 from .sandbox import sandbox_refusal
 from .store import Store
 
@@ -151,7 +153,7 @@ class LocalServer:
             raise
         # log_config=None: do not let uvicorn reconfigure the host process's logging (a kernel's).
         # No access log: request lines are noise, and a key sent as ?key= must never be logged.
-        # http_protocol(): deadlines for heads, idle and stalled readers, JSON 400s (app.py).
+        # http_protocol(): deadlines for heads, idle and stalled readers, JSON 400s (http_guard.py).
         self._activity = _Activity(create_app(self.service))
         config = uvicorn.Config(self._activity, http=http_protocol(), log_config=None,
                                 log_level="warning", access_log=False, lifespan="off",
