@@ -130,7 +130,7 @@ def test_a_stale_discovery_file_is_replaced(shared, monkeypatch):
     assert stale.stat().st_mode & 0o077 == 0, "the discovery file holds a key: owner only"
     # the same server is found again, and a request without its key is refused
     assert server_process.shared_server("echo").pid == srv.pid
-    assert not server_process._answers(srv.base_url, "not-the-key")
+    assert not server_process._proves(srv.base_url, "not-the-key")
 
 
 def test_concurrent_starts_make_one_server(shared):

@@ -32,12 +32,18 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import secrets
 import socket
 import threading
 import time
 from typing import Any, Optional, Union
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ..catalog import PROOF_PATH, key_proof
 from .app import InteractionService, create_app, http_protocol, server_class
 from .classroom import KeyRing
 from .engines import Engine, make_engine
@@ -93,6 +99,25 @@ class _Service(InteractionService):
             except TooBig as e:
                 raise ApiError(413, str(e)) from None
         return super().start(req, history, student=student)
+
+
+_NONCE = re.compile(r"[0-9a-f]{32,128}")
+
+
+def _proof_route(api_key: Optional[str]) -> Route:
+    """GET PROOF_PATH?nonce=HEX -> {"proof": key_proof(key, nonce)}: how a kernel checks that
+    the server on a discovery file's port holds the file's key without sending it the key
+    (server_process). A 404 on a server without one key (open, or classroom mode)."""
+    async def prove(request: Request) -> JSONResponse:
+        nonce = request.query_params.get("nonce", "")
+        if not api_key:
+            err = ApiError(404, "This server has no key of its own to prove.")
+        elif not _NONCE.fullmatch(nonce):
+            err = ApiError(400, "'nonce' must be 32 to 128 lowercase hex digits.")
+        else:
+            return JSONResponse({"proof": key_proof(api_key, nonce)})
+        return JSONResponse(err.body(), status_code=err.code)
+    return Route(PROOF_PATH, prove, methods=["GET"])
 
 
 class _Activity:
@@ -166,7 +191,9 @@ class LocalServer:
         # log_config=None: do not let uvicorn reconfigure the host process's logging (a kernel's).
         # No access log: request lines are noise, and a key sent as ?key= must never be logged.
         # http_protocol(): deadlines for heads, idle and stalled readers, JSON 400s (app.py).
-        self._activity = _Activity(create_app(self.service))
+        app = create_app(self.service)
+        app.router.routes.insert(0, _proof_route(self._api_key))
+        self._activity = _Activity(app)
         config = uvicorn.Config(self._activity, http=http_protocol(), log_config=None,
                                 log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=3)
