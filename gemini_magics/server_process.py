@@ -7,10 +7,10 @@ it outlives the kernel), with a random key and a per-user SQLite store; the serv
 discovery file (URL, pid, key; mode 0600) in the user's Jupyter runtime dir once it listens.
 Later kernels read that file and make the server prove it holds that key before they send it
 anything keyed (`_proves`: it answers a fresh random nonce with an HMAC under the key, so a
-process that took over a dead server's port learns no key and no prompt); then they reuse it. The server
-exits after `IDLE_EXIT_SECONDS` with no request and no turn running; the next kernel that needs
-it starts a new one. A file lock keeps two kernels starting at once from starting two servers.
-What it keeps is the user's only: the server runs with umask 077, its dirs are 0700 and its
+process that took over a dead server's port learns no key and no prompt); then they reuse it.
+The server exits after `IDLE_EXIT_SECONDS` with no request and no turn running; the next
+kernel that needs it starts a new one. A file lock keeps two kernels starting at once from
+starting two servers. What it keeps is the user's only: the server runs with umask 077, its dirs are 0700 and its
 log 0600 (the store makes its own files 0600).
 
 `GEMINI_MAGICS_SERVER=inprocess` (or the `server` setting) keeps the old embedded server, for

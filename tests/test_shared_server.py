@@ -265,3 +265,21 @@ def test_another_users_pid_is_not_a_live_server():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
     assert server_process._pid_alive(os.getpid()) is True  # our own is alive
+
+
+def test_only_a_server_holding_the_key_can_answer_the_proof():
+    from gemini_magics.catalog import PROOF_PATH, key_proof
+    from gemini_magics.server import start_server
+
+    nonce = "ab" * 16
+    with start_server(engine="echo", api_key="k" * 32) as srv:
+        r = httpx.get(srv.base_url + PROOF_PATH, params={"nonce": nonce}, timeout=10)
+        assert r.json() == {"proof": key_proof("k" * 32, nonce)}
+        assert key_proof("k" * 32, nonce) != key_proof("j" * 32, nonce)
+        assert server_process._proves(srv.base_url, "k" * 32)
+        assert not server_process._proves(srv.base_url, "j" * 32)
+        r = httpx.get(srv.base_url + PROOF_PATH, params={"nonce": "not hex"}, timeout=10)
+        assert r.status_code == 400 and "'nonce'" in r.json()["error"]["message"]
+    with start_server(engine="echo") as srv:  # open: no key of its own to prove
+        r = httpx.get(srv.base_url + PROOF_PATH, params={"nonce": nonce}, timeout=10)
+        assert r.status_code == 404 and not server_process._proves(srv.base_url, "")

@@ -279,7 +279,8 @@ def _store_limits(keys: Optional[KeyRing], storage_mb: Optional[float],
                   max_items: Optional[int], key_storage_mb: Optional[float],
                   key_items: Optional[int]) -> dict:
     """The Store's bounds from the server's options (ValueError: one sentence naming one)."""
-    for flag, value, whole in (("--storage-mb", storage_mb, False), ("--max-items", max_items, True),
+    for flag, value, whole in (("--storage-mb", storage_mb, False),
+                               ("--max-items", max_items, True),
                                ("--key-storage-mb", key_storage_mb, False),
                                ("--key-items", key_items, True)):
         if value is None:

@@ -347,6 +347,8 @@ def test_serve_with_a_keys_file(tmp_path):
     s = Served("--engine", "echo", "--port", "0", "--keys", str(path), "--key-rate", "5",
                "--key-tokens", "1000", "--host", "0.0.0.0")  # keys are enough off loopback
     try:
+        umask = next(ln for ln in open(f"/proc/{s.proc.pid}/status") if ln.startswith("Umask:"))
+        assert umask.split()[1] == "0077"  # what a classroom server writes is its user's only
         url = s.url.replace("0.0.0.0", "127.0.0.1")
         body = {"model": "m", "input": "x"}
         assert httpx.post(url + "/v1/interactions", json=body, timeout=10).status_code == 401
