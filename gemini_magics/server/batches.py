@@ -9,6 +9,7 @@ Google sends them) or 503 before a turn is started. Engines without `admit` are 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import secrets
 import threading
@@ -19,6 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .engines.base import EngineRequest, GenerationParams
+from .turns import FAILED_SENTENCE
+
+log = logging.getLogger(__name__)
 
 __all__ = ["add_routes", "refusal", "BatchStore"]
 
@@ -141,8 +145,9 @@ class BatchStore:
                     break
                 try:
                     batch.responses.append(_answer(self.service.engine, batch.model, inline))
-                except Exception as e:  # noqa: BLE001 - one request's failure is its error
-                    batch.responses.append({"error": {"code": 500, "message": str(e)},
+                except Exception:  # noqa: BLE001 - one request's failure is its error
+                    log.warning("a request of batch %s failed", batch.name, exc_info=True)
+                    batch.responses.append({"error": {"code": 500, "message": FAILED_SENTENCE},
                                             **({"metadata": inline["metadata"]}
                                                if "metadata" in inline else {})})
             batch.state = ("BATCH_STATE_CANCELLED" if batch.cancel.is_set()

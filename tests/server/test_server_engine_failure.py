@@ -51,3 +51,18 @@ def test_failed_stream_ends_with_error_and_completed(broken):
     assert events[-1].interaction.status == "failed"
     assert events[-1].interaction.usage.total_output_tokens == 1
     assert "cheese" not in "".join(e.model_dump_json() for e in events)
+
+
+def test_a_failed_batch_request_says_our_sentence_not_the_exceptions(broken):
+    import time
+
+    c = make_client(broken.base_url, retry_options={"attempts": 1})
+    src = [{"contents": [{"role": "user", "parts": [{"text": t}]}]} for t in ("crash", "hi")]
+    job = c.batches.create(model="gemini-3.5-flash", src=src)
+    deadline = time.monotonic() + 30
+    while (job := c.batches.get(name=job.name)).state.name != "JOB_STATE_SUCCEEDED":
+        assert time.monotonic() < deadline, job.state
+        time.sleep(0.02)
+    crashed, fine = job.dest.inlined_responses
+    assert crashed.error.message == FAILED_SENTENCE and "cheese" not in job.model_dump_json()
+    assert fine.response.text == "fine"
