@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .engines.base import EngineRequest, GenerationParams
-from .turns import FAILED_SENTENCE
+from .turns import public_message
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,9 @@ class BatchStore:
                     break
                 try:
                     batch.responses.append(_answer(self.service.engine, batch.model, inline))
-                except Exception:  # noqa: BLE001 - one request's failure is its error
+                except Exception as e:  # noqa: BLE001 - one request's failure is its error
                     log.warning("a request of batch %s failed", batch.name, exc_info=True)
-                    batch.responses.append({"error": {"code": 500, "message": FAILED_SENTENCE},
+                    batch.responses.append({"error": {"code": 500, "message": public_message(e)},
                                             **({"metadata": inline["metadata"]}
                                                if "metadata" in inline else {})})
             batch.state = ("BATCH_STATE_CANCELLED" if batch.cancel.is_set()

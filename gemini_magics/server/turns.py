@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
-from .engines.base import Engine, EngineRequest, EngineResult, GenerationParams, OnText
+from .engines.base import (Engine, EngineError, EngineRequest, EngineResult, GenerationParams,
+                           OnText)
 from .event_ids import event_id
 from .protocol import CreateRequest
 from .store import StoreError
@@ -30,8 +31,9 @@ from .store import StoreError
 log = logging.getLogger(__name__)
 
 FINISH_STATUS = {"stop": "completed", "length": "incomplete", "cancelled": "cancelled"}
-# What a client is told when a producer raises: never the exception's text, which may quote
-# anything it touched (a jsonschema error quotes the whole schema); the details go to the log.
+# What a client is told when a producer raises (`public_message`): never the text of an
+# exception that is not ours, which may quote anything it touched (a jsonschema error quotes the
+# whole schema); the details go to the log.
 FAILED_SENTENCE = ("The local server failed while producing this answer (the details are in "
                    "its log); try again, and report it if it keeps happening.")
 
@@ -564,9 +566,9 @@ def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> 
     metered = MeteredEngine(ctx.engine)
     try:
         outcome = producer(dataclasses.replace(ctx, engine=metered))
-    except Exception:  # an engine bug must end the turn, not hang its readers
+    except Exception as e:  # an engine bug must end the turn, not hang its readers
         log.warning("turn %s failed", rec.id, exc_info=True)
-        error = {"code": "internal", "message": FAILED_SENTENCE}
+        error = {"code": "internal", "message": public_message(e)}
         outcome = Outcome("failed", metered.input_tokens, metered.output_tokens,
                           errors=[error])
         rec.emit("error", {"error": dict(error)})
@@ -577,7 +579,7 @@ def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> 
                 keep(resource, rec.input_steps, rec.steps(), rec.events + [last])
             except Exception as e:
                 log.warning("interaction %s was not stored: %s", rec.id, e)
-                error = {"code": "storage", "message": _own_sentence(e)}
+                error = {"code": "storage", "message": public_message(e)}
                 outcome = Outcome("failed", outcome.input_tokens, outcome.output_tokens,
                                   errors=[error])
                 rec.emit("error", {"error": dict(error)})
@@ -589,10 +591,10 @@ def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> 
             rec._notify()
 
 
-def _own_sentence(e: Exception) -> str:
-    """A store's failure as the client may read it: a StoreError's sentence is ours, anything
-    else is a bug whose text stays in the log."""
-    return str(e) if isinstance(e, StoreError) else FAILED_SENTENCE
+def public_message(e: BaseException) -> str:
+    """A failure as a client may read it: the sentence of an engine or the store (written for
+    the client), else FAILED_SENTENCE (the exception's own text stays in the log)."""
+    return str(e) if isinstance(e, (EngineError, StoreError)) else FAILED_SENTENCE
 
 
 def not_run(ctx: TurnContext) -> Outcome:

@@ -6,8 +6,11 @@ from conftest import make_client
 from strict import strict_interaction
 
 from gemini_magics.server import start_server
-from gemini_magics.server.engines.base import Engine, EngineResult
+from gemini_magics.server.engines.base import Engine, EngineFailed, EngineResult
 from gemini_magics.server.turns import FAILED_SENTENCE
+
+
+UNPLUGGED = "The engine at http://gpu:8000 could not be reached; check that it runs."
 
 
 class Broken(Engine):
@@ -17,6 +20,8 @@ class Broken(Engine):
         if "crash" in request.messages[-1]["content"]:
             on_text("partial ")
             raise RuntimeError("out of cheese")
+        if "unplugged" in request.messages[-1]["content"]:
+            raise EngineFailed(UNPLUGGED)
         on_text("fine")
         return EngineResult(text="fine", input_tokens=1, output_tokens=1)
 
@@ -66,3 +71,9 @@ def test_a_failed_batch_request_says_our_sentence_not_the_exceptions(broken):
     crashed, fine = job.dest.inlined_responses
     assert crashed.error.message == FAILED_SENTENCE and "cheese" not in job.model_dump_json()
     assert fine.response.text == "fine"
+
+
+def test_an_engines_own_sentence_reaches_the_client(broken):
+    c = make_client(broken.base_url)
+    i = c.interactions.create(model="m", input="unplugged?")
+    assert i.status == "failed" and i.errors[0].message == UNPLUGGED
