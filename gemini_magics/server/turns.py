@@ -559,15 +559,16 @@ def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> 
 
     Kept before anyone can see it end, so no answer claims what was not kept: if `keep` raises,
     the turn ends `failed` with an `error` event carrying the store's one-sentence reason. A
-    producer that raises ends the turn `failed` with `FAILED_SENTENCE` and the tokens its
-    engine had spent (`MeteredEngine`), so they show in its usage and are charged.
+    producer that raises ends the turn `failed` with `public_message`'s sentence and the tokens
+    its engine had spent (`MeteredEngine`), so they show in its usage and are charged.
     """
     rec = ctx.recorder
     metered = MeteredEngine(ctx.engine)
     try:
         outcome = producer(dataclasses.replace(ctx, engine=metered))
     except Exception as e:  # an engine bug must end the turn, not hang its readers
-        log.warning("turn %s failed", rec.id, exc_info=True)
+        log.warning("turn %s failed: %s: %s", rec.id, type(e).__name__, e,
+                    exc_info=not isinstance(e, EngineError))  # a bug: where, in the log
         error = {"code": "internal", "message": public_message(e)}
         outcome = Outcome("failed", metered.input_tokens, metered.output_tokens,
                           errors=[error])
