@@ -155,6 +155,7 @@ def serve(args: argparse.Namespace) -> int:
                                  engine_key_env=args.engine_key_env)
         except ValueError as e:
             return _fail(str(e))
+    os.umask(0o077)  # what the server writes (store, logs, sandbox files) is this user's only
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -9,6 +9,7 @@ Google sends them) or 503 before a turn is started. Engines without `admit` are 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import secrets
 import threading
@@ -20,6 +21,9 @@ from starlette.routing import Route
 
 from .engines.base import EngineRequest, GenerationParams
 from .protocol import check_refs
+from .turns import public_message
+
+log = logging.getLogger(__name__)
 
 __all__ = ["add_routes", "refusal", "BatchStore"]
 
@@ -143,7 +147,8 @@ class BatchStore:
                 try:
                     batch.responses.append(_answer(self.service.engine, batch.model, inline))
                 except Exception as e:  # noqa: BLE001 - one request's failure is its error
-                    batch.responses.append({"error": {"code": 500, "message": str(e)},
+                    log.warning("a request of batch %s failed", batch.name, exc_info=True)
+                    batch.responses.append({"error": {"code": 500, "message": public_message(e)},
                                             **({"metadata": inline["metadata"]}
                                                if "metadata" in inline else {})})
             batch.state = ("BATCH_STATE_CANCELLED" if batch.cancel.is_set()

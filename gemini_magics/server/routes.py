@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Optional
 
 from starlette.applications import Starlette
@@ -22,6 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..catalog import PROOF_PATH, key_proof
 from . import sse, unsupported
 from .batches import add_routes
 from .classroom import Student
@@ -125,7 +127,7 @@ class _App(Starlette):
     """The routes behind the key gate (`state.service.check_key`, once per request)."""
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope.get("path") != PROOF_PATH:  # the proof sends no key
             # uvicorn's receive is a method of the request cycle, which holds the transport.
             set_nodelay(getattr(getattr(receive, "__self__", None), "transport", None))
             try:
@@ -136,11 +138,31 @@ class _App(Starlette):
         await super().__call__(scope, receive, send)
 
 
+_NONCE = re.compile(r"[0-9a-f]{32,128}")
+
+
+def _proof_route(api_key: Optional[str]) -> Route:
+    """GET PROOF_PATH?nonce=HEX -> {"proof": key_proof(key, nonce)}: how a kernel checks that
+    the server on a discovery file's port holds the file's key without sending it the key
+    (server_process). A 404 on a server without one key (open, or classroom mode)."""
+    async def prove(request: Request) -> JSONResponse:
+        nonce = request.query_params.get("nonce", "")
+        if not api_key:
+            err = ApiError(404, "This server has no key of its own to prove.")
+        elif not _NONCE.fullmatch(nonce):
+            err = ApiError(400, "'nonce' must be 32 to 128 lowercase hex digits.")
+        else:
+            return JSONResponse({"proof": key_proof(api_key, nonce)})
+        return JSONResponse(err.body(), status_code=err.code)
+    return Route(PROOF_PATH, prove, methods=["GET"])
+
+
 def create_app(service) -> Starlette:
     """The ASGI app for an `app.InteractionService` (create, get, cancel, delete, what
     `unsupported` and `batches` add); the gate and the HTTP protocol read `state.service`."""
     p = "/{prefix:path}/interactions"
     routes = [
+        _proof_route(getattr(service, "_api_key", None)),  # before the gate: it sends no key
         *unsupported.priority_routes(_guard, p), *unsupported.routes(_guard),  # 501s
         Route(p, _guard(service.create), methods=["POST"]),
         Route(p + "/{id}", _guard(service.get), methods=["GET"]),
