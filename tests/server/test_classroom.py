@@ -454,9 +454,12 @@ def test_an_interaction_bigger_than_its_keys_share_is_refused_in_one_sentence():
 # -- failed turns are charged ------------------------------------------------------------------
 # A function whose schema the plan cannot meet: check_schema accepts the dangling $ref, the
 # engine plans a call, then validating its arguments raises (after the engine generated).
+# A dangling local $ref is a 400 at parsing, except under a nested $id (whose base the parser
+# cannot follow): then the plan's validation fails after the engine generated.
 UNMEETABLE = {"type": "function", "name": "lookup_thing", "description": "Look up a thing.",
               "parameters": {"type": "object", "required": ["thing"],
-                             "properties": {"thing": {"$ref": "#/$defs/missing"}}}}
+                             "properties": {"thing": {"$id": "urn:thing",
+                                                      "$ref": "#/$defs/missing"}}}}
 
 
 def test_a_turn_that_fails_after_the_engine_generated_is_charged_and_shows_its_usage():
