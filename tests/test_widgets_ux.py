@@ -173,12 +173,13 @@ def test_waiting_behind_another_answer_of_the_local_model_says_how_many(shell, s
     scripted.script = [{"sse": events[:1] + [3.0] + events[1:]}]
     local = Backend("local", scripted.base_url, "k", 1, None)  # as the embedded server is labelled
     m = magics_of(shell)
-    first = live.StreamJob(parse("", "first", m.settings()), backend=local).start()
-    second = live.StreamJob(parse("", "second", m.settings()), backend=local).start()
+    jobs = live.LiveJobs()  # a kernel's own (its Session's), not the default one
+    first = live.StreamJob(parse("", "first", m.settings()), backend=local, jobs=jobs).start()
+    second = live.StreamJob(parse("", "second", m.settings()), backend=local, jobs=jobs).start()
     try:
         wait_for(lambda: "1 earlier answer is still running; the local model answers one "
                          "request at a time" in second.status_text(), what="the queue note")
-        assert first.ahead() == 0
+        assert jobs.ahead(first) == 0 and live.JOBS.ahead(second) == 0
     finally:
         for job in (first, second):
             job.stop()
