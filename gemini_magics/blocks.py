@@ -65,7 +65,8 @@ class BlockSplitter:
         self._scan = 0           # chars scanned for line structure
         self._boundary = 0       # where the last blank line ends
         self._fence: Optional[str] = None   # the open fence's marker, e.g. "```"
-        self._fence_line = ""    # the line that opened it (to reopen after a cut)
+        self._fence_line = ""    # the line that opened it (to reopen after a cut) ...
+        self._fence_at = 0       # ... and where that line starts
         self._prev_line = ""     # the last complete line (a table's header row?)
         self._table_head: Optional[str] = None  # header + delimiter rows of an open table
         self._prefix = ""        # reopened fence or repeated table head before the growing text
@@ -119,6 +120,7 @@ class BlockSplitter:
                 marker = fence_open(line)
                 if marker:
                     self._fence, self._fence_line, self._table_head = marker, line, None
+                    self._fence_at = pos
                 elif not line.strip():
                     self._boundary = nl + 1
                     self._table_head = None
@@ -145,7 +147,9 @@ class BlockSplitter:
         self.committed = end
         self._growing, self._shown = False, 0
         self._pieces = []
-        self._prefix = self._fence_line + "\n" if self._fence is not None else ""
+        # Reopen a fence open at `end`; one opened after it starts the text that follows.
+        open_at_end = self._fence is not None and self._fence_at < end
+        self._prefix = self._fence_line + "\n" if open_at_end else ""
         self._block_prefix = self._prefix
         if close_fence:
             self._table_head = None

@@ -112,25 +112,25 @@ def test_a_stop_you_asked_for_is_a_plain_note_not_an_error(panel, published):
 
 def test_a_pick_that_changes_later_cells_says_so(panel, shell):
     m = magics_of(shell)
-    panel.model.value = "gemini-2.5-pro"
+    panel.pickers.model.value = "gemini-2.5-pro"
     assert m.model == "gemini-2.5-pro"
     line = "Later %%gemini cells now use model gemini-2.5-pro (GeminiMagics.model)."
     assert panel.defaults_line == line and line in panel.info.value.replace("&quot;", '"')
-    panel.use_temperature.value = True
-    panel.temperature.value = 0.5
+    panel.pickers.use_temperature.value = True
+    panel.pickers.temperature.value = 0.5
     assert "temperature 0.50 (GeminiMagics.temperature)" in panel.info.value
-    panel.tools.value = ("google_search",)
+    panel.pickers.tools.value = ("google_search",)
     assert "the tools google_search (GeminiMagics.tools)" in panel.info.value
-    panel.system.value = "Be brief."
+    panel.pickers.system.value = "Be brief."
     assert "the system instruction “Be brief.” (GeminiMagics.system)" in panel.info.value
-    panel.model.value = "local-offline"
+    panel.pickers.model.value = "local-offline"
     assert "GeminiMagics.offline is on" in panel.info.value and m.offline is True
     # a change made in a cell is only mirrored: the panel does not claim it
     panel.defaults_line = ""
     run_cell(shell, "%config GeminiMagics.model = 'gemini-2.5-flash'")
-    assert panel.model.value == "gemini-2.5-flash" and panel.defaults_line == ""
+    assert panel.pickers.model.value == "gemini-2.5-flash" and panel.defaults_line == ""
     # the cell really uses what the panel said
-    panel.model.value = "gemini-3-flash-preview"
+    panel.pickers.model.value = "gemini-3-flash-preview"
     assert run_cell(shell, "%%gemini\nhello").error is None
     assert shell.user_ns["_gemini"].model == "gemini-3-flash-preview"
 
