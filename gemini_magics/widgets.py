@@ -114,6 +114,11 @@ def _status_widget(text: str = "") -> Any:
     return status
 
 
+def _tool_name(entry: str) -> str:
+    """'file_search' from a tools setting entry such as 'file_search:store1'."""
+    return entry.split(":", 1)[0].strip()
+
+
 def _may_draw(request: Any) -> bool:
     """Whether the answer may hold images: an image model, or image settings given."""
     return ("image" in (getattr(request, "model", None) or "").lower()
@@ -491,9 +496,12 @@ class SettingsPickers:
         if change["name"] == "model":
             self._on_model()
 
+    def _setting_tools(self) -> list[str]:
+        """The tools setting's entries as written (`file_search:STORE` included)."""
+        return [n.strip() for n in (self.magics.tools or "").split(",") if n.strip()]
+
     def _from_trait_tools(self) -> None:
-        names = [n.strip() for n in (self.magics.tools or "").split(",")
-                 if n.strip() in PANEL_TOOLS]
+        names = [_tool_name(n) for n in self._setting_tools() if _tool_name(n) in PANEL_TOOLS]
         was, self._syncing = self._syncing, True
         try:
             keep = [v for v in self.tools.value if v.startswith(_FN_PREFIX)]
@@ -572,7 +580,11 @@ class SettingsPickers:
             return
         self.picked = tuple(change["new"])
         builtins = [v for v in self.tools.value if not v.startswith(_FN_PREFIX)]
-        value = ",".join(builtins) or None
+        # An entry the pickers show by its name keeps its spelling (file_search:STORE); one
+        # they cannot show (computer_use:desktop) stays as it is.
+        setting = {_tool_name(n): n for n in self._setting_tools()}
+        kept = [n for name, n in setting.items() if name not in PANEL_TOOLS]
+        value = ",".join([setting.get(b, b) for b in builtins] + kept) or None
         if value != (self.magics.tools or None) and self._set_trait("tools", value):
             self._changed("no built-in tools" if value is None
                           else "the tools " + ", ".join(builtins), "GeminiMagics.tools")

@@ -127,6 +127,29 @@ def test_choosing_tools_changes_the_request(panel, shell, api):
         shell.user_ns.pop("my_helper", None)
 
 
+def test_a_panel_turn_sends_what_a_cell_would(panel, shell, api):
+    """The panel's request comes from the cell pipeline: a tool setting the pickers cannot show
+    (a file_search store) is sent as a cell sends it, with the picked function added."""
+    run_cell(shell, "def my_helper(x: int) -> int:\n    return x")
+    try:
+        run_cell(shell, "%gemini tools file_search:store1")
+        cap = run_cell(shell, "%%gemini -o cell_result\nFind it.")
+        assert cap.error is None, cap.error
+        cell_tools = api.interactions.get(shell.user_ns["cell_result"].id).tools
+        panel.pickers.list_functions()
+        panel.pickers.tools.value = panel.pickers.tools.value + ("fn:my_helper",)
+        panel.prompt.value = "Find it."
+        panel.send_button.click()
+        result = panel.wait(WAIT)
+        assert result.id, result.error
+        tools = api.interactions.get(result.id).tools
+        assert [t.type for t in tools] == [t.type for t in cell_tools] + ["function"]
+        assert tools[0].file_search_store_names == ["store1"] and tools[1].name == "my_helper"
+    finally:
+        for name in ("my_helper", "cell_result"):
+            shell.user_ns.pop(name, None)
+
+
 def test_panel_and_magic_share_settings(panel, shell):
     m = magics_of(shell)
     run_cell(shell, "%config GeminiMagics.model = 'gemini-2.5-pro'")

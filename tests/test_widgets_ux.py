@@ -135,6 +135,15 @@ def test_a_pick_that_changes_later_cells_says_so(panel, shell):
     assert shell.user_ns["_gemini"].model == "gemini-3-flash-preview"
 
 
+def test_the_status_line_names_the_model_the_next_turn_uses(panel, shell):
+    assert panel.status_line == f"{live.STATES['idle']} · model {magics_of(shell).model}"
+    panel.pickers.model.value = "gemini-2.5-pro"  # typed in the panel
+    assert panel.status_line == f"{live.STATES['idle']} · model gemini-2.5-pro"
+    run_cell(shell, "%gemini model gemini-3-flash-preview")  # or set from a cell
+    assert panel.status_line == f"{live.STATES['idle']} · model gemini-3-flash-preview"
+    assert panel.status.value.endswith("model gemini-3-flash-preview</span>")
+
+
 def test_the_offline_notice_is_shown_once_not_in_every_status_line(panel, shell):
     m = magics_of(shell)
     m.base_url = ""      # no key, no base_url: the embedded server, with its notice
@@ -204,6 +213,26 @@ def test_the_live_view_text_is_above_stop_and_the_answer_replaces_the_view(shell
     assert answer["text/markdown"].startswith("w1 w2") and "<details>" in answer["text/markdown"]
     # no other output was made: no empty placeholder
     assert {c["display_id"] for c in published} == {view.display_id}
+
+
+def test_widget_outputs_say_what_they_are_in_their_metadata(shell, published):
+    """The JupyterLab extension finds our dead widget outputs by this metadata."""
+    m = magics_of(shell)
+    widgets.PANELS.forget(m)
+    cap = run_cell(shell, "%gemini ui")
+    panel_out = [o for o in cap.outputs if WIDGET_MIME in o["data"]]
+    assert [o["metadata"] for o in panel_out] == [{"gemini_magics": {"kind": "panel"}}]
+    transcript = [c for c in published if c["display_id"] == shell.user_ns["_gemini_panel"].transcript_id]
+    assert transcript and transcript[0]["metadata"] == {}  # ordinary Markdown, not a widget
+    widgets.PANELS.forget(m)
+
+    assert run_cell(shell, "%%gemini --ui\nhello").error is None
+    view = shell.user_ns["_gemini_live"]
+    assert view.wait(WAIT).ok
+    calls = [c for c in published if c["display_id"] == view.display_id]
+    assert WIDGET_MIME in calls[0]["data"]
+    assert calls[0]["metadata"] == {"gemini_magics": {"kind": "live view"}}
+    assert calls[-1]["update"] and calls[-1]["metadata"] == {}  # the answer that replaced it
 
 
 def test_an_image_model_that_draws_nothing_leaves_no_empty_output(shell, published, scripted):
