@@ -27,8 +27,8 @@ from .markdown_text import open_fence
 from .result import GeminiResult, LiveResult
 from .runner import run
 
-__all__ = ["StreamJob", "LiveJobs", "JOBS", "stop_all", "live_markdown", "MAX_MESSAGES_PER_S", "TICK_S", "LIVE_CHARS",
-           "STATES", "WAITING_AFTER_S"]
+__all__ = ["StreamJob", "LiveJobs", "JOBS", "stop_all", "live_markdown", "MAX_MESSAGES_PER_S",
+           "TICK_S", "LIVE_CHARS", "STATES", "WAITING_AFTER_S"]
 
 MAX_MESSAGES_PER_S = 20
 # A tick sends at most two widget messages (the live text and the status line); the margin

@@ -728,7 +728,8 @@ class Panel:
         shell = getattr(self.magics, "shell", None)
         fns = self.pickers.functions()
         line = f"--functions {','.join(fns)}" if fns else ""
-        return prepare(line, text, self.magics.settings(), shell.user_ns if shell is not None else {})
+        ns = shell.user_ns if shell is not None else {}
+        return prepare(line, text, self.magics.settings(), ns)
 
     def stop(self) -> str:
         """Stop the running answer (also on the server); returns what the status line says."""

@@ -9,6 +9,7 @@ piece has its header), and nothing shown while streaming is ever longer than abo
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,7 +76,8 @@ def prose(n, seed=0):
     return " ".join(words).replace("\n ", "\n")
 
 
-CODE = "Code:\n\n```python\n" + "".join(f"value_{i} = {i} * {i}\n" for i in range(300)) + "```\n\nDone.\n"
+CODE = ("Code:\n\n```python\n" + "".join(f"value_{i} = {i} * {i}\n" for i in range(300))
+        + "```\n\nDone.\n")
 TABLE = ("| n | square |\n|---|---|\n" + "".join(f"| {i} | {i * i} |\n" for i in range(200))
          + "\nAfter the table.\n")
 
@@ -125,7 +127,8 @@ def test_a_finish_before_a_step_closes_an_open_fence_and_reopens_it_after():
 def test_backticks_in_an_info_string_are_inline_code_not_a_fence():
     text = "```inline``` is not a fence\n\nso this is a paragraph of its own.\n"
     screen = stream(text, 5)
-    assert screen.saved == ["```inline``` is not a fence\n\n", "so this is a paragraph of its own.\n"]
+    assert screen.saved == ["```inline``` is not a fence\n\n",
+                            "so this is a paragraph of its own.\n"]
 
 
 def test_settled_says_whether_text_is_still_open():
@@ -140,5 +143,5 @@ def test_settled_says_whether_text_is_still_open():
 def test_the_splitter_needs_no_ipython():
     code = "import sys, gemini_magics.blocks; print('IPython' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+                         cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False"

@@ -222,7 +222,8 @@ def test_widget_outputs_say_what_they_are_in_their_metadata(shell, published):
     cap = run_cell(shell, "%gemini ui")
     panel_out = [o for o in cap.outputs if WIDGET_MIME in o["data"]]
     assert [o["metadata"] for o in panel_out] == [{"gemini_magics": {"kind": "panel"}}]
-    transcript = [c for c in published if c["display_id"] == shell.user_ns["_gemini_panel"].transcript_id]
+    transcript_id = shell.user_ns["_gemini_panel"].transcript_id
+    transcript = [c for c in published if c["display_id"] == transcript_id]
     assert transcript and transcript[0]["metadata"] == {}  # ordinary Markdown, not a widget
     widgets.PANELS.forget(m)
 
