@@ -231,11 +231,8 @@ class GeminiMagics(Magics):
             cell_id=current_cell_id(self.shell), fast_stream=self.fast_stream,
         )
         self._finish(request, result, ns)
-        if result.error:
+        if result.error:  # a stop asked for is no error: the display said so above the footer
             raise GeminiError(result.error, result=result)
-        if result.stopped:  # asked for (the stop button, the panel's Stop): a note, no error
-            note = render.outcome_markdown(result)
-            self._note(note.strip("*"), note)
         return None
 
     # -- what the commands and paths share ---------------------------------------------------------

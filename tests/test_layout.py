@@ -32,6 +32,7 @@ TIERS = {
     2: {"live", "display", "rows"},
     1: {"runner", "cell"},
     0: {"request", "args", "options", "stream", "conversation", "result", "client", "render",
+        "markdown_text", "blocks",
         "loop", "errors", "prompt", "media", "images", "tools", "functions", "schema", "replay",
         "catalog", "server_process", "rowcache", "session", "redact"},
 }

@@ -56,17 +56,15 @@ def test_the_panel_picker_offers_current_models_and_warns_about_a_typed_unknown_
                                                                                     monkeypatch):
     record_publishes(monkeypatch)
     m = magics_of(offline)
-    old = widgets._PANELS.pop(m, None)
-    if old is not None:
-        old.close()
+    widgets.PANELS.forget(m)
     run_cell(offline, "%gemini ui")
     panel = offline.user_ns["_gemini_panel"]
     try:
-        options = set(panel.model.options)
+        options = set(panel.pickers.model.options)
         assert "gemini-3.5-flash" in options and "gemini-flash-latest" in options  # the SDK's
         assert not any(n.endswith(("-tts", "-transcribe")) for n in options)
-        panel.model.value = "gemini-3.5-flsh"
+        panel.pickers.model.value = "gemini-3.5-flsh"
         assert m.model == "gemini-3.5-flsh" and panel.status_line == WARNING
     finally:
         panel.close()
-        widgets._PANELS.pop(m, None)
+        widgets.PANELS.forget(m)
