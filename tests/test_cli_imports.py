@@ -1,12 +1,13 @@
-"""What a plain install meets first (issue #19): the CLI and a missing model.
+"""What a plain install meets first (issue #19): its Python, the CLI and a missing model.
 
 - `gemini-magics --help` (and `serve --help`, `keys --help`) load no other command's modules:
   the quickstart's notebook runner, google-genai and llama.cpp stay unimported, so a missing or
   broken one of them cannot crash the commands that do not need it.
+- requires-python allows no Python that google-genai refuses (pip then names us, not it).
 - `quickstart --help` still lists the quickstart's own options (they are added when it is parsed).
 - A missing model is one sentence with the install command, from `serve` and from an offline
   cell through either server mode, never "Unexpected ...; please report this".
-Everything runs in a child process, as a user's shell or kernel would.
+The commands and cells run in a child process, as a user's shell or kernel would.
 """
 from __future__ import annotations
 
@@ -101,3 +102,20 @@ ip.run_cell("%%gemini --max-tokens 8\\nSay hi")
     shown = proc.stdout + proc.stderr
     assert INSTALL in shown, shown
     assert not any(word in shown for word in NOT_A_SENTENCE), shown
+
+
+def test_requires_python_is_what_google_genai_needs():
+    """pip tells a user on too old a Python "gemini-magics requires a different Python" only
+    when our requires-python says so; otherwise it fails on google-genai's name. Every
+    google-genai we allow (3.4 up; CI runs the oldest and the newest) needs what it says here."""
+    import tomllib
+    from importlib.metadata import metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    ours = SpecifierSet(project["requires-python"])
+    oldest = next(v for v in (f"3.{minor}" for minor in range(6, 20)) if v in ours)
+    theirs = metadata("google-genai")["Requires-Python"]
+    assert oldest in SpecifierSet(theirs), \
+        f"requires-python allows Python {oldest}; google-genai needs {theirs}"
