@@ -344,8 +344,9 @@ def _workdir(notebook: Path) -> Path:
 def _lab(notebook: Path, env: dict) -> int:
     """Replace this process with JupyterLab open on the notebook (Ctrl-C stops it); the
     installed quickstart is first copied here (unless a copy is here already), to edit and save."""
-    if _workdir(notebook) != notebook.parent:
-        copy = _workdir(notebook) / notebook.name
+    here = _workdir(notebook)
+    if here != notebook.parent:
+        copy = here / notebook.name
         if not copy.exists():
             shutil.copyfile(notebook, copy)
         notebook = copy
