@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 from .server_process import remove_discovery, write_discovery
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gemini-magics",
         description="Gemini Interactions API magics for Jupyter, with an offline local server.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     serve = sub.add_parser(
         "serve", help="run the local Interactions API server",
         description="Serve the Gemini Interactions API locally (point an SDK at it with "
@@ -80,14 +80,33 @@ def build_parser() -> argparse.ArgumentParser:
                     "--keys FILE` (classroom mode). Save them to a file and hand each student "
                     "their key.")
     keys.add_argument("names", nargs="+", metavar="NAME", help="a label per key, e.g. alice")
-    quick = sub.add_parser(
+    sub.add_parser(
         "quickstart", help="run the quickstart notebook (offline by default) or open it in JupyterLab",
         description="Run notebooks/quickstart.ipynb headless with the local offline model and "
-                    "report each section, or open it in JupyterLab with --lab.")
-    from .quickstart import add_arguments  # deferred: nbclient, jupyter_client
-
-    add_arguments(quick)
+                    "report each section, or open it in JupyterLab with --lab.",
+        add_arguments=_quickstart_arguments)
     return parser
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser that may add its options only when that command is parsed, so
+    `gemini-magics --help` (or `serve`) never imports another command's modules."""
+
+    def __init__(self, *args, add_arguments: Optional[Callable] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._add_arguments = add_arguments
+
+    def parse_known_args(self, args=None, namespace=None):
+        add, self._add_arguments = self._add_arguments, None
+        if add is not None:
+            add(self)
+        return super().parse_known_args(args, namespace)
+
+
+def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
+    from .quickstart import add_arguments  # deferred: nbformat, nbclient, jupyter_client
+
+    add_arguments(parser)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

