@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--key-tokens", type=int, metavar="N",
                        help="with --keys: at most N tokens in total per key (finished turns' "
                             "usage; kept in --db across restarts)")
+    serve.add_argument("--storage-mb", type=float, metavar="MIB",
+                       help="bound the stored interactions (default 256)")
+    serve.add_argument("--max-items", type=int, metavar="N",
+                       help="at most N stored interactions (default 10,000)")
+    serve.add_argument("--key-storage-mb", type=float, metavar="MIB",
+                       help="with --keys: each key's share of the store (default: --storage-mb / "
+                            "the number of keys)")
+    serve.add_argument("--key-items", type=int, metavar="N",
+                       help="with --keys: each key's share of --max-items")
     keys = sub.add_parser(
         "keys", help="print a keys file for serve --keys, a random key per name",
         description="Print 'name: key' lines with fresh random keys, for `gemini-magics serve "
@@ -180,7 +189,9 @@ def serve(args: argparse.Namespace) -> int:
     try:
         srv = start_server(engine=engine, db=args.db, host=args.host, port=args.port,
                            api_key=api_key, model_path=args.model_path,
-                           allow_code_execution=args.allow_code_execution, keys=keys)
+                           allow_code_execution=args.allow_code_execution, keys=keys,
+                           storage_mb=args.storage_mb, max_items=args.max_items,
+                           key_storage_mb=args.key_storage_mb, key_items=args.key_items)
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError, RuntimeError) as e:

@@ -218,6 +218,8 @@ def _start(engine: str) -> SharedServer:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if proc.returncode == 2:  # serve refused with one sentence (cli._fail)
+                raise ServerRefusedError(_last_line(log_path) + ".")
             raise RuntimeError(f"The shared offline server did not start ({_last_line(log_path)}); "
                                f"see {log_path}, or set {MODE_ENV}=inprocess.")
         found = discover(engine)
@@ -227,6 +229,11 @@ def _start(engine: str) -> SharedServer:
     proc.terminate()
     raise RuntimeError(f"The shared offline server did not answer within "
                        f"{START_TIMEOUT_SECONDS:g} s; see {log_path}, or set {MODE_ENV}=inprocess.")
+
+
+class ServerRefusedError(RuntimeError):
+    """`gemini-magics serve` refused to start with one sentence (e.g. no model installed):
+    that sentence is the user's answer."""
 
 
 def _last_line(path: Path) -> str:

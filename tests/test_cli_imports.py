@@ -84,12 +84,6 @@ def test_serve_without_the_model_says_how_to_install_it(tmp_path):
     assert not any(word in proc.stderr for word in NOT_A_SENTENCE)
 
 
-# The cell's sentence is built outside this module's reach (errors.explain, and for the shared
-# server server_process._start): until those recognise the model error, the user still reads
-# "Unexpected ...; please report this" around the install command. Strict: drop the marker once
-# they do.
-@pytest.mark.xfail(strict=True, reason="needs errors._SENTENCE_ERRORS to pass ModelNotFoundError "
-                                       "and a refused shared server's sentence through")
 @pytest.mark.parametrize("mode", ["shared", "inprocess"])
 def test_an_offline_cell_without_the_model_is_one_sentence(tmp_path, mode):
     code = """
