@@ -215,9 +215,9 @@ def serve(args: argparse.Namespace) -> int:
     print(f"gemini-magics: serving the Interactions API with the {args.engine} engine{where}{note}. "
           f"Use it with GOOGLE_GEMINI_BASE_URL={srv.base_url}. Ctrl-C to stop.",
           file=sys.stderr, flush=True)
-    print(f"gemini-magics: {_code_execution_status(srv.code_execution, sandbox_refusal())}",
-          file=sys.stderr, flush=True)
-    try:
+    try:  # the sandbox probe (up to ~1 s) may meet Ctrl-C: the same clean stop as below
+        print(f"gemini-magics: {_code_execution_status(srv.code_execution, sandbox_refusal())}",
+              file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             if not srv.running:
                 return _fail("the server stopped unexpectedly; see the log above.")
