@@ -220,7 +220,9 @@ def _audio(raw: bytes, mime: str) -> str:
             with wave.open(io.BytesIO(raw[:_HEADER_BYTES])) as w:
                 channels, width, rate, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
         except (wave.Error, EOFError, ValueError) as exc:
-            raise _Undecodable(f"WAV header unreadable: {exc or 'it ends early'}") from None
+            why = (f"no audio data in its first {human_size(_HEADER_BYTES)}" if len(raw) > _HEADER_BYTES
+                   else exc or "it ends early")
+            raise _Undecodable(f"WAV header unreadable: {why}") from None
         if rate <= 0:
             raise _Undecodable("WAV header gives a sample rate of 0")
         layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels} channels")

@@ -14,6 +14,7 @@ import json
 import struct
 import threading
 import time
+import wave
 import zlib
 
 import httpx
@@ -133,3 +134,70 @@ def test_a_body_of_huge_pixel_pngs_does_not_stall_another_key(server):
     # every one described from its header: size, no colour (its pixels were never decoded)
     assert answer.count("[Attached image: PNG, 8000x5000 pixels, RGB, ") == 150
     assert "mostly" not in answer
+
+
+# ----------------------------------------------------------------------------- one part at a time
+def _wav_after_junk(junk_chunks: int) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0" * 16000)
+    raw = out.getvalue()
+    body = b"WAVE" + b"junk\0\0\0\0" * junk_chunks + raw[12:]
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("kind, mime, raw, expected", [
+    ("document", "application/pdf", crafted_pdf(), "PDF, page count unknown"),
+    ("document", "application/pdf", b"%PDF-1.4\n" + b"/Count 1 " * 20_000, "PDF, page count unknown"),
+    ("audio", "audio/wav", _wav_after_junk(500_000), "could not be decoded (WAV header unreadable"),
+], ids=["pdf-pages-flood", "pdf-count-flood", "wav-4MB-of-chunks"])
+def test_hostile_parts_are_described_in_a_fraction_of_a_second(kind, mime, raw, expected):
+    started = time.process_time()
+    text = describe_part(inline(kind, mime, raw))
+    assert expected in text and text.startswith(f"[Attached {kind}")
+    assert time.process_time() - started < 0.5  # unfixed: 2 to 15 s of CPU each
+
+
+def test_a_pdf_page_tree_count_is_read_next_to_its_type():
+    def pdf(*objects: bytes) -> dict:
+        return inline("document", "application/pdf", b"%PDF-1.7\n" + b"\n".join(objects))
+
+    # pages inside compressed object streams: only the page tree's /Count is in plain text
+    assert "PDF, 7 pages" in describe_part(pdf(b"1 0 obj << /Count 7 /Kids [2 0 R] /Type /Pages >>",
+                                               b"2 0 obj << /Type/Pages /Count 3 >>"))
+    # a /Count in another dictionary ('>' between them) is not the page tree's
+    assert "page count unknown" in describe_part(pdf(b"<< /Type /Pages /Kids [] >> << /Count 9 >>"))
+
+
+def test_a_csv_past_the_parsed_megabyte_has_its_rows_counted():
+    raw = b"a,b,c\n" + b"1,2,3\n" * 300_000  # 1.8 MB
+    assert describe_part(inline("document", "text/csv", raw)) == (
+        "[Attached document: CSV table, about 300000 rows x 3 columns, header: a, b, c, 1.8 MB]")
+
+
+# ----------------------------------------------------------------------------- image model
+IMAGE_MODEL = "gemini-3.1-flash-image"
+
+
+def test_an_image_over_40_megapixels_is_refused_for_editing_in_one_sentence(client):
+    out = io.BytesIO()
+    Image.new("RGB", (6400, 6400), (200, 30, 30)).save(out, "PNG")  # 41 MP in ~120 KB
+    i = client.interactions.create(model=IMAGE_MODEL, input=[
+        inline("image", "image/png", out.getvalue()), {"type": "text", "text": "make it brighter"}])
+    assert i.status == "failed"
+    [error] = i.model_extra.get("errors") or i.errors
+    message = error["message"] if isinstance(error, dict) else error.message
+    assert message == ("The image to edit is 6400x6400 pixels, too large to edit offline: send one "
+                       "under 40 megapixels.")
+
+
+def test_a_huge_prompt_to_the_image_model_costs_little(client):
+    prompt = "a red city at sunset by the sea " * 125_000  # 4 MB of words the renderer looks for
+    started = time.process_time()
+    i = client.interactions.create(model=IMAGE_MODEL, input=prompt,
+                                   response_format={"type": "image", "image_size": "512"})
+    assert i.status == "completed"
+    assert time.process_time() - started < 1  # unfixed: ~2 s of word searches
