@@ -26,7 +26,7 @@ import threading
 import wave
 from collections import OrderedDict
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..catalog import human_size
 
