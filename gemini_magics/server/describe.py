@@ -46,7 +46,7 @@ _PDF_DICT_BYTES = 512       # how far from /Type/Pages its /Count may be
 # Images in a conversation's history are described again on every turn: remember the text by a
 # digest of the data (never the data itself, which may be megabytes).
 _CACHE: OrderedDict[bytes, str] = OrderedDict()
-_CACHE_SIZE = 256
+_CACHE_SIZE = 4096  # ~100-byte texts; a history with more media than this is described afresh each turn
 _CACHE_LOCK = threading.Lock()  # the server describes parts from several worker threads
 _OFFICE = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "Word document",
