@@ -154,10 +154,9 @@ def _mix(a, b, t: float) -> tuple[int, int, int]:
     return tuple(round(a[i] + (b[i] - a[i]) * t) for i in range(3))
 
 
-def _draw_scene(prompt: str, words: str, width: int, height: int) -> Image.Image:
-    """The scene for `words` (the prompt's start), its randomness seeded by the whole `prompt`."""
-    rng = _rng(prompt)
-    prompt = words
+def _draw_scene(seed: str, prompt: str, width: int, height: int) -> Image.Image:
+    """The scene for `prompt` (the words read), its randomness seeded by `seed` (all of it)."""
+    rng = _rng(seed)
     mood = "sunset" if _has(prompt, "sunset") else "night" if _has(prompt, "night") else "day"
     accents = [rgb for name, rgb in _COLOURS.items() if re.search(rf"\b{name}\b", prompt.lower())]
     features = [k for k in ("mountain", "sea", "city", "tree") if _has(prompt, k)]
