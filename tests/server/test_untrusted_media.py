@@ -178,6 +178,17 @@ def test_a_csv_past_the_parsed_megabyte_has_its_rows_counted():
         "[Attached document: CSV table, about 300000 rows x 3 columns, header: a, b, c, 1.8 MB]")
 
 
+def test_an_ordinary_drawing_is_still_described_with_its_colour():
+    from PIL import ImageDraw
+
+    shape = Image.new("RGB", (200, 200), "white")  # the teaching notebook's picture
+    ImageDraw.Draw(shape).polygon([(100, 20), (180, 180), (20, 180)], fill="red")
+    out = io.BytesIO()
+    shape.save(out, "PNG")
+    assert describe_part(inline("image", "image/png", out.getvalue())).startswith(
+        "[Attached image: PNG, 200x200 pixels, RGB, mostly light red, ")
+
+
 # ----------------------------------------------------------------------------- image model
 IMAGE_MODEL = "gemini-3.1-flash-image"
 
