@@ -6,6 +6,12 @@ hash of it) and stamps it "OFFLINE RENDERING" with the prompt, so nobody mistake
 generation. Editing applies a deterministic transform chosen from the instruction's words.
 Shapes are placed in relative coordinates, so one prompt gives the same picture at every size;
 the only full-size buffer is the canvas itself, which keeps 4K renders fast and frugal.
+
+Prompts and images come from the network, so the work is bounded whatever they hold: the words
+that steer a picture are read from the first PROMPT_CHARS of the prompt (a 30 MB prompt once
+held the GIL for 44 s in its word searches), and an image to edit is checked against
+_MAX_SOURCE_PIXELS from its header before any pixel is decoded, then shrunk with cheap box
+reductions before the final filter.
 """
 from __future__ import annotations
 
@@ -14,18 +20,20 @@ import io
 import random
 import re
 
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
 from ..catalog import normalize_aspect_ratio, normalize_image_size
 
-__all__ = ["render_image", "image_dimensions", "RenderError"]
+__all__ = ["render_image", "image_dimensions", "RenderError", "PROMPT_CHARS"]
 
 # Long side in pixels per size name. Gemini's own tables differ slightly per model and keep the
 # pixel count near 1 MP per "1K"; we keep the long side exact instead, which bounds memory.
 LONG_SIDE = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
 _MIMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/jpg": "JPEG"}
-_MAX_SOURCE_PIXELS = 64_000_000  # larger edit sources are refused rather than decoded
+_MAX_SOURCE_PIXELS = 40_000_000  # larger edit sources are refused rather than decoded
+_SOURCE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")  # the only decoders an edit source reaches
+PROMPT_CHARS = 4000  # the words that choose the scene or the edit are read from this much
 _Z_RLE = 3  # zlib.Z_RLE, passed to Pillow's PNG encoder as compress_type
 _SOFTWARE = "gemini-magics offline renderer (no image model was used)"
 
@@ -93,13 +101,14 @@ def render_image(prompt: str, *, aspect_ratio: str | None = None, image_size: st
         raise RenderError(f"Unsupported image mime_type {mime_type!r}: the offline renderer writes "
                          "image/png or image/jpeg.")
     prompt = str(prompt or "").strip()
+    words = prompt[:PROMPT_CHARS]  # what the scene, the edit and the stamp read
     if source is None:
         width, height = image_dimensions(aspect_ratio, image_size)
-        img = _draw_scene(prompt, width, height)
-        _stamp(img, "OFFLINE RENDERING (no image model)", prompt)
+        img = _draw_scene(prompt, words, width, height)
+        _stamp(img, "OFFLINE RENDERING (no image model)", words)
     else:
-        img = _edit(source, prompt, aspect_ratio, image_size)
-        _stamp(img, "OFFLINE EDIT (no image model)", prompt)
+        img = _edit(source, words, aspect_ratio, image_size)
+        _stamp(img, "OFFLINE EDIT (no image model)", words)
     out = io.BytesIO()
     if fmt == "PNG":
         info = PngInfo()
@@ -145,8 +154,9 @@ def _mix(a, b, t: float) -> tuple[int, int, int]:
     return tuple(round(a[i] + (b[i] - a[i]) * t) for i in range(3))
 
 
-def _draw_scene(prompt: str, width: int, height: int) -> Image.Image:
-    rng = _rng(prompt)
+def _draw_scene(seed: str, prompt: str, width: int, height: int) -> Image.Image:
+    """The scene for `prompt` (the words read), its randomness seeded by `seed` (all of it)."""
+    rng = _rng(seed)
     mood = "sunset" if _has(prompt, "sunset") else "night" if _has(prompt, "night") else "day"
     accents = [rgb for name, rgb in _COLOURS.items() if re.search(rf"\b{name}\b", prompt.lower())]
     features = [k for k in ("mountain", "sea", "city", "tree") if _has(prompt, k)]
@@ -243,16 +253,16 @@ def _edit(source: bytes, instruction: str, aspect_ratio: str | None, image_size:
     aspect, size = _config(aspect_ratio, image_size)
     long_side = LONG_SIDE[size or "1K"]
     try:
-        src = Image.open(io.BytesIO(source))
+        src = Image.open(io.BytesIO(source), formats=_SOURCE_FORMATS)  # reads the header only
         if src.width * src.height > _MAX_SOURCE_PIXELS:
             raise RenderError(f"The image to edit is {src.width}x{src.height} pixels, too large to edit "
-                              "offline: send one under 64 megapixels.")
+                              f"offline: send one under {_MAX_SOURCE_PIXELS // 1_000_000} megapixels.")
         src.draft("RGB", (long_side, long_side))  # JPEG: decode at reduced scale, saves memory
-        src = ImageOps.exif_transpose(src)
-        img = _on_white(src)
+        img = _on_white(ImageOps.exif_transpose(src))
+        img = img.reduce(max(1, max(img.size) // (2 * long_side)))  # a cheap box filter first
     except RenderError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Exception:  # noqa: BLE001 - Pillow's plugins raise many kinds of error on bad bytes
         raise RenderError("The image to edit could not be decoded: send a valid PNG, JPEG, WebP or "
                           "GIF image.") from None
     if aspect:

@@ -93,18 +93,19 @@ def _clip(text: str) -> str:
 
 def image_producer(ctx: TurnContext) -> Outcome:
     """A thought, then a model_output holding a short text and one offline-rendered image."""
-    from ..draw import RenderError, render_image  # deferred: draw imports PIL
+    from ..draw import PROMPT_CHARS, RenderError, render_image  # deferred: draw imports PIL
 
     rec, req = ctx.recorder, ctx.request
     prompt = "\n".join(c.get("text") or "" for c in _last_user_content(req.input_steps)
                        if c.get("type") == "text").strip()
+    words = prompt[:PROMPT_CHARS]  # all that is searched: a huge prompt costs no more
     settings = image_settings(req)
-    source = edit_source(ctx, prompt)
+    source = edit_source(ctx, words)
     input_tokens = ctx.engine.count_tokens(prompt)
     emit_thought(rec)
     verb = "edit of the image" if source is not None else "rendering"
     note = {"type": "text", "text": f"Offline {verb} (drawn locally, no image model was used): "
-                                    f"{_clip(prompt) or '(no prompt)'}"}
+                                    f"{_clip(words) or '(no prompt)'}"}
     output_tokens = 0
     # the note is the step's first content: streamed in its step.start, as the real API does
     out = rec.start_step({"type": "model_output", "content": [note]},
