@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import make_client
+from magics_fixtures import run_cell, shell  # noqa: F401
 from strict import parse_sse, strict_event, strict_interaction
 
 from gemini_magics.server import mcp_tools
@@ -317,3 +317,46 @@ def test_headers_reach_the_mcp_server(client, calc):
     client.interactions.create(model="m", input="add 2 and 3", tools=[
         mcp_tool(calc.url, headers={"Authorization": "Bearer t0ken"})])
     assert calc.tokens[before:] and set(calc.tokens[before:]) == {"Bearer t0ken"}
+
+
+# --------------------------------------------------------------------------------------------
+# A %%gemini cell
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", ["", "--no-stream"])
+def test_a_cell_shows_the_mcp_call_and_its_result(shell, calc, stream):
+    before = len(calc.calls)
+    cap = run_cell(shell, f"%%gemini --tools mcp:calc={calc.url} {stream}\nadd 2 and 3")
+    assert cap.error is None, (cap.stdout, cap.stderr)
+    (_, args), = calc.calls[before:]
+    shown = [d.get("text/markdown", "") for d in cap.final]
+    assert shown[0] == f"**Call** on calc `add(a={args['a']}, b={args['b']})`"
+    assert shown[1] == f"→ `add` **returned**\n\n```json\n{args['a'] + args['b']}\n```"
+    assert shown[2].startswith("Echo: ")
+    r = shell.user_ns["_gemini"]
+    assert [s["type"] for s in r.steps] == ["mcp_server_tool_call", "mcp_server_tool_result",
+                                            "model_output"]
+
+
+def test_a_cell_shows_a_refused_server_in_one_sentence(shell):
+    cap = run_cell(shell, "%%gemini --tools mcp:calc=http://10.255.255.1/mcp\nadd 2 and 3")
+    assert cap.error is None, (cap.stdout, cap.stderr)
+    shown = [d.get("text/markdown", "") for d in cap.final]
+    assert shown[0] == "**Call** on calc `tools/list()`"
+    assert shown[1].startswith("\u26a0 `tools/list` **failed**\n\n```text\nThe MCP server 'calc' "
+                               "(10.255.255.1:80) was not called:")
+
+
+def test_tools_option_parses_mcp_servers():
+    from gemini_magics.tools import parse_tools
+
+    assert parse_tools("mcp:calc=http://127.0.0.1:8000/mcp,google_search,"
+                       "mcp:http://localhost:9/mcp?a=b,mcp:calc=http://127.0.0.1:8000/mcp") == [
+        {"type": "mcp_server", "name": "calc", "url": "http://127.0.0.1:8000/mcp"},
+        {"type": "google_search"},
+        {"type": "mcp_server", "url": "http://localhost:9/mcp?a=b"}]
+    with pytest.raises(ValueError, match=r"^--tools mcp:NAME=URL needs the MCP server's http\(s\) "
+                                         r"URL, e\.g\. mcp:calc=http://127\.0\.0\.1:8000/mcp, "
+                                         r"not 'calc='\.$"):
+        parse_tools("mcp:calc=")
