@@ -32,6 +32,7 @@ class RunningMcp:
     calls: list = field(default_factory=list)
     tokens: list = field(default_factory=list)  # the Authorization header of each request
     release: threading.Event = field(default_factory=threading.Event)
+    entered: threading.Event = field(default_factory=threading.Event)  # the slow tool runs
 
 
 def _serve(mcp_server, tokens=None) -> tuple:
@@ -81,6 +82,7 @@ def calc():
     @srv.tool()
     def slow() -> str:
         """Answer only when the test releases it."""
+        running.entered.set()
         running.release.wait(30)
         return "late"
 
@@ -273,6 +275,18 @@ def test_a_stopped_turn_stops_its_mcp_call(calc):
         call_tool(tools["slow"], {}, should_stop=lambda: True)
 
 
+def test_cancelling_a_turn_stops_its_mcp_call_at_once(client, calc):
+    calc.entered.clear()
+    i = client.interactions.create(model="m", input="wait", background=True,
+                                   tools=[mcp_tool(calc.url, allowed_tools=[{"tools": ["slow"]}])])
+    assert calc.entered.wait(30), "the slow tool was never called"
+    started = time.monotonic()
+    cancelled = client.interactions.cancel(i.id)  # returns once the turn has ended
+    assert cancelled.status == "cancelled"
+    assert time.monotonic() - started < 10  # not the 30 s MCP timeout
+    assert client.interactions.get(i.id).status == "cancelled"
+
+
 def test_a_large_result_is_cut_and_says_so(calc):
     tools = {t.name: t for t in list_tools(McpServer.from_tool(mcp_tool(calc.url)))}
     content, is_error = call_tool(tools["huge"], {})
@@ -360,3 +374,19 @@ def test_tools_option_parses_mcp_servers():
                                          r"URL, e\.g\. mcp:calc=http://127\.0\.0\.1:8000/mcp, "
                                          r"not 'calc='\.$"):
         parse_tools("mcp:calc=")
+
+
+def test_an_mcp_turn_continues_stateful_and_stateless(client, calc):
+    """The MCP steps are history like any other: a chained turn and a stateless re-send of
+    them (as the magics' --stateless does) both answer."""
+    tools = [mcp_tool(calc.url)]
+    first = client.interactions.create(model="m", input="add 2 and 3", tools=tools)
+    chained = client.interactions.create(model="m", input="thanks",
+                                         previous_interaction_id=first.id)
+    assert chained.status == "completed"
+    assert chained.steps[-1].content[0].text.startswith("Echo: I saw 3 user turns")
+    history = [{"type": "user_input", "content": [{"type": "text", "text": "add 2 and 3"}]},
+               *steps_of(first), {"type": "user_input", "content": [{"type": "text",
+                                                                      "text": "thanks"}]}]
+    stateless = client.interactions.create(model="m", input=history, store=False)
+    assert stateless.steps[-1].content[0].text == chained.steps[-1].content[0].text

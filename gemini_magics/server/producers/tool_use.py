@@ -144,6 +144,8 @@ def _list_mcp_tools(ctx: TurnContext, servers: list[McpServer],
             for tool in tools:
                 _check_input_schema(tool)
         except McpFailure as e:
+            if rec.cancelled:
+                break
             failed.extend(_record_mcp_call(rec, server, "tools/list", {}, str(e), True))
             continue
         offered.extend(tools)
@@ -153,7 +155,7 @@ def _list_mcp_tools(ctx: TurnContext, servers: list[McpServer],
 def _check_input_schema(tool: McpTool) -> None:
     """Raise McpFailure unless `tool`'s inputSchema is one we plan against: a valid schema
     whose references are all local ('#/...'), as for a function's parameters."""
-    where = f"inputSchema of the tool {tool.name!r}"
+    where = f"{tool.name}.inputSchema"
     ref = _remote_ref(tool.schema)
     if ref is not None:
         raise McpFailure(f"{tool.server.where} lists the tool {tool.name!r} whose inputSchema "
