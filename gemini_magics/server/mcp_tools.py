@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import urlsplit
@@ -242,13 +241,12 @@ def _connected(server: McpServer, work: Callable[[Any], Awaitable[Any]], allow_r
                         done.append(await work(client))
                 tg.cancel_scope.cancel()
 
-    started = time.monotonic()
     try:
         anyio.run(main)
     except BaseException as e:  # noqa: BLE001 (anyio groups; KeyboardInterrupt is re-raised)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
-        raise McpFailure(f"{server.where} {_what_failed(e, timeout, started)}.") from None
+        raise McpFailure(f"{server.where} {_what_failed(e, timeout)}.") from None
     if stopped or not done:
         raise McpFailure(f"{server.where} was not answered: the turn was stopped.")
     return done[0]
@@ -260,7 +258,7 @@ def _leaf(e: BaseException) -> BaseException:
     return e
 
 
-def _what_failed(e: BaseException, timeout: float, started: float) -> str:
+def _what_failed(e: BaseException, timeout: float) -> str:
     """The kind of failure, in words: never the exception's text (see the module docstring)."""
     import httpx2  # deferred: see _connected (loaded already by the failed call)
     from mcp.shared.exceptions import MCPError  # deferred: as httpx2
