@@ -2,12 +2,13 @@
 
 The options themselves (flags, help, defaults, settings, checks) are rows of the table in
 options.py. The decorator `cell_arguments` is applied both to the magic (so `%%gemini?` prints
-the help) and, on first use, to a stand-in whose parser `parse()` uses; nothing here touches
-IPython state, the network or the SDK, so every option can be tested as plain data.
+the help, with the magic's line commands) and to a stand-in whose parser `parse()` uses; nothing
+here touches IPython state, the network or the SDK, so every option can be tested as plain data.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import shlex
 import textwrap
@@ -21,7 +22,7 @@ from . import options
 from .request import Request
 
 __all__ = [
-    "ArgsError", "cell_arguments", "help_description", "help_epilog", "EXAMPLES", "LINE_MAGICS",
+    "ArgsError", "cell_arguments", "help_description", "help_epilog", "EXAMPLES",
     "parse", "parse_line", "parse_options", "with_parts",
 ]
 
@@ -59,31 +60,9 @@ EXAMPLES = (
      "A lighthouse at dawn, in watercolour"),
 )
 
-# (the line as typed, what it does): every command of the line magic
-LINE_MAGICS = (
-    ("%gemini PROMPT", "ask in one line"),
-    ("%gemini history", "the turns of the conversation so far"),
-    ("%gemini reset", "start a new conversation"),
-    ("%gemini last", "the last result"),
-    ("%gemini settings", "every setting and its value"),
-    ("%gemini NAME [VALUE]", "show or set a setting, the same as %config GeminiMagics.NAME = "
-                             "VALUE (%gemini NAME default restores it)"),
-    ("%gemini ui", "a panel to pick the model and tools, ask, and stop"),
-    ("%gemini stop", "stop the --ui answers still streaming"),
-    ("%gemini jobs", "this kernel's --background jobs"),
-    ("%gemini wait ID", "follow a background job in this cell (also after a restart)"),
-    ("%gemini wait batches/ID", "follow a --batch job of a --over cell (also after a restart)"),
-    ("%gemini cancel ID", "cancel a background job on the server"),
-    ("%gemini record PATH", "record every request and answer to a cassette file"),
-    ("%gemini replay PATH", "answer from a cassette file: no network, server or key"),
-    ("%gemini cassette [off]", "which cassette is in use; off stops using it"),
-    ("%gemini help", "this help"),
-)
-
-
 def _rows(rows: tuple, indent: int = 2) -> str:
     """Two columns, the second wrapped under itself."""
-    left = max(len(a) for a, _ in rows) + indent + 2
+    left = max((len(a) for a, _ in rows), default=0) + indent + 2
     return "\n".join(textwrap.fill(b, HELP_WIDTH, subsequent_indent=" " * left,
                                    initial_indent=(" " * indent + a).ljust(left))
                      for a, b in rows)
@@ -94,13 +73,14 @@ def help_description() -> str:
     return _USAGE + "\n\n" + textwrap.fill(_ABOUT, HELP_WIDTH)
 
 
-def help_epilog() -> str:
-    """What `%%gemini?` shows below the options: examples, line magics, the settings."""
+def help_epilog(line_magics: tuple) -> str:
+    """What `%%gemini?` shows below the options: examples, the line magics ((usage, what it
+    does) rows: the magic's command table), the settings."""
     examples = "\n\n".join(f"  {what}\n" + textwrap.indent(cell, "    ")
                            for what, cell in EXAMPLES)
     settings = textwrap.fill(", ".join(options.SETTINGS), HELP_WIDTH, initial_indent="  ",
                              subsequent_indent="  ")
-    return (f"Examples:\n{examples}\n\nLine magics:\n{_rows(LINE_MAGICS)}\n\n"
+    return (f"Examples:\n{examples}\n\nLine magics:\n{_rows(line_magics)}\n\n"
             f"Settings (%gemini NAME VALUE, or %config GeminiMagics.NAME = VALUE):\n{settings}")
 
 
@@ -118,33 +98,29 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{names} {self._format_args(action, action.dest.upper())}"
 
 
-def cell_arguments(func):
-    """Attach the `%%gemini` options to `func` (IPython magic_arguments decorators): the help
-    text around them, the line magic's prompt words, then every cell option of the table under
-    its group heading. IPython makes the help (`%%gemini?`, `func.__doc__`) from these."""
+def cell_arguments(line_magics: tuple = ()) -> Any:
+    """A decorator attaching the `%%gemini` options to a function (IPython magic_arguments
+    decorators): the help text around them (with `line_magics`, (usage, what it does) rows),
+    the line magic's prompt words, then every cell option of the table under its group
+    heading. IPython makes the help (`%%gemini?`, `func.__doc__`) from these."""
     decorators = [
         magic_arguments(),
-        kwds(description=help_description(), epilog=help_epilog(), usage=argparse.SUPPRESS,
-             formatter_class=_HelpFormatter),
+        kwds(description=help_description(), epilog=help_epilog(line_magics),
+             usage=argparse.SUPPRESS, formatter_class=_HelpFormatter),
         argument("words", nargs="*", help=argparse.SUPPRESS),  # the prompt of %gemini PROMPT
         *options.arguments(),
     ]
-    for deco in reversed(decorators):
-        func = deco(func)
-    return func
+
+    def decorate(func: Any) -> Any:
+        for deco in reversed(decorators):
+            func = deco(func)
+        return func
+    return decorate
 
 
-_parser_cache: list = []
-
-
-def _parser() -> Any:
-    """The options parser, built on first use (loading the extension stays cheap)."""
-    if not _parser_cache:
-        @cell_arguments
-        def gemini(line, cell=None):
-            """%%gemini [options]: send the cell to Gemini and stream the answer as Markdown."""
-        _parser_cache.append(gemini.parser)
-    return _parser_cache[0]
+@cell_arguments()
+def _options(line, cell=None):
+    """%%gemini [options]: the stand-in whose parser `parse()` uses (no help is shown)."""
 
 
 _ARG_RE = re.compile(r"argument (\S+?)(?:/\S+)?: (.*)")
@@ -153,6 +129,9 @@ _ARG_RE = re.compile(r"argument (\S+?)(?:/\S+)?: (.*)")
 def _explain_usage(msg: str) -> str:
     m = re.match(r"unrecognized arguments: (.*)", msg)
     if m:
+        close = _closest_flag(m.group(1))
+        if close:
+            return f"Unknown option {m.group(1)} for %%gemini; did you mean {close}?"
         return (f"Unknown option {m.group(1)} for %%gemini; run %%gemini? to see the options "
                 f"(the prompt goes in the cell below the %%gemini line).")
     m = _ARG_RE.match(msg)
@@ -170,11 +149,19 @@ def _explain_usage(msg: str) -> str:
     return f"Bad %%gemini options ({msg}); run %%gemini? to see the options."
 
 
+def _closest_flag(given: str) -> str:
+    """The flag closest to the first unknown one in `given` (a typo: --temprature), or ""."""
+    flag = next((w for w in given.split() if w.startswith("--")), "")
+    known = [n for o in options.OPTIONS for f in o.flags for n in f.names if n.startswith("--")]
+    close = difflib.get_close_matches(flag.split("=", 1)[0], known, n=1, cutoff=0.75)
+    return close[0] if close else ""
+
+
 def parse_options(line: str) -> Any:
     """The argparse namespace for a magic line; ArgsError with one sentence on bad input."""
     try:
         # POSIX shell quoting, so --system "Be brief." arrives without its quotes.
-        return _parser().parse_args(shlex.split(line))
+        return _options.parser.parse_args(shlex.split(line))
     except (UsageError, ValueError) as exc:  # argparse's, and shlex's unclosed quotes
         raise ArgsError(_explain_usage(str(exc))) from None
 

@@ -7,6 +7,8 @@ IPython, no SDK at import time), which is why `server/` may import it.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 from functools import lru_cache
 from typing import Optional, Union, get_args
 
@@ -15,7 +17,7 @@ __all__ = [
     "AGENTS", "sdk_names", "is_known", "unknown_name_warning",
     "BUILTIN_TOOLS", "PANEL_TOOLS", "COMPUTER_ENVIRONMENTS", "THINKING_LEVELS",
     "ASPECT_RATIOS", "IMAGE_SIZES", "normalize_aspect_ratio", "normalize_image_size",
-    "human_size",
+    "human_size", "PROOF_PATH", "key_proof",
 ]
 
 DEFAULT_MODEL = "gemini-3.5-flash"
@@ -115,3 +117,15 @@ def human_size(n: float) -> str:
         if n < 1000 or unit == "GB":
             return f"{n:.1f} {unit}"
     return f"{n} bytes"
+
+
+# A kernel asks a shared server found through its discovery file to prove it holds the file's
+# key before sending it anything keyed: GET PROOF_PATH?nonce=HEX (no key sent) answers
+# {"proof": key_proof(key, nonce)}, which an impostor on a stale file's port cannot compute.
+PROOF_PATH = "/gemini-magics/proof"
+
+
+def key_proof(key: str, nonce: str) -> str:
+    """HMAC-SHA256 of `nonce` under `key`, hex: what both sides of the proof compute."""
+    return hmac.new(key.encode(), b"gemini-magics proof:" + nonce.encode(),
+                    hashlib.sha256).hexdigest()

@@ -1,9 +1,9 @@
 """The `%%gemini` cell pipeline around a run, without IPython: what the magic and the widgets share.
 
-`prepare` turns a magic line and cell into a checked Request: options parsed and merged with the
-settings, the prompt interpolated with its media, `--functions` and `--schema` looked up in the
-notebook; every problem is one GeminiError sentence before anything is sent. `finish` does the
-bookkeeping after a run: `_gemini`, `%gemini last`, `--out VAR` and `--save`.
+`complete` turns a parsed Request (args.parse) into a checked one: the prompt interpolated with
+its media, `--functions` and `--schema` looked up in the notebook; `prepare` parses a magic line
+and cell first. Every problem is one GeminiError sentence before anything is sent. `finish` does
+the bookkeeping after a run: `_gemini`, `%gemini last`, `--out VAR` and `--save`.
 """
 from __future__ import annotations
 
@@ -11,17 +11,13 @@ from typing import Any, Mapping, Optional
 
 from .args import ArgsError, parse, parse_line, with_parts
 from .catalog import unknown_name_warning
-from .client import answers_offline
 from .errors import GeminiError, explain
 from .media import MediaError, check_inline_size, is_media_value, media_part, media_parts
 from .prompt import PromptError, interpolate_parts
 from .request import Request, function_tool
 
-__all__ = ["prepare", "build_parts", "resolve_names", "finish", "assign_out", "save_images_line",
+__all__ = ["prepare", "complete", "build_parts", "resolve_names", "finish", "assign_out", "save_images_line",
            "backend_failure", "warn_unknown_name"]
-
-_WARNED: set = set()  # (kind, name) already warned about in this process
-
 
 def prepare(line: str, cell: Optional[str], settings: Mapping[str, Any], ns: Any) -> Request:
     """The Request of a `%%gemini` cell (`cell` None: a `%gemini PROMPT` line), with `settings`
@@ -29,26 +25,34 @@ def prepare(line: str, cell: Optional[str], settings: Mapping[str, Any], ns: Any
     --functions and --schema. Raises GeminiError (one sentence) on bad options, prompt or media."""
     try:
         request = parse_line(line, settings) if cell is None else parse(line, cell, settings)
+    except ArgsError as exc:
+        raise GeminiError(str(exc)) from None
+    return complete(request, ns)
+
+
+def complete(request: Request, ns: Any) -> Request:
+    """`request` (as args.parse made it) with its prompt parts and the notebook objects its
+    options name; GeminiError (one sentence) on a bad prompt, media, function or schema."""
+    try:
         request = with_parts(request, build_parts(request, ns))
         resolve_names(request, ns)
     except (ArgsError, PromptError, MediaError) as exc:
         raise GeminiError(str(exc)) from None
-    warn_unknown_name(request, settings)
     return request
 
 
-def warn_unknown_name(request: Any, settings: Mapping[str, Any]) -> Optional[str]:
-    """Offline, the local model answers whatever the model or agent is called, so a typo would
-    show only once a key is set: print one line for a name the API does not know, once per
-    name. Returns the line (None when nothing was said)."""
+def warn_unknown_name(request: Any, offline: bool, session: Any) -> Optional[str]:
+    """Offline (`offline`: the local model answers), the model or agent answers whatever it is
+    called, so a typo would show only once a key is set: print one line for a name the API
+    does not know, once per name in `session`. Returns the line (None when nothing was said)."""
     kind, name = ("agent", request.agent) if getattr(request, "agent", None) else \
         ("model", getattr(request, "model", None))
-    if not name or (kind, name) in _WARNED or not answers_offline(settings):
+    if not name or not offline:
         return None
     line = unknown_name_warning(name, kind)
-    if line is not None:
-        _WARNED.add((kind, name))
-        print(line)
+    if line is None or not session.once((kind, name)):
+        return None
+    print(line)
     return line
 
 
@@ -109,7 +113,8 @@ def resolve_names(request: Any, user_ns: Any) -> None:
 
 
 def finish(request: Any, result: Any, ns: Any, owner: Any) -> str:
-    """After a run: the result goes to `_gemini`, `owner.last_result` (`%gemini last`) and
+    """After a run: the result goes to `_gemini`, `owner.last_result` (`%gemini last`; the
+    Session, or the magics for the widgets) and
     `--out VAR`, and `--save` writes its images. Returns what --save did in one sentence (''
     without --save); GeminiError (one sentence) if the images cannot be written."""
     owner.last_result = result

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 from .server_process import remove_discovery, write_discovery
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gemini-magics",
         description="Gemini Interactions API magics for Jupyter, with an offline local server.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     serve = sub.add_parser(
         "serve", help="run the local Interactions API server",
         description="Serve the Gemini Interactions API locally (point an SDK at it with "
@@ -74,20 +74,48 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--key-tokens", type=int, metavar="N",
                        help="with --keys: at most N tokens in total per key (finished turns' "
                             "usage; kept in --db across restarts)")
+    serve.add_argument("--storage-mb", type=float, metavar="MIB",
+                       help="bound the stored interactions (default 256)")
+    serve.add_argument("--max-items", type=int, metavar="N",
+                       help="at most N stored interactions (default 10,000)")
+    serve.add_argument("--key-storage-mb", type=float, metavar="MIB",
+                       help="with --keys: each key's share of the store (default: --storage-mb / "
+                            "the number of keys)")
+    serve.add_argument("--key-items", type=int, metavar="N",
+                       help="with --keys: each key's share of --max-items")
     keys = sub.add_parser(
         "keys", help="print a keys file for serve --keys, a random key per name",
         description="Print 'name: key' lines with fresh random keys, for `gemini-magics serve "
                     "--keys FILE` (classroom mode). Save them to a file and hand each student "
                     "their key.")
     keys.add_argument("names", nargs="+", metavar="NAME", help="a label per key, e.g. alice")
-    quick = sub.add_parser(
+    sub.add_parser(
         "quickstart", help="run the quickstart notebook (offline by default) or open it in JupyterLab",
         description="Run notebooks/quickstart.ipynb headless with the local offline model and "
-                    "report each section, or open it in JupyterLab with --lab.")
-    from .quickstart import add_arguments  # deferred: nbclient, jupyter_client
-
-    add_arguments(quick)
+                    "report each section, or open it in JupyterLab with --lab.",
+        add_arguments=_quickstart_arguments)
     return parser
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser that may add its options only when that command is parsed, so
+    `gemini-magics --help` (or `serve`) never imports another command's modules."""
+
+    def __init__(self, *args, add_arguments: Optional[Callable] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._add_arguments = add_arguments
+
+    def parse_known_args(self, args=None, namespace=None):
+        add, self._add_arguments = self._add_arguments, None
+        if add is not None:
+            add(self)
+        return super().parse_known_args(args, namespace)
+
+
+def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
+    from .quickstart import add_arguments  # deferred: nbformat, nbclient, jupyter_client
+
+    add_arguments(parser)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -155,12 +183,15 @@ def serve(args: argparse.Namespace) -> int:
                                  engine_key_env=args.engine_key_env)
         except ValueError as e:
             return _fail(str(e))
+    os.umask(0o077)  # what the server writes (store, logs, sandbox files) is this user's only
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         srv = start_server(engine=engine, db=args.db, host=args.host, port=args.port,
                            api_key=api_key, model_path=args.model_path,
-                           allow_code_execution=args.allow_code_execution, keys=keys)
+                           allow_code_execution=args.allow_code_execution, keys=keys,
+                           storage_mb=args.storage_mb, max_items=args.max_items,
+                           key_storage_mb=args.key_storage_mb, key_items=args.key_items)
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError, RuntimeError) as e:

@@ -1,30 +1,33 @@
-"""Which backend answers, the lazily built google-genai client, and API-key redaction.
+"""Which backend answers, the lazily built google-genai client, and the door to the server.
 
 `import google.genai` costs about a second, so nothing here imports it until the first
 request. With GEMINI_API_KEY or GOOGLE_API_KEY set, requests go to the real API; without one
-(or with the `offline` setting), to the embedded local server, announced once by a notice.
+(or with the `offline` setting), to the local offline server, announced once by a notice.
 The embedded server is locked with a random key that only this process knows (other local
 processes or users cannot make it run code); the client sends it, `redact` hides it.
+The clients and embedded servers belong to a Session (session.py): the caller's, else the
+current one.
 """
 from __future__ import annotations
 
 import os
-import re
-import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+from .redact import KEY_ENV_VARS, redact, redact_live, remember
 from .server_process import server_mode, shared_server
+from .session import Session, current
 
 ENGINE_ENV = "GEMINI_MAGICS_ENGINE"  # the offline engine when no setting names one
 
 __all__ = [
     "Backend", "resolve_backend", "answers_offline", "get_client", "redact", "redact_live",
-    "interaction_from_dict",
     "OFFLINE_NOTICE", "LOCAL_API_KEY", "REPLAY_BASE_URL",
 ]
 
-KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+# redact and redact_live live in redact.py; they are named here too because display.py and
+# runner.py still import them from this module.
+
 # For servers that need no key (replay, `gemini-magics serve` on loopback); the SDK insists on one.
 LOCAL_API_KEY = "local-offline-no-key"
 OFFLINE_NOTICE = (
@@ -34,11 +37,6 @@ OFFLINE_NOTICE = (
 
 # Replay answers from the cassette and never connects; the host is ignored when matching.
 REPLAY_BASE_URL = "http://replay.invalid"
-
-_lock = threading.Lock()
-_clients: dict = {}
-_servers: dict = {}
-_known_keys: set = set()
 
 
 @dataclass(frozen=True)
@@ -72,13 +70,13 @@ def env_api_key() -> Optional[str]:
     return None
 
 
-def _local_server(engine: Optional[str], mode: Optional[str] = None) -> Any:
+def _local_server(engine: Optional[str], mode: Optional[str], session: Session) -> Any:
     """The offline server for `engine`: the user's shared server process (server_process.py),
     or with mode "inprocess" one embedded in this process; locked with a random key either way
-    (only this user's kernels, or only this process, hold it)."""
+    (only this user's kernels, or only this process, hold it), which redaction then hides."""
     if server_mode(mode) == "shared":
         server = shared_server(engine or os.environ.get(ENGINE_ENV, "").strip() or "local")
-        _known_keys.add(server.api_key)
+        remember(server.api_key)
         return server
     # deferred: starlette, uvicorn; only without a key
     from .server import default_server, new_api_key, start_server
@@ -86,13 +84,12 @@ def _local_server(engine: Optional[str], mode: Optional[str] = None) -> Any:
     if not engine:
         server = default_server()
     else:
-        with _lock:
-            server = _servers.get(engine)
+        with session.lock:
+            server = session.servers.get(engine)
             if server is None or not server.running:
                 server = start_server(engine=engine, api_key=new_api_key())
-                _servers[engine] = server
-    if server.api_key:
-        _known_keys.add(server.api_key)  # redact() hides it wherever it might show up
+                session.servers[engine] = server
+    remember(server.api_key)
     return server
 
 
@@ -105,38 +102,38 @@ def find_local_model() -> str:
     return find_model()
 
 
-def resolve_backend(settings: Mapping[str, Any]) -> tuple[Backend, Optional[str]]:
+def resolve_backend(settings: Mapping[str, Any],
+                    session: Optional[Session] = None) -> tuple[Backend, Optional[str]]:
     """(backend, notice): the notice is set when answers come from the local offline model.
 
     A cassette in replay mode wins over everything: no key, server or base_url is needed,
     so a replayed notebook runs on a machine with no network and no model.
     """
+    session = session or current()
     attempts = int(settings.get("retries") or 0) + 1
     timeout = settings.get("timeout") or None
-    cassette = _cassette()
+    cassette = session.current_cassette()
     if cassette is not None and cassette.mode == "replay":
         return Backend("replay", REPLAY_BASE_URL, LOCAL_API_KEY, 1, timeout), None
     key = env_api_key()
+    remember(key)
     base_url = (settings.get("base_url") or "").strip() or None
     if base_url:
-        if key:
-            _known_keys.add(key)
         return Backend("custom", base_url.rstrip("/"), key or LOCAL_API_KEY, attempts, timeout), None
     if key and not settings.get("offline"):
-        _known_keys.add(key)
         return Backend("api", None, key, attempts, timeout), None
-    server = _local_server(settings.get("engine") or None, settings.get("server") or None)
+    server = _local_server(settings.get("engine") or None, settings.get("server") or None, session)
     notice = None if settings.get("offline") else OFFLINE_NOTICE
     # A local server does not fail transiently: one attempt, no backoff waits.
     return Backend("local", server.base_url.rstrip("/"), server.api_key or LOCAL_API_KEY, 1,
                    timeout), notice
 
 
-def answers_offline(settings: Mapping[str, Any]) -> bool:
+def answers_offline(settings: Mapping[str, Any], session: Optional[Session] = None) -> bool:
     """Whether `resolve_backend(settings)` picks the embedded local server (no key or the
     `offline` setting; no base_url, no replay), told without starting it."""
     try:
-        cassette = _cassette()
+        cassette = (session or current()).current_cassette()
     except Exception:  # noqa: BLE001 - a bad cassette setting: resolve_backend says it
         return False
     if cassette is not None and cassette.mode == "replay":
@@ -146,22 +143,15 @@ def answers_offline(settings: Mapping[str, Any]) -> bool:
     return bool(settings.get("offline")) or env_api_key() is None
 
 
-def _cassette() -> Any:
-    """The active record/replay cassette (gemini_magics.replay), if any."""
-    try:
-        from .replay import current_cassette  # deferred: httpx
-    except ImportError:
-        return None
-    return current_cassette()
-
-
-def get_client(backend: Backend) -> Any:
-    """A `google.genai.Client` for `backend`, built on first use and then reused."""
-    cassette = _cassette()
+def get_client(backend: Backend, session: Optional[Session] = None) -> Any:
+    """A `google.genai.Client` for `backend` (through the session's cassette, if any), built
+    on first use and then reused by the session."""
+    session = session or current()
+    cassette = session.current_cassette()
     cache_key = (backend.base_url, backend.api_key, backend.attempts, backend.timeout,
                  id(cassette) if cassette is not None else None)
-    with _lock:
-        client = _clients.get(cache_key)
+    with session.lock:
+        client = session.clients.get(cache_key)
         if client is not None:
             return client
     from google import genai  # deferred: google.genai
@@ -177,9 +167,8 @@ def get_client(backend: Backend) -> Any:
     if cassette is not None:
         http_options = cassette.http_options(http_options)
     client = genai.Client(api_key=backend.api_key, http_options=http_options)
-    with _lock:
-        _clients.setdefault(cache_key, client)
-        return _clients[cache_key]
+    with session.lock:
+        return session.clients.setdefault(cache_key, client)
 
 
 _MODEL_CLASSES_MAX = 512
@@ -222,72 +211,3 @@ def reuse_sdk_model_classes() -> bool:
     create_model.classes = classes
     serializers.create_model = create_model
     return True
-
-
-def interaction_from_dict(data: Mapping[str, Any]) -> Any:
-    """The SDK's Interaction object for a wire dict (with `output_text` filled like the SDK)."""
-    from google.genai import interactions  # deferred: google.genai
-
-    try:
-        return interactions.Interaction.model_validate(dict(data))
-    except Exception:  # noqa: BLE001 - lenient like the SDK: never fail on odd server data
-        # deferred: google.genai
-        from google.genai._gaos.google_genai import _add_output_properties_if_interaction
-        # deferred: google.genai
-        from google.genai._gaos.utils.serializers import construct_unvalidated
-
-        return _add_output_properties_if_interaction(
-            construct_unvalidated(dict(data), interactions.Interaction)
-        )
-
-
-_KEY_PATTERNS = [
-    re.compile(r"AIza[0-9A-Za-z_\-]{20,}"),                            # Google API keys
-    re.compile(r"(?i)(x-goog-api-key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),  # header dumps
-    re.compile(r"(?i)([?&]key=)[^&\s'\"]+"),                              # ?key=... in URLs
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{12,}"),
-]
-
-
-def _keys() -> set:
-    keys = set(_known_keys)
-    for name in KEY_ENV_VARS:
-        v = os.environ.get(name, "").strip()
-        if v:
-            keys.add(v)
-    return keys
-
-
-_PARTIAL_GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{0,34}$")  # a whole key is 39 characters
-
-
-def redact_live(text: Any) -> str:
-    """`redact(text)` for text that is still growing: a tail that may be the start of a key
-    (of a known key, or of a Google key still under its 39 characters) is held back until the
-    next chunk shows what it is, so a key streamed in pieces never shows for a moment."""
-    s = str(text)
-    keys = _keys()
-    cut = len(s)
-    m = _PARTIAL_GOOGLE_KEY.search(s)
-    if m:
-        cut = m.start()
-    for k in keys:
-        for j in range(min(len(k) - 1, len(s)), 3, -1):
-            if s.endswith(k[:j]):
-                cut = min(cut, len(s) - j)
-                break
-    return _redact(s[:cut], keys)
-
-
-def redact(text: Any) -> str:
-    """`text` with anything that looks like an API key replaced by `***`."""
-    return _redact(str(text), _keys())
-
-
-def _redact(s: str, keys: set) -> str:
-    for k in sorted(keys, key=len, reverse=True):
-        if len(k) >= 6:
-            s = s.replace(k, "***")
-    for pat in _KEY_PATTERNS:
-        s = pat.sub(lambda m: (m.group(1) if m.groups() else "") + "***", s)
-    return s

@@ -12,6 +12,7 @@ the whole chain: each turn's user_input step plus every step the model returned,
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -51,9 +52,18 @@ class Turn:
 
 
 class Conversation:
-    """All turns of one notebook session; see the module docstring for the forking rule."""
+    """All turns of one notebook session; see the module docstring for the forking rule.
+
+    A cell's thread and background pollers (jobs.py, live answers) start and finish turns at
+    the same time, so every read and change holds `lock`: a turn is recorded (and becomes the
+    head) in one step, and a reset never meets half a turn.
+    """
 
     def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._clear()
+
+    def _clear(self) -> None:
         self.turns: dict[int, Turn] = {}
         self.head: Optional[int] = None
         self._keys = itertools.count(1)
@@ -64,25 +74,28 @@ class Conversation:
         """The turn a new run of `cell_id` continues from (None: a fresh conversation)."""
         if new:
             return None
-        if cell_id and cell_id in self._cell_turn:
-            followed = self.turns[self._cell_turn[cell_id]].parent
-            parent = self.turns.get(followed) if followed is not None else None
-            parent_cell = parent.cell_id if parent is not None else None
-            if parent_cell is not None and parent_cell in self._cell_turn and parent_cell != cell_id:
-                return self.turns.get(self._cell_turn[parent_cell])
-            return parent
-        return self.turns.get(self.head) if self.head is not None else None
+        with self.lock:
+            if cell_id and cell_id in self._cell_turn:
+                followed = self.turns[self._cell_turn[cell_id]].parent
+                parent = self.turns.get(followed) if followed is not None else None
+                parent_cell = parent.cell_id if parent is not None else None
+                if (parent_cell is not None and parent_cell in self._cell_turn
+                        and parent_cell != cell_id):
+                    return self.turns.get(self._cell_turn[parent_cell])
+                return parent
+            return self.turns.get(self.head) if self.head is not None else None
 
     def chain(self, turn: Optional[Turn] = None) -> list[Turn]:
         """Turns from the root to `turn` (default: the head)."""
-        if turn is None:
-            turn = self.turns.get(self.head) if self.head is not None else None
-        out: list[Turn] = []
-        seen = set()
-        while turn is not None and turn.key not in seen:
-            seen.add(turn.key)
-            out.append(turn)
-            turn = self.turns.get(turn.parent) if turn.parent is not None else None
+        with self.lock:
+            if turn is None:
+                turn = self.turns.get(self.head) if self.head is not None else None
+            out: list[Turn] = []
+            seen = set()
+            while turn is not None and turn.key not in seen:
+                seen.add(turn.key)
+                out.append(turn)
+                turn = self.turns.get(turn.parent) if turn.parent is not None else None
         return out[::-1]
 
     def context(self, parent: Optional[Turn], stateless: bool) -> tuple[Optional[str], list]:
@@ -112,20 +125,22 @@ class Conversation:
         text: str = "",
     ) -> Turn:
         """Add a completed turn after `parent`; it becomes the head."""
-        turn = Turn(
-            key=next(self._keys), parent=parent.key if parent else None, cell_id=cell_id,
-            interaction_id=interaction_id, stored=stored, prompt=prompt, model=model,
-            user_step=user_step, steps=list(steps), text=text,
-        )
-        self.turns[turn.key] = turn
-        self.head = turn.key
-        if cell_id:
-            self._cell_turn[cell_id] = turn.key
-        return turn
+        with self.lock:
+            turn = Turn(
+                key=next(self._keys), parent=parent.key if parent else None, cell_id=cell_id,
+                interaction_id=interaction_id, stored=stored, prompt=prompt, model=model,
+                user_step=user_step, steps=list(steps), text=text,
+            )
+            self.turns[turn.key] = turn
+            self.head = turn.key
+            if cell_id:
+                self._cell_turn[cell_id] = turn.key
+            return turn
 
     def reset(self) -> None:
         """Forget every turn: the next cell starts a new conversation."""
-        self.__init__()
+        with self.lock:
+            self._clear()
 
     def history_text(self) -> str:
         """The chain that the next new cell would continue, one line per turn."""

@@ -3,22 +3,24 @@
 google-genai raises its Interactions errors from `google.genai._interactions` (BadRequestError,
 RateLimitError, ...), which are not `google.genai.errors.APIError`; the fast stream path can also
 surface raw httpx errors. They are recognised by status code and class name, so this module
-never imports the SDK. Messages go through `client.redact`, so no API key can leak.
+never imports the SDK. Messages go through `redact.redact`, so no API key can leak.
 """
 from __future__ import annotations
 
 import re
 from typing import Any, Optional
 
-from .client import redact
+from .redact import redact
 from .stream import ADVANCING_STATUSES, StreamProtocolError
 
 __all__ = ["GeminiError", "explain", "server_message", "stream_error_sentence",
            "failed_sentence", "outcome_sentence", "KEPT", "status_code", "is_connection_error"]
 
 # Our own input checks raise these with one sentence as the message (args.py, prompt.py, and
-# replay.py, which is not imported here because it loads httpx): the message is the answer.
-_SENTENCE_ERRORS = ("ArgsError", "PromptError", "CassetteError")
+# replay.py, which is not imported here because it loads httpx; the local engine's missing model;
+# server_process's refused start): the message is the answer.
+_SENTENCE_ERRORS = ("ArgsError", "PromptError", "CassetteError", "ModelNotFoundError",
+                    "ServerRefusedError")
 
 # Added to a sentence when some of the answer had already arrived.
 KEPT = " (the partial answer above is kept, and this turn was not added to the conversation)"

@@ -15,7 +15,6 @@ Its glyphs are in DejaVu Sans and other common text fonts: no emoji font is need
 """
 from __future__ import annotations
 
-import re
 import threading
 import time
 import weakref
@@ -24,11 +23,12 @@ from typing import Any, Callable, Optional
 from .cell import backend_failure
 from .client import redact_live, resolve_backend
 from .errors import explain
+from .markdown_text import open_fence
 from .result import GeminiResult, LiveResult
 from .runner import run
 
-__all__ = ["StreamJob", "stop_all", "live_markdown", "MAX_MESSAGES_PER_S", "TICK_S", "LIVE_CHARS",
-           "STATES", "WAITING_AFTER_S"]
+__all__ = ["StreamJob", "LiveJobs", "JOBS", "stop_all", "live_markdown", "MAX_MESSAGES_PER_S",
+           "TICK_S", "LIVE_CHARS", "STATES", "WAITING_AFTER_S"]
 
 MAX_MESSAGES_PER_S = 20
 # A tick sends at most two widget messages (the live text and the status line); the margin
@@ -44,8 +44,49 @@ STATES = {
     "idle": "○ ready",
 }
 
-# Jobs that have not finished showing their answer (for `%gemini stop`).
-_RUNNING: "weakref.WeakSet[StreamJob]" = weakref.WeakSet()
+
+class LiveJobs:
+    """The answers of one kernel still streaming into a live view or the panel: `%gemini stop`
+    stops them all, and an answer waiting for the local model counts those ahead of it. Jobs
+    are held weakly: a view that is gone does not keep its job listed."""
+
+    def __init__(self) -> None:
+        self._jobs: "weakref.WeakSet[StreamJob]" = weakref.WeakSet()
+
+    def add(self, job: "StreamJob") -> None:
+        self._jobs.add(job)
+
+    def discard(self, job: "StreamJob") -> None:
+        self._jobs.discard(job)
+
+    def running(self) -> list:
+        """The jobs whose request has not ended yet."""
+        return [j for j in list(self._jobs) if not j.finished.is_set()]
+
+    def ahead(self, job: "StreamJob") -> int:
+        """How many answers started before `job` on the same local server are still running:
+        the local model answers one request at a time, so `job` waits for them (0 otherwise)."""
+        backend = job.backend
+        if backend is None or getattr(backend, "kind", None) != "local" or job.started is None:
+            return 0
+        return sum(1 for j in self.running()
+                   if j is not job and j.started is not None and j.started < job.started
+                   and j.backend is not None
+                   and getattr(j.backend, "base_url", None) == backend.base_url)
+
+    def stop_all(self) -> str:
+        """`%gemini stop`: stop every answer streaming in a live view or the panel."""
+        jobs = self.running()
+        if not jobs:
+            return "Nothing to stop: no answer is streaming."
+        for job in jobs:
+            job.stop()
+        n = len(jobs)
+        return (f"Stopping {n} answer{'s' if n != 1 else ''}: cancelled on the server; the "
+                f"partial text is kept.")
+
+
+JOBS = LiveJobs()  # owned by Session once wired: then each kernel passes its own
 
 
 class StreamJob:
@@ -56,8 +97,9 @@ class StreamJob:
     def __init__(self, request: Any, *, settings: Optional[dict] = None, backend: Any = None,
                  conversation: Any = None, cell_id: Optional[str] = None, fast_stream: bool = True,
                  on_tick: Optional[Callable] = None, on_finish: Optional[Callable] = None,
-                 tick: float = TICK_S):
+                 tick: float = TICK_S, jobs: Optional[LiveJobs] = None):
         self.request = request
+        self.jobs = jobs if jobs is not None else JOBS
         self.settings = dict(settings or {})
         self.backend = backend
         self.conversation = conversation
@@ -107,7 +149,7 @@ class StreamJob:
     # -- control ---------------------------------------------------------------------------
     def start(self) -> "StreamJob":
         self.started = time.monotonic()
-        _RUNNING.add(self)
+        self.jobs.add(self)
         self._worker.start()
         self._ticker.start()
         return self
@@ -145,17 +187,6 @@ class StreamJob:
             return "streaming"
         return "waiting" if self.elapsed() >= WAITING_AFTER_S else "sending"
 
-    def ahead(self) -> int:
-        """How many answers started earlier on the same local server are still running: the
-        local model answers one request at a time, so this one waits for them (0 otherwise)."""
-        backend = self.backend
-        if backend is None or getattr(backend, "kind", None) != "local" or self.started is None:
-            return 0
-        return sum(1 for j in list(_RUNNING)
-                   if j is not self and j.started is not None and j.started < self.started
-                   and not j.finished.is_set() and j.backend is not None
-                   and getattr(j.backend, "base_url", None) == backend.base_url)
-
     def elapsed(self) -> float:
         if self.started is None:
             return 0.0
@@ -192,7 +223,7 @@ class StreamJob:
                     else "nothing had arrived yet")
             return f"{line} — you stopped it; {kept}."
         if state == "waiting" and not note:
-            n = self.ahead()
+            n = self.jobs.ahead(self)
             if n:
                 note = (f"{n} earlier answer{'s are' if n != 1 else ' is'} still running; the "
                         f"local model answers one request at a time.")
@@ -233,7 +264,7 @@ class StreamJob:
                 self._call(self.on_tick)
             self._call(self.on_finish)
         finally:
-            _RUNNING.discard(self)
+            self.jobs.discard(self)
             self.closed.set()
 
     def _call(self, fn: Optional[Callable]) -> None:
@@ -254,22 +285,6 @@ def _has_output(acc: Any) -> bool:
                for i in acc.order)
 
 
-_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$", re.M)
-
-
-def _open_fence(text: str) -> Optional[str]:
-    """The line opening a code fence still open at the end of `text` (None if none is)."""
-    opener: Optional[str] = None
-    marker = ""
-    for m in _FENCE_LINE.finditer(text):
-        fence, rest = m.group(1), m.group(2)
-        if opener is None:
-            opener, marker = m.group(0).strip(), fence
-        elif fence[0] == marker[0] and len(fence) >= len(marker) and not rest.strip():
-            opener, marker = None, ""
-    return opener
-
-
 def live_markdown(text: str, limit: int = LIVE_CHARS) -> str:
     """What the live view shows while streaming: all of `text`, or its last `limit` characters
     (cut at a line break, an open code fence reopened) after a note saying what is hidden."""
@@ -279,19 +294,12 @@ def live_markdown(text: str, limit: int = LIVE_CHARS) -> str:
     nl = text.find("\n", start)
     if 0 <= nl < start + limit // 2:
         start = nl + 1
-    fence = _open_fence(text[:start])
+    fence = open_fence(text[:start])
     note = (f"*… {start:,} earlier characters are hidden while streaming; the whole answer is "
             f"written out when it ends.*\n\n")
     return note + (fence + "\n" if fence else "") + text[start:]
 
 
-def stop_all() -> str:
-    """`%gemini stop`: stop every answer streaming in a live view or the panel."""
-    jobs = [j for j in list(_RUNNING) if not j.finished.is_set()]
-    if not jobs:
-        return "Nothing to stop: no answer is streaming."
-    for job in jobs:
-        job.stop()
-    n = len(jobs)
-    return (f"Stopping {n} answer{'s' if n != 1 else ''}: cancelled on the server; the partial "
-            f"text is kept.")
+def stop_all(jobs: Optional[LiveJobs] = None) -> str:
+    """`%gemini stop` for `jobs` (the default instance until the Session passes its own)."""
+    return (jobs if jobs is not None else JOBS).stop_all()

@@ -2,13 +2,16 @@
 
 The GeminiMagics traitlets hold the settings: `%config GeminiMagics.model = ...`, `%gemini model
 NAME` and the widgets panel all read and write them. They are made from the settings rows of
-the options table (options.py), where each setting is declared once.
+the options table (options.py), where each setting is declared once. Everything else the kernel
+keeps (the conversation, clients, cassette, jobs...) is in the magics' Session (session.py).
+The line commands are one table, `LINE_COMMANDS`, which `%%gemini?` lists.
 """
 from __future__ import annotations
 
 import shlex
 import threading
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
@@ -16,23 +19,97 @@ from traitlets import TraitError
 
 from . import options, render
 from .args import ArgsError, cell_arguments, parse, parse_line
-from .cell import backend_failure, finish, prepare, resolve_names
-from .client import get_client, resolve_backend
+from .cell import backend_failure, complete, finish, resolve_names, warn_unknown_name
+from .client import answers_offline, get_client, resolve_backend
 from .conversation import Conversation, current_cell_id
 from .display import NotebookDisplay, TerminalDisplay
 from .errors import GeminiError, explain
 from .options import REQUEST_DEFAULTS, SETTINGS
+from .session import Session
 
-__all__ = ["GeminiMagics"]
-
-_COMMANDS = ("history", "reset", "settings", "last", "help", "jobs")
-_JOB_COMMANDS = ("wait", "cancel")  # followed by an interaction id
-_CASSETTE_COMMANDS = ("record", "replay", "cassette")
+__all__ = ["GeminiMagics", "LineCommand", "LINE_COMMANDS"]
 
 
 def _is_terminal(shell: Any) -> bool:
     names = {c.__name__ for c in type(shell).__mro__}
     return "TerminalInteractiveShell" in names and getattr(shell, "kernel", None) is None
+
+
+# -- the line commands -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LineCommand:
+    """One row of `%gemini`'s commands: how the help lists it and what runs it.
+
+    `run(magics, rest)` gets the text after the command word (None when there is none); a row
+    without `run` only documents a form (`%gemini PROMPT`, a second usage of a command)."""
+
+    usage: str                        # as the help lists it, e.g. "%gemini wait ID"
+    help: str
+    run: Optional[Callable[[Any, Optional[str]], Any]] = None
+    takes_words: bool = False         # False: the word alone; followed by text it is a prompt
+
+    @property
+    def word(self) -> str:
+        return self.usage.split()[1]
+
+
+def _print(text_of: Callable[[Any], str]) -> Callable[[Any, Optional[str]], None]:
+    """A command that prints one text made from the magics."""
+    def run(m: Any, rest: Optional[str]) -> None:
+        print(text_of(m))
+    return run
+
+
+def _reset(m: Any, rest: Optional[str]) -> None:
+    m.session.conversation.reset()
+    print("Conversation cleared: the next %%gemini cell starts a new one.")
+
+
+def _widgets(word: str) -> Callable[[Any, Optional[str]], Any]:
+    """`%gemini ui` and `%gemini stop` (widgets.py)."""
+    def run(m: Any, rest: Optional[str]) -> Any:
+        from .widgets import line_command  # deferred: ipywidgets
+
+        return line_command(m, word)
+    return run
+
+
+def _jobs(m: Any, rest: Optional[str]) -> None:
+    from . import jobs  # deferred: jobs loads the runner, whose function loop loads pydantic
+
+    print(jobs.jobs_table())
+
+
+LINE_COMMANDS: tuple = (
+    LineCommand("%gemini PROMPT", "ask in one line"),
+    LineCommand("%gemini history", "the turns of the conversation so far",
+                _print(lambda m: m.session.conversation.history_text())),
+    LineCommand("%gemini reset", "start a new conversation", _reset),
+    LineCommand("%gemini last", "the last result", lambda m, rest: m.session.last_result),
+    LineCommand("%gemini settings", "every setting and its value", _print(lambda m: m._status())),
+    LineCommand("%gemini NAME [VALUE]", "show or set a setting, the same as %config "
+                "GeminiMagics.NAME = VALUE (%gemini NAME default restores it)"),
+    LineCommand("%gemini ui", "a panel to pick the model and tools, ask, and stop",
+                _widgets("ui")),
+    LineCommand("%gemini stop", "stop the --ui answers still streaming",
+                _widgets("stop")),
+    LineCommand("%gemini jobs", "this kernel's --background jobs", _jobs),
+    LineCommand("%gemini wait ID", "follow a background job in this cell (also after a restart)",
+                lambda m, rest: _job_command(m, "wait", rest), takes_words=True),
+    LineCommand("%gemini wait batches/ID",
+                "follow a --batch job of a --over cell (also after a restart)"),
+    LineCommand("%gemini cancel ID", "cancel a background job on the server",
+                lambda m, rest: _job_command(m, "cancel", rest), takes_words=True),
+    LineCommand("%gemini record PATH", "record every request and answer to a cassette file",
+                lambda m, rest: print(_cassette_command(m, "record", rest)), takes_words=True),
+    LineCommand("%gemini replay PATH", "answer from a cassette file: no network, server or key",
+                lambda m, rest: print(_cassette_command(m, "replay", rest)), takes_words=True),
+    LineCommand("%gemini cassette [off]", "which cassette is in use; off stops using it",
+                lambda m, rest: print(_cassette_command(m, "cassette", rest)), takes_words=True),
+    LineCommand("%gemini help", "this help", _print(lambda m: m.gemini.__doc__)),
+)
+_RUNS = {c.word: c for c in LINE_COMMANDS if c.run is not None}
 
 
 @magics_class
@@ -46,11 +123,22 @@ class GeminiMagics(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
-        self.conversation = Conversation()
-        self.last_result: Any = None
-        self._notice_shown = False
+        self.session = Session(read_settings=self.settings)
         # Set by a caller (the widgets panel) to stop the running cell from another thread.
         self.cancel_event: Optional[threading.Event] = None
+
+    # widgets.py reads these two through the magics; they are the session's.
+    @property
+    def conversation(self) -> Conversation:
+        return self.session.conversation
+
+    @property
+    def last_result(self) -> Any:
+        return self.session.last_result
+
+    @last_result.setter
+    def last_result(self, value: Any) -> None:
+        self.session.last_result = value
 
     # -- settings ------------------------------------------------------------------------------
     def settings(self) -> dict:
@@ -77,104 +165,80 @@ class GeminiMagics(Magics):
                 raise GeminiError(str(exc)) from None
         return f"{name} = {getattr(self, name)!r}"
 
+    def _status(self) -> str:
+        lines = ["gemini-magics settings (change with %gemini NAME VALUE or %config GeminiMagics.NAME):"]
+        for name in SETTINGS:
+            lines.append(f"  {name} = {getattr(self, name)!r}")
+        lines.append("  " + _cassette_state(self.session, short=True))
+        turns = len(self.session.conversation.chain())
+        lines.append(f"  conversation: {turns} turn{'s' if turns != 1 else ''} (%gemini history)")
+        return "\n".join(lines)
+
     # -- the magic -------------------------------------------------------------------------------
     @line_cell_magic
-    @cell_arguments
+    @cell_arguments(tuple((c.usage, c.help) for c in LINE_COMMANDS))
     def gemini(self, line: str, cell: Optional[str] = None) -> None:
         """Ask Gemini: the cell (or the rest of the line) is the prompt.
 
         IPython replaces this docstring with the help that `%%gemini?` and `%gemini help`
-        show, made by args.cell_arguments from the options table.
+        show, made by args.cell_arguments from the options table and LINE_COMMANDS.
         """
         if cell is None:
             return self._line(line)
         return self._ask(line, cell)
 
     def _line(self, line: str) -> Any:
+        """A line command of LINE_COMMANDS, a setting (`%gemini NAME [VALUE]`) or a prompt."""
         words = line.strip().split(None, 1)
         if not words:
             print(self._status())
             return None
         head = words[0].lower().replace("-", "_")
         rest = words[1] if len(words) > 1 else None
-        if head in _CASSETTE_COMMANDS:  # record/replay cassettes (replay.py)
-            print(self._cassette_command(head, rest))
-            return None
-        if head in ("ui", "stop") and rest is None:  # the widgets panel; stop --ui answers
-            from .widgets import line_command  # deferred: ipywidgets
-
-            return line_command(self, head)
-        if head in _JOB_COMMANDS or (head == "jobs" and rest is None):
-            return self._job_command(head, rest)
-        if head in _COMMANDS and rest is None:
-            if head == "history":
-                print(self.conversation.history_text())
-            elif head == "reset":
-                self.conversation.reset()
-                print("Conversation cleared: the next %%gemini cell starts a new one.")
-            elif head == "settings":
-                print(self._status())
-            elif head == "last":
-                return self.last_result
-            else:
-                print(self.gemini.__doc__)
-            return None
+        command = _RUNS.get(head)
+        if command is not None and (rest is None or command.takes_words):
+            return command.run(self, rest)
         if head in SETTINGS:
-            if rest is None:
-                print(f"{head} = {getattr(self, head)!r}")
-            else:
-                print(self._set(head, rest))
+            print(f"{head} = {getattr(self, head)!r}" if rest is None else self._set(head, rest))
             return None
         return self._ask(line, None)
 
-    def _cassette_command(self, head: str, rest: Optional[str]) -> str:
-        """`%gemini record PATH`, `%gemini replay PATH`, `%gemini cassette [PATH|off]`.
+    def _ask(self, line: str, cell: Optional[str]) -> None:
+        """A prompt: parsed once into a Request, which every path below is given."""
+        from .runner import run  # deferred: the runner's function loop loads pydantic
 
-        Starting a cassette also starts a new conversation: a recording must not continue
-        turns it does not hold, or its replay in a fresh kernel would miss the first request.
-        """
-        from . import replay  # deferred: replay loads httpx
-
-        words = _split_words(rest or "")
-        if head == "cassette" and not words:
-            return _cassette_state()
-        if head == "cassette" and len(words) == 1 and words[0].lower() == "off":
-            ejected = replay.eject()
-            done = (f"Stopped using cassette {ejected.path}" if ejected is not None
-                    else "No cassette was started with %gemini record/replay")
-            try:
-                env = replay.cassette_from_env()
-            except replay.CassetteError as exc:
-                return f"{done}; {exc}"
-            if env is not None:
-                return f"{done}; the {replay.ENV_CASSETTE} cassette {env.path} ({env.mode}) applies."
-            return f"{done}: requests go to the backend as usual."
-        if len(words) != 1:
-            usage = "%gemini cassette off" if head == "cassette" else f"%gemini {head} PATH"
-            raise GeminiError(f"Give one cassette file path, e.g. %gemini {head} "
-                              f"answers.json (quote it if it has spaces), or use {usage}.")
-        mode = "auto" if head == "cassette" else head
-        try:
-            cassette = replay.use_cassette(words[0], mode)
-        except replay.CassetteError as exc:
+        ns = self._ns()
+        settings = self.session.settings()
+        try:  # --over first: its template's {column}s are not notebook variables
+            request = parse_line(line, settings) if cell is None else parse(line, cell, settings)
+        except ArgsError as exc:
             raise GeminiError(str(exc)) from None
-        self.conversation.reset()
-        if cassette.mode == "record":
-            return (f"Recording every request and answer to {cassette.path} (API keys removed), "
-                    f"starting a new conversation; %gemini cassette off stops recording.")
-        n = cassette.exchange_count
-        return (f"Replaying answers from {cassette.path} ({n} exchange{'s' if n != 1 else ''}), "
-                f"starting a new conversation: no network, server or API key is used; "
-                f"%gemini cassette off stops replaying.")
+        if request.over or request.batch or not request.cache:
+            return _over(self, request, ns)
+        request = complete(request, ns)
+        warn_unknown_name(request, answers_offline(settings, self.session), self.session)
+        backend = self._backend()
+        if request.background:  # a server-side job, followed by a poller thread (jobs.py)
+            return _background(self, request, backend)
+        if request.ui:  # stream in the background into a live widget view (widgets.py)
+            from .widgets import run_live  # deferred: ipywidgets
 
-    def _status(self) -> str:
-        lines = ["gemini-magics settings (change with %gemini NAME VALUE or %config GeminiMagics.NAME):"]
-        for name in SETTINGS:
-            lines.append(f"  {name} = {getattr(self, name)!r}")
-        lines.append("  " + _cassette_state(short=True))
-        turns = len(self.conversation.chain())
-        lines.append(f"  conversation: {turns} turn{'s' if turns != 1 else ''} (%gemini history)")
-        return "\n".join(lines)
+            run_live(self, request, backend, cell_id=current_cell_id(self.shell))
+            return None
+        result = run(
+            request, backend=backend, observers=self._observers(request),
+            cancel_event=self.cancel_event, conversation=self.session.conversation,
+            cell_id=current_cell_id(self.shell), fast_stream=self.fast_stream,
+        )
+        self._finish(request, result, ns)
+        if result.error:  # a stop asked for is no error: the display said so above the footer
+            raise GeminiError(result.error, result=result)
+        return None
+
+    # -- what the commands and paths share ---------------------------------------------------------
+    def _ns(self) -> Any:
+        """The notebook's variables ({} without a shell)."""
+        return self.shell.user_ns if self.shell is not None else {}
 
     def display_mode(self) -> str:
         """The display setting as "notebook" or "terminal" ("auto": decided by the shell)."""
@@ -189,186 +253,6 @@ class GeminiMagics(Magics):
             return [TerminalDisplay(**style)]
         return [NotebookDisplay(interval=self.update_interval, **style)]
 
-    def _job_command(self, head: str, rest: Optional[str]) -> Any:
-        """`%gemini jobs`, `%gemini wait ID`, `%gemini cancel ID` (background jobs)."""
-        from . import jobs  # deferred: jobs loads the runner, whose function loop loads pydantic
-
-        if head == "jobs":
-            print(jobs.jobs_table())
-            return None
-        words = _split_words(rest or "")
-        if len(words) != 1:
-            raise GeminiError(f"Give one background job id, e.g. %gemini {head} v1_abc "
-                              f"(%gemini jobs lists them).")
-        ident = words[0]
-        if ident.startswith("batches/") and head == "wait":
-            return self._wait_batch(ident)
-        known = jobs.find_job(ident)
-        try:
-            backend, _ = resolve_backend(self.settings())
-            client = get_client(backend)
-        except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
-            raise GeminiError(f"Could not reach a backend for job {ident} "
-                              f"({explain(exc).rstrip('.')}).") from None
-        label = backend.label
-        if known is not None:
-            client, label = known.client, known.backend_label  # where it was started
-        if head == "cancel":
-            print(jobs.cancel_job(ident, client=client, backend_label=label))
-            return None
-        try:
-            job = jobs.wait_job(ident, client=client, backend_label=label,
-                                poll_interval=self.poll_interval,
-                                show=self.display_mode() == "notebook")
-        except KeyboardInterrupt:  # the stop button stops the waiting, not the job
-            self._note(f"Stopped waiting; background job {ident} goes on on the server "
-                       f"(%gemini wait {ident} follows it again).")
-            return None
-        if job.problem:
-            raise GeminiError(f"Background job {ident} {job.problem}")
-        result = job.result
-        if result is None:
-            return None
-        self.last_result = result
-        if self.shell is not None:
-            self.shell.user_ns["_gemini"] = result
-        if self.display_mode() == "terminal":
-            structured = render.Style(structured=bool(getattr(job.request, "schema", None)))
-            print(render.markdown(result, structured)[1])
-        if result.error:
-            raise GeminiError(result.error, result=result)
-        return None
-
-    def _ask(self, line: str, cell: Optional[str]) -> None:
-        from .runner import run  # deferred: the runner's function loop loads pydantic
-
-        ns = self.shell.user_ns if self.shell is not None else {}
-        try:  # --over first: its template's {column}s are not notebook variables
-            parsed = parse_line(line, self.settings()) if cell is None else parse(
-                line, cell, self.settings())
-        except ArgsError as exc:
-            raise GeminiError(str(exc)) from None
-        if parsed.over or parsed.batch or not parsed.cache:
-            return self._over(parsed, ns)
-        request = prepare(line, cell, self.settings(), ns)
-        backend = self._backend()
-        if request.background:  # a server-side job, followed by a poller thread (jobs.py)
-            return self._background(request, backend)
-        if request.ui:  # stream in the background into a live widget view (widgets.py)
-            from .widgets import run_live  # deferred: ipywidgets
-
-            run_live(self, request, backend, cell_id=current_cell_id(self.shell))
-            return None
-        result = run(
-            request, backend=backend, observers=self._observers(request),
-            cancel_event=self.cancel_event, conversation=self.conversation,
-            cell_id=current_cell_id(self.shell), fast_stream=self.fast_stream,
-        )
-        self._finish(request, result, ns)
-        if result.error:
-            raise GeminiError(result.error, result=result)
-        if result.stopped:  # asked for (the stop button, the panel's Stop): a note, no error
-            note = render.outcome_markdown(result)
-            self._note(note.strip("*"), note)
-        return None
-
-    def _over(self, request: Any, ns: Any) -> None:
-        """`--over NAME`: the cell is a template run once per row (rows.py); the preview and a
-        one-line summary are shown, `_gemini` and `-o` get the DataFrame / list / dict."""
-        from . import rows  # deferred: rows loads the runner (pydantic), pandas when given one
-
-        rows.check_row_options(request)
-        try:
-            resolve_names(request, ns)
-        except ArgsError as exc:
-            raise GeminiError(str(exc)) from None
-        read = rows.read_rows(rows.lookup_rows(request.over, ns), request.over)
-        rendered = rows.render_rows(request, read, ns)  # every row, before anything is sent
-        backend = self._backend()
-        if request.batch:
-            return self._batch(request, read, rendered, backend, ns)
-        value, run = rows.run_over(request, read, rendered, backend, self.settings(),
-                                   progress=self.progress)
-        self._rows_done(request, value, run, read, ns)
-        return None
-
-    def _rows_done(self, request: Any, value: Any, run: Any, read: Any, ns: Any,
-                   handle: Any = None) -> None:
-        """An --over run's value to `_gemini` and -o; its preview and summary shown (into
-        `handle` when a --batch status line is there)."""
-        from . import rows  # deferred: rows loads the runner (pydantic)
-
-        self.last_result = value
-        ns["_gemini"] = value
-        if request.out:
-            ns[request.out] = value
-        shown = rows.preview(value, read)
-        line = rows.summary(run)
-        if handle is not None:
-            handle.update({"text/markdown": f"*{render.md_escape(line)}*", "text/plain": line},
-                          raw=True)
-            display(shown)
-            return
-        if self.display_mode() == "terminal" or isinstance(shown, str):
-            print(shown)
-        else:
-            display(shown)
-        self._note(line)
-
-    def _batch(self, request: Any, read: Any, rendered: list, backend: Any, ns: Any) -> None:
-        """--batch: the rows go to the Batch API; a status line follows the job, and when it
-        ends -o / _gemini are filled and the preview and summary replace the status."""
-        from . import batch  # deferred: batch loads the runner (pydantic)
-
-        notebook = self.display_mode() == "notebook"
-        handle = display({"text/plain": "Starting the batch…"}, raw=True,
-                         display_id=True) if notebook else None
-
-        def on_status(job: Any) -> None:
-            if handle is not None:
-                handle.update({"text/plain": job.status_line()}, raw=True)
-
-        def on_done(job: Any) -> None:
-            if job.problem:
-                if handle is not None:
-                    handle.update({"text/plain": f"⚠️ Batch {job.name} {job.problem}"}, raw=True)
-                return
-            self._rows_done(request, job.value, job.run, read, ns, handle)
-
-        job = batch.start_batch(request, read, rendered, backend, self.settings(),
-                                poll_interval=self.poll_interval, on_status=on_status,
-                                on_done=on_done)
-        if job.client is None:  # every row came from the cache
-            from . import rows  # deferred: rows loads the runner (pydantic)
-
-            self._rows_done(request, rows.assemble(read, job.run, request), job.run, read, ns,
-                            handle)
-            return None
-        ns["_gemini_batch"] = job
-        on_status(job)
-        if not notebook:
-            print(f"Started batch {job.name}; %gemini wait {job.name} shows the answers.")
-        return None
-
-    def _wait_batch(self, name: str) -> None:
-        """`%gemini wait batches/ID`: wait for a --batch job; `_gemini` gets its value."""
-        from . import batch  # deferred: batch loads the runner (pydantic)
-
-        try:
-            value = batch.wait_batch(name, self._backend(), self.settings(),
-                                     poll_interval=self.poll_interval)
-        except KeyboardInterrupt:
-            self._note(f"Stopped waiting; batch {name} goes on on the server "
-                       f"(%gemini wait {name} follows it again).")
-            return None
-        self.last_result = value
-        if self.shell is not None:
-            self.shell.user_ns["_gemini"] = value
-        n = len(value)
-        self._note(f"Batch {name} ended: {n} row{'s' if n != 1 else ''} in _gemini "
-                   f"(their answers are in the row cache: re-running the --batch cell uses them).")
-        return None
-
     def _note(self, text: str, markdown: Optional[str] = None) -> None:
         """One neutral line after the cell's output (a stop asked for is not an error): in a
         notebook as Markdown (`markdown`, else `text` in italics), in a terminal as `text`."""
@@ -381,46 +265,260 @@ class GeminiMagics(Magics):
     def _backend(self) -> Any:
         """The backend the settings pick (the offline notice once); GeminiError if none starts."""
         try:
-            backend, notice = resolve_backend(self.settings())
+            backend, notice = resolve_backend(self.session.settings(), self.session)
         except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
             if _is_cassette_error(exc):  # e.g. a bad GEMINI_MAGICS_RECORD_MODE
                 raise GeminiError(str(exc)) from None
             raise GeminiError(backend_failure(exc)) from None
-        if notice and not self._notice_shown:
-            self._notice_shown = True
+        if notice and self.session.once(notice):
             print(notice)
         return backend
 
     def _finish(self, request: Any, result: Any, ns: Any) -> None:
         """`_gemini`, `%gemini last`, `--out` (the parsed value with --schema), `--save`."""
-        saved = finish(request, result, ns, self)
+        saved = finish(request, result, ns, self.session)
         if saved:
             print(saved)
 
-    def _background(self, request: Any, backend: Any) -> None:
-        """--background: create the job, show its live status, return at once."""
-        from . import jobs  # deferred: jobs loads the runner, whose function loop loads pydantic
+    def _took(self, value: Any) -> None:
+        """`value` is the newest result: `%gemini last` and `_gemini`."""
+        self.session.last_result = value
+        self._ns()["_gemini"] = value
 
-        ns = self.shell.user_ns if self.shell is not None else {}
-        notebook = self.display_mode() == "notebook"
 
-        def on_result(result: Any) -> None:  # on the poller thread, when the job ends
-            self._finish(request, result, ns)
+# -- background jobs ---------------------------------------------------------------------------
 
-        try:
-            job = jobs.start_job(request, client=get_client(backend), backend_label=backend.label,
-                                 conversation=self.conversation,
-                                 cell_id=current_cell_id(self.shell),
-                                 poll_interval=self.poll_interval, on_result=on_result,
-                                 show=notebook)
-        except Exception as exc:  # noqa: BLE001 - one sentence, nothing was started
-            raise GeminiError(f"The background job was not started: "
-                              f"{explain(exc, model=request.model, where=backend.label)}") from None
-        ns["_gemini_job"] = job
-        if not notebook:
-            print(f"Started background job {job.id}; %gemini wait {job.id} shows the answer, "
-                  f"%gemini cancel {job.id} stops it.")
+def _background(m: GeminiMagics, request: Any, backend: Any) -> None:
+    """--background: create the job, show its live status, return at once."""
+    from . import jobs  # deferred: jobs loads the runner, whose function loop loads pydantic
+
+    ns = m._ns()
+    notebook = m.display_mode() == "notebook"
+
+    def on_result(result: Any) -> None:  # on the poller thread, when the job ends
+        m._finish(request, result, ns)
+
+    try:
+        job = jobs.start_job(request, client=get_client(backend, m.session),
+                             backend_label=backend.label, conversation=m.session.conversation,
+                             cell_id=current_cell_id(m.shell), poll_interval=m.poll_interval,
+                             on_result=on_result, show=notebook)
+    except Exception as exc:  # noqa: BLE001 - one sentence, nothing was started
+        raise GeminiError(f"The background job was not started: "
+                          f"{explain(exc, model=request.model, where=backend.label)}") from None
+    ns["_gemini_job"] = job
+    if not notebook:
+        print(f"Started background job {job.id}; %gemini wait {job.id} shows the answer, "
+              f"%gemini cancel {job.id} stops it.")
+    return None
+
+
+def _job_command(m: GeminiMagics, head: str, rest: Optional[str]) -> Any:
+    """`%gemini wait ID`, `%gemini cancel ID` (background jobs; `wait batches/ID`: a batch)."""
+    from . import jobs  # deferred: jobs loads the runner, whose function loop loads pydantic
+
+    words = _split_words(rest or "")
+    if len(words) != 1:
+        raise GeminiError(f"Give one background job id, e.g. %gemini {head} v1_abc "
+                          f"(%gemini jobs lists them).")
+    ident = words[0]
+    if ident.startswith("batches/") and head == "wait":
+        return _wait_batch(m, ident)
+    known = jobs.find_job(ident)
+    try:
+        backend, _ = resolve_backend(m.session.settings(), m.session)
+        client = get_client(backend, m.session)
+    except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
+        raise GeminiError(f"Could not reach a backend for job {ident} "
+                          f"({explain(exc).rstrip('.')}).") from None
+    label = backend.label
+    if known is not None:
+        client, label = known.client, known.backend_label  # where it was started
+    if head == "cancel":
+        print(jobs.cancel_job(ident, client=client, backend_label=label))
         return None
+    try:
+        job = jobs.wait_job(ident, client=client, backend_label=label,
+                            poll_interval=m.poll_interval, show=m.display_mode() == "notebook")
+    except KeyboardInterrupt:  # the stop button stops the waiting, not the job
+        m._note(f"Stopped waiting; background job {ident} goes on on the server "
+                f"(%gemini wait {ident} follows it again).")
+        return None
+    if job.problem:
+        raise GeminiError(f"Background job {ident} {job.problem}")
+    result = job.result
+    if result is None:
+        return None
+    m._took(result)
+    if m.display_mode() == "terminal":
+        structured = render.Style(structured=bool(getattr(job.request, "schema", None)))
+        print(render.markdown(result, structured)[1])
+    if result.error:
+        raise GeminiError(result.error, result=result)
+    return None
+
+
+# -- rows: --over and --batch ------------------------------------------------------------------
+
+def _over(m: GeminiMagics, request: Any, ns: Any) -> None:
+    """`--over NAME`: the cell is a template run once per row (rows.py); the preview and a
+    one-line summary are shown, `_gemini` and `-o` get the DataFrame / list / dict."""
+    from . import rows  # deferred: rows loads the runner (pydantic), pandas when given one
+
+    rows.check_row_options(request)
+    try:
+        resolve_names(request, ns)
+    except ArgsError as exc:
+        raise GeminiError(str(exc)) from None
+    read = rows.read_rows(rows.lookup_rows(request.over, ns), request.over)
+    rendered = rows.render_rows(request, read, ns)  # every row, before anything is sent
+    backend = m._backend()
+    if request.batch:
+        return _batch(m, request, read, rendered, backend, ns)
+    value, run = rows.run_over(request, read, rendered, backend, m.session.settings(),
+                               progress=m.progress)
+    _rows_done(m, request, value, run, read, ns)
+    return None
+
+
+def _rows_done(m: GeminiMagics, request: Any, value: Any, run: Any, read: Any, ns: Any,
+               handle: Any = None) -> None:
+    """An --over run's value to `_gemini` and -o; its preview and summary shown (into
+    `handle` when a --batch status line is there)."""
+    from . import rows  # deferred: rows loads the runner (pydantic)
+
+    m.session.last_result = value
+    ns["_gemini"] = value
+    if request.out:
+        ns[request.out] = value
+    shown = rows.preview(value, read)
+    line = rows.summary(run)
+    if handle is not None:
+        handle.update({"text/markdown": f"*{render.md_escape(line)}*", "text/plain": line},
+                      raw=True)
+        display(shown)
+        return
+    if m.display_mode() == "terminal" or isinstance(shown, str):
+        print(shown)
+    else:
+        display(shown)
+    m._note(line)
+
+
+def _batch(m: GeminiMagics, request: Any, read: Any, rendered: list, backend: Any,
+           ns: Any) -> None:
+    """--batch: the rows go to the Batch API; a status line follows the job, and when it
+    ends -o / _gemini are filled and the preview and summary replace the status."""
+    from . import batch  # deferred: batch loads the runner (pydantic)
+
+    notebook = m.display_mode() == "notebook"
+    handle = display({"text/plain": "Starting the batch…"}, raw=True,
+                     display_id=True) if notebook else None
+
+    def on_status(job: Any) -> None:
+        if handle is not None:
+            handle.update({"text/plain": job.status_line()}, raw=True)
+
+    def on_done(job: Any) -> None:
+        if job.problem:
+            if handle is not None:
+                handle.update({"text/plain": f"⚠️ Batch {job.name} {job.problem}"}, raw=True)
+            return
+        _rows_done(m, request, job.value, job.run, read, ns, handle)
+
+    job = batch.start_batch(request, read, rendered, backend, m.session.settings(),
+                            poll_interval=m.poll_interval, on_status=on_status, on_done=on_done)
+    if job.client is None:  # every row came from the cache
+        from . import rows  # deferred: rows loads the runner (pydantic)
+
+        _rows_done(m, request, rows.assemble(read, job.run, request), job.run, read, ns, handle)
+        return None
+    ns["_gemini_batch"] = job
+    on_status(job)
+    if not notebook:
+        print(f"Started batch {job.name}; %gemini wait {job.name} shows the answers.")
+    return None
+
+
+def _wait_batch(m: GeminiMagics, name: str) -> None:
+    """`%gemini wait batches/ID`: wait for a --batch job; `_gemini` gets its value."""
+    from . import batch  # deferred: batch loads the runner (pydantic)
+
+    try:
+        value = batch.wait_batch(name, m._backend(), m.session.settings(),
+                                 poll_interval=m.poll_interval)
+    except KeyboardInterrupt:
+        m._note(f"Stopped waiting; batch {name} goes on on the server "
+                f"(%gemini wait {name} follows it again).")
+        return None
+    m._took(value)
+    n = len(value)
+    m._note(f"Batch {name} ended: {n} row{'s' if n != 1 else ''} in _gemini "
+            f"(their answers are in the row cache: re-running the --batch cell uses them).")
+    return None
+
+
+# -- cassettes ---------------------------------------------------------------------------------
+
+def _cassette_command(m: GeminiMagics, head: str, rest: Optional[str]) -> str:
+    """`%gemini record PATH`, `%gemini replay PATH`, `%gemini cassette [PATH|off]`.
+
+    Starting a cassette also starts a new conversation: a recording must not continue
+    turns it does not hold, or its replay in a fresh kernel would miss the first request.
+    """
+    from . import replay  # deferred: replay loads httpx
+
+    session = m.session
+    words = _split_words(rest or "")
+    if head == "cassette" and not words:
+        return _cassette_state(session)
+    if head == "cassette" and len(words) == 1 and words[0].lower() == "off":
+        ejected = session.eject()
+        done = (f"Stopped using cassette {ejected.path}" if ejected is not None
+                else "No cassette was started with %gemini record/replay")
+        try:
+            env = session.current_cassette()
+        except replay.CassetteError as exc:
+            return f"{done}; {exc}"
+        if env is not None:
+            return f"{done}; the {replay.ENV_CASSETTE} cassette {env.path} ({env.mode}) applies."
+        return f"{done}: requests go to the backend as usual."
+    if len(words) != 1:
+        usage = "%gemini cassette off" if head == "cassette" else f"%gemini {head} PATH"
+        raise GeminiError(f"Give one cassette file path, e.g. %gemini {head} "
+                          f"answers.json (quote it if it has spaces), or use {usage}.")
+    try:
+        cassette = session.use_cassette(words[0], "auto" if head == "cassette" else head)
+    except replay.CassetteError as exc:
+        raise GeminiError(str(exc)) from None
+    session.conversation.reset()
+    if cassette.mode == "record":
+        return (f"Recording every request and answer to {cassette.path} (API keys removed), "
+                f"starting a new conversation; %gemini cassette off stops recording.")
+    n = cassette.exchange_count
+    return (f"Replaying answers from {cassette.path} ({n} exchange{'s' if n != 1 else ''}), "
+            f"starting a new conversation: no network, server or API key is used; "
+            f"%gemini cassette off stops replaying.")
+
+
+def _cassette_state(session: Session, short: bool = False) -> str:
+    """One line: which cassette requests go through, from `%gemini record/replay` or the env."""
+    from . import replay  # deferred: replay loads httpx
+
+    prefix = "cassette: " if short else ""
+    try:
+        cassette = session.current_cassette()
+    except replay.CassetteError as exc:
+        return f"{prefix}{exc}"
+    if cassette is None:
+        return (f"{prefix}none" if short else
+                "No cassette: requests go to the backend as usual (start one with "
+                "%gemini record PATH or %gemini replay PATH)")
+    source = "" if session.cassette is cassette else f" (from {replay.ENV_CASSETTE})"
+    n = cassette.exchange_count
+    verb = "recording to" if cassette.mode == "record" else "replaying from"
+    line = f"{verb} {cassette.path}{source}, {n} exchange{'s' if n != 1 else ''}"
+    return prefix + line if short else "Cassette: " + line
 
 
 def _is_cassette_error(exc: BaseException) -> bool:
@@ -433,26 +531,6 @@ def _split_words(text: str) -> list:
         return shlex.split(text)
     except ValueError:  # an unclosed quote: take the text as typed
         return text.split()
-
-
-def _cassette_state(short: bool = False) -> str:
-    """One line: which cassette requests go through, from `%gemini record/replay` or the env."""
-    from . import replay  # deferred: replay loads httpx
-
-    prefix = "cassette: " if short else ""
-    try:
-        cassette = replay.current_cassette()
-    except replay.CassetteError as exc:
-        return f"{prefix}{exc}"
-    if cassette is None:
-        return (f"{prefix}none" if short else
-                "No cassette: requests go to the backend as usual (start one with "
-                "%gemini record PATH or %gemini replay PATH)")
-    source = "" if replay._active is cassette else f" (from {replay.ENV_CASSETTE})"
-    n = cassette.exchange_count
-    verb = "recording to" if cassette.mode == "record" else "replaying from"
-    line = f"{verb} {cassette.path}{source}, {n} exchange{'s' if n != 1 else ''}"
-    return prefix + line if short else "Cassette: " + line
 
 
 def _trait_hint(trait: Any, exc: Exception) -> str:

@@ -107,7 +107,9 @@ def _or_none(value: Any) -> Any:
 
 
 def _or_default_model(value: Any) -> Any:
-    return value or DEFAULT_MODEL
+    """None (no setting at all) is the default model; an empty name is left for `_model` to
+    refuse (`-m ''` must not quietly run the default)."""
+    return DEFAULT_MODEL if value is None else value
 
 
 def _listed(value: Any) -> list:

@@ -11,9 +11,11 @@ cassette from the local model, then replays it to write the outputs nbval compar
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import shutil
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -34,8 +36,21 @@ __all__ = [
     "replay_notebook", "refresh_notebook", "main",
 ]
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-QUICKSTART = NOTEBOOKS_DIR / "quickstart.ipynb"
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"  # a checkout's
+# A wheel has no checkout: pyproject's data-files install the quickstart under this, in the
+# install's data folder (the venv, or ~/.local for `pip install --user`).
+INSTALLED_NOTEBOOK = Path("share", "gemini-magics", "notebooks", "quickstart.ipynb")
+
+
+def _quickstart() -> Path:
+    """The checkout's quickstart (a clone or an editable install), else the installed copy."""
+    candidates = [NOTEBOOKS_DIR / "quickstart.ipynb"] + [
+        Path(sysconfig.get_path("data", scheme)) / INSTALLED_NOTEBOOK
+        for scheme in (sysconfig.get_default_scheme(), f"{os.name}_user")]
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+QUICKSTART = _quickstart()
 CASSETTE_SUFFIX = ".cassette.json"
 # Replayed answers arrive all at once. With one display tick per answer, a replayed cell's
 # outputs are the same on a busy machine as on an idle one: nbval compares them exactly, and it
@@ -147,10 +162,11 @@ def _kernel_manager() -> Any:
 
 def run_notebook(path: os.PathLike | str, *, env: Mapping[str, str],
                  timeout: float = DEFAULT_CELL_TIMEOUT,
-                 on_section: Optional[Callable[[Section], None]] = None) -> tuple[Any, list]:
-    """Execute a notebook in a fresh kernel (cwd: the notebook's folder), running every cell
-    even after a failure. Returns (executed notebook, sections); `on_section` is called as each
-    section finishes."""
+                 on_section: Optional[Callable[[Section], None]] = None,
+                 cwd: Optional[os.PathLike | str] = None) -> tuple[Any, list]:
+    """Execute a notebook in a fresh kernel (cwd: `cwd`, default the notebook's folder),
+    running every cell even after a failure. Returns (executed notebook, sections);
+    `on_section` is called as each section finishes."""
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     parts = sections(nb)
@@ -176,7 +192,7 @@ def run_notebook(path: os.PathLike | str, *, env: Mapping[str, str],
     client = NotebookClient(
         nb, timeout=timeout, startup_timeout=120, allow_errors=True, record_timing=False,
         km=_kernel_manager(),
-        resources={"metadata": {"path": str(path.parent.resolve())}},
+        resources={"metadata": {"path": str(Path(cwd or path.parent).resolve())}},
         on_cell_start=cell_start, on_cell_executed=cell_done,
     )
     # The kernel's own stderr (e.g. ipykernel's TCP notice) would break the one-line-per-section
@@ -296,14 +312,17 @@ def _check(args: Any) -> Path:
                                     ("--refresh", args.refresh)) if on]
     if len(picked) > 1:
         raise QuickstartError(f"{' and '.join(picked)} do different things; use one of them.")
+    if args.lab and importlib.util.find_spec("jupyterlab") is None:
+        raise QuickstartError("--lab needs JupyterLab, which is not installed: pip install "
+                              "jupyterlab (or run the quickstart here, without --lab).")
     if args.refresh:
         return notebook  # replays only: no model needed
     if not args.online:
         try:
             find_local_model()
         except ImportError:
-            raise QuickstartError("The local model runtime (xllamacpp) is not installed; run "
-                                  "bash .ci/setup, or use --online with GEMINI_API_KEY.") from None
+            raise QuickstartError("The local model runtime is not installed; reinstall "
+                                  "gemini-magics, or use --online with GEMINI_API_KEY.") from None
         except (OSError, ValueError) as exc:
             raise QuickstartError(str(exc).rstrip(".") + ".") from None
     return notebook
@@ -315,8 +334,22 @@ def _line(section: Section) -> str:
     return f"  FAILED  {section.title}: {section.error or 'did not run'}"
 
 
+def _workdir(notebook: Path) -> Path:
+    """Where the kernel runs and the executed copy goes: next to the notebook, except for the
+    installed quickstart (data inside the install, maybe read-only), which runs here."""
+    installed = notebook.resolve().parts[-4:] == INSTALLED_NOTEBOOK.parts
+    return Path.cwd() if installed else notebook.parent
+
+
 def _lab(notebook: Path, env: dict) -> int:
-    """Replace this process with JupyterLab open on the notebook (Ctrl-C stops it)."""
+    """Replace this process with JupyterLab open on the notebook (Ctrl-C stops it); the
+    installed quickstart is first copied here (unless a copy is here already), to edit and save."""
+    here = _workdir(notebook)
+    if here != notebook.parent:
+        copy = here / notebook.name
+        if not copy.exists():
+            shutil.copyfile(notebook, copy)
+        notebook = copy
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebook.parent}",
             "--ServerApp.ip=127.0.0.1", notebook.name]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -356,8 +389,8 @@ def main(args: Any) -> int:
         env = kernel_env("online" if args.online else "offline", notebook)
         if args.lab:
             return _lab(notebook, env)
-        output = Path(args.output) if args.output else notebook.with_name(
-            notebook.stem + ".out.ipynb")
+        workdir = _workdir(notebook)
+        output = Path(args.output) if args.output else workdir / (notebook.stem + ".out.ipynb")
         if output.is_dir():
             raise QuickstartError(f"--output {str(output)!r} is a folder; give a file name "
                                   f"ending in .ipynb.")
@@ -370,7 +403,7 @@ def main(args: Any) -> int:
 
     print(f"gemini-magics: running {notebook} ({_mode_words(env)})...", flush=True)
     begin = time.monotonic()
-    nb, parts = run_notebook(notebook, env=env, timeout=args.timeout,
+    nb, parts = run_notebook(notebook, env=env, timeout=args.timeout, cwd=workdir,
                              on_section=lambda s: print(_line(s), flush=True))
     nbformat.write(nb, output)
     failed = sum(1 for s in parts if not s.ok)

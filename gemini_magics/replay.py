@@ -29,6 +29,8 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 
 import httpx
 
+from .redact import redact
+
 __all__ = [
     "Cassette",
     "CassetteError",
@@ -37,10 +39,6 @@ __all__ = [
     "ENV_MODE",
     "MODES",
     "cassette_from_env",
-    "current_cassette",
-    "eject",
-    "get_cassette",
-    "use_cassette",
     "wrap_http_options",
 ]
 
@@ -52,15 +50,10 @@ MODES = ("record", "replay", "auto")
 FORMAT = "gemini-magics cassette"
 VERSION = 1
 REDACTED = "REDACTED"
-# Shorter "secrets" (e.g. a placeholder key like "local") would corrupt unrelated text.
-_MIN_SECRET_LEN = 8
-_SECRET_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 _SECRET_HEADERS = ("x-goog-api-key", "authorization", "x-goog-user-project", "proxy-authorization")
 _SECRET_QUERY = ("key", "access_token")
 # Transient answers the SDK retries on its own; a later success for the same request replaces them.
 _RETRYABLE = {408, 409, 429} | set(range(500, 600))
-# Any Google API key, even one we were not told about (e.g. pasted into a prompt).
-_GOOGLE_KEY_SHAPE = re.compile(r"AIza[0-9A-Za-z_\-]{35}")
 _KEPT_RESPONSE_HEADERS = ("content-type", "content-encoding", "retry-after")
 _VERSION_SEGMENT = re.compile(r"^(?:.*?)/v\d+(?:alpha|beta)?\d*(/.*)?$")
 
@@ -221,16 +214,12 @@ def _request_secrets(request: httpx.Request) -> set[str]:
     for name, value in request.url.params.multi_items():
         if name in _SECRET_QUERY and value:
             found.add(value)
-    for name in _SECRET_ENV_VARS:
-        if os.environ.get(name):
-            found.add(os.environ[name].strip())
-    return {s for s in found if len(s) >= _MIN_SECRET_LEN}
+    return found
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return _GOOGLE_KEY_SHAPE.sub(REDACTED, text)
+    """The one redaction rule (redact.py), with REDACTED for the reviewer of the file."""
+    return redact(text, secrets, mask=REDACTED)
 
 
 def _delta_text_holder(event: Mapping) -> Optional[tuple]:
@@ -399,7 +388,7 @@ class Cassette:
             mode = "replay" if os.path.exists(self.path) else "record"
         self.mode = mode
         self.strict = strict
-        self._extra_secrets = {s for s in secrets if s and len(s) >= _MIN_SECRET_LEN}
+        self._extra_secrets = {s for s in secrets if s}
         self._lock = threading.Lock()
         self._slots: list[_Slot] = []
         self._queues: dict[str, list[_Slot]] = defaultdict(list)
@@ -672,55 +661,14 @@ class _AsyncTransport(httpx.AsyncBaseTransport):
 # Environment (notebooks, CI)
 # --------------------------------------------------------------------------------------------
 
-_open_cassettes: dict[tuple[str, str], Cassette] = {}
-_open_lock = threading.Lock()
-_active: Optional[Cassette] = None
+def cassette_from_env(environ: Optional[Mapping[str, str]] = None,
+                      opened: Optional[dict] = None) -> Optional[Cassette]:
+    """The cassette named by GEMINI_MAGICS_CASSETTE (mode GEMINI_MAGICS_RECORD_MODE), or None.
 
-
-def _registry_key(path: str | os.PathLike, mode: Optional[str]) -> tuple[str, str]:
-    """How `_open_cassettes` names a cassette: its absolute path and the mode as asked."""
-    return os.path.abspath(os.fspath(path)), (mode or "auto").strip().lower()
-
-
-def get_cassette(path: str | os.PathLike, mode: str = "auto") -> Cassette:
-    """The one Cassette for (path, mode) in this process.
-
-    Clients may be rebuilt for every cell; sharing the Cassette keeps the replay order and
-    stops a second record-mode Cassette from wiping what the first one recorded.
+    `opened` (a Session's `env_cassettes`) keeps one Cassette per (path, mode): clients rebuilt
+    for every cell then keep the replay order, and a second record-mode Cassette cannot wipe
+    what the first recorded. Without it the cassette is opened afresh.
     """
-    key = _registry_key(path, mode)
-    with _open_lock:
-        cassette = _open_cassettes.get(key)
-        if cassette is None:
-            cassette = Cassette(path, mode)
-            _open_cassettes[key] = cassette
-        return cassette
-
-
-def use_cassette(path: str | os.PathLike, mode: str = "auto") -> Cassette:
-    """Make a fresh cassette the active one (for a line magic); it wins over the environment.
-
-    Fresh on purpose: "record" starts the file again, "replay" starts from the first answer,
-    which is what re-running a notebook from the top needs.
-    """
-    global _active
-    cassette = Cassette(path, mode)
-    with _open_lock:
-        _open_cassettes[_registry_key(cassette.path, mode)] = cassette
-        _active = cassette
-    return cassette
-
-
-def eject() -> Optional[Cassette]:
-    """Stop using the active cassette (the environment's, if any, applies again)."""
-    global _active
-    with _open_lock:
-        cassette, _active = _active, None
-    return cassette
-
-
-def cassette_from_env(environ: Optional[Mapping[str, str]] = None) -> Optional[Cassette]:
-    """The cassette named by GEMINI_MAGICS_CASSETTE (mode GEMINI_MAGICS_RECORD_MODE), or None."""
     environ = os.environ if environ is None else environ
     path = (environ.get(ENV_CASSETTE) or "").strip()
     mode = (environ.get(ENV_MODE) or "").strip().lower()
@@ -733,17 +681,20 @@ def cassette_from_env(environ: Optional[Mapping[str, str]] = None) -> Optional[C
     if mode and mode not in MODES:
         raise CassetteError(
             f"{ENV_MODE}={mode!r} is not a mode: use one of {', '.join(MODES)}.")
-    return get_cassette(path, mode or "auto")
+    if opened is None:
+        return Cassette(path, mode or "auto")
+    key = (os.path.abspath(path), mode or "auto")
+    cassette = opened.get(key)
+    if cassette is None:  # setdefault: of two threads opening it at once, one Cassette wins
+        cassette = opened.setdefault(key, Cassette(path, mode or "auto"))
+    return cassette
 
 
-def current_cassette(environ: Optional[Mapping[str, str]] = None) -> Optional[Cassette]:
-    """The cassette requests should go through now: the active one, else the environment's."""
-    return _active if _active is not None else cassette_from_env(environ)
-
-
-def wrap_http_options(base: Any = None, environ: Optional[Mapping[str, str]] = None):
-    """`base` routed through the current cassette, or `base` unchanged when there is none."""
-    cassette = current_cassette(environ)
+def wrap_http_options(base: Any = None, environ: Optional[Mapping[str, str]] = None,
+                      opened: Optional[dict] = None):
+    """`base` routed through the environment's cassette (see `cassette_from_env`), or `base`
+    unchanged when there is none."""
+    cassette = cassette_from_env(environ, opened)
     if cassette is None:
         return base
     return cassette.http_options(base)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import sys
 import typing
 from typing import Any, Optional
@@ -19,6 +18,8 @@ import pydantic
 import typing_extensions
 from typing_extensions import is_typeddict
 
+from .markdown_text import unfenced
+
 __all__ = ["SchemaError", "is_schema", "parse_structured", "response_format_for"]
 
 # Keywords that make a dict a JSON schema rather than a piece of data.
@@ -26,7 +27,6 @@ _SCHEMA_KEYWORDS = {
     "type", "properties", "items", "$ref", "$defs", "definitions", "anyOf", "oneOf", "allOf",
     "enum", "const", "not", "prefixItems", "additionalProperties", "required", "$schema",
 }
-_FENCE = re.compile(r"^\s*```[\w-]*\s*\n(.*?)\n?```\s*$", re.S)
 
 
 class SchemaError(ValueError):
@@ -145,11 +145,6 @@ def _check_json_schema(schema: dict, label: str) -> None:
         raise SchemaError(f"{label} is not a valid JSON schema at {where}: {exc.message}.") from None
 
 
-def _strip_fence(text: str) -> str:
-    m = _FENCE.match(text)
-    return m.group(1) if m else text
-
-
 def parse_structured(text: Optional[str], obj: Any, name: Optional[str] = None) -> Any:
     """Parse the model's JSON answer into the schema's Python value, validating it.
 
@@ -162,7 +157,7 @@ def parse_structured(text: Optional[str], obj: Any, name: Optional[str] = None) 
     if not kind:
         raise SchemaError(_not_a_schema(obj, label))
     raw = text if text is not None else ""
-    body = _strip_fence(raw).strip()
+    body = unfenced(raw).strip()
     if not body:
         raise SchemaError(f"The model's answer is empty, so there is nothing to parse as {label}.",
                           raw=raw)

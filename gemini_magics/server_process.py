@@ -5,9 +5,13 @@ its store, and so its background jobs and chains, when the kernel restarts. Inst
 kernel that needs the offline backend starts `gemini-magics serve` detached (its own session, so
 it outlives the kernel), with a random key and a per-user SQLite store; the server writes a
 discovery file (URL, pid, key; mode 0600) in the user's Jupyter runtime dir once it listens.
-Later kernels read that file, check the server answers with that key, and reuse it. The server
-exits after `IDLE_EXIT_SECONDS` with no request and no turn running; the next kernel that needs
-it starts a new one. A file lock keeps two kernels starting at once from starting two servers.
+Later kernels read that file and make the server prove it holds that key before they send it
+anything keyed (`_proves`: it answers a fresh random nonce with an HMAC under the key, so a
+process that took over a dead server's port learns no key and no prompt); then they reuse it.
+The server exits after `IDLE_EXIT_SECONDS` with no request and no turn running; the next
+kernel that needs it starts a new one. A file lock keeps two kernels starting at once from
+starting two servers. What it keeps is the user's only: the server runs with umask 077, its dirs are 0700 and its
+log 0600 (the store makes its own files 0600).
 
 `GEMINI_MAGICS_SERVER=inprocess` (or the `server` setting) keeps the old embedded server, for
 tests and for places where a child process cannot run. Paths: $GEMINI_MAGICS_RUNTIME_DIR and
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hmac
 import http.client
 import json
 import os
@@ -28,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import urlsplit
+
+from .catalog import PROOF_PATH, key_proof
 
 try:  # where Jupyter keeps per-user runtime files; not a dependency of ours, so optional
     from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
@@ -44,6 +51,7 @@ IDLE_ENV = "GEMINI_MAGICS_IDLE_EXIT"       # seconds; default IDLE_EXIT_SECONDS
 KEY_ENV = "GEMINI_MAGICS_SERVER_API_KEY"   # how the key reaches the server (never argv: ps shows it)
 IDLE_EXIT_SECONDS = 1800
 START_TIMEOUT_SECONDS = 60.0
+PROOF_MAX_BYTES = 4096  # more than a proof's JSON: whoever answers more is not our server
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class SharedServer:
 
     @property
     def running(self) -> bool:
-        return _answers(self.base_url, self.api_key)
+        return _proves(self.base_url, self.api_key)
 
     def __repr__(self) -> str:  # never show the key
         return f"<SharedServer {self.base_url} pid={self.pid} engine={self.engine}>"
@@ -91,10 +99,17 @@ def discovery_path(engine: str) -> Path:
     return _runtime_dir() / f"gemini-magics-server-{engine}.json"
 
 
+def _private_dir(path: Path) -> Path:
+    """`path`, made if missing, owner-only (it holds the key, the log, the conversations)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
 def write_discovery(path: str, *, url: str, engine: str, api_key: Optional[str]) -> None:
     """Write the discovery file atomically, readable by this user only."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _private_dir(target.parent)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -110,27 +125,36 @@ def remove_discovery(path: str) -> None:
             os.unlink(path)
 
 
-def _answers(url: str, key: str, timeout: float = 3.0) -> bool:
-    """True when a gemini-magics server at `url` accepts `key` (a GET of a missing id: 404)."""
+def _proves(url: str, key: str, timeout: float = 3.0) -> bool:
+    """True when the server at `url` proves it holds `key`: it answers a fresh random nonce
+    with `key_proof(key, nonce)`. The key is never sent, so whatever answers on a stale
+    discovery file's port (anything may listen there once our server is gone) learns nothing
+    but the nonce, and a 404 or 200 to anything is not a proof."""
+    if not key:
+        return False
     parts = urlsplit(url)
+    nonce = secrets.token_hex(16)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        conn.request("GET", "/v1beta/interactions/gm-liveness-probe",
-                     headers={"x-goog-api-key": key})
-        return conn.getresponse().status == 404
-    except OSError:
+        conn.request("GET", f"{PROOF_PATH}?nonce={nonce}")
+        response = conn.getresponse()
+        if response.status != 200:
+            return False
+        proof = json.loads(response.read(PROOF_MAX_BYTES)).get("proof")
+    except (OSError, http.client.HTTPException, ValueError, AttributeError):
         return False
     finally:
         conn.close()
+    return isinstance(proof, str) and hmac.compare_digest(proof, key_proof(key, nonce))
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether `pid` is a live process of this user: another user's (EPERM) is not our
+    server, whatever a discovery file says."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -148,8 +172,7 @@ def discover(engine: str) -> Optional[SharedServer]:
 
 @contextlib.contextmanager
 def _start_lock(engine: str) -> Iterator[None]:
-    path = _runtime_dir() / f"gemini-magics-server-{engine}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _private_dir(_runtime_dir()) / f"gemini-magics-server-{engine}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -178,8 +201,7 @@ def _start(engine: str) -> SharedServer:
     path = discovery_path(engine)
     with contextlib.suppress(OSError):
         path.unlink()  # stale: its server is gone or does not answer
-    data = _data_dir()
-    data.mkdir(parents=True, exist_ok=True)
+    data = _private_dir(_data_dir())
     log_path = data / f"server-{engine}.log"
     key = secrets.token_urlsafe(32)
     env = dict(os.environ, **{KEY_ENV: key})
@@ -187,13 +209,17 @@ def _start(engine: str) -> SharedServer:
     cmd = [sys.executable, "-m", "gemini_magics", "serve", "--engine", engine, "--port", "0",
            "--db", str(data / f"interactions-{engine}.sqlite"), "--idle-exit", idle,
            "--discovery-file", str(path)]
-    with open(log_path, "ab") as log:
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)  # an older log may be readable by others
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=log, start_new_session=True, close_fds=True)
+                                stderr=log, start_new_session=True, close_fds=True, umask=0o077)
     _children.append(proc)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if proc.returncode == 2:  # serve refused with one sentence (cli._fail)
+                raise ServerRefusedError(_last_line(log_path) + ".")
             raise RuntimeError(f"The shared offline server did not start ({_last_line(log_path)}); "
                                f"see {log_path}, or set {MODE_ENV}=inprocess.")
         found = discover(engine)
@@ -203,6 +229,11 @@ def _start(engine: str) -> SharedServer:
     proc.terminate()
     raise RuntimeError(f"The shared offline server did not answer within "
                        f"{START_TIMEOUT_SECONDS:g} s; see {log_path}, or set {MODE_ENV}=inprocess.")
+
+
+class ServerRefusedError(RuntimeError):
+    """`gemini-magics serve` refused to start with one sentence (e.g. no model installed):
+    that sentence is the user's answer."""
 
 
 def _last_line(path: Path) -> str:

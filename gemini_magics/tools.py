@@ -15,6 +15,7 @@ from typing import Any, Iterable, Optional, Union
 from urllib.parse import quote
 
 from .catalog import BUILTIN_TOOLS, COMPUTER_ENVIRONMENTS
+from .markdown_text import code_block
 
 __all__ = ["cite", "parse_tools", "render_step_markdown", "step_dict"]
 
@@ -118,7 +119,7 @@ def render_step_markdown(step: Any) -> str:
     if kind in ("user_input",):
         return ""
     body = {k: v for k, v in s.items() if k != "type"}
-    return f"**{_esc(kind or 'step')}**\n\n{_fence(json.dumps(body, indent=2, ensure_ascii=False), 'json')}"
+    return f"**{_esc(kind or 'step')}**\n\n{code_block(json.dumps(body, indent=2, ensure_ascii=False), 'json')}"
 
 
 def _thought(s: dict) -> str:
@@ -159,13 +160,13 @@ def _search_result(s: dict) -> str:
 def _code_call(s: dict) -> str:
     args = s.get("arguments") or {}
     lang = args.get("language") or "python"
-    return f"**Code execution** ({_esc(lang)})\n\n{_fence(args.get('code', ''), lang)}"
+    return f"**Code execution** ({_esc(lang)})\n\n{code_block(args.get('code', ''), lang)}"
 
 
 def _code_result(s: dict) -> str:
     out = _content_text(s.get("result"))
     label = f"{_WARN} **Code error**" if s.get("is_error") else "**Output**"
-    return f"{label}\n\n{_fence(out or '(no output)', 'text')}"
+    return f"{label}\n\n{code_block(out or '(no output)', 'text')}"
 
 
 def _url_call(s: dict) -> str:
@@ -227,7 +228,7 @@ def _function_result(s: dict) -> str:
     except (ValueError, TypeError):
         pretty, lang = text, "text"
     label = f"{_WARN} {name} **failed**" if s.get("is_error") else f"→ {name} **returned**"
-    return f"{label}\n\n{_fence(pretty, lang)}"
+    return f"{label}\n\n{code_block(pretty, lang)}"
 
 
 _RENDERERS = {
@@ -383,8 +384,3 @@ def _code(text: str) -> str:
     ticks = max((len(m) for m in re.findall(r"`+", text)), default=0) + 1
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{'`' * ticks}{pad}{text}{pad}{'`' * ticks}"
-
-
-def _fence(text: str, lang: str = "") -> str:
-    ticks = max(3, max((len(m) for m in re.findall(r"`{3,}", text)), default=0) + 1)
-    return f"{'`' * ticks}{lang}\n{text.rstrip()}\n{'`' * ticks}"

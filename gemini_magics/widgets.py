@@ -7,9 +7,14 @@
   under a display_id and REPLACED by the answer (`update_display`) when it ends: the saved
   notebook holds only the answer, rendered by `render` exactly as a plain cell renders it. The
   panel writes a transcript output under itself the same way.
-- Settings live in the `GeminiMagics` traitlets: the panel writes and observes them, so
-  `%config`, `%gemini NAME VALUE`, `%%gemini` options' defaults and the panel always agree; a
-  pick in the panel says in a line of its own that later cells use it.
+- The panel is a view plus `SettingsPickers`: settings live in the `GeminiMagics` traitlets,
+  which the pickers write and observe, so `%config`, `%gemini NAME VALUE`, `%%gemini` options'
+  defaults and the panel always agree; a pick says in a line of its own that later cells use
+  it. A panel turn's request comes from the cell pipeline (`cell.prepare`), as a cell's does.
+- The widget outputs carry metadata `{"gemini_magics": {"kind": "panel" | "live view"}}`, by
+  which the JupyterLab extension shows a saved one's text when its kernel is gone.
+- A kernel's widget state (its panel, the `--ui` answer of each cell, the live jobs) is a
+  `Panels`; the entry points take one (`PANELS` until the kernel's Session passes its own).
 - The panel's prompt box is a small anywidget textarea (`PromptBox`): Enter sends, Shift+Enter
   inserts a newline. Without anywidget installed it is a plain Textarea (Send button only).
 - CSS classes for tests and styling: `gemini-panel`, `gemini-conversation`, `gemini-turn`,
@@ -30,14 +35,13 @@ from IPython.display import display
 
 from . import render
 from .catalog import LOCAL_MODEL, PANEL_TOOLS, model_choices, unknown_name_warning
-from .cell import finish, prepare, resolve_names
+from .cell import finish, prepare
 from .client import answers_offline
 from .display import publish_bundle
 from .errors import GeminiError
-from .live import STATES, StreamJob, live_markdown, stop_all
+from .live import JOBS, STATES, LiveJobs, StreamJob, live_markdown
 from .options import PANEL_SETTINGS
 from .result import GeminiResult
-from .tools import parse_tools
 
 try:  # the prompt box's Enter-to-send is a few lines of frontend code, run by anywidget
     import anywidget
@@ -45,8 +49,8 @@ try:  # the prompt box's Enter-to-send is a few lines of frontend code, run by a
 except ImportError:  # pragma: no cover - anywidget is a dependency; a plain Textarea then
     anywidget = None
 
-__all__ = ["LiveView", "Panel", "PromptBox", "run_live", "show_panel", "line_command",
-           "user_functions"]
+__all__ = ["LiveView", "Panel", "SettingsPickers", "Panels", "PANELS", "PromptBox", "run_live",
+           "show_panel", "line_command", "user_functions"]
 
 _FN_PREFIX = "fn:"
 
@@ -56,12 +60,6 @@ _STATUS = dict(flex="1 1 auto", min_width="0", margin="0 0 0 0.6em")
 CONVERSATION_HEIGHT = "22em"  # the panel's conversation scrolls inside this; the prompt stays put
 _EMPTY_CONVERSATION = ("<i style='opacity: 0.7'>The conversation shows here; the newest turn "
                        "stays in view.</i>")
-
-# The running --ui answer of each cell id: re-running the cell stops it (its output is gone).
-_BY_CELL: "weakref.WeakValueDictionary[str, StreamJob]" = weakref.WeakValueDictionary()
-# One panel per magics instance, so `%gemini ui` reopens it with its turns and running answer.
-_PANELS: "weakref.WeakKeyDictionary[Any, Panel]" = weakref.WeakKeyDictionary()
-
 
 def _md_output(markdown: str) -> tuple:
     """Output-widget outputs showing one Markdown text (the live text while streaming)."""
@@ -92,6 +90,12 @@ def _widget_bundle(widget: Any, plain: str) -> dict:
     return bundle
 
 
+def _kind(kind: str) -> dict:
+    """Output metadata naming one of our widget outputs ("panel", "live view"): the JupyterLab
+    extension shows a dead one's text/plain by it (widget state is not saved with notebooks)."""
+    return {"gemini_magics": {"kind": kind}}
+
+
 def _button(description: str, icon: str, style: str, css: str, **kw: Any) -> Any:
     button = W.Button(description=description, icon=icon, button_style=style,
                       layout=W.Layout(**_BUTTON), **kw)
@@ -108,6 +112,11 @@ def _status_widget(text: str = "") -> Any:
     status = W.HTML(value=_status_html(text) if text else "", layout=W.Layout(**_STATUS))
     status.add_class("gemini-status")
     return status
+
+
+def _tool_name(entry: str) -> str:
+    """'file_search' from a tools setting entry such as 'file_search:store1'."""
+    return entry.split(":", 1)[0].strip()
 
 
 def _may_draw(request: Any) -> bool:
@@ -264,7 +273,7 @@ class LiveView:
     notebook holds the answer, not a widget. An image model's answer keeps its first image as
     a real PNG/JPEG output (`media_id`, made only for requests that may draw)."""
 
-    def __init__(self, *, publish: Optional[Callable[[dict, str, bool], None]] = None,
+    def __init__(self, *, publish: Optional[Callable[..., None]] = None,
                  media: bool = False):
         self.answer = W.Output()
         self.stop_button = _stop_button()
@@ -284,7 +293,8 @@ class LiveView:
     def show(self) -> None:
         self._publish(_widget_bundle(self.widget, "Gemini live view (interactive while the "
                                                   "kernel runs; the answer replaces it when it "
-                                                  "ends)."), self.display_id, False)
+                                                  "ends)."), self.display_id, False,
+                      _kind("live view"))
         if self.media_id:
             self._publish({"text/plain": ""}, self.media_id, False)
 
@@ -356,21 +366,20 @@ class LiveView:
 
 
 def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optional[str] = None,
-             publish: Optional[Callable[[dict, str, bool], None]] = None) -> LiveView:
+             publish: Optional[Callable[..., None]] = None,
+             panels: Optional["Panels"] = None) -> LiveView:
     """Start `request` in the background with a live view, and return at once (the kernel stays
     free). The view is `_gemini_live`; `--out VAR` is bound at once to the live result (it
     fills in as the answer streams; `VAR.wait()` returns when it has ended), and at the end
     `_gemini` gets the result and `--out` follows `cell.assign_out` (with --schema: the parsed
     value) — unless VAR was bound to something else meanwhile."""
     _require_notebook(magics, "--ui (a live view with a Stop button)", "drop --ui")
-    previous = _BY_CELL.get(cell_id) if cell_id else None
-    if previous is not None and not previous.finished.is_set():
-        previous.stop()  # its outputs were cleared by the re-run: do not leave it streaming
+    panels = panels if panels is not None else PANELS
     view = LiveView(publish=publish, media=_may_draw(request))
     view.show()
     job = StreamJob(request, settings=magics.settings(), backend=backend,
                     conversation=magics.conversation, cell_id=cell_id,
-                    fast_stream=getattr(magics, "fast_stream", True))
+                    fast_stream=getattr(magics, "fast_stream", True), jobs=panels.jobs)
     view.attach(job)
     finish_view = view._finish
     shell = getattr(magics, "shell", None)
@@ -389,45 +398,34 @@ def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optiona
         ns["_gemini_live"] = view
         if request.out:
             ns[request.out] = job.live
-    if cell_id:
-        _BY_CELL[cell_id] = job
+    panels.started_in_cell(cell_id, job)
     job.start()
     return view
 
 
 # --------------------------------------------------------------------------------------------
-# %gemini ui: the panel
+# %gemini ui: the panel's pickers, bound to the settings
 # --------------------------------------------------------------------------------------------
 
-class Panel:
-    """The `%gemini ui` panel. Its pickers ARE the magics' settings (model, system,
-    temperature, tools); its turns continue the same conversation as `%%gemini` cells.
-    Closing and reopening keeps turns and a running answer.
+class SettingsPickers:
+    """The panel's pickers (model, tools, system, temperature), bound both ways to the magics'
+    settings (`GeminiMagics` traitlets): a pick sets the setting, and `%config` or
+    `%gemini NAME VALUE` moves the picker. The panel hands in three callbacks: `say(text)` for
+    its status line, `changed(what, traits)` for what later cells now use, and `on_model()`
+    when the model setting changed (either way)."""
 
-    Layout, top to bottom: pickers; a line saying what later cells now use and the offline
-    notice (`info`, each said once); the conversation, a fixed-height box that scrolls with the
-    newest turn in view; the prompt box (Enter sends); Send, Stop (enabled only while an answer
-    runs) and the status line."""
-
-    def __init__(self, magics: Any, *, publish: Optional[Callable[[dict, str, bool], None]] = None):
+    def __init__(self, magics: Any, *, say: Callable[[str], None],
+                 changed: Callable[[str, str], None], on_model: Callable[[], None]):
         self.magics = magics
-        self._publish = publish or publish_bundle
-        self.turns: list[dict] = []       # {"prompt", "result"}; result None while running
-        self.job: Optional[StreamJob] = None
-        self.note = ""
-        self.status_line = ""
-        self.notice_line = ""             # the offline notice, shown once it is known
-        self.defaults_line = ""           # what the last pick changed for later cells
-        self.transcript_id = uuid.uuid4().hex
-        self.widget: Any = None
+        self._say = say
+        self._changed = changed
+        self._on_model = on_model
+        self.picked: tuple = ()   # tool values picked, kept across close/reopen
         self._syncing = False
         self._observing = False
-        self._shown_len = -1
-        self.picked: tuple = ()           # tool values picked, kept across close/reopen
-        self._build()
 
-    # -- building ----------------------------------------------------------------------------
-    def _build(self) -> None:
+    def build(self) -> list:
+        """New picker widgets (the panel is built or rebuilt), as the panel's first rows."""
         m = self.magics
         self.model = W.Combobox(value=m.model, options=list(model_choices()), ensure_option=False,
                                 continuous_update=False, description="Model",
@@ -443,82 +441,31 @@ class Panel:
         self.temperature = W.FloatSlider(value=1.0 if m.temperature is None else m.temperature,
                                          min=0.0, max=2.0, step=0.05, continuous_update=False,
                                          disabled=m.temperature is None, readout_format=".2f")
-        self.info = W.HTML()
-        self.info.add_class("gemini-panel-info")
-        self.conversation = W.Box(layout=W.Layout(
-            display="flex", flex_flow="column-reverse", height=CONVERSATION_HEIGHT,
-            overflow="hidden auto", border="1px solid var(--jp-border-color2, #e0e0e0)",
-            padding="0 0.5em", margin="0.4em 0"))
-        self.conversation.add_class("gemini-conversation")
-        self._show_turns([self._turn_widget(t) for t in reversed(self.turns)])
-        self.prompt = _prompt_box("Ask Gemini… Enter sends, Shift+Enter adds a line "
-                                  "({name} fills in a variable)")
-        self.send_button = _button("Send", "paper-plane", "primary", "gemini-send",
-                                   tooltip="Send the prompt (or press Enter in the box)")
-        self.stop_button = _stop_button()
-        self.status = _status_widget()
-        self.send_button.on_click(lambda _b: self.send())
-        self.stop_button.on_click(lambda _b: self.stop())
-        if hasattr(self.prompt, "on_submit"):
-            self.prompt.on_submit(lambda _box: self.send())
-        self.widget = W.VBox([
-            W.HBox([self.model, W.HBox([self.use_temperature, self.temperature])]),
-            W.HBox([self.tools, self.system]),
-            self.info,
-            self.conversation,
-            self.prompt,
-            W.HBox([self.send_button, self.stop_button, self.status],
-                   layout=W.Layout(align_items="center")),
-        ])
-        self.widget.add_class("gemini-panel")
         self.model.observe(self._model_picked, names="value")
         self.system.observe(self._system_picked, names="value")
         self.use_temperature.observe(self._temperature_picked, names="value")
         self.temperature.observe(self._temperature_picked, names="value")
         self.tools.observe(self._tools_picked, names="value")
         self._from_trait_tools()
-        self._observe_magics(True)
-        self._shown_len = -1
-        self._show_info()
-        running = self.job is not None and self.job.running
-        self.send_button.disabled = running
-        self.stop_button.disabled = not running or self.job.cancel_event.is_set()
-        if running:
-            self._tick(self.job)
-        else:
-            self._set_status(self.status_line or self._idle_status())
+        self.observe_magics(True)
+        return [W.HBox([self.model, W.HBox([self.use_temperature, self.temperature])]),
+                W.HBox([self.tools, self.system])]
 
-    @property
-    def closed(self) -> bool:
-        return self.widget is None
+    def list_functions(self) -> None:
+        """List the notebook functions defined since, keeping what was picked."""
+        options = self._tool_options()
+        self._syncing, was = True, self._syncing
+        try:
+            self.tools.options = options
+            self.tools.value = self._kept_tools(options)
+        finally:
+            self._syncing = was
 
-    def show(self) -> None:
-        """Display the panel (rebuilt if it was closed) and the saved transcript under it."""
-        if self.closed:
-            self._build()
-        else:  # list the functions defined since, keeping what was picked
-            options = self._tool_options()
-            self._syncing, was = True, self._syncing
-            try:
-                self.tools.options = options
-                self.tools.value = self._kept_tools(options)
-            finally:
-                self._syncing = was
-        display(_widget_bundle(self.widget, "Gemini panel (interactive while the kernel runs; "
-                                            "the conversation is saved below)."), raw=True)
-        md, plain = self._transcript()
-        self._publish({"text/markdown": md, "text/plain": plain}, self.transcript_id, False)
+    def functions(self) -> list[str]:
+        """The notebook functions picked as tools."""
+        return [v[len(_FN_PREFIX):] for v in self.tools.value if v.startswith(_FN_PREFIX)]
 
-    def close(self) -> None:
-        """Close the panel's widgets; a running answer continues and shows on reopening."""
-        if self.closed:
-            return
-        self._observe_magics(False)
-        widget, self.widget = self.widget, None
-        _close_tree(widget)
-
-    # -- settings: widgets <-> traitlets ------------------------------------------------------------
-    def _observe_magics(self, on: bool) -> None:
+    def observe_magics(self, on: bool) -> None:
         if on and not self._observing:
             self.magics.observe(self._from_trait, names=list(PANEL_SETTINGS))
             self._observing = True
@@ -526,8 +473,9 @@ class Panel:
             self.magics.unobserve(self._from_trait, names=list(PANEL_SETTINGS))
             self._observing = False
 
+    # -- settings -> pickers --------------------------------------------------------------------
     def _from_trait(self, change: dict) -> None:
-        if self._syncing or self.closed:
+        if self._syncing:
             return
         self._syncing = True
         try:
@@ -545,7 +493,23 @@ class Panel:
                 self._from_trait_tools()
         finally:
             self._syncing = False
+        if change["name"] == "model":
+            self._on_model()
 
+    def _setting_tools(self) -> list[str]:
+        """The tools setting's entries as written (`file_search:STORE` included)."""
+        return [n.strip() for n in (self.magics.tools or "").split(",") if n.strip()]
+
+    def _from_trait_tools(self) -> None:
+        names = [_tool_name(n) for n in self._setting_tools() if _tool_name(n) in PANEL_TOOLS]
+        was, self._syncing = self._syncing, True
+        try:
+            keep = [v for v in self.tools.value if v.startswith(_FN_PREFIX)]
+            self.tools.value = self.picked = tuple(names + keep)
+        finally:
+            self._syncing = was
+
+    # -- pickers -> settings --------------------------------------------------------------------
     def _set_trait(self, name: str, value: Any) -> bool:
         self._syncing = True
         try:
@@ -556,11 +520,6 @@ class Panel:
             return False
         finally:
             self._syncing = False
-
-    def _later_cells(self, what: str, traits: str) -> None:
-        """Say, in the panel's info line, that a pick changed the defaults of later cells."""
-        self.defaults_line = f"Later %%gemini cells now use {what} ({traits})."
-        self._show_info()
 
     def _model_picked(self, change: dict) -> None:
         if self._syncing:
@@ -580,7 +539,8 @@ class Panel:
         elif old == LOCAL_MODEL:
             self._set_trait("offline", False)
             traits += ", and GeminiMagics.offline is off again"
-        self._later_cells(f"model {name}", traits)
+        self._changed(f"model {name}", traits)
+        self._on_model()
         warning = unknown_name_warning(name) if answers_offline(self.magics.settings()) else None
         if warning:  # a typed name the API does not know: the local model would hide the typo
             self._say(warning)
@@ -591,8 +551,8 @@ class Panel:
         value = change["new"].strip() or None
         if value != self.magics.system and self._set_trait("system", value):
             short = value if value is None or len(value) <= 60 else value[:59] + "…"
-            self._later_cells("no system instruction" if value is None
-                              else f"the system instruction “{short}”", "GeminiMagics.system")
+            self._changed("no system instruction" if value is None
+                          else f"the system instruction “{short}”", "GeminiMagics.system")
 
     def _temperature_picked(self, change: dict) -> None:
         if self._syncing:
@@ -601,8 +561,8 @@ class Panel:
         self.temperature.disabled = not on
         value = float(self.temperature.value) if on else None
         if value != self.magics.temperature and self._set_trait("temperature", value):
-            self._later_cells("the model's default temperature" if value is None
-                              else f"temperature {value:.2f}", "GeminiMagics.temperature")
+            self._changed("the model's default temperature" if value is None
+                          else f"temperature {value:.2f}", "GeminiMagics.temperature")
 
     def _tool_options(self) -> list:
         shell = getattr(self.magics, "shell", None)
@@ -615,30 +575,112 @@ class Panel:
         values = {v for _, v in options}
         return tuple(v for v in self.picked if v in values)
 
-    def _picked_tools(self) -> tuple[list[str], list[str]]:
-        builtins = [v for v in self.tools.value if not v.startswith(_FN_PREFIX)]
-        fns = [v[len(_FN_PREFIX):] for v in self.tools.value if v.startswith(_FN_PREFIX)]
-        return builtins, fns
-
     def _tools_picked(self, change: dict) -> None:
         if self._syncing:
             return
         self.picked = tuple(change["new"])
-        builtins, _ = self._picked_tools()
-        value = ",".join(builtins) or None
+        builtins = [v for v in self.tools.value if not v.startswith(_FN_PREFIX)]
+        # An entry the pickers show by its name keeps its spelling (file_search:STORE); one
+        # they cannot show (computer_use:desktop) stays as it is.
+        setting = {_tool_name(n): n for n in self._setting_tools()}
+        kept = [n for name, n in setting.items() if name not in PANEL_TOOLS]
+        value = ",".join([setting.get(b, b) for b in builtins] + kept) or None
         if value != (self.magics.tools or None) and self._set_trait("tools", value):
-            self._later_cells("no built-in tools" if value is None
-                              else "the tools " + ", ".join(builtins), "GeminiMagics.tools")
+            self._changed("no built-in tools" if value is None
+                          else "the tools " + ", ".join(builtins), "GeminiMagics.tools")
 
-    def _from_trait_tools(self) -> None:
-        names = [n.strip() for n in (self.magics.tools or "").split(",")
-                 if n.strip() in PANEL_TOOLS]
-        was, self._syncing = self._syncing, True
-        try:
-            keep = [v for v in self.tools.value if v.startswith(_FN_PREFIX)]
-            self.tools.value = self.picked = tuple(names + keep)
-        finally:
-            self._syncing = was
+
+# --------------------------------------------------------------------------------------------
+# %gemini ui: the panel (a view: its requests are cells' requests, its settings the magics')
+# --------------------------------------------------------------------------------------------
+
+class Panel:
+    """The `%gemini ui` panel: a view of turns that continue the same conversation as
+    `%%gemini` cells, plus `SettingsPickers` that ARE the magics' settings. A turn's request is
+    the one a cell with the prompt as its text would send (`cell.prepare`, the picked functions
+    as `--functions`). Closing and reopening keeps turns and a running answer.
+
+    Layout, top to bottom: pickers; a line saying what later cells now use and the offline
+    notice (`info`, each said once); the conversation, a fixed-height box that scrolls with the
+    newest turn in view; the prompt box (Enter sends); Send, Stop (enabled only while an answer
+    runs) and the status line."""
+
+    def __init__(self, magics: Any, *, publish: Optional[Callable[..., None]] = None,
+                 jobs: Optional[LiveJobs] = None):
+        self.magics = magics
+        self._publish = publish or publish_bundle
+        self._jobs = jobs
+        self.pickers = SettingsPickers(magics, say=self._say, changed=self._later_cells,
+                                       on_model=self._model_changed)
+        self.turns: list[dict] = []       # {"prompt", "result", "style"}; result None while running
+        self.job: Optional[StreamJob] = None
+        self.note = ""
+        self.status_line = ""
+        self.notice_line = ""             # the offline notice, shown once it is known
+        self.defaults_line = ""           # what the last pick changed for later cells
+        self.transcript_id = uuid.uuid4().hex
+        self.widget: Any = None
+        self._shown_len = -1
+        self._build()
+
+    def _build(self) -> None:
+        self.info = W.HTML()
+        self.info.add_class("gemini-panel-info")
+        self.conversation = W.Box(layout=W.Layout(
+            display="flex", flex_flow="column-reverse", height=CONVERSATION_HEIGHT,
+            overflow="hidden auto", border="1px solid var(--jp-border-color2, #e0e0e0)",
+            padding="0 0.5em", margin="0.4em 0"))
+        self.conversation.add_class("gemini-conversation")
+        self._show_turns([self._turn_widget(t) for t in reversed(self.turns)])
+        self.prompt = _prompt_box("Ask Gemini… Enter sends, Shift+Enter adds a line "
+                                  "({name} fills in a variable)")
+        self.send_button = _button("Send", "paper-plane", "primary", "gemini-send",
+                                   tooltip="Send the prompt (or press Enter in the box)")
+        self.stop_button = _stop_button()
+        self.status = _status_widget()
+        self.send_button.on_click(lambda _b: self.send())
+        self.stop_button.on_click(lambda _b: self.stop())
+        if hasattr(self.prompt, "on_submit"):
+            self.prompt.on_submit(lambda _box: self.send())
+        self.widget = W.VBox(self.pickers.build() + [
+            self.info, self.conversation, self.prompt,
+            W.HBox([self.send_button, self.stop_button, self.status],
+                   layout=W.Layout(align_items="center")),
+        ])
+        self.widget.add_class("gemini-panel")
+        self._shown_len = -1
+        self._show_info()
+        running = self.busy
+        self.send_button.disabled = running
+        self.stop_button.disabled = not running or self.job.cancel_event.is_set()
+        if running:
+            self._tick(self.job)
+        else:
+            self._set_status(self.status_line or self._idle_status())
+
+    @property
+    def closed(self) -> bool:
+        return self.widget is None
+
+    def show(self) -> None:
+        """Display the panel (rebuilt if it was closed) and the saved transcript under it."""
+        if self.closed:
+            self._build()
+        else:
+            self.pickers.list_functions()
+        display(_widget_bundle(self.widget, "Gemini panel (interactive while the kernel runs; "
+                                            "the conversation is saved below)."),
+                raw=True, metadata=_kind("panel"))
+        md, plain = _transcript(self.turns)
+        self._publish({"text/markdown": md, "text/plain": plain}, self.transcript_id, False)
+
+    def close(self) -> None:
+        """Close the panel's widgets; a running answer continues and shows on reopening."""
+        if self.closed:
+            return
+        self.pickers.observe_magics(False)
+        widget, self.widget = self.widget, None
+        _close_tree(widget)
 
     # -- asking ------------------------------------------------------------------------------
     @property
@@ -657,7 +699,7 @@ class Panel:
             return None
         try:
             request = self._request(text)
-        except (GeminiError, ValueError) as exc:  # one sentence: bad prompt, media or tools
+        except (GeminiError, ValueError) as exc:  # one sentence: bad prompt, media, functions
             self._say(str(exc))
             return None
         turn = {"prompt": text, "result": None, "style": render.style_for(request)}
@@ -673,7 +715,7 @@ class Panel:
         self.job = StreamJob(request, settings=self.magics.settings(),
                              conversation=self.magics.conversation,
                              fast_stream=getattr(self.magics, "fast_stream", True),
-                             on_tick=self._tick, on_finish=self._finish)
+                             on_tick=self._tick, on_finish=self._finish, jobs=self._jobs)
         self.send_button.disabled = True
         self.stop_button.disabled = False
         self.job.start()
@@ -681,19 +723,13 @@ class Panel:
         return self.job
 
     def _request(self, text: str) -> Any:
-        """The prompt box as a cell would send it (cell.prepare), with the panel's tools."""
+        """The request of a `%%gemini` cell holding `text`, with the panel's settings (they are
+        the magics') and the picked functions as `--functions`: the cell pipeline, not a copy."""
         shell = getattr(self.magics, "shell", None)
+        fns = self.pickers.functions()
+        line = f"--functions {','.join(fns)}" if fns else ""
         ns = shell.user_ns if shell is not None else {}
-        request = prepare("", text, self.magics.settings(), ns)
-        builtins, fns = self._picked_tools()
-        request.tools = parse_tools(builtins)
-        if fns:  # the magic's own lookup: the runner then calls them in its function loop
-            request.functions = list(fns)
-            try:
-                resolve_names(request, ns)
-            except ValueError as exc:
-                raise GeminiError(str(exc)) from None
-        return request
+        return prepare(line, text, self.magics.settings(), ns)
 
     def stop(self) -> str:
         """Stop the running answer (also on the server); returns what the status line says."""
@@ -717,6 +753,16 @@ class Panel:
 
     def _idle_status(self) -> str:
         return f"{STATES['idle']} · model {self.magics.model}"
+
+    def _model_changed(self) -> None:
+        """The status line names the model the next turn uses (unless an answer is running)."""
+        if not self.busy and not self.closed:
+            self._set_status(self._idle_status())
+
+    def _later_cells(self, what: str, traits: str) -> None:
+        """Say, in the panel's info line, that a pick changed the defaults of later cells."""
+        self.defaults_line = f"Later %%gemini cells now use {what} ({traits})."
+        self._show_info()
 
     def _set_status(self, text: str) -> None:
         self.status_line = text
@@ -769,15 +815,15 @@ class Panel:
         result = job.result
         self.turns[-1]["result"] = result
         _finish_bookkeeping(self.magics, job.request, result)
-        md, plain = self._transcript()
+        md, plain = _transcript(self.turns)
         self._publish({"text/markdown": md, "text/plain": plain}, self.transcript_id, True)
         self.note = ""
+        if job.notice and not self.notice_line:
+            self.notice_line = job.notice
         if self.closed:
             self.status_line = job.status_text()
-            if job.notice and not self.notice_line:
-                self.notice_line = job.notice
             return
-        self._notice(job)
+        self._show_info()
         out = self.turns[-1].get("out")
         if out is not None:
             out.outputs = _answer_outputs(result, self.turns[-1]["style"])
@@ -785,22 +831,23 @@ class Panel:
         self.stop_button.disabled = True
         self._set_status(job.status_text())
 
-    def _transcript(self) -> tuple[str, str]:
-        """The panel's conversation as Markdown (folded) and text, for the saved notebook."""
-        done = [t for t in self.turns if t["result"] is not None]
-        if not done:
-            text = "Gemini panel: the conversation is saved here as it goes."
-            return f"*{text}*", text
-        md, plain = [], []
-        for t in done:
-            quoted = "\n".join("> " + line for line in t["prompt"].splitlines())
-            answer_md, answer_plain = render.markdown(t["result"], t["style"])
-            md.append(f"**You:**\n\n{quoted}\n\n{answer_md}")
-            plain.append(f"You: {t['prompt']}\n\n{answer_plain}")
-        n = len(done)
-        summary = f"Gemini panel: {n} turn{'s' if n != 1 else ''} (saved with the notebook)"
-        return (f"<details><summary>{summary}</summary>\n\n" + "\n\n---\n\n".join(md)
-                + "\n\n</details>", summary + "\n\n" + "\n\n---\n\n".join(plain))
+
+def _transcript(turns: list) -> tuple[str, str]:
+    """The panel's finished turns as Markdown (folded) and text, for the saved notebook."""
+    done = [t for t in turns if t["result"] is not None]
+    if not done:
+        text = "Gemini panel: the conversation is saved here as it goes."
+        return f"*{text}*", text
+    md, plain = [], []
+    for t in done:
+        quoted = "\n".join("> " + line for line in t["prompt"].splitlines())
+        answer_md, answer_plain = render.markdown(t["result"], t["style"])
+        md.append(f"**You:**\n\n{quoted}\n\n{answer_md}")
+        plain.append(f"You: {t['prompt']}\n\n{answer_plain}")
+    n = len(done)
+    summary = f"Gemini panel: {n} turn{'s' if n != 1 else ''} (saved with the notebook)"
+    return (f"<details><summary>{summary}</summary>\n\n" + "\n\n---\n\n".join(md)
+            + "\n\n</details>", summary + "\n\n" + "\n\n---\n\n".join(plain))
 
 
 def _close_tree(widget: Any) -> None:
@@ -810,8 +857,44 @@ def _close_tree(widget: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Entry points from the magics
+# The widgets of a kernel, and the entry points from the magics
 # --------------------------------------------------------------------------------------------
+
+class Panels:
+    """A kernel's widget state: one panel per magics instance (`%gemini ui` shows the same one
+    again, turns and all), the running `--ui` answer of each cell id (re-running the cell stops
+    it: its output is gone), and the live jobs `%gemini stop` stops (`live.LiveJobs`)."""
+
+    def __init__(self, jobs: Optional[LiveJobs] = None):
+        self.jobs = jobs if jobs is not None else JOBS
+        self._panels: "weakref.WeakKeyDictionary[Any, Panel]" = weakref.WeakKeyDictionary()
+        self._by_cell: "weakref.WeakValueDictionary[str, StreamJob]" = weakref.WeakValueDictionary()
+
+    def panel(self, magics: Any, *, publish: Optional[Callable[..., None]] = None) -> Panel:
+        """The panel of `magics`, made on first use."""
+        panel = self._panels.get(magics)
+        if panel is None:
+            panel = self._panels[magics] = Panel(magics, publish=publish, jobs=self.jobs)
+        return panel
+
+    def forget(self, magics: Any) -> None:
+        """Close and drop the panel of `magics` (the next `%gemini ui` makes a new one)."""
+        panel = self._panels.pop(magics, None)
+        if panel is not None:
+            panel.close()
+
+    def started_in_cell(self, cell_id: Optional[str], job: StreamJob) -> None:
+        """`job` is the `--ui` answer of `cell_id` now: the cell's previous one is stopped."""
+        if not cell_id:
+            return
+        previous = self._by_cell.get(cell_id)
+        if previous is not None and not previous.finished.is_set():
+            previous.stop()  # its outputs were cleared by the re-run: do not leave it streaming
+        self._by_cell[cell_id] = job
+
+
+PANELS = Panels()  # owned by Session once wired: then each kernel passes its own
+
 
 def _require_notebook(magics: Any, what: str, instead: str) -> None:
     """Widgets need a Jupyter frontend: say so in a terminal instead of printing widget reprs."""
@@ -820,14 +903,12 @@ def _require_notebook(magics: Any, what: str, instead: str) -> None:
                           f"{instead}.")
 
 
-def show_panel(magics: Any, *, publish: Optional[Callable[[dict, str, bool], None]] = None) -> Panel:
+def show_panel(magics: Any, *, publish: Optional[Callable[..., None]] = None,
+               panels: Optional[Panels] = None) -> Panel:
     """`%gemini ui`: show this session's panel (the same one again, turns and all)."""
     _require_notebook(magics, "The %gemini ui panel",
                       "use %%gemini cells, and %gemini NAME VALUE to change settings")
-    panel = _PANELS.get(magics)
-    if panel is None:
-        panel = Panel(magics, publish=publish)
-        _PANELS[magics] = panel
+    panel = (panels if panels is not None else PANELS).panel(magics, publish=publish)
     panel.show()
     shell = getattr(magics, "shell", None)
     if shell is not None:
@@ -835,13 +916,13 @@ def show_panel(magics: Any, *, publish: Optional[Callable[[dict, str, bool], Non
     return panel
 
 
-
-def line_command(magics: Any, word: str) -> Any:
+def line_command(magics: Any, word: str, panels: Optional[Panels] = None) -> Any:
     """`%gemini ui` and `%gemini stop`."""
+    panels = panels if panels is not None else PANELS
     if word == "ui":
-        show_panel(magics)
+        show_panel(magics, panels=panels)
         return None
     if word == "stop":
-        print(stop_all())
+        print(panels.jobs.stop_all())
         return None
     raise ValueError(f"Unknown widgets command {word!r}; use %gemini ui or %gemini stop.")

@@ -105,7 +105,8 @@ def record_publishes(monkeypatch) -> list:
             if display_id is not None:
                 with lock:
                     calls.append({"data": dict(data), "display_id": display_id,
-                                  "update": bool(kwargs.get("update"))})
+                                  "update": bool(kwargs.get("update")),
+                                  "metadata": kwargs.get("metadata") or {}})
             return original(self, data, *args, **kwargs)
         return publish
 

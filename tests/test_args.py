@@ -56,12 +56,15 @@ def test_body_has_wire_field_names():
     ("-o 2x", ["--out needs a Python variable name"]),
     ("what is this", ["Unexpected text 'what is this'", "cell below"]),
     ("--system 'unclosed", ["unclosed quote"]),
+    ("--temprature 0.3", ["Unknown option --temprature", "did you mean --temperature?"]),
+    ("--no-stram", ["did you mean --no-stream?"]),
+    ("-m ''", ["Model name '' is not valid", "-m gemini-"]),  # not the default model, quietly
 ])
 def test_bad_options_are_one_sentence(line, words):
     with pytest.raises(ArgsError) as info:
         parse(line, "hi")
     msg = str(info.value)
-    assert "\n" not in msg and msg.endswith(".")
+    assert "\n" not in msg and msg.endswith((".", "?"))
     for w in words:
         assert w in msg
 

@@ -4,6 +4,8 @@ The echo engine answers "I saw N user turns and M model turns", which shows exac
 history reached the server.
 """
 import re
+import sys
+import threading
 
 from gemini_magics.conversation import Conversation, current_cell_id, user_step
 
@@ -61,6 +63,48 @@ def test_without_cell_ids_the_chain_is_linear():
     assert c.context(t2, stateless=False) == ("v1_2", [])
     prev, hist = c.context(t2, stateless=True)
     assert prev is None and [s["content"][0]["text"] for s in hist] == ["p1", "p2"]
+
+
+def test_a_poller_and_a_cell_finishing_turns_at_once_keep_one_chain():
+    """A background job's poller thread and the cell's thread start and finish turns on one
+    conversation at the same moments, thousands of times: the turn recorded last is always
+    the head (never an older one recorded a moment before it), no turn is lost, and every
+    parent exists. Readers look at the head and the turns together under the conversation's
+    lock, as `%gemini history` does."""
+    conv = Conversation()
+    rounds, problems = 3000, []
+    start = threading.Barrier(2)
+
+    def finish_turns(cell):
+        try:
+            start.wait(timeout=30)
+            for n in range(rounds):
+                parent = conv.parent_for(cell)
+                conv.context(parent, stateless=True)  # what a new turn sends: reads the chain
+                turn = _rec(conv, parent, cell, n)
+                with conv.lock:
+                    newest = max(conv.turns)
+                    if conv.head != newest:
+                        problems.append(f"the head is turn {conv.head}, the newest turn "
+                                        f"{newest} ({cell} just recorded {turn.key})")
+        except Exception as exc:  # noqa: BLE001 - reported below, with the thread's name
+            problems.append(f"{cell}: {exc!r}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    try:
+        threads = [threading.Thread(target=finish_turns, args=(c,)) for c in ("poller", "cell")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(t.is_alive() for t in threads)
+    assert not problems, f"{len(problems)} problems, e.g. {problems[:3]}"
+    assert len(conv.turns) == 2 * rounds and conv.head == max(conv.turns)
+    assert all(t.parent is None or t.parent in conv.turns for t in conv.turns.values())
+    assert conv.chain()[-1].key == conv.head
 
 
 def test_current_cell_id_reads_the_parent_header():

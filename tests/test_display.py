@@ -219,3 +219,37 @@ def test_a_skipped_unreadable_event_is_noted_in_the_footer(shell, scripted):
     foot = cap.final[-1]
     assert "1 unreadable event skipped" in foot["text/markdown"]
     assert "1 unreadable event skipped" in foot["text/plain"]
+
+
+def test_a_code_block_arriving_with_the_paragraph_before_it_is_saved_once():
+    # The blank line and the fence that follows it arrive in one chunk: the block after the
+    # blank line starts with the fence as written, not with a second copy of it.
+    text = "Here is the code:\n\n```python\nx = 1\ny = 2\n```\n\nDone.\n"
+    rec, _, _ = stream_through([text[:30], text[30:]], dt=0.2)
+    kept = [o["text/plain"] for o in answer_outputs(rec) if o["text/plain"]]
+    assert kept == ["Here is the code:\n\n", "```python\nx = 1\ny = 2\n```\n\n", "Done.\n"]
+
+
+def test_a_stopped_answer_says_so_before_its_footer_as_every_driver_does():
+    from gemini_magics.render import ending
+
+    clock, rec = Clock(), Recorder()
+    disp = NotebookDisplay(publish=rec, clock=clock)
+    acc = Accumulator()
+    for ev in sse_events_for(["w1 ", "w2 "], complete=False):
+        clock.t += 0.2
+        acc.feed(ev)
+        disp.on_update(acc)
+    stopped = GeminiResult(answer=acc.answer_text(), steps=acc.step_list(), model="m",
+                           stopped=True, status="cancelled", notes=["A note."])
+    disp.on_done(stopped)
+    after = rec.final[1:]
+    assert after == ending(stopped)  # the stop sentence, the note, the footer: --ui's order
+    assert after[0]["text/plain"].startswith("■ Stopped: the partial answer is kept")
+    assert after[1] == {"text/markdown": "*A note.*", "text/plain": "A note."}
+    assert after[-1]["text/markdown"].startswith("<details>")
+    # an error is not written: a plain cell raises it as its error instead
+    failed = GeminiResult(answer="", model="m", error="It broke.")
+    rec.outputs.clear()
+    NotebookDisplay(publish=rec, clock=clock).on_done(failed)
+    assert [o["text/plain"] for o in rec.final][:-1] == []

@@ -49,6 +49,9 @@ def err(status, message, **extra):
     ("%%gemini\nTell me about {undefined_thing}", ["'undefined_thing'", "{{undefined_thing}}"]),
     ("%%gemini\n\n   \n", ["The prompt is empty"]),
     ("%%gemini --temperature 9\nhi", ["between 0 and 2"]),
+    ("%%gemini --temprature 0.3\nhi", ["Unknown option --temprature", "did you mean --temperature?"]),
+    ("%%gemini -m ''\nhi", ["Model name '' is not valid"]),
+    ("%gemini -m '' hi", ["Model name '' is not valid"]),
     ("%gemini", []),  # not an error: shows the settings
 ])
 def test_bad_input_sends_nothing(shell, scripted, source, words):
@@ -241,14 +244,16 @@ def test_stop_button_mid_stream_keeps_partial_and_cancels_on_server(shell, echo_
     finally:
         t.join(35)
         del m._observers
-    # A stop that was asked for is no error: the partial answer, its footer, one neutral note.
+    # A stop that was asked for is no error: the partial answer, one neutral note, the footer
+    # (the order of --ui and the panel).
     assert cap.error is None and "GeminiError" not in cap.stdout + cap.stderr
     r = shell.user_ns["r"]
     assert r.stopped and not r.ok and r.answer.startswith("w1 w2")
     assert len(r.answer.split()) < 400
     assert cap.final[0]["text/markdown"].startswith("w1 w2")
-    assert "stopped" in cap.final[-2]["text/markdown"]                  # the footer
-    assert cap.final[-1] == {"text/markdown": STOP_NOTE_MD, "text/plain": STOP_NOTE}
+    assert cap.final[-2] == {"text/markdown": STOP_NOTE_MD, "text/plain": STOP_NOTE}
+    assert "stopped" in cap.final[-1]["text/markdown"]                  # the footer
+    assert sum(STOP_NOTE in o.get("text/plain", "") for o in cap.final) == 1
     assert len(m.conversation.chain()) == 1                   # not advanced
     assert _server_status(echo_server.base_url, r.id) == "cancelled"
 
@@ -260,7 +265,9 @@ def test_a_stop_before_any_text_is_a_note_in_the_terminal_too(shell):
     m.cancel_event.set()
     cap = run_cell(shell, "%%gemini -o r\n/words 50 delay=0.05")
     assert cap.error is None and "GeminiError" not in cap.stdout
-    assert cap.stdout.splitlines()[-1] == "■ Stopped before any text arrived."
+    lines = cap.stdout.splitlines()
+    assert lines[-2] == "■ Stopped before any text arrived." and lines[-1].startswith("— ")
+    assert cap.stdout.count("■ Stopped") == 1  # said once, then the footer
     r = shell.user_ns["r"]
     assert r.stopped and shell.user_ns["_gemini"] is r and m.last_result is r
     assert not m.conversation.chain()

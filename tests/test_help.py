@@ -5,7 +5,7 @@ import re
 import pytest
 
 from gemini_magics import magics
-from gemini_magics.args import EXAMPLES, LINE_MAGICS, parse
+from gemini_magics.args import EXAMPLES, parse
 from gemini_magics.options import OPTIONS, SETTINGS, groups
 
 from magics_fixtures import run_cell, shell  # noqa: F401
@@ -56,11 +56,10 @@ def test_the_examples_are_cells_that_parse(help_text):
 
 def test_every_line_command_and_setting_is_in_the_help(help_text):
     section = help_text.split("\nLine magics:\n", 1)[1]
-    listed = {usage.split()[1] for usage, _ in LINE_MAGICS}
-    commands = (set(magics._COMMANDS) | set(magics._JOB_COMMANDS)
-                | set(magics._CASSETTE_COMMANDS) | {"ui", "stop"})
+    listed = {c.usage.split()[1] for c in magics.LINE_COMMANDS}
+    commands = {c.word for c in magics.LINE_COMMANDS if c.run is not None}
     assert commands <= listed
-    for usage, _ in LINE_MAGICS:
+    for usage in (c.usage for c in magics.LINE_COMMANDS):
         assert f"  {usage} " in section
     settings = section.split("\nSettings", 1)[1]
     assert all(re.search(rf"\b{name}\b", settings) for name in SETTINGS)

@@ -1,7 +1,8 @@
 """The notebook's stop button during a plain `%%gemini` cell, in a real kernel run by nbclient.
 
-A stop the user asked for is not a failure: the cell keeps its partial answer and footer and ends
-with one neutral note (no error output, so the saved notebook shows no red box), the result is
+A stop the user asked for is not a failure: the cell keeps its partial answer, then one neutral
+note and the footer, as `--ui` and the panel write them (no error output, so the saved notebook
+shows no red box), the result is
 still in `-o VAR` / `_gemini` with `.stopped`, the interaction is cancelled on the server, and the
 turn is not added to the conversation.
 """
@@ -48,9 +49,9 @@ def test_the_stop_button_ends_the_cell_with_a_note_not_an_error(echo_server, ker
     outputs = saved.cells[1].outputs
     assert [o.output_type for o in outputs if o.output_type not in ("display_data", "stream")] == []
     assert outputs[0].data["text/markdown"].startswith("w1 w2 w3")       # the partial answer
-    assert outputs[-2].data["text/markdown"].startswith("<details>")      # its footer
-    assert "stopped" in outputs[-2].data["text/markdown"]
-    assert outputs[-1].data == {"text/markdown": f"*{NOTE}*", "text/plain": NOTE}
+    assert outputs[-2].data == {"text/markdown": f"*{NOTE}*", "text/plain": NOTE}
+    assert outputs[-1].data["text/markdown"].startswith("<details>")      # its footer
+    assert "stopped" in outputs[-1].data["text/markdown"]
 
     stopped, same, n, ident = saved.cells[2].outputs[0].text.split()
     assert stopped == "True" and same == "True" and 3 <= int(n) < 400

@@ -98,11 +98,12 @@ def test_interrupting_the_kernel_stops_the_stream(kernel, echo_server):
 
     msgs = kernel.collect(msg_id, on_msg=on_msg)
     assert interrupted
-    assert not errors_of(msgs)  # a stop asked for: no error, a neutral note last
+    assert not errors_of(msgs)  # a stop asked for: no error, a neutral note, the footer
     finals = [m for m in msgs if m["msg_type"] in ("display_data", "update_display_data")
               and "text/plain" in m["content"]["data"]]
     assert finals[0]["content"]["data"]["text/markdown"].startswith("w1 w2 w3")
-    assert finals[-1]["content"]["data"]["text/plain"].startswith("■ Stopped: the partial answer is kept")
+    assert finals[-2]["content"]["data"]["text/plain"].startswith("■ Stopped: the partial answer is kept")
+    assert finals[-1]["content"]["data"]["text/markdown"].startswith("<details>")
     out = kernel.run("print(r.stopped, r.id, len(r.answer.split()))")
     stopped, ident, n = stream_text(out).split()
     assert stopped == "True" and 3 <= int(n) < 400

@@ -1,6 +1,6 @@
 """Hard line breaks: an answer's single line breaks stay line breaks in saved Markdown.
 
-`render.hard_breaks` ends a line of paragraph text with two spaces when another line of the
+`markdown_text.hard_breaks` ends a line of paragraph text with two spaces when another line of the
 same paragraph follows; everything whose line structure already means something (code, tables,
 lists, headings, block quotes, HTML, math) renders as before. Checked on the text, and with
 nbconvert's own Markdown renderer (mistune): the HTML gains `<br />`s and nothing else.
@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from gemini_magics.render import Style, hard_breaks, pieces
+from gemini_magics.markdown_text import hard_breaks
+from gemini_magics.render import Style, pieces
 from gemini_magics.result import GeminiResult
 
 POEM = "Roses are red,\nviolets are blue,\nsugar is sweet,\nand so are you."

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from gemini_magics.display import MAX_BLOCK, NotebookDisplay
-from gemini_magics.render import hard_breaks
+from gemini_magics.markdown_text import hard_breaks
 from gemini_magics.result import GeminiResult
 from gemini_magics.stream import Accumulator
 

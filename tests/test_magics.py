@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from gemini_magics.client import OFFLINE_NOTICE
 from gemini_magics.result import GeminiResult
 
 from magics_fixtures import (ROOT_DIR, magics_of, run_cell, scripted, shell,  # noqa: F401
@@ -193,7 +194,7 @@ def test_offline_notice_once_when_no_key(shell, monkeypatch):
     m = magics_of(shell)
     m.base_url = None
     m.engine = "echo"
-    m._notice_shown = False
+    m.session.warned.discard(OFFLINE_NOTICE)
     first = ok(run_cell(shell, "%%gemini\nhello offline"))
     second = ok(run_cell(shell, "%%gemini\nagain"))
     assert "local offline model" in first.stdout and "GEMINI_API_KEY" in first.stdout

@@ -11,7 +11,7 @@ import pytest
 from traitlets import TraitError
 
 from gemini_magics import options
-from gemini_magics.args import _parser, parse
+from gemini_magics.args import _options, parse
 from gemini_magics.cell import prepare
 from gemini_magics.magics import GeminiMagics
 from gemini_magics.options import OPTIONS, REQUEST_DEFAULTS, SETTINGS
@@ -53,7 +53,7 @@ def test_each_name_flag_and_trait_is_declared_once():
         assert traits[o.name].default_value == made.default_value
         assert traits[o.name].allow_none == made.allow_none
     # The parser's options are exactly the table's cell options (and the line magic's words).
-    dests = {a.dest for a in _parser()._actions} - {"help", "words"}
+    dests = {a.dest for a in _options.parser._actions} - {"help", "words"}
     assert dests == {o.name for o in OPTIONS if o.flags}
     # The Request's fields are the table's request rows and the pipeline's own.
     fields = {f.name for f in dataclasses.fields(Request)}

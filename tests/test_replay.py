@@ -17,6 +17,7 @@ import pytest
 
 from gemini_magics import replay
 from gemini_magics.replay import Cassette, CassetteError, CassetteMiss
+from gemini_magics.session import Session
 
 KEY = "sk-test-SECRET-key-0123456789"
 BEARER = "ya29.secret-bearer-token-abcdef"
@@ -219,6 +220,27 @@ def test_secret_in_a_body_is_redacted(tmp_path):
     assert again == said.replace(KEY, replay.REDACTED)
 
 
+@pytest.mark.parametrize("shaped", [GOOGLE_SHAPED[:30], GOOGLE_SHAPED + "RunOnTail"],
+                         ids=["cut short", "run on"])
+def test_the_cassette_hides_every_key_the_output_hides(tmp_path, shaped):
+    """One redaction rule: a Google-shaped key of another length, which the answer on screen
+    hides, is not left in the cassette (in part or whole) either."""
+    from gemini_magics.client import redact
+    from gemini_magics.server import start_server
+
+    path = tmp_path / "shaped.json"
+    srv = start_server(engine="echo", api_key=KEY)
+    try:
+        live = _client(Cassette(path, "record"), srv.base_url)
+        said = live.interactions.create(model=MODEL, input=f"and {shaped}").output_text
+    finally:
+        srv.stop()
+    pieces = (shaped[:24], shaped[-12:])
+    assert shaped in said and not any(p in redact(said) for p in pieces)  # the output
+    recorded = path.read_text(encoding="utf-8")
+    assert not any(p in recorded for p in pieces)
+
+
 def test_async_client_records_and_replays(tmp_path):
     from gemini_magics.server import start_server
 
@@ -246,19 +268,20 @@ def test_environment_variables_choose_the_cassette(tmp_path):
 
     path = tmp_path / "env.json"
     env = {replay.ENV_CASSETTE: str(path), replay.ENV_MODE: "record"}
+    opened = Session().env_cassettes
     srv = start_server(engine="echo", api_key=KEY)
     try:
         from google import genai
 
-        options = replay.wrap_http_options({"base_url": srv.base_url}, env)
+        options = replay.wrap_http_options({"base_url": srv.base_url}, env, opened)
         client = genai.Client(api_key=KEY, http_options=options)
         recorded_id = client.interactions.create(model=MODEL, input="from env").id
     finally:
         srv.stop()
     # The same (path, mode) gives the same cassette, so rebuilding a client per cell is fine.
-    assert replay.cassette_from_env(env) is replay.cassette_from_env(env)
+    assert replay.cassette_from_env(env, opened) is replay.cassette_from_env(env, opened)
     env[replay.ENV_MODE] = "replay"
-    options = replay.wrap_http_options({"base_url": DEAD_URL}, env)
+    options = replay.wrap_http_options({"base_url": DEAD_URL}, env, opened)
     from google import genai
 
     client = genai.Client(api_key=KEY, http_options=options)
@@ -269,14 +292,15 @@ def test_environment_variables_choose_the_cassette(tmp_path):
 
 def test_an_active_cassette_wins_over_the_environment_until_ejected(tmp_path):
     env = {replay.ENV_CASSETTE: str(tmp_path / "from_env.json"), replay.ENV_MODE: "record"}
+    session = Session()
     try:
-        active = replay.use_cassette(tmp_path / "active.json", "record")
-        assert replay.current_cassette(env) is active
-        assert replay.use_cassette(tmp_path / "active.json", "record") is not active  # fresh
+        active = session.use_cassette(tmp_path / "active.json", "record")
+        assert session.current_cassette(env) is active
+        assert session.use_cassette(tmp_path / "active.json", "record") is not active  # fresh
     finally:
-        replay.eject()
-    assert replay.current_cassette(env).path == env[replay.ENV_CASSETTE]
-    assert replay.current_cassette({}) is None
+        session.eject()
+    assert session.current_cassette(env).path == env[replay.ENV_CASSETTE]
+    assert session.current_cassette({}) is None
 
 
 def test_auto_mode_records_when_missing_and_replays_when_present(tmp_path):

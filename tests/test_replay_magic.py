@@ -177,9 +177,8 @@ def test_a_request_not_in_the_cassette_fails_with_one_sentence(recorded):
 
 def test_cassette_commands_in_the_shell(shell, tmp_path):
     """State, off, bad paths and bad usage: one sentence each, in the test shell."""
-    from gemini_magics import replay
-
-    replay.eject()
+    session = magics_of(shell).session
+    session.eject()
     try:
         cap = run_cell(shell, "%gemini cassette")
         assert cap.error is None and "No cassette" in cap.stdout
@@ -211,13 +210,11 @@ def test_cassette_commands_in_the_shell(shell, tmp_path):
         again = magics_of(shell).last_result
         assert (again.id, again.text) == (first.id, first.text)
     finally:
-        replay.eject()
+        session.eject()
 
 
 def test_bad_record_mode_in_the_environment_is_one_sentence(shell, monkeypatch, tmp_path):
-    from gemini_magics import replay
-
-    replay.eject()
+    magics_of(shell).session.eject()
     monkeypatch.setenv("GEMINI_MAGICS_CASSETTE", str(tmp_path / "c.json"))
     monkeypatch.setenv("GEMINI_MAGICS_RECORD_MODE", "playback")
     cap = run_cell(shell, "%%gemini\nHi")

@@ -13,9 +13,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kernel_fixtures import Kernel, kernel_env, stream_text  # noqa: F401
@@ -130,7 +133,7 @@ def test_a_stale_discovery_file_is_replaced(shared, monkeypatch):
     assert stale.stat().st_mode & 0o077 == 0, "the discovery file holds a key: owner only"
     # the same server is found again, and a request without its key is refused
     assert server_process.shared_server("echo").pid == srv.pid
-    assert not server_process._answers(srv.base_url, "not-the-key")
+    assert not server_process._proves(srv.base_url, "not-the-key")
 
 
 def test_concurrent_starts_make_one_server(shared):
@@ -159,3 +162,124 @@ def test_a_bad_server_mode_is_one_sentence(monkeypatch):
     monkeypatch.setenv(server_process.MODE_ENV, "cloud")
     with pytest.raises(ValueError, match="must be 'shared' or 'inprocess'"):
         server_process.server_mode()
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_shared_servers_files_and_dirs_are_the_users_only(shared):
+    data = Path(os.environ[server_process.DATA_ENV])
+    data.mkdir(parents=True, mode=0o755)  # as an older version left them
+    os.chmod(data, 0o755)
+    old_log = data / "server-echo.log"
+    old_log.write_text("an earlier run\n")
+    os.chmod(old_log, 0o644)
+    srv = server_process.shared_server("echo")
+    done = httpx.post(srv.base_url + "/v1beta/interactions", json={"model": "m", "input": "hi"},
+                      headers={"x-goog-api-key": srv.api_key}, timeout=10)
+    assert done.json()["status"] == "completed"
+    assert _mode(shared) == 0o700 and _mode(data) == 0o700
+    assert _mode(old_log) == 0o600 and _mode(server_process.discovery_path("echo")) == 0o600
+    stored = sorted(data.glob("interactions-echo.sqlite*"))
+    assert [p.name[-4:] for p in stored] == ["lite", "-shm", "-wal"]
+    assert {p.name: _mode(p) for p in stored} == {p.name: 0o600 for p in stored}
+    umask = next(ln for ln in Path(f"/proc/{srv.pid}/status").read_text().splitlines()
+                 if ln.startswith("Umask:"))
+    assert umask.split()[1] == "0077"  # whatever else it writes (sandbox files) is private too
+
+
+class _Impostor(BaseHTTPRequestHandler):
+    """Whatever took a dead server's port: answers every request with one status, and records
+    all it was sent."""
+
+    status = 404
+    seen: list
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.seen.append((self.command, self.path, dict(self.headers), body))
+        payload = json.dumps({"proof": "0" * 64, "id": "v1_x", "status": "completed"}).encode()
+        self.send_response(self.status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("status", [404, 200])
+def test_an_impostor_on_a_stale_discovery_files_port_is_sent_nothing_keyed(shared, status):
+    seen: list = []
+    handler = type("Handler", (_Impostor,), {"status": status, "seen": seen})
+    impostor = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    key = "the-old-servers-key-" + "k" * 24
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        shared.mkdir(parents=True)
+        server_process.discovery_path("echo").write_text(json.dumps({
+            "url": f"http://127.0.0.1:{impostor.server_port}", "pid": alive.pid,
+            "engine": "echo", "key": key}))
+        srv = server_process.shared_server("echo")
+    finally:
+        impostor.shutdown()
+        impostor.server_close()
+        alive.kill()
+        alive.wait()
+    assert srv.pid != alive.pid and srv.base_url != f"http://127.0.0.1:{impostor.server_port}"
+    assert srv.running  # the real one proves its key
+    assert seen, "the impostor was never asked"
+    for method, path, headers, body in seen:  # only probes, and nothing it could use
+        assert method == "GET" and path.startswith("/gemini-magics/proof?nonce=")
+        assert "x-goog-api-key" not in {h.lower() for h in headers}
+        assert key not in repr((path, headers, body)) and key[:12] not in repr(headers)
+    nonces = [path.split("nonce=")[1] for _, path, _, _ in seen]
+    assert len(set(nonces)) == len(nonces)  # fresh each time: an answer cannot be replayed
+
+
+def test_another_users_pid_is_not_a_live_server():
+    """os.kill(pid, 0) fails with EPERM for another user's process: not ours, so stale."""
+    if os.geteuid() != 0:  # pid 1 is root's
+        assert server_process._pid_alive(1) is False
+        return
+    # as root every kill(pid, 0) succeeds: ask from an unprivileged user about a root pid, with
+    # an interpreter that user may run (the package needs only the standard library here)
+    python = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3")
+                   if os.access(p, os.X_OK)), None)
+    if python is None:
+        pytest.skip("no system python3 to run as another user")
+    code = ("import sys; from gemini_magics import server_process as s; "
+            "print(s._pid_alive(int(sys.argv[1])))")
+    try:
+        out = subprocess.run([python, "-c", code, str(os.getpid())], user="nobody", cwd="/",
+                             capture_output=True, text=True, timeout=60,
+                             env={"PYTHONPATH": str(Path(__file__).parents[1]), "HOME": "/"})
+    except (PermissionError, KeyError) as e:
+        pytest.skip(f"cannot run a process as nobody here ({e})")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+    assert server_process._pid_alive(os.getpid()) is True  # our own is alive
+
+
+def test_only_a_server_holding_the_key_can_answer_the_proof():
+    from gemini_magics.catalog import PROOF_PATH, key_proof
+    from gemini_magics.server import start_server
+
+    nonce = "ab" * 16
+    with start_server(engine="echo", api_key="k" * 32) as srv:
+        r = httpx.get(srv.base_url + PROOF_PATH, params={"nonce": nonce}, timeout=10)
+        assert r.json() == {"proof": key_proof("k" * 32, nonce)}
+        assert key_proof("k" * 32, nonce) != key_proof("j" * 32, nonce)
+        assert server_process._proves(srv.base_url, "k" * 32)
+        assert not server_process._proves(srv.base_url, "j" * 32)
+        r = httpx.get(srv.base_url + PROOF_PATH, params={"nonce": "not hex"}, timeout=10)
+        assert r.status_code == 400 and "'nonce'" in r.json()["error"]["message"]
+    with start_server(engine="echo") as srv:  # open: no key of its own to prove
+        r = httpx.get(srv.base_url + PROOF_PATH, params={"nonce": nonce}, timeout=10)
+        assert r.status_code == 404 and not server_process._proves(srv.base_url, "")

@@ -118,13 +118,13 @@ def test_the_widgets_panel_drives_the_tools_setting(shell):
     m = magics_of(shell)
     panel = widgets.Panel(m, publish=lambda *a: None)
     try:
-        panel._observe_magics(True)
-        panel.tools.value = ("google_search", "url_context")
+        panel.pickers.observe_magics(True)
+        panel.pickers.tools.value = ("google_search", "url_context")
         assert m.tools == "google_search,url_context"
         ok(run_cell(shell, "%%gemini\nlook it up"))
         assert [t.type for t in sent_tools(shell)] == ["google_search", "url_context"]
         ok(run_cell(shell, "%gemini tools code_execution"))
-        assert panel.tools.value == ("code_execution",)
+        assert panel.pickers.tools.value == ("code_execution",)
     finally:
         panel.close()
 

@@ -3,7 +3,7 @@ would only fail once a key is set: one warning line, once per name, names the pr
 The names come from one catalogue (catalog.py): ours and the installed SDK's own lists."""
 import pytest
 
-from gemini_magics import cell, widgets
+from gemini_magics import widgets
 from gemini_magics.catalog import sdk_names
 from magics_fixtures import magics_of, record_publishes, run_cell, shell  # noqa: F401
 
@@ -16,7 +16,7 @@ def offline(shell, monkeypatch):
     """The shell answered by the embedded local server (echo engine), as without a key."""
     m = magics_of(shell)
     m.base_url, m.engine = "", "echo"
-    monkeypatch.setattr(cell, "_WARNED", set())
+    monkeypatch.setattr(m.session, "warned", set())
     return shell
 
 
@@ -46,7 +46,8 @@ def test_an_unknown_agent_is_named_as_an_agent(offline):
 
 
 def test_no_warning_for_another_endpoint(shell, monkeypatch):
-    monkeypatch.setattr(cell, "_WARNED", set())  # the shell's base_url: a server of its own
+    monkeypatch.setattr(magics_of(shell).session, "warned", set())  # the shell's base_url: a
+    # server of its own
     cap = run_cell(shell, "%%gemini -m gemini-3.5-flsh\nhello")
     assert cap.error is None and "not a known" not in cap.stdout
 
@@ -55,17 +56,15 @@ def test_the_panel_picker_offers_current_models_and_warns_about_a_typed_unknown_
                                                                                     monkeypatch):
     record_publishes(monkeypatch)
     m = magics_of(offline)
-    old = widgets._PANELS.pop(m, None)
-    if old is not None:
-        old.close()
+    widgets.PANELS.forget(m)
     run_cell(offline, "%gemini ui")
     panel = offline.user_ns["_gemini_panel"]
     try:
-        options = set(panel.model.options)
+        options = set(panel.pickers.model.options)
         assert "gemini-3.5-flash" in options and "gemini-flash-latest" in options  # the SDK's
         assert not any(n.endswith(("-tts", "-transcribe")) for n in options)
-        panel.model.value = "gemini-3.5-flsh"
+        panel.pickers.model.value = "gemini-3.5-flsh"
         assert m.model == "gemini-3.5-flsh" and panel.status_line == WARNING
     finally:
         panel.close()
-        widgets._PANELS.pop(m, None)
+        widgets.PANELS.forget(m)

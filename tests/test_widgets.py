@@ -44,9 +44,7 @@ def saved(calls, display_id):
 @pytest.fixture()
 def panel(shell, published):
     m = magics_of(shell)
-    old = widgets._PANELS.pop(m, None)
-    if old is not None:
-        old.close()
+    widgets.PANELS.forget(m)
     run_cell(shell, "%gemini ui")
     p = shell.user_ns["_gemini_panel"]
     yield p
@@ -54,7 +52,7 @@ def panel(shell, published):
         p.job.stop()
         p.job.wait(WAIT)
     p.close()
-    widgets._PANELS.pop(m, None)
+    widgets.PANELS.forget(m)
 
 
 @pytest.fixture()
@@ -71,13 +69,13 @@ def last_turn_markdown(p):
 def test_panel_lists_models_tools_and_the_users_functions(shell, published):
     run_cell(shell, "def lookup_price(item: str) -> float:\n    return 1.0\n_private = lambda: 0")
     m = magics_of(shell)
-    widgets._PANELS.pop(m, None)
+    widgets.PANELS.forget(m)
     cap = run_cell(shell, "%gemini ui")
     assert cap.error is None
     p = shell.user_ns["_gemini_panel"]
     try:
-        assert {"gemini-3.5-flash", "gemini-3.1-flash-image", LOCAL_MODEL} <= set(p.model.options)
-        values = [v for _, v in p.tools.options]
+        assert {"gemini-3.5-flash", "gemini-3.1-flash-image", LOCAL_MODEL} <= set(p.pickers.model.options)
+        values = [v for _, v in p.pickers.tools.options]
         assert values[:5] == ["google_search", "code_execution", "url_context", "google_maps",
                               "file_search"]
         assert "fn:lookup_price" in values and not any("_private" in v for v in values)
@@ -87,12 +85,12 @@ def test_panel_lists_models_tools_and_the_users_functions(shell, published):
         assert saved(published, p.transcript_id)["text/plain"].startswith("Gemini panel")
     finally:
         p.close()
-        widgets._PANELS.pop(m, None)
+        widgets.PANELS.forget(m)
         shell.user_ns.pop("lookup_price", None)
 
 
 def test_choosing_a_model_changes_the_request(panel, shell, api):
-    panel.model.value = "gemini-2.5-pro"
+    panel.pickers.model.value = "gemini-2.5-pro"
     assert magics_of(shell).model == "gemini-2.5-pro"
     panel.prompt.value = "Which model are you?"
     panel.send_button.click()
@@ -109,7 +107,7 @@ def test_choosing_tools_changes_the_request(panel, shell, api):
     try:
         panel.close()
         run_cell(shell, "%gemini ui")  # reopening lists the functions defined since
-        panel.tools.value = ("google_search", "code_execution", "fn:my_helper")
+        panel.pickers.tools.value = ("google_search", "code_execution", "fn:my_helper")
         panel.prompt.value = "Find it."
         panel.send_button.click()
         result = panel.wait(WAIT)
@@ -120,7 +118,7 @@ def test_choosing_tools_changes_the_request(panel, shell, api):
         # the picked function really ran: the magic's function loop called it and sent the result
         assert [c["name"] for c in result.function_calls] == ["my_helper"]
         assert result.function_results and not result.function_results[0].get("is_error")
-        panel.tools.value = ()
+        panel.pickers.tools.value = ()
         panel.prompt.value = "And now?"
         panel.send_button.click()
         result = panel.wait(WAIT)
@@ -129,25 +127,48 @@ def test_choosing_tools_changes_the_request(panel, shell, api):
         shell.user_ns.pop("my_helper", None)
 
 
+def test_a_panel_turn_sends_what_a_cell_would(panel, shell, api):
+    """The panel's request comes from the cell pipeline: a tool setting the pickers cannot show
+    (a file_search store) is sent as a cell sends it, with the picked function added."""
+    run_cell(shell, "def my_helper(x: int) -> int:\n    return x")
+    try:
+        run_cell(shell, "%gemini tools file_search:store1")
+        cap = run_cell(shell, "%%gemini -o cell_result\nFind it.")
+        assert cap.error is None, cap.error
+        cell_tools = api.interactions.get(shell.user_ns["cell_result"].id).tools
+        panel.pickers.list_functions()
+        panel.pickers.tools.value = panel.pickers.tools.value + ("fn:my_helper",)
+        panel.prompt.value = "Find it."
+        panel.send_button.click()
+        result = panel.wait(WAIT)
+        assert result.id, result.error
+        tools = api.interactions.get(result.id).tools
+        assert [t.type for t in tools] == [t.type for t in cell_tools] + ["function"]
+        assert tools[0].file_search_store_names == ["store1"] and tools[1].name == "my_helper"
+    finally:
+        for name in ("my_helper", "cell_result"):
+            shell.user_ns.pop(name, None)
+
+
 def test_panel_and_magic_share_settings(panel, shell):
     m = magics_of(shell)
     run_cell(shell, "%config GeminiMagics.model = 'gemini-2.5-pro'")
-    assert panel.model.value == "gemini-2.5-pro"
+    assert panel.pickers.model.value == "gemini-2.5-pro"
     run_cell(shell, "%gemini temperature 0.5")
-    assert panel.use_temperature.value is True and panel.temperature.value == 0.5
+    assert panel.pickers.use_temperature.value is True and panel.pickers.temperature.value == 0.5
     run_cell(shell, "%gemini system Be brief.")
-    assert panel.system.value == "Be brief."
+    assert panel.pickers.system.value == "Be brief."
 
-    panel.model.value = "gemini-3-flash-preview"
-    panel.system.value = "Talk like a pirate."
-    panel.use_temperature.value = False
+    panel.pickers.model.value = "gemini-3-flash-preview"
+    panel.pickers.system.value = "Talk like a pirate."
+    panel.pickers.use_temperature.value = False
     assert (m.model, m.system, m.temperature) == ("gemini-3-flash-preview", "Talk like a pirate.", None)
     cap = run_cell(shell, "%%gemini\nhello")
     assert cap.error is None
     assert '[system: "Talk like a pirate."]' in cap.markdown
     assert shell.user_ns["_gemini"].model == "gemini-3-flash-preview"
 
-    panel.system.value = ""
+    panel.pickers.system.value = ""
     assert m.system is None
 
 
@@ -211,7 +232,7 @@ def test_a_model_the_backend_rejects_is_a_status_message(panel, shell, scripted)
     magics_of(shell).base_url = scripted.base_url
     scripted.script = [{"status": 404, "json": {"error": {
         "code": 404, "message": "models/gemini-0-nope is not found", "status": "NOT_FOUND"}}}]
-    panel.model.value = "gemini-0-nope"
+    panel.pickers.model.value = "gemini-0-nope"
     panel.prompt.value = "hello"
     panel.send_button.click()
     result = panel.wait(WAIT)
@@ -223,7 +244,7 @@ def test_a_model_the_backend_rejects_is_a_status_message(panel, shell, scripted)
 
 def test_an_invalid_model_name_is_refused_in_the_picker(panel, shell):
     before = magics_of(shell).model
-    panel.model.value = "my model"
+    panel.pickers.model.value = "my model"
     assert magics_of(shell).model == before
     assert "not valid" in panel.status_line
 
@@ -257,9 +278,9 @@ def test_closing_and_reopening_the_panel_mid_stream_loses_nothing(panel, shell):
 
 def test_picking_the_local_model_switches_to_offline(panel, shell):
     m = magics_of(shell)
-    panel.model.value = LOCAL_MODEL
+    panel.pickers.model.value = LOCAL_MODEL
     assert m.offline is True and m.model == LOCAL_MODEL
-    panel.model.value = "gemini-3.5-flash"
+    panel.pickers.model.value = "gemini-3.5-flash"
     assert m.offline is False
 
 
@@ -379,16 +400,16 @@ def test_widgets_in_a_terminal_say_what_to_use_instead(shell):
 
 
 def test_picked_tools_survive_closing_and_reopening(panel, shell):
-    panel.tools.value = ("url_context",)
+    panel.pickers.tools.value = ("url_context",)
     panel.close()
     run_cell(shell, "%gemini ui")
-    assert panel.tools.value == ("url_context",)
+    assert panel.pickers.tools.value == ("url_context",)
     run_cell(shell, "%gemini ui")  # shown again while open: same picks
-    assert panel.tools.value == ("url_context",)
+    assert panel.pickers.tools.value == ("url_context",)
 
 
 def test_an_image_model_answer_shows_and_saves_the_image(panel, shell, published):
-    panel.model.value = "gemini-3.1-flash-image"
+    panel.pickers.model.value = "gemini-3.1-flash-image"
     panel.prompt.value = "a red circle"
     panel.send_button.click()
     result = panel.wait(WAIT)

@@ -4,7 +4,7 @@
   later cell runs meanwhile, a later cell stops a second answer, and the saved .ipynb holds both
   answers (whole, and partial + stopped) as text/markdown + text/plain, and an image answer as
   an image/png output: the live views were replaced by their answers, so no widget output and
-  no empty placeholder is saved.
+  no empty placeholder is saved; the panel's widget output is saved with its kind in metadata.
 - A kernel client clicks the live view's Stop button the way a browser does (a comm message
   to the widget) while the answer streams: the kernel is idle, so it handles the click at once
   and the interaction is cancelled on the server (the bug of ipywidgets #3468 does not apply).
@@ -61,6 +61,7 @@ def test_ui_cells_in_a_notebook_stream_in_the_background_and_are_saved(echo_serv
                                   "print(s.stopped, s.id, len(s.answer.split()))"),
         nbformat.v4.new_code_cell("%%gemini --ui -m gemini-3.1-flash-image\na red circle"),
         nbformat.v4.new_code_cell("print(_gemini_live.wait(60).ok)"),
+        nbformat.v4.new_code_cell("%gemini ui"),
     ]
     saved = run_notebook(nb, tmp_path / "ui.ipynb")
 
@@ -90,6 +91,12 @@ def test_ui_cells_in_a_notebook_stream_in_the_background_and_are_saved(echo_serv
     assert _stdout(saved.cells[7]).strip() == "True"
     images = [o for o in saved.cells[6].outputs if "image/png" in o.get("data", {})]
     assert len(images) == 1 and images[0].data["image/png"].startswith("iVBOR")
+
+    # the panel's widget output says what it is (the JupyterLab extension reads this once its
+    # kernel is gone); the transcript under it is ordinary Markdown
+    panel, transcript = saved.cells[8].outputs
+    assert WIDGET_MIME in panel.data and panel.metadata == {"gemini_magics": {"kind": "panel"}}
+    assert transcript.data["text/plain"].startswith("Gemini panel") and not transcript.metadata
 
 
 def test_clicking_stop_while_streaming_cancels_at_once(echo_server, kernel_env):

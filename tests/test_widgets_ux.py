@@ -112,27 +112,36 @@ def test_a_stop_you_asked_for_is_a_plain_note_not_an_error(panel, published):
 
 def test_a_pick_that_changes_later_cells_says_so(panel, shell):
     m = magics_of(shell)
-    panel.model.value = "gemini-2.5-pro"
+    panel.pickers.model.value = "gemini-2.5-pro"
     assert m.model == "gemini-2.5-pro"
     line = "Later %%gemini cells now use model gemini-2.5-pro (GeminiMagics.model)."
     assert panel.defaults_line == line and line in panel.info.value.replace("&quot;", '"')
-    panel.use_temperature.value = True
-    panel.temperature.value = 0.5
+    panel.pickers.use_temperature.value = True
+    panel.pickers.temperature.value = 0.5
     assert "temperature 0.50 (GeminiMagics.temperature)" in panel.info.value
-    panel.tools.value = ("google_search",)
+    panel.pickers.tools.value = ("google_search",)
     assert "the tools google_search (GeminiMagics.tools)" in panel.info.value
-    panel.system.value = "Be brief."
+    panel.pickers.system.value = "Be brief."
     assert "the system instruction “Be brief.” (GeminiMagics.system)" in panel.info.value
-    panel.model.value = "local-offline"
+    panel.pickers.model.value = "local-offline"
     assert "GeminiMagics.offline is on" in panel.info.value and m.offline is True
     # a change made in a cell is only mirrored: the panel does not claim it
     panel.defaults_line = ""
     run_cell(shell, "%config GeminiMagics.model = 'gemini-2.5-flash'")
-    assert panel.model.value == "gemini-2.5-flash" and panel.defaults_line == ""
+    assert panel.pickers.model.value == "gemini-2.5-flash" and panel.defaults_line == ""
     # the cell really uses what the panel said
-    panel.model.value = "gemini-3-flash-preview"
+    panel.pickers.model.value = "gemini-3-flash-preview"
     assert run_cell(shell, "%%gemini\nhello").error is None
     assert shell.user_ns["_gemini"].model == "gemini-3-flash-preview"
+
+
+def test_the_status_line_names_the_model_the_next_turn_uses(panel, shell):
+    assert panel.status_line == f"{live.STATES['idle']} · model {magics_of(shell).model}"
+    panel.pickers.model.value = "gemini-2.5-pro"  # typed in the panel
+    assert panel.status_line == f"{live.STATES['idle']} · model gemini-2.5-pro"
+    run_cell(shell, "%gemini model gemini-3-flash-preview")  # or set from a cell
+    assert panel.status_line == f"{live.STATES['idle']} · model gemini-3-flash-preview"
+    assert panel.status.value.endswith("model gemini-3-flash-preview</span>")
 
 
 def test_the_offline_notice_is_shown_once_not_in_every_status_line(panel, shell):
@@ -173,12 +182,13 @@ def test_waiting_behind_another_answer_of_the_local_model_says_how_many(shell, s
     scripted.script = [{"sse": events[:1] + [3.0] + events[1:]}]
     local = Backend("local", scripted.base_url, "k", 1, None)  # as the embedded server is labelled
     m = magics_of(shell)
-    first = live.StreamJob(parse("", "first", m.settings()), backend=local).start()
-    second = live.StreamJob(parse("", "second", m.settings()), backend=local).start()
+    jobs = live.LiveJobs()  # a kernel's own (its Session's), not the default one
+    first = live.StreamJob(parse("", "first", m.settings()), backend=local, jobs=jobs).start()
+    second = live.StreamJob(parse("", "second", m.settings()), backend=local, jobs=jobs).start()
     try:
         wait_for(lambda: "1 earlier answer is still running; the local model answers one "
                          "request at a time" in second.status_text(), what="the queue note")
-        assert first.ahead() == 0
+        assert jobs.ahead(first) == 0 and live.JOBS.ahead(second) == 0
     finally:
         for job in (first, second):
             job.stop()
@@ -203,6 +213,27 @@ def test_the_live_view_text_is_above_stop_and_the_answer_replaces_the_view(shell
     assert answer["text/markdown"].startswith("w1 w2") and "<details>" in answer["text/markdown"]
     # no other output was made: no empty placeholder
     assert {c["display_id"] for c in published} == {view.display_id}
+
+
+def test_widget_outputs_say_what_they_are_in_their_metadata(shell, published):
+    """The JupyterLab extension finds our dead widget outputs by this metadata."""
+    m = magics_of(shell)
+    widgets.PANELS.forget(m)
+    cap = run_cell(shell, "%gemini ui")
+    panel_out = [o for o in cap.outputs if WIDGET_MIME in o["data"]]
+    assert [o["metadata"] for o in panel_out] == [{"gemini_magics": {"kind": "panel"}}]
+    transcript_id = shell.user_ns["_gemini_panel"].transcript_id
+    transcript = [c for c in published if c["display_id"] == transcript_id]
+    assert transcript and transcript[0]["metadata"] == {}  # ordinary Markdown, not a widget
+    widgets.PANELS.forget(m)
+
+    assert run_cell(shell, "%%gemini --ui\nhello").error is None
+    view = shell.user_ns["_gemini_live"]
+    assert view.wait(WAIT).ok
+    calls = [c for c in published if c["display_id"] == view.display_id]
+    assert WIDGET_MIME in calls[0]["data"]
+    assert calls[0]["metadata"] == {"gemini_magics": {"kind": "live view"}}
+    assert calls[-1]["update"] and calls[-1]["metadata"] == {}  # the answer that replaced it
 
 
 def test_an_image_model_that_draws_nothing_leaves_no_empty_output(shell, published, scripted):

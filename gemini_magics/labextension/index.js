@@ -4,6 +4,8 @@
 //    the kernel language's mimeType again once the magic line is gone.
 // 2. A saved `%gemini ui` panel (or unfinished `--ui` view) whose widget lives in no kernel any
 //    more shows its text/plain line instead of "Error displaying widget: model not found".
+//    Our widget outputs carry output metadata {"gemini_magics": {"kind": "panel" | "live view"}};
+//    notebooks saved before that are recognised by their text/plain line.
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 
@@ -11,7 +13,14 @@ const MAGIC = /^\s*%%gemini(?:\s|$)/;
 const MARKDOWN = 'text/x-ipythongfm';
 const WIDGET_VIEW = 'application/vnd.jupyter.widget-view+json';
 const WIDGET_STATE = 'application/vnd.jupyter.widget-state+json';
-const OUR_WIDGET = /^Gemini (panel|live view)\b/;
+const OUR_KINDS = new Set(['panel', 'live view']);
+const OUR_WIDGET = /^Gemini (panel|live view)\b/; // notebooks saved without the metadata
+
+// Whether an output is one of our widgets: by its metadata, else (older notebooks) its text.
+function isOurWidget(output, plain) {
+  const ours = (output.metadata || {}).gemini_magics;
+  return ours ? OUR_KINDS.has(ours.kind) : OUR_WIDGET.test(plain);
+}
 
 function watchNotebook(panel, languages) {
   const notebook = panel.content;
@@ -92,8 +101,7 @@ async function showDeadWidgetsAsText(panel) {
       const data = output.data || {};
       const plain = [].concat(data['text/plain'] || []).join('');
       const view = data[WIDGET_VIEW];
-      const ours = (output.metadata || {}).gemini_magics || OUR_WIDGET.test(plain);
-      if (!view || !ours || !view.model_id || keep.has(view.model_id)) continue;
+      if (!view || !isOurWidget(output, plain) || !view.model_id || keep.has(view.model_id)) continue;
       const rest = Object.assign({}, data);
       delete rest[WIDGET_VIEW];
       cell.outputs.set(i, Object.assign({}, output, { data: rest }));

@@ -8,6 +8,9 @@ Public face:
     srv.stop()     # also a context manager
     start_server(..., keys=KeyRing.from_file(PATH, rate=N, tokens=N))  # classroom mode:
                    # one key per student, isolated interactions, per-key quotas (classroom.py)
+    start_server(..., storage_mb=256, max_items=10_000,     # the store's bounds, and in
+                 key_storage_mb=None, key_items=None)       # classroom mode each key's share
+                   # (default: the bounds / the number of keys; store.py)
     default_server()  # one lazily started server per process, used when no API key is set;
                       # locked with a random key (new_api_key()) that only this process holds
     sandbox_refusal()  # None if code execution can run here, else the sentence saying why not
@@ -27,20 +30,24 @@ from __future__ import annotations
 import atexit
 import ipaddress
 import logging
+import math
 import os
+import re
 import secrets
 import socket
 import threading
 import time
 from typing import Any, Optional, Union
 
-from .app import InteractionService, create_app, http_protocol, server_class
+from .app import InteractionService
 from .classroom import KeyRing
 from .engines import Engine, make_engine
+from .http_guard import http_protocol, server_class
 from .producers.agent import runs_code
 from .protocol import ApiError, CreateRequest
+from .routes import create_app
 from .sandbox import sandbox_refusal
-from .store import Store
+from .store import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, Store, TooBig, size_at_least
 
 log = logging.getLogger(__name__)
 # Library code: stay silent unless the application configures logging (a kernel would otherwise
@@ -82,6 +89,12 @@ class _Service(InteractionService):
                                 f"other machines can reach, and was started without "
                                 f"--allow-code-execution; drop the code_execution tool (agents "
                                 f"always run code) or restart the server with that flag.")
+        if req.store:  # an input that alone cannot be kept is refused before it runs
+            try:
+                self.store.check_size(size_at_least(req.input_steps),
+                                      None if student is None else student.id)
+            except TooBig as e:
+                raise ApiError(413, str(e)) from None
         return super().start(req, history, student=student)
 
 
@@ -117,8 +130,12 @@ class LocalServer:
     def __init__(self, engine: Union[str, Engine] = "local", db: Optional[str] = None,
                  host: str = "127.0.0.1", port: int = 0, api_key: Optional[str] = None,
                  model_path: Optional[str] = None, allow_code_execution: bool = False,
-                 keys: Optional[KeyRing] = None):
+                 keys: Optional[KeyRing] = None, storage_mb: Optional[float] = None,
+                 max_items: Optional[int] = None, key_storage_mb: Optional[float] = None,
+                 key_items: Optional[int] = None):
         import uvicorn  # deferred: ~0.1 s, paid only by code that starts a server
+
+        limits = _store_limits(keys, storage_mb, max_items, key_storage_mb, key_items)
 
         if keys is not None and api_key:
             raise ValueError("Give either --keys (a key per student) or --api-key (one key for "
@@ -133,7 +150,7 @@ class LocalServer:
         self._owns_engine = not isinstance(engine, Engine)
         try:
             self.engine = make_engine(engine, model_path=model_path)
-            self.store = Store(db)
+            self.store = Store(db, **limits)
         except BaseException:
             sock.close()
             raise
@@ -151,7 +168,7 @@ class LocalServer:
             raise
         # log_config=None: do not let uvicorn reconfigure the host process's logging (a kernel's).
         # No access log: request lines are noise, and a key sent as ?key= must never be logged.
-        # http_protocol(): deadlines for heads, idle and stalled readers, JSON 400s (app.py).
+        # http_protocol(): deadlines for heads, idle and stalled readers, JSON 400s (http_guard.py).
         self._activity = _Activity(create_app(self.service))
         config = uvicorn.Config(self._activity, http=http_protocol(), log_config=None,
                                 log_level="warning", access_log=False, lifespan="off",
@@ -213,16 +230,50 @@ def start_server(engine: Union[str, Engine] = "local", db: Optional[str] = None,
                  host: str = "127.0.0.1", port: int = 0, api_key: Optional[str] = None,
                  model_path: Optional[str] = None,
                  allow_code_execution: bool = False,
-                 keys: Optional[KeyRing] = None) -> LocalServer:
+                 keys: Optional[KeyRing] = None, storage_mb: Optional[float] = None,
+                 max_items: Optional[int] = None, key_storage_mb: Optional[float] = None,
+                 key_items: Optional[int] = None) -> LocalServer:
     """Start a server on a background thread; returns once its socket accepts connections.
 
     `api_key=None` serves anyone who reaches the port (allowed on loopback only, as for
     `gemini-magics serve`); a server only its starter should use takes `new_api_key()`.
-    `keys` (instead of `api_key`): classroom mode, see `classroom.py`.
+    `keys` (instead of `api_key`): classroom mode, see `classroom.py`. `storage_mb` and
+    `max_items` bound the store (`serve --storage-mb`, `--max-items`); `key_storage_mb` and
+    `key_items` give each key its own share of it (`--key-storage-mb`, `--key-items`;
+    default: the bounds divided by the number of keys), so no key can erase another's.
     """
     return LocalServer(engine=engine, db=db, host=host, port=port, api_key=api_key,
                        model_path=model_path, allow_code_execution=allow_code_execution,
-                       keys=keys)
+                       keys=keys, storage_mb=storage_mb, max_items=max_items,
+                       key_storage_mb=key_storage_mb, key_items=key_items)
+
+
+_MIB = 1024 * 1024
+
+
+def _store_limits(keys: Optional[KeyRing], storage_mb: Optional[float],
+                  max_items: Optional[int], key_storage_mb: Optional[float],
+                  key_items: Optional[int]) -> dict:
+    """The Store's bounds from the server's options (ValueError: one sentence naming one)."""
+    for flag, value, whole in (("--storage-mb", storage_mb, False),
+                               ("--max-items", max_items, True),
+                               ("--key-storage-mb", key_storage_mb, False),
+                               ("--key-items", key_items, True)):
+        if value is None:
+            continue
+        kind = int if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not 0 < value < math.inf:
+            what = "a whole number of at least 1" if whole else "a number of MiB above 0"
+            raise ValueError(f"{flag} must be {what}, not {value!r}.")
+    if keys is None and (key_storage_mb is not None or key_items is not None):
+        raise ValueError("--key-storage-mb and --key-items go with --keys FILE (classroom mode).")
+    limits = {"max_bytes": int(storage_mb * _MIB) if storage_mb else DEFAULT_MAX_BYTES,
+              "max_items": max_items or DEFAULT_MAX_ITEMS}
+    if keys is not None:
+        limits["key_max_bytes"] = (int(key_storage_mb * _MIB) if key_storage_mb
+                                   else limits["max_bytes"] // len(keys))
+        limits["key_max_items"] = key_items or max(1, limits["max_items"] // len(keys))
+    return limits
 
 
 _default: Optional[LocalServer] = None

@@ -9,6 +9,7 @@ Google sends them) or 503 before a turn is started. Engines without `admit` are 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import secrets
 import threading
@@ -19,6 +20,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .engines.base import EngineRequest, GenerationParams
+from .protocol import check_refs
+from .turns import public_message
+
+log = logging.getLogger(__name__)
 
 __all__ = ["add_routes", "refusal", "BatchStore"]
 
@@ -142,7 +147,8 @@ class BatchStore:
                 try:
                     batch.responses.append(_answer(self.service.engine, batch.model, inline))
                 except Exception as e:  # noqa: BLE001 - one request's failure is its error
-                    batch.responses.append({"error": {"code": 500, "message": str(e)},
+                    log.warning("a request of batch %s failed", batch.name, exc_info=True)
+                    batch.responses.append({"error": {"code": 500, "message": public_message(e)},
                                             **({"metadata": inline["metadata"]}
                                                if "metadata" in inline else {})})
             batch.state = ("BATCH_STATE_CANCELLED" if batch.cancel.is_set()
@@ -152,9 +158,6 @@ class BatchStore:
         batch.updated = batch.ended = _now()
 
     async def create(self, request: Request) -> Response:
-        check = getattr(self.service, "check_key", None)
-        if check is not None:
-            check(request)
         model = request.path_params["model"]
         try:
             body = json.loads(await request.body() or b"{}")
@@ -171,6 +174,7 @@ class BatchStore:
         if len(inline) > MAX_BATCH_REQUESTS:
             return _error(400, f"At most {MAX_BATCH_REQUESTS} inline requests per batch.",
                           "INVALID_ARGUMENT")
+        check_refs(inline, "batch.inputConfig.requests.requests")  # their response schemas
         job = _Batch("batches/" + secrets.token_hex(8), model,
                      str(batch.get("displayName") or ""), inline)
         with self.lock:
@@ -179,9 +183,6 @@ class BatchStore:
         return JSONResponse(job.resource())
 
     def _find(self, request: Request):
-        check = getattr(self.service, "check_key", None)
-        if check is not None:
-            check(request)
         spec = request.path_params["spec"]
         ident, _, verb = spec.partition(":")
         return self.batches.get("batches/" + ident), verb
@@ -211,9 +212,6 @@ class BatchStore:
         return JSONResponse({})
 
     async def list(self, request: Request) -> Response:
-        check = getattr(self.service, "check_key", None)
-        if check is not None:
-            check(request)
         with self.lock:
             jobs = list(self.batches.values())
         return JSONResponse({"operations": [j.resource() for j in reversed(jobs)]})
@@ -223,7 +221,7 @@ def _checked(handler):
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request)
-        except Exception as e:  # noqa: BLE001 - an ApiError of check_key, or a bug
+        except Exception as e:  # noqa: BLE001 - an ApiError, or a bug
             code = getattr(e, "code", 500)
             body = e.body() if hasattr(e, "body") else {
                 "error": {"code": 500, "message": "Internal error in the local server.",

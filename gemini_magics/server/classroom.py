@@ -26,7 +26,12 @@ unknown one, is a 401. Per key:
 - `tokens`: a budget of total tokens (`usage.total_tokens` of its finished turns, cancelled
   and failed ones included); once used up every create is a 429. A turn started under budget
   runs to its end, so the budget can be overrun by the turns in flight at that moment. With a
-  `--db` file the tokens used are stored there and survive a restart.
+  `--db` file the tokens used are stored there and survive a restart. A turn that fails is
+  charged what its engine had already spent (`turns.MeteredEngine`).
+- storage: a share of the store (`--key-storage-mb`, `--key-items`; by default the store's
+  bounds divided by the number of keys). A key over its share loses its own least recently
+  updated interactions, never another key's; one interaction bigger than the share is refused
+  in one sentence (a 413 when its input alone is too big). The store enforces it (`store.py`).
 """
 from __future__ import annotations
 

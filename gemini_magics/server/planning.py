@@ -13,6 +13,7 @@ import re
 from typing import Any, Callable, Optional
 
 from .engines.base import Engine, EngineRequest, GenerationParams
+from .json_schema import validator
 
 __all__ = ["close_schema", "function_call_schema", "plan_function_call", "pin_numbers",
            "question_numbers", "MAX_ITEMS", "MAX_STRING"]
@@ -212,11 +213,11 @@ def plan_function_call(engine: Engine, messages: list[dict], function_tools: lis
     `parameters` schema, or None when the model chooses to answer in text (or `tool_choice` is
     "none", or the reply was cut off and does not validate). With `tool_choice` "auto", a
     question about one of the functions (`_asked_for`) gets no option to answer instead; the
-    number parameters take the numbers the question states (`pin_numbers`). `on_text` sees the raw JSON chunks
-    and may return False to cancel. `usage`, if given, receives input_tokens/output_tokens.
+    number parameters take the numbers the question states (`pin_numbers`). `on_text` sees the
+    raw JSON chunks and may return False to cancel. `usage`, if given, receives
+    input_tokens/output_tokens. The arguments are checked by a validator that never fetches a
+    `$ref` (`json_schema.validator`).
     """
-    import jsonschema  # deferred: slow to import (~1.5 s cold), only planning needs it
-
     tools = [t for t in function_tools if t.get("type", "function") == "function" and t.get("name")]
     tools, allow_answer = _allowed(tools, tool_choice)
     if not tools:
@@ -251,8 +252,7 @@ def plan_function_call(engine: Engine, messages: list[dict], function_tools: lis
     tool = by_name.get(choice.get("name"))
     if tool is None or not isinstance(choice.get("arguments"), dict):
         return None
-    try:
-        jsonschema.validate(choice["arguments"], tool.get("parameters") or {})
-    except jsonschema.ValidationError:
+    errors = validator(tool.get("parameters") or {}).iter_errors(choice["arguments"])
+    if next(errors, None) is not None:
         return None
     return {"name": tool["name"], "arguments": choice["arguments"]}

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from ..catalog import (ASPECT_RATIOS, BUILTIN_TOOLS, IMAGE_SIZES, normalize_aspect_ratio,
                        normalize_image_size)
+from .json_schema import check_schema, local_lookup
 from .mcp_tools import tool_problem
 from .planning import close_schema
 
@@ -45,6 +46,9 @@ _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSI
                  404: "NOT_FOUND", 405: "INVALID_ARGUMENT", 408: "DEADLINE_EXCEEDED",
                  413: "INVALID_ARGUMENT", 500: "INTERNAL", 501: "UNIMPLEMENTED"}
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# JSON-schema keywords whose value names another schema: one outside the request (a file, a URL)
+# is never followed (json_schema.py), and a request naming one is refused (check_refs).
+REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
 
 log = logging.getLogger(__name__)
 # The deprecation note for generation_config.image_config is logged once per process: it is
@@ -241,10 +245,12 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
     _check_generation_config(gen)
     system = _opt(body, "system_instruction", str)
     tools = _opt(body, "tools", list) or []
-    _check_tools(tools)
     rf = body.get("response_format")
     if rf is not None and not isinstance(rf, (dict, list)):
         raise bad(f"'response_format' must be an object or a list of objects, not a {_kind(rf)}.")
+    for name in ("tools", "response_format", "generation_config"):  # where schemas can be
+        check_refs(body.get(name), name)
+    _check_tools(tools)
     _check_response_schema(rf)
     env = body.get("environment")
     if env is not None and not isinstance(env, (str, dict)):
@@ -269,6 +275,30 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
         previous_interaction_id=prev or None,
         echo={k: body[k] for k in ECHOED_FIELDS if body.get(k) is not None},
     )
+
+
+def check_refs(value: Any, where: str) -> None:
+    """A 400 for a schema reference (`$ref`...) anywhere in `value` that is not local ('#...'):
+    following one would read a file or fetch a URL from the server."""
+    for field, ref in _refs(value, where):
+        if not ref.startswith("#"):
+            raise bad(f"{field}: only local references ('#/...') are allowed, not {shown(ref)}; "
+                      f"put the schema under '$defs' and refer to it as '#/$defs/Name'.")
+
+
+def _refs(value: Any, where: str):
+    """(field path, reference) for each string under a REF_KEYWORDS key anywhere in `value`
+    (`where`): every nested object and list is walked (`if`, `allOf`, `$defs`...), without
+    recursion."""
+    stack: list[tuple[Any, Any]] = [(value, (None, where))] if value else []
+    while stack:
+        container, path = stack.pop()
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, child in items:
+            if key in REF_KEYWORDS and isinstance(child, str):
+                yield _where(path, key), child
+            elif isinstance(child, (dict, list)):
+                stack.append((child, (path, key)))
 
 
 def _check_tools(tools: list) -> None:
@@ -322,10 +352,15 @@ def _check_schema(schema: Any, where: str) -> None:
     if not isinstance(schema, dict):
         raise bad(f"'{where}' must be a JSON schema object, not a {_kind(schema)}.")
     try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
+        check_schema(schema)
     except jsonschema.exceptions.SchemaError as e:
         path = "/".join(str(p) for p in e.absolute_path) or "its top level"
         raise bad(f"'{where}' is not a valid JSON schema at {path}: {_cut(e.message)}.") from None
+    resolves = local_lookup(schema)
+    for field, ref in _refs(schema, where) if resolves is not None else ():
+        if not resolves(ref):
+            raise bad(f"{field} is {shown(ref)}, which points at nothing in '{where}'; define "
+                      f"that schema (e.g. under '$defs') or fix the reference.")
 
 
 def _check_generation_config(gen: dict) -> None:

@@ -4,7 +4,14 @@
 survive a restart. Bounded, checked on every write (the least recently updated go first):
 - at most `max_items` interactions (default 10,000);
 - at most `max_bytes` of stored JSON (default 256 MiB; a `/words 20000` stream is ~2.5 MB);
-- interactions not updated for `ttl_seconds` (default 7 days) are dropped.
+- interactions not updated for `ttl_seconds` (default 7 days) are dropped;
+- one interaction may take at most a quarter of `max_bytes` (`row_limit`): a larger one is
+  refused (`TooBig`) rather than erasing everything else.
+With `key_max_items` / `key_max_bytes` (classroom mode), each owner has its own share: a write
+that takes an owner over it drops that owner's own least recently updated rows, never another
+owner's, and an interaction bigger than the share is refused. The global bounds still apply
+last, to every row (they only bite when the shares add up to more than the store, or for rows
+without an owner).
 A stored row holds the interaction resource (without steps), this turn's input steps, its
 output steps and its SSE events (for `GET ...?stream=true` replay), each as JSON text.
 In classroom mode (`classroom.py`) each row also records its `owner` (the digest of the key
@@ -22,16 +29,24 @@ refused with a sentence saying how to move it aside.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shlex
 import sqlite3
 import threading
 import time
-from typing import Optional
+from typing import Any, Optional
+
+from ..catalog import human_size
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ITEMS = 10_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 MAX_CHAIN = 10_000  # a previous_interaction_id chain longer than this is cut (guards cycles)
+ROW_SHARE = 4      # one interaction may take at most 1/ROW_SHARE of max_bytes
+PRIVATE = 0o600    # the database and its -wal/-shm hold conversations: the owner's only
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS interactions (
@@ -65,37 +80,63 @@ WITH RECURSIVE chain(id, previous_id, depth) AS (
 SELECT i.input, i.steps FROM chain c JOIN interactions i ON i.id = c.id ORDER BY c.depth DESC
 """
 
+# An owner's rows past its share: keeping the newest first (the row just written before all),
+# every row from the first one that no longer fits.
+_OWN_EXCESS = """
+SELECT id FROM (
+    SELECT id, SUM(size) OVER newest AS kept_bytes, ROW_NUMBER() OVER newest AS kept_items
+    FROM interactions WHERE owner = :owner
+    WINDOW newest AS (ORDER BY id = :id DESC, updated_at DESC ROWS UNBOUNDED PRECEDING)
+) WHERE kept_bytes > :bytes OR kept_items > :items
+"""
+
 
 class StoreError(Exception):
     """The database failed a read or a write; the message is one sentence for the client."""
+
+
+class TooBig(StoreError):
+    """One interaction larger than what one interaction (of its owner) may store."""
 
 
 class Store:
     """Interactions by id; see the module docstring for the bounds."""
 
     def __init__(self, path: Optional[str] = None, max_items: int = DEFAULT_MAX_ITEMS,
-                 ttl_seconds: float = DEFAULT_TTL_SECONDS, max_bytes: int = DEFAULT_MAX_BYTES):
+                 ttl_seconds: float = DEFAULT_TTL_SECONDS, max_bytes: int = DEFAULT_MAX_BYTES,
+                 key_max_items: Optional[int] = None, key_max_bytes: Optional[int] = None):
         self.path = path or ":memory:"
         self.max_items = max_items
         self.max_bytes = max_bytes
+        self.key_max_items = key_max_items
+        self.key_max_bytes = key_max_bytes
         self.ttl_seconds = ttl_seconds
         self._lock = threading.Lock()
         self._db = None
         try:
+            if self.path != ":memory:":
+                _make_private(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             if self.path != ":memory:":
                 self._check_integrity()
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
+                for suffix in ("-wal", "-shm"):  # an older run may have left them readable
+                    if os.path.exists(self.path + suffix):
+                        _make_private(self.path + suffix)
             self._db.executescript(_SCHEMA)
             self._migrate()
             count, size = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM interactions").fetchone()
-        except (sqlite3.Error, ValueError) as e:
+        except (sqlite3.Error, ValueError, OSError) as e:
             if self._db is not None:
                 self._db.close()
             if isinstance(e, ValueError):
                 raise
+            if isinstance(e, OSError):
+                raise ValueError(f"Cannot open the interaction database {self.path!r} "
+                                 f"({e.strerror}); give a writable SQLite file path with "
+                                 f"--db.") from None
             if not isinstance(e, sqlite3.OperationalError):  # "file is not a database", ...
                 raise self._damaged(str(e)) from None
             raise ValueError(f"Cannot open the interaction database {self.path!r} ({e}); "
@@ -103,10 +144,13 @@ class Store:
         self._count, self._bytes = count, size
 
     def _migrate(self) -> None:
-        """Bring a file from an older version up to the schema: add the `owner` column."""
+        """Bring a file from an older version up to the schema: add the `owner` column (and
+        the index each owner's share is counted by)."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(interactions)")}
         if "owner" not in columns:
             self._db.execute("ALTER TABLE interactions ADD COLUMN owner TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS interactions_owner "
+                         "ON interactions(owner, updated_at)")
 
     def _check_integrity(self) -> None:
         """Refuse a damaged file now rather than answer 500s later (quick_check reads every
@@ -146,6 +190,7 @@ class Store:
         except ValueError as e:  # NaN from a bug: never store what GET could not send
             raise self._failed("write", e) from None
         size = sum(len(t) for t in texts)
+        self.check_size(size, owner)
         iid = resource["id"]
         with self._lock:
             before = self._count, self._bytes
@@ -159,6 +204,10 @@ class Store:
                 self._count += 1
                 self._bytes += size
                 self._remove("updated_at < ?", (now - self.ttl_seconds,))
+                if owner is not None and self._shared():
+                    self._remove(f"id IN ({_OWN_EXCESS})", {
+                        "owner": owner, "id": iid, "bytes": self.key_max_bytes or self.max_bytes,
+                        "items": self.key_max_items or self.max_items})
                 while self._count > 1 and (self._count > self.max_items
                                            or self._bytes > self.max_bytes):
                     excess = max(1, self._count - self.max_items)
@@ -170,6 +219,34 @@ class Store:
                 self._rollback()
                 raise self._failed("write", e) from None
 
+    def _shared(self) -> bool:
+        """Whether owners have shares of their own (classroom mode)."""
+        return self.key_max_items is not None or self.key_max_bytes is not None
+
+    def row_limit(self, owner: Optional[str] = None) -> int:
+        """The most one interaction (of `owner`) may store, in characters of JSON."""
+        limit = self.max_bytes // ROW_SHARE
+        if owner is not None and self.key_max_bytes is not None:
+            limit = min(limit, self.key_max_bytes)
+        return limit
+
+    def check_size(self, size: int, owner: Optional[str] = None) -> None:
+        """Raise TooBig (one sentence) if an interaction of `size` cannot be stored at all,
+        however many rows were dropped for it."""
+        limit = self.row_limit(owner)
+        if size <= limit:
+            return
+        if owner is not None and self.key_max_bytes is not None \
+                and self.key_max_bytes <= self.max_bytes // ROW_SHARE:
+            whose, fix = ("this key's storage quota", "; send less (large media by 'uri'), use "
+                          "store=false, or ask whoever runs this server to raise "
+                          "--key-storage-mb")
+        else:
+            whose, fix = ("what one interaction may take on this server", "; send less (large "
+                          "media by 'uri') or use store=false")
+        raise TooBig(f"This interaction needs {human_size(size)} of storage, more than "
+                     f"{whose} ({human_size(limit)}), so it cannot be kept{fix}.")
+
     def _rollback(self) -> None:
         try:
             if self._db.in_transaction:
@@ -177,7 +254,7 @@ class Store:
         except sqlite3.Error:
             pass  # SQLite rolls back by itself when the transaction cannot continue
 
-    def _remove(self, where: str, args: tuple) -> None:
+    def _remove(self, where: str, args: Any) -> None:
         """Delete matching rows, keeping the count and byte totals right (lock held)."""
         n, size = self._db.execute(
             f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM interactions WHERE {where}",
@@ -262,6 +339,30 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def size_at_least(value: Any) -> int:
+    """A lower bound of `value`'s size as stored (the characters of its strings), cheap enough
+    for the event loop: whether a request's input alone can fit before it runs."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(len(k) + size_at_least(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(size_at_least(v) for v in value)
+    return 0
+
+
+def _make_private(path: str) -> None:
+    """Create the database file owner-only, or make an existing one so (SQLite then creates
+    its -wal and -shm files with the same mode)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE)
+    try:
+        os.fchmod(fd, PRIVATE)
+    except PermissionError:  # another user's file we may write: theirs to protect
+        log.warning("cannot make %s private (owner only): it belongs to another user", path)
+    finally:
+        os.close(fd)
 
 
 def _owned(owner: Optional[str]) -> tuple[str, tuple]:

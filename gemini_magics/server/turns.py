@@ -13,6 +13,7 @@ the only thing they share with the event loop (`listeners` wake async readers).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import re
@@ -21,13 +22,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
-from .engines.base import Engine, EngineRequest, GenerationParams
+from .engines.base import (Engine, EngineError, EngineRequest, EngineResult, GenerationParams,
+                           OnText)
 from .event_ids import event_id
 from .protocol import CreateRequest
+from .store import StoreError
 
 log = logging.getLogger(__name__)
 
 FINISH_STATUS = {"stop": "completed", "length": "incomplete", "cancelled": "cancelled"}
+# What a client is told when a producer raises (`public_message`): never the text of an
+# exception that is not ours, which may quote anything it touched (a jsonschema error quotes the
+# whole schema); the details go to the log.
+FAILED_SENTENCE = ("The local server failed while producing this answer (the details are in "
+                   "its log); try again, and report it if it keeps happening.")
 
 
 def now_iso() -> str:
@@ -503,21 +511,68 @@ def step_signature(rec: TurnRecorder, index: int) -> str:
 Keep = Callable[[dict, list, list, list], None]  # (resource, input steps, steps, events)
 
 
+class MeteredEngine(Engine):
+    """The turn's engine, counting every token it was asked for and gave: a producer that
+    raises after the engine generated (a schema error after planning) loses its own count,
+    and a failed turn must still be charged for what it cost. A `generate` that itself raises
+    counts its messages and the text it had streamed (the engine's own estimate)."""
+
+    def __init__(self, inner: Engine):
+        self.inner = inner
+        self.name = inner.name
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self._lock = threading.Lock()
+
+    def __getattr__(self, attr: str):  # the inner engine's knobs (describes_input, url, ...)
+        return getattr(self.inner, attr)
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def generate(self, request: EngineRequest, on_text: OnText) -> EngineResult:
+        streamed: list[str] = []
+
+        def counting(chunk: str) -> bool:
+            streamed.append(chunk)
+            return on_text(chunk)
+
+        try:
+            result = self.inner.generate(request, counting)
+        except BaseException:
+            self._add(sum(self.count_tokens(m.get("content") or "") for m in request.messages
+                          if isinstance(m.get("content"), str)),
+                      self.count_tokens("".join(streamed)))
+            raise
+        self._add(result.input_tokens, result.output_tokens)
+        return result
+
+    def _add(self, input_tokens: int, output_tokens: int) -> None:
+        with self._lock:
+            self.input_tokens += input_tokens
+            self.output_tokens += output_tokens
+
+
 def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> None:
     """Produce the turn, `keep` it (store it; None when store=false), then end it with
     interaction.completed.
 
     Kept before anyone can see it end, so no answer claims what was not kept: if `keep` raises,
-    the turn ends `failed` with an `error` event carrying the store's one-sentence reason.
+    the turn ends `failed` with an `error` event carrying the store's one-sentence reason. A
+    producer that raises ends the turn `failed` with `public_message`'s sentence and the tokens
+    its engine had spent (`MeteredEngine`), so they show in its usage and are charged.
     """
     rec = ctx.recorder
+    metered = MeteredEngine(ctx.engine)
     try:
-        outcome = producer(ctx)
+        outcome = producer(dataclasses.replace(ctx, engine=metered))
     except Exception as e:  # an engine bug must end the turn, not hang its readers
-        log.warning("turn %s failed: %s: %s", rec.id, type(e).__name__, e)
-        outcome = Outcome("failed", errors=[{"code": "internal",
-                                             "message": f"The engine failed: {e}"}])
-        rec.emit("error", {"error": {"code": "internal", "message": f"The engine failed: {e}"}})
+        log.warning("turn %s failed: %s: %s", rec.id, type(e).__name__, e,
+                    exc_info=not isinstance(e, EngineError))  # a bug: where, in the log
+        error = {"code": "internal", "message": public_message(e)}
+        outcome = Outcome("failed", metered.input_tokens, metered.output_tokens,
+                          errors=[error])
+        rec.emit("error", {"error": dict(error)})
     try:
         resource, last = rec.closing(outcome)
         if keep is not None:
@@ -525,7 +580,7 @@ def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> 
                 keep(resource, rec.input_steps, rec.steps(), rec.events + [last])
             except Exception as e:
                 log.warning("interaction %s was not stored: %s", rec.id, e)
-                error = {"code": "storage", "message": str(e)}
+                error = {"code": "storage", "message": public_message(e)}
                 outcome = Outcome("failed", outcome.input_tokens, outcome.output_tokens,
                                   errors=[error])
                 rec.emit("error", {"error": dict(error)})
@@ -535,6 +590,12 @@ def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> 
         if not rec.done.is_set():  # a bug above: readers must still end
             rec.done.set()
             rec._notify()
+
+
+def public_message(e: BaseException) -> str:
+    """A failure as a client may read it: the sentence of an engine or the store (written for
+    the client), else FAILED_SENTENCE (the exception's own text stays in the log)."""
+    return str(e) if isinstance(e, (EngineError, StoreError)) else FAILED_SENTENCE
 
 
 def not_run(ctx: TurnContext) -> Outcome:

@@ -5,6 +5,7 @@ real google-genai SDK, raw httpx and the `%%gemini` magic; the echo engine answe
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -346,6 +347,8 @@ def test_serve_with_a_keys_file(tmp_path):
     s = Served("--engine", "echo", "--port", "0", "--keys", str(path), "--key-rate", "5",
                "--key-tokens", "1000", "--host", "0.0.0.0")  # keys are enough off loopback
     try:
+        umask = next(ln for ln in open(f"/proc/{s.proc.pid}/status") if ln.startswith("Umask:"))
+        assert umask.split()[1] == "0077"  # what a classroom server writes is its user's only
         url = s.url.replace("0.0.0.0", "127.0.0.1")
         body = {"model": "m", "input": "x"}
         assert httpx.post(url + "/v1/interactions", json=body, timeout=10).status_code == 401
@@ -373,3 +376,145 @@ def test_serve_refuses_a_bad_keys_file_in_one_sentence(tmp_path):
     good.write_text(KEYS_TEXT)
     assert "--keys" in _fails("--engine", "echo", "--key-rate", "3")
     assert "not both" in _fails("--engine", "echo", "--keys", str(good), "--api-key", "k" * 20)
+
+
+# -- storage shares ----------------------------------------------------------------------------
+# An input of one long word costs one token but is stored about three times (the echo engine
+# repeats it in its answer and that answer's events): big rows for almost no token budget.
+
+LONG_WORD = 100_000  # characters
+
+
+def _readable(srv, key, iid) -> bool:
+    return httpx.get(api(srv, f"/{iid}"), headers=as_(key), timeout=10).status_code == 200
+
+
+def _one_sentence(message: str) -> None:
+    assert message.endswith(".") and message.count(". ") == 0 and "\n" not in message, message
+
+
+def test_one_key_filling_its_storage_never_erases_another_keys_interactions():
+    # 1.5 MiB for the store, shared by 3 keys: 0.5 MiB each, about one of alice's big rows
+    with start_server(engine="echo", keys=ring(), storage_mb=1.5) as srv:
+        alice, bob = sdk(srv, ALICE), sdk(srv, BOB)
+        bobs = [bob.interactions.create(model="m", input=f"my note {i}").id for i in range(3)]
+        flood = [alice.interactions.create(model="m", input="x" * LONG_WORD + str(i))
+                 for i in range(8)]
+        assert all(i.status == "completed" and i.usage.total_tokens < 30 for i in flood)
+        assert all(_readable(srv, BOB, iid) for iid in bobs)
+        kept = [_readable(srv, ALICE, i.id) for i in flood]
+        assert kept[-1] and not kept[0] and kept == sorted(kept), kept  # her oldest went first
+        chained = bob.interactions.create(model="m", input="and?", previous_interaction_id=bobs[-1])
+        assert chained.output_text.startswith("Echo: I saw 2 user turns and 1 model turn.")
+
+
+def test_a_key_over_its_count_share_drops_only_its_own_oldest():
+    with start_server(engine="echo", keys=ring(), max_items=6) as srv:  # 2 a key
+        alice, bob = sdk(srv, ALICE), sdk(srv, BOB)
+        bobs = [bob.interactions.create(model="m", input="hi").id for _ in range(2)]
+        mine = [alice.interactions.create(model="m", input=f"n{i}").id for i in range(5)]
+        assert [_readable(srv, ALICE, iid) for iid in mine] == [False] * 3 + [True] * 2
+        assert all(_readable(srv, BOB, iid) for iid in bobs)
+    with start_server(engine="echo", keys=ring(), key_items=1) as srv:  # or set per key
+        alice = sdk(srv, ALICE)
+        first, second = (alice.interactions.create(model="m", input="hi").id for _ in range(2))
+        assert not _readable(srv, ALICE, first) and _readable(srv, ALICE, second)
+
+
+def test_an_interaction_bigger_than_its_keys_share_is_refused_in_one_sentence():
+    with start_server(engine="echo", keys=ring(), key_storage_mb=0.25) as srv:  # 262 KB a key
+        alice = sdk(srv, ALICE)
+        kept = alice.interactions.create(model="m", input="keep me")
+        # an input that alone cannot fit: a 413 before anything runs or is charged
+        r = httpx.post(api(srv), json={"model": "m", "input": "x" * 300_000}, headers=as_(ALICE),
+                       timeout=10)
+        assert r.status_code == 413, r.text
+        message = r.json()["error"]["message"]
+        _one_sentence(message)
+        assert "this key's storage quota (262.1 KB)" in message and "--key-storage-mb" in message
+        # an input that fits, with an answer that does not: the turn fails, nothing is erased
+        big = alice.interactions.create(model="m", input="y" * LONG_WORD)
+        assert big.status == "failed" and big.errors[0].code == "storage"
+        _one_sentence(big.errors[0].message)
+        assert "this key's storage quota" in big.errors[0].message
+        assert _readable(srv, ALICE, kept.id) and not _readable(srv, ALICE, big.id)
+        # what is not stored is not limited
+        r = httpx.post(api(srv), json={"model": "m", "input": "x" * 300_000, "store": False},
+                       headers=as_(ALICE), timeout=10)
+        assert r.status_code == 200 and r.json()["status"] == "completed"
+    for bad, words in [({"key_storage_mb": 0}, "--key-storage-mb must be a number of MiB"),
+                       ({"key_items": 1.5}, "--key-items must be a whole number"),
+                       ({"storage_mb": float("nan")}, "--storage-mb must be")]:
+        with pytest.raises(ValueError, match=words):
+            start_server(engine="echo", keys=ring(), **bad)
+    with pytest.raises(ValueError, match="go with --keys"):
+        start_server(engine="echo", key_items=3)
+
+
+# -- failed turns are charged ------------------------------------------------------------------
+# A function whose schema the plan cannot meet: check_schema accepts the dangling $ref, the
+# engine plans a call, then validating its arguments raises (after the engine generated).
+# A dangling local $ref is a 400 at parsing, except under a nested $id (whose base the parser
+# cannot follow): then the plan's validation fails after the engine generated.
+UNMEETABLE = {"type": "function", "name": "lookup_thing", "description": "Look up a thing.",
+              "parameters": {"type": "object", "required": ["thing"],
+                             "properties": {"thing": {"$id": "urn:thing",
+                                                      "$ref": "#/$defs/missing"}}}}
+
+
+def test_a_turn_that_fails_after_the_engine_generated_is_charged_and_shows_its_usage():
+    keys = ring(tokens=20)
+    with start_server(engine="echo", keys=keys) as srv:
+        alice = sdk(srv, ALICE)
+        events = list(alice.interactions.create(model="m", input="Look up the thing",
+                                                tools=[UNMEETABLE], stream=True))
+        last = events[-1].interaction
+        assert last.status == "failed" and last.usage.total_tokens > 20
+        error = next(e for e in events if e.event_type == "error").error
+        _one_sentence(error.message)
+        assert "$defs" not in error.message and "missing" not in error.message  # nothing leaks
+        assert keys.identify(ALICE).used == last.usage.total_tokens
+        stored = alice.interactions.get(last.id)
+        assert stored.status == "failed" and stored.usage.total_tokens == last.usage.total_tokens
+        # the budget holds: the failed turn used it up
+        r = httpx.post(api(srv), json={"model": "m", "input": "x"}, headers=as_(ALICE), timeout=10)
+        assert r.status_code == 429 and f"({last.usage.total_tokens} used)" in r.text
+        bob = sdk(srv, BOB)
+        failed = bob.interactions.create(model="m", input="Look up the thing", tools=[UNMEETABLE])
+        assert failed.status == "failed" and failed.usage.total_output_tokens > 0
+        assert keys.identify(BOB).used == failed.usage.total_tokens
+
+
+# -- private files -----------------------------------------------------------------------------
+
+def _mode(path) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+def test_the_store_and_its_wal_and_shm_are_owner_only(tmp_path):
+    old = os.umask(0o022)  # as a user's shell has it
+    try:
+        db = tmp_path / "class.sqlite"
+        other = sqlite3.connect(db)  # an earlier run's files, readable by everyone
+        other.execute("PRAGMA journal_mode=WAL")
+        other.execute("CREATE TABLE t (x)")
+        files = [db, tmp_path / "class.sqlite-wal", tmp_path / "class.sqlite-shm"]
+        for f in files:
+            os.chmod(f, 0o644)
+        try:
+            with start_server(engine="echo", db=str(db), keys=ring()) as srv:
+                alice = sdk(srv, ALICE)
+                alice.interactions.create(model="m", input="a private chat")
+                assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+        finally:
+            other.close()
+        fresh = tmp_path / "fresh.sqlite"
+        with start_server(engine="echo", db=str(fresh)) as srv:
+            assert httpx.post(api(srv), json={"model": "m", "input": "hi"},
+                              timeout=10).status_code == 200
+            made = sorted(tmp_path.glob("fresh.sqlite*"))
+            assert [p.name for p in made] == ["fresh.sqlite", "fresh.sqlite-shm",
+                                              "fresh.sqlite-wal"]
+            assert all(_mode(p) == 0o600 for p in made)
+    finally:
+        os.umask(old)

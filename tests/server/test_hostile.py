@@ -10,7 +10,8 @@ may be logged, and the server's RSS must stay bounded.
 
 The read timeout is shortened on the running server (`service.read_timeout`), so the slow cases
 take about a second. The partial-head cases (and the JSON 400 for malformed HTTP) need the
-guarded uvicorn protocol, `uvicorn.Config(..., http=app.http_protocol())` in server/__init__.py.
+guarded uvicorn protocol (server/http_guard.py), `uvicorn.Config(..., http=http_protocol())` in
+server/__init__.py.
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ READ_TIMEOUT = 1.0            # the server's, for this test
 SLACK = 2.0                   # how much later than READ_TIMEOUT a stalled socket may close
 ROOT = Path(__file__).resolve().parents[2]
 GUARD_HINT = ("uvicorn must serve with the guarded protocol "
-              "(server/__init__.py: uvicorn.Config(..., http=app.http_protocol()))")
+              "(server/__init__.py: uvicorn.Config(..., http=http_protocol()), "
+              "server/http_guard.py)")
 
 
 @dataclass

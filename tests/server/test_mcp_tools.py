@@ -305,9 +305,11 @@ def test_a_remote_ref_in_an_input_schema_is_refused(client, remote_ref_server, c
                                    tools=[mcp_tool(remote_ref_server, name="refs")])
     steps = steps_of(i)
     assert steps[0]["name"] == "tools/list" and steps[1]["is_error"] is True
-    assert result_text(steps[1]).endswith(
-        "lists the tool 'lookup' whose inputSchema refers to 'http://10.255.255.1/schema.json'; "
-        "only local references ('#/...') are allowed, so none of its tools was offered.")
+    assert result_text(steps[1]) == (
+        f"The MCP server 'refs' ({remote_ref_server[7:-4]}) was not used, for a tool it lists: "
+        f"lookup.inputSchema.properties.key.$ref: only local references ('#/...') "
+        f"are allowed, not 'http://10.255.255.1/schema.json'; put the schema under '$defs' and "
+        f"refer to it as '#/$defs/Name'.")
     assert not [a for a in connects if isinstance(a, tuple) and a[0] == "10.255.255.1"]
 
 

@@ -248,12 +248,15 @@ def test_the_embedded_server_needs_its_own_key(monkeypatch):
 
 
 def test_embedded_servers_for_a_named_engine_are_keyed_too():
-    backend, _ = gm_client.resolve_backend({"engine": "echo", "offline": True})
+    from gemini_magics.session import Session
+
+    session = Session()
+    backend, _ = gm_client.resolve_backend({"engine": "echo", "offline": True}, session)
     assert backend.kind == "local" and backend.api_key != gm_client.LOCAL_API_KEY
     r = httpx.post(backend.base_url + "/v1/interactions", json={"model": "m", "input": "x"},
                    timeout=10)
     assert r.status_code == 401
-    assert backend.api_key not in gm_client.redact(repr(gm_client._servers))
+    assert backend.api_key not in gm_client.redact(repr(session.servers))
 
 
 @pytest.mark.parametrize("flag, line", [

@@ -42,6 +42,20 @@ class EngineResult:
 OnText = Callable[[str], bool]
 
 
+class EngineError(Exception):
+    """A failure an engine words as one sentence for the client (a dead engine, a request it
+    rejected): the server passes its message on. Any other exception's text may quote anything
+    (a file, a schema) and stays in the server's log."""
+
+
+class EngineRejected(EngineError, ValueError):
+    """The engine refused the request as sent: the caller can fix it."""
+
+
+class EngineFailed(EngineError, RuntimeError):
+    """The engine itself failed or could not be reached."""
+
+
 class Engine(ABC):
     """A text generator. Thread-safe: the server may call `generate` from several threads."""
 

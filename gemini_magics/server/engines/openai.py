@@ -19,7 +19,7 @@ import json
 import threading
 from typing import Any, Optional
 
-from .base import Engine, EngineRequest, EngineResult, OnText
+from .base import Engine, EngineFailed, EngineRequest, EngineResult, OnText
 from .chat import ChunkStream, chat_body
 
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
@@ -102,7 +102,7 @@ class OpenAIEngine(Engine):
                     if state.on_chunk(chunk):
                         break  # cancelled or an error chunk: closing the stream stops the engine
         except httpx.TransportError as e:
-            raise RuntimeError(f"The engine at {self.url} could not be reached or stopped "
+            raise EngineFailed(f"The engine at {self.url} could not be reached or stopped "
                                f"answering ({type(e).__name__}: {e}); check that it runs and "
                                f"--engine-url.") from None
         result = state.result()

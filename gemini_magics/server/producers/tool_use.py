@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any
 
 from ...catalog import BUILTIN_TOOLS
 from ..emulate import describe_for_model, emulate_builtin_tool, offline_annotations
 from ..mcp_tools import McpFailure, McpServer, McpTool, call_tool, list_tools
 from ..planning import plan_function_call
-from ..protocol import ApiError, CreateRequest, _check_schema
+from ..protocol import ApiError, CreateRequest, _check_schema, check_refs
 from .function_answer import answers_function_results, function_answer
 from ..turns import (Outcome, TurnContext, content_text, function_call_step, generation_params,
                      history_to_messages, record_step, step_signature, stream_model_output)
@@ -153,33 +153,14 @@ def _list_mcp_tools(ctx: TurnContext, servers: list[McpServer],
 
 
 def _check_input_schema(tool: McpTool) -> None:
-    """Raise McpFailure unless `tool`'s inputSchema is one we plan against: a valid schema
-    whose references are all local ('#/...'), as for a function's parameters."""
-    where = f"{tool.name}.inputSchema"
-    ref = _remote_ref(tool.schema)
-    if ref is not None:
-        raise McpFailure(f"{tool.server.where} lists the tool {tool.name!r} whose inputSchema "
-                         f"refers to {ref[:80]!r}; only local references ('#/...') are "
-                         f"allowed, so none of its tools was offered.")
+    """Raise McpFailure unless `tool`'s inputSchema is one we plan against, by the rules for a
+    function's parameters: a valid schema whose references are all local ('#/...')."""
     try:
-        _check_schema(tool.schema, where)
+        check_refs(tool.schema, f"{tool.name}.inputSchema")
+        _check_schema(tool.schema, f"{tool.name}.inputSchema")
     except ApiError as e:
-        raise McpFailure(f"{tool.server.where}: {e.message}") from None
-
-
-def _remote_ref(schema: Any) -> Optional[str]:
-    """The first `$ref` (or `$dynamicRef`, `$recursiveRef`) in `schema` that is not local."""
-    stack = [schema]
-    while stack:
-        node = stack.pop()
-        items = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, child in items:
-            if (key in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(child, str)
-                    and not child.startswith("#")):
-                return child
-            if isinstance(child, (dict, list)):
-                stack.append(child)
-    return None
+        raise McpFailure(f"{tool.server.where} was not used, for a tool it lists: "
+                         f"{e.message}") from None
 
 
 def _planner_names(tools: list[McpTool], taken: set) -> dict[str, McpTool]:

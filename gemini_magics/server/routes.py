@@ -1,0 +1,178 @@
+"""The HTTP face of the service: routes, one key gate in front of them all, Google-style errors.
+
+`/{prefix}/interactions[/{id}[/cancel]]` with any prefix (`v1`, `v1beta`, `proxy/v1beta`), as the
+SDKs build it from `base_url`; the SDKs' routes we cannot serve answer 501 (`unsupported`), the
+Batch API is `batches.py`'s. Every failure is a Google-style JSON error (`protocol.ApiError`):
+bad input is a 4xx, a store that cannot be read a 500 saying so, a bug a 500 pointing at the log.
+
+The key gate (`_App`): when the server has keys (classroom mode, or one `--api-key`), a request
+without a valid one is answered 401 before routing, whatever its path or method, so a 404,
+405, 501 or batch refusal says nothing to a stranger. The request's student (classroom mode) is
+left in its scope for the routes (`student_of`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Optional
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..catalog import PROOF_PATH, key_proof
+from . import sse, unsupported
+from .batches import add_routes
+from .classroom import Student
+from .http_guard import set_nodelay
+from .protocol import ApiError, shown
+from .store import StoreError
+
+__all__ = ["create_app", "EventStream", "Json", "student_of"]
+
+log = logging.getLogger(__name__)
+
+_STUDENT = "gemini_magics.student"  # the scope key the gate leaves the request's student under
+
+
+class EventStream(StreamingResponse):
+    """An SSE response that runs `on_close` however it ends (done, error or disconnect)."""
+
+    def __init__(self, content, on_close=None):
+        super().__init__(content, media_type=sse.MEDIA_TYPE, headers=sse.SSE_HEADERS)
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()
+
+
+class Json(JSONResponse):
+    def render(self, content) -> bytes:
+        # "replace": a lone surrogate from an engine must not turn an answer into a 500.
+        return json.dumps(content, ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":")).encode("utf-8", "replace")
+
+
+def student_of(request: Request) -> Optional[Student]:
+    """Whose key the request carries (classroom mode; None otherwise), as the gate found it."""
+    return request.scope.get(_STUDENT)
+
+
+def _error(err: ApiError) -> Response:
+    headers = dict(getattr(err, "headers", None) or {})
+    if err.close:
+        headers["connection"] = "close"
+    return Json(err.body(), status_code=err.code, headers=headers or None)
+
+
+def _guard(handler):
+    """Turn ApiError, a store fault and any bug into a Google-style error body; a client that
+    went away is normal (no log, no answer anyone reads)."""
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as e:
+            return _error(e)
+        except ClientDisconnect:
+            return Response(status_code=499)
+        except StoreError as e:
+            log.warning("%s %s: %s", request.method, shown(request.url.path), e)
+            return _error(ApiError(500, str(e)))
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, shown(request.url.path))
+            return _error(ApiError(500, "Internal error in the local server; see its log."))
+    return endpoint
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    path = shown(request.url.path)
+    if exc.status_code == 404:
+        err = ApiError(404, f"No such endpoint {path}; the Interactions API is served at "
+                            f"/{{version}}/interactions.")
+    elif exc.status_code == 405:
+        err = ApiError(405, f"{shown(request.method, 20)} is not allowed on {path} (listing "
+                            f"interactions is not supported; use create, get, cancel or delete).")
+    else:
+        err = ApiError(exc.status_code, str(exc.detail))
+    return _error(err)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """Whatever escapes a route (starlette logs it): still the Google shape."""
+    return _error(ApiError(500, "Internal error in the local server; see its log."))
+
+
+def _is_batch_route(route: Route) -> bool:
+    return "/batches" in route.path or ":batchGenerateContent" in route.path
+
+
+def _no_batches(route: Route) -> Route:
+    """A Batch API route of a classroom server: a 501 (past the key gate), as its batches would
+    not be kept per key."""
+    async def refuse(request: Request) -> Response:
+        raise ApiError(501, "The Batch API is off on this classroom server (batches are not "
+                            "kept per key); send each request to interactions.create instead.",
+                       status="UNIMPLEMENTED")
+    return Route(route.path, _guard(refuse), methods=sorted(route.methods or ()))
+
+
+class _App(Starlette):
+    """The routes behind the key gate (`state.service.check_key`, once per request)."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("path") != PROOF_PATH:  # the proof sends no key
+            # uvicorn's receive is a method of the request cycle, which holds the transport.
+            set_nodelay(getattr(getattr(receive, "__self__", None), "transport", None))
+            try:
+                scope[_STUDENT] = self.state.service.check_key(Request(scope))
+            except ApiError as e:
+                await _error(e)(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+_NONCE = re.compile(r"[0-9a-f]{32,128}")
+
+
+def _proof_route(api_key: Optional[str]) -> Route:
+    """GET PROOF_PATH?nonce=HEX -> {"proof": key_proof(key, nonce)}: how a kernel checks that
+    the server on a discovery file's port holds the file's key without sending it the key
+    (server_process). A 404 on a server without one key (open, or classroom mode)."""
+    async def prove(request: Request) -> JSONResponse:
+        nonce = request.query_params.get("nonce", "")
+        if not api_key:
+            err = ApiError(404, "This server has no key of its own to prove.")
+        elif not _NONCE.fullmatch(nonce):
+            err = ApiError(400, "'nonce' must be 32 to 128 lowercase hex digits.")
+        else:
+            return JSONResponse({"proof": key_proof(api_key, nonce)})
+        return JSONResponse(err.body(), status_code=err.code)
+    return Route(PROOF_PATH, prove, methods=["GET"])
+
+
+def create_app(service) -> Starlette:
+    """The ASGI app for an `app.InteractionService` (create, get, cancel, delete, what
+    `unsupported` and `batches` add); the gate and the HTTP protocol read `state.service`."""
+    p = "/{prefix:path}/interactions"
+    routes = [
+        _proof_route(getattr(service, "_api_key", None)),  # before the gate: it sends no key
+        *unsupported.priority_routes(_guard, p), *unsupported.routes(_guard),  # 501s
+        Route(p, _guard(service.create), methods=["POST"]),
+        Route(p + "/{id}", _guard(service.get), methods=["GET"]),
+        Route(p + "/{id}", _guard(service.delete), methods=["DELETE"]),
+        Route(p + "/{id}/cancel", _guard(service.cancel), methods=["POST"]),
+    ]
+    routes = add_routes(routes, service)  # the Batch API, and the engine's admit() on POSTs
+    if getattr(service, "keys", None) is not None:
+        routes = [_no_batches(r) if _is_batch_route(r) else r for r in routes]
+    app = _App(routes=routes, exception_handlers={HTTPException: _http_error,
+                                                  Exception: _internal_error})
+    app.state.service = service
+    return app
