@@ -28,8 +28,10 @@ def parse_tools(spec: Union[str, Iterable[str], None]) -> list[dict]:
     """`"google_search,code_execution"` → `[{"type": "google_search"}, {"type": "code_execution"}]`.
 
     Options after a colon: `file_search:STORE[+STORE...]` (file search store names) and
-    `computer_use:browser|mobile|desktop` (default browser). Duplicates are dropped. An unknown
-    name raises ValueError with one sentence listing the valid ones.
+    `computer_use:browser|mobile|desktop` (default browser). `mcp:NAME=URL` (or `mcp:URL`) is an
+    MCP server the model may use (`{"type": "mcp_server", "name": NAME, "url": URL}`).
+    Duplicates are dropped. An unknown name raises ValueError with one sentence listing the
+    valid ones.
     """
     if spec is None:
         return []
@@ -41,10 +43,17 @@ def parse_tools(spec: Union[str, Iterable[str], None]) -> list[dict]:
             continue
         name, _, option = (s.strip() for s in item.partition(":"))
         key = name.lower().replace("-", "_")
+        if key in ("mcp", "mcp_server"):
+            key = f"mcp:{option}"
+            if key not in seen:
+                seen.add(key)
+                tools.append(_mcp_tool(option))
+            continue
         if key not in BUILTIN_TOOLS:
             close = difflib.get_close_matches(key, BUILTIN_TOOLS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ValueError(f"Unknown tool {name!r}{hint}; valid tools are: {', '.join(BUILTIN_TOOLS)}.")
+            raise ValueError(f"Unknown tool {name!r}{hint}; valid tools are: "
+                             f"{', '.join(BUILTIN_TOOLS)}, {MCP_SPEC}.")
         if key in seen:
             continue
         seen.add(key)
@@ -63,6 +72,21 @@ def parse_tools(spec: Union[str, Iterable[str], None]) -> list[dict]:
             raise ValueError(f"The tool {key} takes no option; write just {key}.")
         tools.append(tool)
     return tools
+
+
+MCP_SPEC = "mcp:NAME=URL"
+
+
+def _mcp_tool(option: str) -> dict:
+    """`calc=http://127.0.0.1:8000/mcp`, or just the URL, as an `mcp_server` tool."""
+    name, sep, url = option.partition("=")
+    if not sep or "://" in name:
+        name, url = "", option
+    url = url.strip()
+    if not re.match(r"^https?://[^\s/]+\S*$", url):
+        raise ValueError(f"--tools {MCP_SPEC} needs the MCP server's http(s) URL, e.g. "
+                         f"mcp:calc=http://127.0.0.1:8000/mcp, not {option!r}.")
+    return {"type": "mcp_server", **({"name": name.strip()} if name.strip() else {}), "url": url}
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ SERVER_USERS = {"client", "cli"}   # the client modules that may import server/
 # Third-party modules slow enough to defer (measured with python -X importtime).
 HEAVY = {"google.genai", "ipywidgets", "PIL", "xllamacpp", "httpx", "jsonschema", "pydantic",
          "nbclient", "nbformat", "jupyter_client", "uvicorn", "starlette", "IPython", "traitlets",
-         "jupyterlab", "numpy", "pandas", "tqdm", "referencing"}
+         "jupyterlab", "numpy", "pandas", "tqdm", "referencing", "mcp", "httpx2"}
 
 
 def _module_name(path: Path) -> str:

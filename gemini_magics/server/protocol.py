@@ -18,6 +18,7 @@ from typing import Any, Optional
 from ..catalog import (ASPECT_RATIOS, BUILTIN_TOOLS, IMAGE_SIZES, normalize_aspect_ratio,
                        normalize_image_size)
 from .json_schema import check_schema, local_lookup
+from .mcp_tools import tool_problem
 from .planning import close_schema
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -302,7 +303,8 @@ def _refs(value: Any, where: str):
 
 def _check_tools(tools: list) -> None:
     """Tools the local server can honour: function declarations with a valid parameter schema
-    (their arguments are decoded against it) and the built-in tools it emulates."""
+    (their arguments are decoded against it), the built-in tools it emulates, and MCP servers
+    it calls (`mcp_tools`)."""
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
             raise bad(f"'tools[{i}]' must be an object with a string 'type' such as \"function\".")
@@ -314,10 +316,14 @@ def _check_tools(tools: list) -> None:
             params = tool.get("parameters")
             if params is not None:
                 _check_schema(params, f"tools[{i}].parameters")
+        elif kind == "mcp_server":
+            problem = tool_problem(tool, f"tools[{i}]")
+            if problem:
+                raise bad(problem)
         elif kind not in BUILTIN_TOOLS:
             raise bad(f"'tools[{i}]' has type {json.dumps(kind)}, which the local server cannot "
-                      f"emulate offline; use \"function\" or one of {', '.join(BUILTIN_TOOLS)} "
-                      f"(set GEMINI_API_KEY to use the real API).")
+                      f"emulate offline; use \"function\", \"mcp_server\" or one of "
+                      f"{', '.join(BUILTIN_TOOLS)} (set GEMINI_API_KEY to use the real API).")
 
 
 def response_formats(rf: Any) -> list[tuple[str, Any]]:

@@ -259,7 +259,7 @@ def test_background_agent_is_polled_to_completion(client):
 # --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, words", [
-    ({"tools": [{"type": "mcp_server", "name": "x"}]}, "cannot emulate offline"),
+    ({"tools": [{"type": "retrieval"}]}, "cannot emulate offline"),
     ({"tools": [{"type": "function"}]}, "'tools[0].name' is required"),
     ({"tools": [{"type": "function", "name": "f", "parameters": {"type": "objekt"}}]},
      "'tools[0].parameters' is not a valid JSON schema"),
