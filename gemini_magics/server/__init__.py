@@ -73,6 +73,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _calls_mcp(req: CreateRequest) -> bool:
+    return any(isinstance(t, dict) and t.get("type") == "mcp_server" for t in req.tools or [])
+
+
 class _Service(InteractionService):
     """The routes' service, refusing turns that would run code when this server may not."""
 
@@ -89,6 +93,12 @@ class _Service(InteractionService):
                                 f"other machines can reach, and was started without "
                                 f"--allow-code-execution; drop the code_execution tool (agents "
                                 f"always run code) or restart the server with that flag.")
+        if not is_loopback(self._host) and _calls_mcp(req):
+            # An MCP call is an HTTP request from this machine to one of its loopback ports: from
+            # a server other machines reach, that would let any client knock on them.
+            raise ApiError(400, f"This server calls no MCP servers: it listens on {self._host}, "
+                                f"which other machines can reach; drop the mcp_server tool, or run "
+                                f"the MCP server and gemini-magics serve on your own machine.")
         if req.store:  # an input that alone cannot be kept is refused before it runs
             try:
                 self.store.check_size(size_at_least(req.input_steps),

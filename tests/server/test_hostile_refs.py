@@ -294,3 +294,17 @@ def test_a_server_with_one_api_key_gates_every_route_too():
         r = httpx.get(srv.base_url + "/v1beta/files", headers={"x-goog-api-key": "k" * 24},
                       timeout=10)
         assert r.status_code == 501
+
+
+def test_a_server_other_machines_reach_calls_no_mcp_server(listener):
+    """An mcp_server tool makes the server send HTTP to a loopback port of its own machine: from a
+    server on 0.0.0.0 any client could knock on those ports, so the turn is refused first."""
+    key = "class-key-5Hq8Wd2Lm7Xr4Tz9Pb3"
+    with start_server(engine="echo", host="0.0.0.0", api_key=key) as srv:
+        url = f"http://127.0.0.1:{srv.port}/v1beta/interactions"
+        tool = {"type": "mcp_server", "name": "probe",
+                "url": f"http://127.0.0.1:{listener.server_address[1]}/mcp"}
+        r = httpx.post(url, json={"model": "m", "input": "add 2 and 3", "tools": [tool]},
+                       headers={"x-goog-api-key": key}, timeout=10)
+    assert r.status_code == 400 and "calls no MCP servers" in r.json()["error"]["message"]
+    assert listener.connections == 0
