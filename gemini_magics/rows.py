@@ -38,7 +38,8 @@ from .request import Request
 from .result import GeminiResult
 from .rowcache import DefaultCache, open_cache, request_key
 from .runner import build_result, structured_value
-from .stream import Accumulator, interaction_events, iter_sse_events
+from .sender import Link, RowSender, resumed_note
+from .stream import Accumulator
 
 __all__ = ["read_rows", "render_rows", "send_rows", "assemble", "run_over", "map_rows",
            "check_row_options", "summary", "Rows", "RowRun", "Gate", "cache_value", "cached_result",
@@ -51,7 +52,6 @@ DEFAULT_429_WAIT_S = 1.0   # a 429 without Retry-After or RetryInfo
 MAX_WAIT_S = 60.0
 STOPPED = ("Not sent: the run was stopped; re-run the cell to send the rest (finished rows come "
            "from the cache).")
-_SDK_COMPUTED = ("output_text", "output_image", "output_audio", "output_video", "continuation_ids")
 _MISSING = re.compile(r"there is no variable named '([^']+)'")
 
 
@@ -219,36 +219,18 @@ def _transient(exc: BaseException, code: Optional[int]) -> bool:
     return is_connection_error(exc)
 
 
-def _interaction_dict(answer: Any) -> dict:
-    data = answer.model_dump(mode="json", exclude_none=True, by_alias=True)
-    for key in _SDK_COMPUTED:
-        data.pop(key, None)
-    return data
-
-
-def _send_once(client: Any, row: Rendered) -> GeminiResult:
-    """One row, read as a raw SSE stream like the runner's fast path: the SDK builds the request
-    (auth, base URL), we parse the events (the SDK's JSON answer parse costs ~15 ms a row)."""
-    from google.genai._gaos.lib.compat_errors import is_stream  # deferred: google.genai
-
+def _send_once(sender: RowSender, row: Rendered) -> GeminiResult:
+    """One row through the run's sender (a dropped stream is resumed while the server still
+    has it; else it raises and the row is retried)."""
     start = time.monotonic()
     acc = Accumulator()
-    answer = client.interactions.create(**row.body, stream=True, automatic_continuation=False)
-    if is_stream(answer):
-        try:
-            for event in iter_sse_events(answer.response.iter_lines()):
-                acc.feed(event)
-        finally:
-            answer.close()
-    elif hasattr(answer, "model_dump"):  # a server that answered with JSON anyway
-        for event in interaction_events(_interaction_dict(answer)):
-            acc.feed(event)
-    else:
-        raise GeminiError("The server did not answer with an interaction; check that "
-                          "GeminiMagics.base_url points at a Gemini Interactions endpoint.")
+    link = Link()
+    for event in sender.stream(row.body, link):
+        acc.feed(event)
     if not acc.done and acc.error is None and acc.unreadable is None:
         raise ConnectionResetError("the stream ended before the interaction completed")
-    return build_result(acc, row.request, elapsed=time.monotonic() - start)
+    return build_result(acc, row.request, elapsed=time.monotonic() - start,
+                        notes=[resumed_note(link.resumed)] if link.resumed else [])
 
 
 def _failed(sentence: str, request: Any, stopped: bool = False) -> GeminiResult:
@@ -303,7 +285,7 @@ class RowRun:
                 f"tokens={self.tokens}")
 
 
-def _row_worker(client: Any, todo: "queue.Queue", done: "queue.Queue", gate: Gate,
+def _row_worker(sender: RowSender, todo: "queue.Queue", done: "queue.Queue", gate: Gate,
                 stop: threading.Event, cache: Any, where: str) -> None:
     while not stop.is_set():
         try:
@@ -311,7 +293,7 @@ def _row_worker(client: Any, todo: "queue.Queue", done: "queue.Queue", gate: Gat
         except queue.Empty:
             return
         try:
-            result = _send_row(client, row, gate, stop, where)
+            result = _send_row(sender, row, gate, stop, where)
         except Stopped:
             return
         if cache is not None and result.ok:
@@ -322,14 +304,14 @@ def _row_worker(client: Any, todo: "queue.Queue", done: "queue.Queue", gate: Gat
         done.put((i, result))
 
 
-def _send_row(client: Any, row: Rendered, gate: Gate, stop: threading.Event,
+def _send_row(sender: RowSender, row: Rendered, gate: Gate, stop: threading.Event,
               where: str) -> GeminiResult:
     """One row with its retries; never raises but Stopped (before it was sent)."""
     attempt = waits = 0
     while True:
         gate.acquire(stop)
         try:
-            result = _send_once(client, row)
+            result = _send_once(sender, row)
         except Exception as exc:  # noqa: BLE001 - every failure is the row's sentence
             gate.release(ok=False)
             code = status_code(exc)
@@ -369,10 +351,11 @@ def send_rows(rendered: list, labels: list, backend: Backend, *, concurrency: in
     stop = threading.Event()
     done: queue.Queue = queue.Queue()
     if pending:
-        client = get_client(dataclasses.replace(backend, attempts=1))  # the retries are ours
+        # the retries are ours; one sender for the run (see sender.RowSender)
+        sender = RowSender(get_client(dataclasses.replace(backend, attempts=1)))
         for _ in range(min(concurrency, pending)):
             threading.Thread(target=_row_worker, name="gemini-row", daemon=True,
-                             args=(client, todo, done, gate, stop, cache, backend.label)).start()
+                             args=(sender, todo, done, gate, stop, cache, backend.label)).start()
     received = 0
     try:
         while received < pending:
