@@ -21,10 +21,10 @@ NOTE = resumed_note(1)
 
 class CutProxy:
     """A loopback TCP proxy to `port` that cuts the first response after `cut` bytes: the
-    client gets those bytes and then a closed connection. The server's side is read to the
-    end of its stream first, so the server finishes the turn as if nothing happened (as after
-    a blip it did not notice), then both sides are closed. Every other connection is
-    forwarded whole. `requests` holds the request lines seen, in order."""
+    client gets those bytes and then a closed connection. The server's side is then read to
+    the end of its stream, so the server finishes the turn as if nothing happened (as after a
+    blip it did not notice), and closed. Every other connection is forwarded whole.
+    `requests` holds the request lines seen, in order."""
 
     def __init__(self, port: int, cut: int):
         self.port, self.cut = port, cut
@@ -70,26 +70,23 @@ class CutProxy:
                     return
                 if cut and sent + len(data) > self.cut:
                     client.sendall(data[:self.cut - sent])
+                    _close(client)
+                    with self._lock:
+                        self.cuts += 1
                     tail = data[-16:]
                     while b"[DONE]" not in tail:  # the server finishes its stream unhindered
                         more = upstream.recv(65536)
                         if not more:
                             break
                         tail = tail[-16:] + more
-                    with self._lock:
-                        self.cuts += 1
                     return
                 client.sendall(data)
                 sent += len(data)
         except OSError:
             return
         finally:
-            for s in (client, upstream):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+            _close(client)
+            _close(upstream)
 
     def _requests(self, client: socket.socket, upstream: socket.socket) -> None:
         try:
@@ -104,6 +101,14 @@ class CutProxy:
                 upstream.sendall(data)
         except OSError:
             return
+
+
+def _close(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    s.close()
 
 
 @pytest.fixture()
@@ -167,3 +172,65 @@ def test_a_stream_cut_more_often_than_allowed_is_one_sentence_with_the_partial_a
     assert result.error and "lost in the middle of the answer" in result.error
     words = result.answer.split()
     assert words == WORDS_200.split()[:len(words)] and len(words) < 200
+
+
+def test_a_row_whose_stream_is_cut_is_resumed_while_the_server_still_has_it(shell, proxy):
+    """A row is store=false: the server keeps its stream only while the turn runs (2 s of
+    words here, cut after the first ~20): resumed from there, not sent again."""
+    magics_of(shell).base_url = proxy.base_url
+    shell.user_ns["prompts"] = ["/words 100 delay=0.02", "/words 3"]
+    cap = run_cell(shell, "%%gemini --over prompts --concurrency 1 --no-cache -o out\n{item}")
+    assert cap.error is None, (cap.stdout, cap.stderr)
+    out = shell.user_ns["out"]
+    assert [r.text for r in out] == [" ".join(f"w{i}" for i in range(1, 101)), "w1 w2 w3"]
+    assert out[0].notes == [NOTE] and out[1].notes == [], proxy.requests
+    _resumed(proxy)
+    assert [r.split()[0] for r in proxy.requests] == ["POST", "GET", "POST"]  # not sent again
+    assert "2 of 2 rows ok" in cap.markdown + cap.stdout
+
+
+class _StreamWithoutResponse:
+    """An SDK stream as a google-genai that keeps its HTTP response elsewhere would hand it
+    back: iterable and closable, with no `.response`."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._stream)
+
+    def close(self):
+        self._stream.close()
+
+
+def test_rows_without_the_raw_stream_are_read_with_the_sdk_iterator(shell, echo_server,
+                                                                    monkeypatch):
+    from gemini_magics.client import LOCAL_API_KEY, get_client
+
+    client = get_client(Backend("custom", echo_server.base_url, LOCAL_API_KEY, 1, None))
+    create = client.interactions.create
+    monkeypatch.setattr(client.interactions, "create",
+                        lambda **kw: _StreamWithoutResponse(create(**kw)))
+    shell.user_ns["words"] = ["a", "b", "c"]
+    cap = run_cell(shell, "%%gemini --over words --no-cache -o out\nSay {item}")
+    assert cap.error is None, (cap.stdout, cap.stderr)
+    out = shell.user_ns["out"]
+    assert [r.text for r in out] == [
+        f"Echo: I saw 1 user turn and 0 model turns. You said: Say {w}" for w in "abc"]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+def test_sse_lines_are_split_as_httpx_splits_them_whatever_the_chunks(size):
+    """CRLF, LF and CR line ends, a CR and its LF in different chunks, multi-byte characters
+    cut between chunks, a last line without its end."""
+    from gemini_magics.sender import _split_lines
+
+    body = ("event: a\r\ndata: {\"t\": \"é漢\u2028x\"}\r\n\r\ndata: 1\n\ndata: 2\r\rdata: 3\r\n"
+            "\r\ndata: [DONE]").encode()
+    chunks = [body[i:i + size] for i in range(0, len(body), size)]
+    assert list(_split_lines(chunks)) == ["event: a", 'data: {"t": "é漢\u2028x"}', "",
+                                          "data: 1", "", "data: 2", "", "data: 3", "",
+                                          "data: [DONE]"]
