@@ -41,6 +41,7 @@ __all__ = ["Sender", "RowSender", "Link", "PollPolicy", "PollTimeout", "HttpErro
 MAX_RESUMES = 3             # reopenings of one answer's stream after it dropped
 RESUME_WAITS_S = (0.0, 0.5, 1.0)  # before each reopening: a restarting server needs a moment
 MAX_CONTINUATION_HOPS = 32
+MAX_POLL_FAILURES = 5       # failed polls in a row before a poller stops (a 404 stops it at once)
 # Fields google-genai computes on its Interaction objects, never sent by servers.
 SDK_COMPUTED = ("output_text", "output_image", "output_audio", "output_video", "continuation_ids")
 FALLBACK_NOTE = ("This google-genai version does not expose the raw HTTP stream where "
@@ -385,7 +386,8 @@ class PollPolicy:
     `ended(value)`; a failed poll is tolerated `failures - 1` times in a row (not a 404: what
     is polled is gone), and after `deadline` seconds the poller gives up (PollTimeout)."""
 
-    def __init__(self, interval: float, *, failures: int = 5, deadline: float = 6 * 3600):
+    def __init__(self, interval: float, *, failures: int = MAX_POLL_FAILURES,
+                 deadline: float = 6 * 3600):
         self.interval = max(0.05, float(interval))
         self.failures = max(1, int(failures))
         self.deadline = deadline
@@ -394,29 +396,29 @@ class PollPolicy:
                on_status: Optional[Callable[[Any], None]] = None,
                stop: Optional[threading.Event] = None, first: Any = None,
                started: Optional[float] = None) -> Any:
-        """The first value `ended` accepts (`first`, if given, counts as the first poll); None
-        if `stop` was set. Raises the last failure, or PollTimeout."""
+        """The first value `ended` accepts (`first`, if given, is taken as the first poll's);
+        None if `stop` was set. `on_status(last value)` runs after every poll that did not end
+        it. Raises the failure that ended the polling, or PollTimeout."""
         stop = stop if stop is not None else threading.Event()
         start = time.monotonic() if started is None else started
         failed = 0
         value = first
-        have = first is not None
+        fresh = first is not None  # a value not yet checked
         while not stop.is_set():
-            if not have:
+            if not fresh:
                 try:
                     value = poll()
-                    failed = 0
-                    have = True
+                    failed, fresh = 0, True
                 except Exception as exc:  # noqa: BLE001 - counted; the caller explains the last
                     failed += 1
                     if failed >= self.failures or status_code(exc) == 404:
                         raise
-            if have and ended(value):
+            if fresh and ended(value):
                 return value
+            fresh = False
             if time.monotonic() - start > self.deadline:
                 raise PollTimeout()
-            if have and on_status is not None:
+            if on_status is not None:
                 on_status(value)
-            have = False
             stop.wait(self.interval)
         return None
