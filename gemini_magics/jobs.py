@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 from . import render
 from .display import publish_bundle
 from .errors import explain, status_code
-from .result import GeminiResult
+from .result import GeminiResult, LiveResult
 from .runner import build_result, turn_start
 from .sender import PollPolicy, PollTimeout
 from .stream import Accumulator
@@ -65,6 +65,10 @@ class BackgroundJob:
         self.problem: Optional[str] = None   # a polling failure, one sentence
         self.display_id = uuid.uuid4().hex
         self.done = threading.Event()
+        # What `-o VAR` is bound to at once: its status follows the polls, and it becomes the
+        # finished result (the same object) when the job ends.
+        self.live = LiveResult(model=getattr(request, "model", None), ended=self.done)
+        self.live.id, self.live.status = interaction_id, status
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._shown = False
@@ -132,7 +136,7 @@ class BackgroundJob:
         if not isinstance(data, dict):
             raise ValueError(f"the server answered with {type(data).__name__} instead of an "
                              f"interaction")
-        self.status = data.get("status") or self.status
+        self.status = self.live.status = data.get("status") or self.status
         return data, None
 
     def _poll_error(self, exc: BaseException) -> str:
@@ -146,13 +150,16 @@ class BackgroundJob:
     def _give_up(self, sentence: str) -> None:
         self.problem = sentence
         self.ended = time.monotonic()
+        self.live.fill(GeminiResult(id=self.id, status=self.status,
+                                    error=f"Background job {self.id} {sentence}",
+                                    model=self.live.model, elapsed=self.elapsed))
         self._send(self.status_line())
         self.done.set()
 
     def _finish(self, data: dict, sdk_object: Any) -> None:
         self.ended = time.monotonic()
-        result = result_from_interaction(data, self.request, elapsed=self.elapsed,
-                                         sdk_object=sdk_object)
+        result = self.live.fill(result_from_interaction(data, self.request, elapsed=self.elapsed,
+                                                        sdk_object=sdk_object))
         self.result = result
         if self.on_done is not None:
             try:
