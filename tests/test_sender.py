@@ -234,3 +234,30 @@ def test_sse_lines_are_split_as_httpx_splits_them_whatever_the_chunks(size):
     assert list(_split_lines(chunks)) == ["event: a", 'data: {"t": "é漢\u2028x"}', "",
                                           "data: 1", "", "data: 2", "", "data: 3", "",
                                           "data: [DONE]"]
+
+
+class _StopAfter:
+    """An observer that stops the answer once `words` words have arrived: by the stop button's
+    KeyboardInterrupt (a plain cell) or by setting the cancel event (--ui, the panel)."""
+
+    def __init__(self, words: int, event: threading.Event = None):
+        self.words, self.event = words, event
+
+    def on_update(self, acc):
+        if len(acc.answer_text().split()) >= self.words:
+            if self.event is None:
+                raise KeyboardInterrupt
+            self.event.set()
+
+
+@pytest.mark.parametrize("how", ["interrupt", "cancel event"])
+def test_a_stopped_answer_reports_the_tokens_it_used(echo_server, how):
+    event = threading.Event() if how == "cancel event" else None
+    result = run(Request(text="/words 500 delay=0.01", parts=["/words 500 delay=0.01"]),
+                 backend=Backend("custom", echo_server.base_url, "k", 1, None),
+                 observers=[_StopAfter(10, event)], cancel_event=event)
+    assert result.stopped and not result.error
+    shown = len(result.answer.split())
+    out = result.usage.get("total_output_tokens")
+    assert isinstance(out, int) and shown <= out < 500  # one word = one token (echo)
+    assert f"({out} out)" in render.footer_text(result) and "(0 out)" not in render.footer_text(result)
