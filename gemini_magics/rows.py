@@ -16,6 +16,7 @@ needed for DataFrame/Series input (and for the preview of a list).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import queue
@@ -120,11 +121,13 @@ def render_rows(base: Any, rows: Rows, user_ns: Mapping[str, Any]) -> list:
         ns = ChainMap({k: v for k, v in fields.items() if isinstance(k, str)},
                       {"index": label}, user_ns)
         try:
-            request = dataclasses.replace(base, parts=list(build_parts(base, ns)))
+            parts = list(build_parts(base, ns))
         except PromptError as exc:
             raise GeminiError(_field_sentence(str(exc), rows, label)) from None
         except MediaError as exc:
             raise GeminiError(f"Row {label!r}: {exc}") from None
+        request = copy.copy(base)  # a fifth of dataclasses.replace's cost: 1,000 rows feel it
+        request.parts = parts
         body = request.body(user_step(request.parts or [request.text]))
         out.append(Rendered(request, body, ""))
     return out
