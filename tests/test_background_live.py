@@ -52,3 +52,4 @@ def test_the_cells_out_variable_is_bound_at_once(shell, fresh_jobs):
     assert live is shell.user_ns["_gemini_job"].live and not live.done
     assert live.wait(WAIT).text.split()[-1] == "w30"
     assert shell.user_ns["job"] is live
+    shell.user_ns.pop("job", None)

@@ -119,13 +119,23 @@ def proxy(echo_server):
     p.close()
 
 
+@pytest.fixture()
+def ns(shell):
+    """The shell, and the notebook variables the test sets removed afterwards."""
+    before = set(shell.user_ns)
+    yield shell
+    for name in set(shell.user_ns) - before:
+        shell.user_ns.pop(name, None)
+
+
 def _resumed(proxy: CutProxy) -> None:
     assert proxy.cuts == 1
     assert proxy.requests[0].startswith("POST ") and "/interactions" in proxy.requests[0]
     assert proxy.requests[1].startswith("GET ") and "last_event_id=" in proxy.requests[1]
 
 
-def test_a_cell_whose_stream_is_cut_ends_with_the_whole_answer_and_one_note(shell, proxy):
+def test_a_cell_whose_stream_is_cut_ends_with_the_whole_answer_and_one_note(ns, proxy):
+    shell = ns
     magics_of(shell).base_url = proxy.base_url
     cap = run_cell(shell, "%%gemini -o r\n/words 200")
     assert cap.error is None, (cap.stdout, cap.stderr)
@@ -174,9 +184,10 @@ def test_a_stream_cut_more_often_than_allowed_is_one_sentence_with_the_partial_a
     assert words == WORDS_200.split()[:len(words)] and len(words) < 200
 
 
-def test_a_row_whose_stream_is_cut_is_resumed_while_the_server_still_has_it(shell, proxy):
+def test_a_row_whose_stream_is_cut_is_resumed_while_the_server_still_has_it(ns, proxy):
     """A row is store=false: the server keeps its stream only while the turn runs (2 s of
     words here, cut after the first ~20): resumed from there, not sent again."""
+    shell = ns
     magics_of(shell).base_url = proxy.base_url
     shell.user_ns["prompts"] = ["/words 100 delay=0.02", "/words 3"]
     cap = run_cell(shell, "%%gemini --over prompts --concurrency 1 --no-cache -o out\n{item}")
@@ -206,8 +217,9 @@ class _StreamWithoutResponse:
         self._stream.close()
 
 
-def test_rows_without_the_raw_stream_are_read_with_the_sdk_iterator(shell, echo_server,
+def test_rows_without_the_raw_stream_are_read_with_the_sdk_iterator(ns, echo_server,
                                                                     monkeypatch):
+    shell = ns
     from gemini_magics.client import LOCAL_API_KEY, get_client
 
     client = get_client(Backend("custom", echo_server.base_url, LOCAL_API_KEY, 1, None))
