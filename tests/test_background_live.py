@@ -46,10 +46,12 @@ def test_a_job_that_cannot_be_followed_fills_its_live_result_with_the_sentence(f
 def test_the_cells_out_variable_is_bound_at_once(shell, fresh_jobs):
     magics_of(shell).poll_interval = 0.05
     shell.user_ns.pop("job", None)
-    cap = run_cell(shell, "%%gemini --background -o job\n/words 30 delay=0.05")
-    assert cap.error is None, (cap.stdout, cap.stderr)
-    live = shell.user_ns["job"]  # no NameError while the job runs
-    assert live is shell.user_ns["_gemini_job"].live and not live.done
-    assert live.wait(WAIT).text.split()[-1] == "w30"
-    assert shell.user_ns["job"] is live
-    shell.user_ns.pop("job", None)
+    try:
+        cap = run_cell(shell, "%%gemini --background -o job\n/words 30 delay=0.05")
+        assert cap.error is None, (cap.stdout, cap.stderr)
+        live = shell.user_ns["job"]  # no NameError while the job runs
+        assert live is shell.user_ns["_gemini_job"].live and not live.done
+        assert live.wait(WAIT).text.split()[-1] == "w30"
+        assert shell.user_ns["job"] is live
+    finally:
+        shell.user_ns.pop("job", None)
