@@ -346,12 +346,14 @@ def _drive(request: Request, turn: TurnStart, state: _Run, observers: list,
 
 def _usage_after_stop(state: _Run) -> None:
     """A stopped answer's tokens: the stream was closed before the server counted them, so
-    they are read from the cancel's answer, else from one GET (best effort, 5 s at most)."""
+    they are read from the cancel's answer, else from one GET when the cancel was answered
+    without them (never when the server did not answer the cancel: a stop must not wait)."""
     acc = state.acc
-    if not acc.id or (acc.usage or {}).get("total_output_tokens"):
+    answer = state.cancel_answer
+    if answer is None or (acc.usage or {}).get("total_output_tokens"):
         return
-    usage = _usage_of(state.cancel_answer)
-    if not usage.get("total_output_tokens") and state.client is not None:
+    usage = _usage_of(answer)
+    if not usage.get("total_output_tokens"):
         try:
             usage = _usage_of(state.client.interactions.get(acc.id, timeout=CANCEL_TIMEOUT_S))
         except Exception:  # noqa: BLE001 - the stop stands without its count
