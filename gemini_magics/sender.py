@@ -117,13 +117,11 @@ def _split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
 
 def interaction_dict(interaction: Any) -> dict:
     """A non-streamed answer as its wire dict; StreamProtocolError if it is no interaction."""
-    if isinstance(interaction, dict):
-        data = dict(interaction)
-    elif hasattr(interaction, "model_dump"):
-        data = interaction.model_dump(mode="json", exclude_none=True, by_alias=True)
-    else:  # the SDK hands back whatever JSON it got
-        got = {list: "a JSON list", str: "text"}.get(type(interaction), "something else")
+    if not hasattr(interaction, "model_dump"):  # the SDK hands back whatever JSON it got
+        got = {list: "a JSON list", str: "text", dict: "a JSON object"}.get(type(interaction),
+                                                                           "something else")
         raise StreamProtocolError(f"The server answered with {got}, not an interaction")
+    data = interaction.model_dump(mode="json", exclude_none=True, by_alias=True)
     for key in SDK_COMPUTED:
         data.pop(key, None)
     return data
