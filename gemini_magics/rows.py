@@ -4,7 +4,8 @@ The rows (a DataFrame, Series, list/tuple or dict) are read once (`read_rows`), 
 request is rendered before anything is sent (`render_rows`: a bad field is one sentence, not a
 half-done run), then worker threads send them (`send_rows`): at most `concurrency` at once,
 fewer while the server answers 429 (the `Gate`: halve, wait what Retry-After / RetryInfo says,
-grow back one at a time), each row retried on 5xx, timeouts and dropped connections. A failing
+grow back one at a time), each row retried on 5xx, timeouts and dropped connections (a stream
+that drops is first resumed while the server still has it: `sender.RowSender`). A failing
 row keeps its sentence and never stops the others; a stop (KeyboardInterrupt) returns the rows
 done. Every finished row goes to the row cache (rowcache.py) as it ends, so a re-run sends only
 the rows not done. `assemble` puts the answers back in input order: for a DataFrame a new
