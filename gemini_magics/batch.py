@@ -19,11 +19,12 @@ import time
 from typing import Any, Callable, Mapping, Optional
 
 from .client import Backend, get_client
-from .errors import GeminiError, explain
+from .errors import GeminiError, explain, server_message, status_code
 from .result import GeminiResult
 from .rowcache import open_cache, request_key
 from .rows import RowRun, Rows, cache_value, cached_result, assemble, backend_id
 from .runner import structured_value
+from .sender import PollPolicy, PollTimeout
 
 __all__ = ["check_batch", "inline_request", "start_batch", "wait_batch", "BatchRun",
            "UNSUPPORTED"]
@@ -32,6 +33,7 @@ UNSUPPORTED = (("--tools", "tools"), ("--thinking", "thinking"),
                ("--show-thoughts", "show_thoughts"), ("--aspect", "aspect"), ("--size", "size"))
 _ENDED = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")
 _known: dict = {}  # batch name -> BatchRun started in this kernel
+MAX_BATCH_S = 48 * 3600   # the Batch API expires a job after 48 hours
 
 
 def check_batch(request: Any, rendered: list) -> None:
@@ -166,22 +168,20 @@ def start_batch(request: Any, rows: Rows, rendered: list, backend: Backend,
     _known[job.name] = batch
     started = time.monotonic()
 
+    def ended(current: Any) -> bool:
+        batch.state = _state(current)
+        batch.run.elapsed = time.monotonic() - started
+        return batch.state in _ENDED
+
     def poll() -> None:
-        current = job
         try:
-            while True:
-                batch.state = getattr(current.state, "name", str(current.state))
-                batch.run.elapsed = time.monotonic() - started
-                if batch.state in _ENDED:
-                    break
-                if on_status is not None:
-                    on_status(batch)
-                time.sleep(poll_interval)
-                current = client.batches.get(name=job.name)
+            current = _policy(poll_interval).follow(
+                lambda: client.batches.get(name=job.name), ended, first=job, started=started,
+                on_status=(lambda _job: on_status(batch)) if on_status is not None else None)
             _collect(current, batch, cache)
             batch.value = assemble(rows, batch.run, request)
         except Exception as exc:  # noqa: BLE001 - the poller must end with a sentence
-            batch.problem = f"could not be followed ({explain(exc)})"
+            batch.problem = f"could not be followed ({_poll_sentence(exc)})"
         finally:
             batch.ended.set()
             if on_done is not None:
@@ -205,14 +205,10 @@ def wait_batch(name: str, backend: Backend, settings: Mapping[str, Any],
         return known.value
     client = get_client(backend)
     try:
-        job = client.batches.get(name=name)
-        while getattr(job.state, "name", str(job.state)) not in _ENDED:
-            time.sleep(poll_interval)
-            job = client.batches.get(name=name)
-    except GeminiError:
-        raise
+        job = _policy(poll_interval).follow(lambda: client.batches.get(name=name),
+                                            lambda j: _state(j) in _ENDED)
     except Exception as exc:  # noqa: BLE001
-        raise GeminiError(f"Batch {name} could not be followed ({explain(exc)}).") from None
+        raise GeminiError(f"Batch {name} could not be followed ({_poll_sentence(exc)}).") from None
     inlined = list(getattr(getattr(job, "dest", None), "inlined_responses", None) or [])
     inlined.sort(key=lambda r: int((getattr(r, "metadata", None) or {}).get("row", 0)))
     cache = open_cache(settings.get("cache_dir"))
@@ -224,6 +220,25 @@ def wait_batch(name: str, backend: Backend, settings: Mapping[str, Any],
             cache.put(key, cache_value(result))
         out.append(result)
     return out
+
+
+def _state(job: Any) -> str:
+    return getattr(job.state, "name", str(job.state))
+
+
+def _policy(poll_interval: float) -> PollPolicy:
+    """The pollers' one policy (sender.PollPolicy), with the Batch API's own deadline."""
+    return PollPolicy(poll_interval, deadline=MAX_BATCH_S)
+
+
+def _poll_sentence(exc: BaseException) -> str:
+    if isinstance(exc, PollTimeout):
+        return (f"still running after {MAX_BATCH_S // 3600} hours, when the Batch API expires "
+                f"its jobs")
+    if status_code(exc) == 404:
+        return (f"the server no longer has it (404: {server_message(exc)}): it was deleted or "
+                f"has expired; re-run the --batch cell to send the rows not cached")
+    return explain(exc).rstrip(".")
 
 
 class _Plain:

@@ -23,8 +23,9 @@ from typing import Any, Callable, Optional
 from . import render
 from .display import publish_bundle
 from .errors import explain, status_code
-from .result import GeminiResult
+from .result import GeminiResult, LiveResult
 from .runner import build_result, turn_start
+from .sender import PollPolicy, PollTimeout
 from .stream import Accumulator
 
 __all__ = ["BackgroundJob", "start_job", "find_job", "jobs_table", "wait_job", "cancel_job",
@@ -34,7 +35,6 @@ __all__ = ["BackgroundJob", "start_job", "find_job", "jobs_table", "wait_job", "
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "incomplete",
                                "requires_action", "budget_exceeded", "idle"})
 MAX_JOB_S = 6 * 3600          # a poller gives up after this long
-MAX_POLL_FAILURES = 5         # consecutive failed polls before the poller stops
 DEFAULT_POLL_S = 1.0
 
 JOBS: "dict[str, BackgroundJob]" = {}   # this kernel's jobs, by interaction id
@@ -65,6 +65,10 @@ class BackgroundJob:
         self.problem: Optional[str] = None   # a polling failure, one sentence
         self.display_id = uuid.uuid4().hex
         self.done = threading.Event()
+        # What `-o VAR` is bound to at once: its status follows the polls, and it becomes the
+        # finished result (the same object) when the job ends.
+        self.live = LiveResult(model=getattr(request, "model", None), ended=self.done)
+        self.live.id, self.live.status = interaction_id, status
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._shown = False
@@ -108,27 +112,21 @@ class BackgroundJob:
         return self
 
     def _poll_loop(self) -> None:
-        failures = 0
-        deadline = self.started + MAX_JOB_S
-        while not self._stop.is_set():
-            try:
-                data, sdk_object = self.poll()
-                failures = 0
-            except Exception as exc:  # noqa: BLE001 - one sentence in the status output
-                failures += 1
-                if failures >= MAX_POLL_FAILURES or status_code(exc) == 404:
-                    self._give_up(self._poll_error(exc))
-                    return
-            else:
-                if data.get("status") in TERMINAL_STATUSES:
-                    self._finish(data, sdk_object)
-                    return
-            if time.monotonic() > deadline:
-                self._give_up(f"still {self.status} after {MAX_JOB_S // 3600} hours; stopped "
-                              f"watching it (`%gemini wait {self.id}` watches it again).")
-                return
-            self._send(self.status_line())
-            self._stop.wait(self.poll_interval)
+        policy = PollPolicy(self.poll_interval, deadline=MAX_JOB_S)
+        try:
+            data = policy.follow(lambda: self.poll()[0],
+                                 lambda d: d.get("status") in TERMINAL_STATUSES,
+                                 on_status=lambda _d: self._send(self.status_line()),
+                                 stop=self._stop, started=self.started)
+        except PollTimeout:
+            self._give_up(f"still {self.status} after {MAX_JOB_S // 3600} hours; stopped "
+                          f"watching it (`%gemini wait {self.id}` watches it again).")
+            return
+        except Exception as exc:  # noqa: BLE001 - one sentence in the status output
+            self._give_up(self._poll_error(exc))
+            return
+        if data is not None:
+            self._finish(data, None)
 
     def poll(self) -> tuple[dict, Any]:
         """GET the interaction once; returns (wire dict, None). The raw response is read, not
@@ -138,7 +136,7 @@ class BackgroundJob:
         if not isinstance(data, dict):
             raise ValueError(f"the server answered with {type(data).__name__} instead of an "
                              f"interaction")
-        self.status = data.get("status") or self.status
+        self.status = self.live.status = data.get("status") or self.status
         return data, None
 
     def _poll_error(self, exc: BaseException) -> str:
@@ -152,13 +150,16 @@ class BackgroundJob:
     def _give_up(self, sentence: str) -> None:
         self.problem = sentence
         self.ended = time.monotonic()
+        self.live.fill(GeminiResult(id=self.id, status=self.status,
+                                    error=f"Background job {self.id} {sentence}",
+                                    model=self.live.model, elapsed=self.elapsed))
         self._send(self.status_line())
         self.done.set()
 
     def _finish(self, data: dict, sdk_object: Any) -> None:
         self.ended = time.monotonic()
-        result = result_from_interaction(data, self.request, elapsed=self.elapsed,
-                                         sdk_object=sdk_object)
+        result = self.live.fill(result_from_interaction(data, self.request, elapsed=self.elapsed,
+                                                        sdk_object=sdk_object))
         self.result = result
         if self.on_done is not None:
             try:

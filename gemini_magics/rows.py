@@ -4,7 +4,8 @@ The rows (a DataFrame, Series, list/tuple or dict) are read once (`read_rows`), 
 request is rendered before anything is sent (`render_rows`: a bad field is one sentence, not a
 half-done run), then worker threads send them (`send_rows`): at most `concurrency` at once,
 fewer while the server answers 429 (the `Gate`: halve, wait what Retry-After / RetryInfo says,
-grow back one at a time), each row retried on 5xx, timeouts and dropped connections. A failing
+grow back one at a time), each row retried on 5xx, timeouts and dropped connections (a stream
+that drops is first resumed while the server still has it: `sender.RowSender`). A failing
 row keeps its sentence and never stops the others; a stop (KeyboardInterrupt) returns the rows
 done. Every finished row goes to the row cache (rowcache.py) as it ends, so a re-run sends only
 the rows not done. `assemble` puts the answers back in input order: for a DataFrame a new
@@ -16,6 +17,7 @@ needed for DataFrame/Series input (and for the preview of a list).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import queue
@@ -38,7 +40,8 @@ from .request import Request
 from .result import GeminiResult
 from .rowcache import DefaultCache, open_cache, request_key
 from .runner import build_result, structured_value
-from .stream import Accumulator, interaction_events, iter_sse_events
+from .sender import Link, RowSender, resumed_note
+from .stream import Accumulator
 
 __all__ = ["read_rows", "render_rows", "send_rows", "assemble", "run_over", "map_rows",
            "check_row_options", "summary", "Rows", "RowRun", "Gate", "cache_value", "cached_result",
@@ -51,7 +54,6 @@ DEFAULT_429_WAIT_S = 1.0   # a 429 without Retry-After or RetryInfo
 MAX_WAIT_S = 60.0
 STOPPED = ("Not sent: the run was stopped; re-run the cell to send the rest (finished rows come "
            "from the cache).")
-_SDK_COMPUTED = ("output_text", "output_image", "output_audio", "output_video", "continuation_ids")
 _MISSING = re.compile(r"there is no variable named '([^']+)'")
 
 
@@ -120,11 +122,13 @@ def render_rows(base: Any, rows: Rows, user_ns: Mapping[str, Any]) -> list:
         ns = ChainMap({k: v for k, v in fields.items() if isinstance(k, str)},
                       {"index": label}, user_ns)
         try:
-            request = dataclasses.replace(base, parts=list(build_parts(base, ns)))
+            parts = list(build_parts(base, ns))
         except PromptError as exc:
             raise GeminiError(_field_sentence(str(exc), rows, label)) from None
         except MediaError as exc:
             raise GeminiError(f"Row {label!r}: {exc}") from None
+        request = copy.copy(base)  # a fifth of dataclasses.replace's cost: 1,000 rows feel it
+        request.parts = parts
         body = request.body(user_step(request.parts or [request.text]))
         out.append(Rendered(request, body, ""))
     return out
@@ -219,36 +223,18 @@ def _transient(exc: BaseException, code: Optional[int]) -> bool:
     return is_connection_error(exc)
 
 
-def _interaction_dict(answer: Any) -> dict:
-    data = answer.model_dump(mode="json", exclude_none=True, by_alias=True)
-    for key in _SDK_COMPUTED:
-        data.pop(key, None)
-    return data
-
-
-def _send_once(client: Any, row: Rendered) -> GeminiResult:
-    """One row, read as a raw SSE stream like the runner's fast path: the SDK builds the request
-    (auth, base URL), we parse the events (the SDK's JSON answer parse costs ~15 ms a row)."""
-    from google.genai._gaos.lib.compat_errors import is_stream  # deferred: google.genai
-
+def _send_once(sender: RowSender, row: Rendered) -> GeminiResult:
+    """One row through the run's sender (a dropped stream is resumed while the server still
+    has it; else it raises and the row is retried)."""
     start = time.monotonic()
     acc = Accumulator()
-    answer = client.interactions.create(**row.body, stream=True, automatic_continuation=False)
-    if is_stream(answer):
-        try:
-            for event in iter_sse_events(answer.response.iter_lines()):
-                acc.feed(event)
-        finally:
-            answer.close()
-    elif hasattr(answer, "model_dump"):  # a server that answered with JSON anyway
-        for event in interaction_events(_interaction_dict(answer)):
-            acc.feed(event)
-    else:
-        raise GeminiError("The server did not answer with an interaction; check that "
-                          "GeminiMagics.base_url points at a Gemini Interactions endpoint.")
+    link = Link()
+    for event in sender.stream(row.body, link):
+        acc.feed(event)
     if not acc.done and acc.error is None and acc.unreadable is None:
         raise ConnectionResetError("the stream ended before the interaction completed")
-    return build_result(acc, row.request, elapsed=time.monotonic() - start)
+    return build_result(acc, row.request, elapsed=time.monotonic() - start,
+                        notes=[resumed_note(link.resumed)] if link.resumed else [])
 
 
 def _failed(sentence: str, request: Any, stopped: bool = False) -> GeminiResult:
@@ -303,7 +289,7 @@ class RowRun:
                 f"tokens={self.tokens}")
 
 
-def _row_worker(client: Any, todo: "queue.Queue", done: "queue.Queue", gate: Gate,
+def _row_worker(sender: RowSender, todo: "queue.Queue", done: "queue.Queue", gate: Gate,
                 stop: threading.Event, cache: Any, where: str) -> None:
     while not stop.is_set():
         try:
@@ -311,7 +297,7 @@ def _row_worker(client: Any, todo: "queue.Queue", done: "queue.Queue", gate: Gat
         except queue.Empty:
             return
         try:
-            result = _send_row(client, row, gate, stop, where)
+            result = _send_row(sender, row, gate, stop, where)
         except Stopped:
             return
         if cache is not None and result.ok:
@@ -322,14 +308,14 @@ def _row_worker(client: Any, todo: "queue.Queue", done: "queue.Queue", gate: Gat
         done.put((i, result))
 
 
-def _send_row(client: Any, row: Rendered, gate: Gate, stop: threading.Event,
+def _send_row(sender: RowSender, row: Rendered, gate: Gate, stop: threading.Event,
               where: str) -> GeminiResult:
     """One row with its retries; never raises but Stopped (before it was sent)."""
     attempt = waits = 0
     while True:
         gate.acquire(stop)
         try:
-            result = _send_once(client, row)
+            result = _send_once(sender, row)
         except Exception as exc:  # noqa: BLE001 - every failure is the row's sentence
             gate.release(ok=False)
             code = status_code(exc)
@@ -369,10 +355,11 @@ def send_rows(rendered: list, labels: list, backend: Backend, *, concurrency: in
     stop = threading.Event()
     done: queue.Queue = queue.Queue()
     if pending:
-        client = get_client(dataclasses.replace(backend, attempts=1))  # the retries are ours
+        # the retries are ours; one sender for the run (see sender.RowSender)
+        sender = RowSender(get_client(dataclasses.replace(backend, attempts=1)))
         for _ in range(min(concurrency, pending)):
             threading.Thread(target=_row_worker, name="gemini-row", daemon=True,
-                             args=(client, todo, done, gate, stop, cache, backend.label)).start()
+                             args=(sender, todo, done, gate, stop, cache, backend.label)).start()
     received = 0
     try:
         while received < pending:

@@ -18,15 +18,12 @@ from .errors import KEPT, explain, outcome_sentence
 from .loop import ROUNDS_SENTENCE, FunctionLoop
 from .request import Request
 from .result import GeminiResult
-from .stream import (Accumulator, StreamProtocolError, interaction_events, iter_sse_events,
-                     output_text, sdk_event_to_dict, split_start)
+from .sender import FALLBACK_NOTE, Link, Sender, resumed_note
+from .stream import Accumulator, output_text, split_start
 
 __all__ = ["run", "rounds", "build_result", "turn_start", "Observer"]
 
-MAX_CONTINUATION_HOPS = 32
 CANCEL_TIMEOUT_S = 5.0
-# Fields google-genai computes on its Interaction objects, never sent by servers.
-_SDK_COMPUTED = ("output_text", "output_image", "output_audio", "output_video", "continuation_ids")
 
 
 class Observer:
@@ -38,15 +35,15 @@ class Observer:
     def on_done(self, result: GeminiResult) -> None: ...
 
 
-class _Run:
-    """Mutable state shared with the cancel watcher thread."""
+class _Run(Link):
+    """Mutable state shared with the cancel watcher thread (the open stream, the cancel)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.acc = Accumulator()
-        self.stream: Any = None
         self.client: Any = None
-        self.cancelled = False
         self.server_cancelled = False
+        self.cancel_answer: Any = None         # what the server said to the cancel
         self.notes: list = []                  # remarks shown under the answer (--no-auto)
         self.loop_error: Optional[str] = None  # why the function loop stopped (--max-rounds)
         self.lock = threading.Lock()
@@ -60,17 +57,9 @@ class _Run:
                 return
             self.server_cancelled = True
         try:
-            self.client.interactions.cancel(ident, timeout=CANCEL_TIMEOUT_S)
+            self.cancel_answer = self.client.interactions.cancel(ident, timeout=CANCEL_TIMEOUT_S)
         except BaseException:  # noqa: BLE001 - best effort: the stream is closed anyway
             pass
-
-    def close_stream(self) -> None:
-        stream = self.stream
-        if stream is not None:
-            try:
-                stream.close()
-            except BaseException:  # noqa: BLE001
-                pass
 
 
 def _watch(cancel_event: threading.Event, finished: threading.Event, state: _Run) -> None:
@@ -84,77 +73,15 @@ def _watch(cancel_event: threading.Event, finished: threading.Event, state: _Run
             return
 
 
-FALLBACK_NOTE = ("This google-genai version does not expose the raw HTTP stream where "
-                 "gemini-magics reads it, so answers stream through the SDK's own (slower) "
-                 "iterator.")
-_fallback_noted = False  # the note is said once per process
+# Said once per process (a process-wide fact about the installed google-genai): process state.
+_fallback_noted = False
 
 
-def _is_stream(answer: Any) -> bool:
-    """Whether create() handed back an event stream rather than an Interaction: the SDK's
-    Stream (or anything iterated with next()); an Interaction (pydantic) and JSON are not."""
-    return hasattr(type(answer), "__next__") and not hasattr(answer, "model_dump")
-
-
-def _raw_lines(stream: Any) -> Optional[Iterable[str]]:
-    """The SSE lines of the HTTP response behind an SDK stream, or None when it is not there
-    (a google-genai that keeps it elsewhere): then the SDK's own iterator is used."""
-    iter_lines = getattr(getattr(stream, "response", None), "iter_lines", None)
-    return iter_lines() if callable(iter_lines) else None
-
-
-def _sdk_stream_events(stream: Any) -> Iterator[dict]:
-    for event in stream:
-        yield sdk_event_to_dict(event)
-
-
-def _fast_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
-    """Events read straight from the HTTP response the SDK opened (the SDK still builds the
-    request, authenticates and retries); continuation hops are followed like the SDK does."""
+def _note_fallback(state: Any) -> None:
     global _fallback_noted
-    hops = 0
-    while True:
-        hops += 1
-        stream = client.interactions.create(**body, stream=True, automatic_continuation=False)
-        if not _is_stream(stream):  # a JSON Interaction answered the stream request
-            yield from interaction_events(_interaction_dict(stream))
-            return
-        state.stream = stream
-        try:
-            lines = _raw_lines(stream)
-            if lines is not None:
-                yield from iter_sse_events(lines)
-            else:
-                if not _fallback_noted:
-                    _fallback_noted = True
-                    state.notes.append(FALLBACK_NOTE)
-                yield from _sdk_stream_events(stream)
-        finally:
-            stream.close()
-            state.stream = None
-        acc = state.acc
-        if not acc.needs_continuation or hops >= MAX_CONTINUATION_HOPS or state.cancelled:
-            return
-        body = dict(body)
-        body["continuation_token"] = acc.continuation_token
-        if body.get("store") is not False:
-            body.pop("input", None)
-            body["previous_interaction_id"] = acc.id
-
-
-def _sdk_events(client: Any, body: dict, state: _Run) -> Iterator[dict]:
-    """The plain SDK iterator (one pydantic model per event): the reference the fast path is
-    tested against, and a fallback setting."""
-    stream = client.interactions.create(**body, stream=True)
-    if not _is_stream(stream):
-        yield from interaction_events(_interaction_dict(stream))
-        return
-    state.stream = stream
-    try:
-        yield from _sdk_stream_events(stream)
-    finally:
-        stream.close()
-        state.stream = None
+    if not _fallback_noted:
+        _fallback_noted = True
+        state.notes.append(FALLBACK_NOTE)
 
 
 def structured_value(result: GeminiResult, schema_obj: Any, name: Optional[str]) -> Optional[str]:
@@ -174,14 +101,18 @@ def structured_value(result: GeminiResult, schema_obj: Any, name: Optional[str])
     return None
 
 
-def _round(client: Any, body: dict, request: Request, state: _Run, observers: list,
-           cancel_event: Optional[threading.Event], fast_stream: bool) -> Any:
+def _round(sender: Sender, body: dict, request: Request, state: _Run, observers: list,
+           cancel_event: Optional[threading.Event]) -> Any:
     """Send one create request and feed its events to the accumulator and the observers.
     Returns the SDK's Interaction for a non-streaming answer (else None)."""
     acc = state.acc
+    sdk_object = None
     if request.stream:
-        source = _fast_events if fast_stream else _sdk_events
-        for whole in source(client, body, state):
+        events = sender.stream(body, state)
+    else:
+        events, sdk_object = sender.answer(body, state)
+    try:
+        for whole in events:
             for event in split_start(whole):
                 acc.feed(event)
                 for o in observers:
@@ -189,37 +120,11 @@ def _round(client: Any, body: dict, request: Request, state: _Run, observers: li
             if cancel_event is not None and cancel_event.is_set():
                 state.cancelled = True
                 break
-        return None
-    sdk_object = None
-    answer = client.interactions.create(**body)
-    if _is_stream(answer):  # a server that streams anyway: read it like a stream
-        state.stream = answer
-        lines = _raw_lines(answer)
-        events: Iterable[dict] = (iter_sse_events(lines) if lines is not None
-                                  else _sdk_stream_events(answer))
-    else:
-        sdk_object = answer
-        events = interaction_events(_interaction_dict(answer))
-    try:
-        for event in events:
-            acc.feed(event)
-            for o in observers:
-                o.on_update(acc)
-    finally:  # like the streaming paths: never leave the connection open
-        state.close_stream()
-        state.stream = None
+    finally:  # never leave the connection open
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
     return sdk_object
-
-
-def _interaction_dict(interaction: Any) -> dict:
-    if not hasattr(interaction, "model_dump"):  # the SDK hands back whatever JSON it got
-        got = {list: "a JSON list", str: "text", dict: "a JSON object"}.get(type(interaction),
-                                                                           "something else")
-        raise StreamProtocolError(f"The server answered with {got}, not an interaction")
-    data = interaction.model_dump(mode="json", exclude_none=True, by_alias=True)
-    for key in _SDK_COMPUTED:
-        data.pop(key, None)
-    return data
 
 
 class TurnStart(NamedTuple):
@@ -256,9 +161,8 @@ NO_AUTO_NOTE = ("Stopped at the model's function call (--no-auto): the function 
                 "and this turn was not added to the conversation.")
 
 
-def rounds(client: Any, body: dict, request: Request, state: _Run, observers: list,
-           cancel_event: Optional[threading.Event], fast_stream: bool,
-           prefix: list) -> Iterator[Any]:
+def rounds(sender: Sender, body: dict, request: Request, state: _Run, observers: list,
+           cancel_event: Optional[threading.Event], prefix: list) -> Iterator[Any]:
     """The model rounds of one turn, as a generator the drivers consume: each item is a
     finished round (the SDK's Interaction for a non-streaming answer, else None). Between
     rounds it answers the model's function calls (`--functions`); it ends when the model
@@ -274,7 +178,7 @@ def rounds(client: Any, body: dict, request: Request, state: _Run, observers: li
         first = len(acc.order)
         if n > 1:
             acc.done = False  # this round must finish on its own
-        yield _round(client, body, request, state, observers, cancel_event, fast_stream)
+        yield _round(sender, body, request, state, observers, cancel_event)
         if state.cancelled or acc.error is not None or not acc.done:
             return
         if loop is None or acc.status != "requires_action":
@@ -335,13 +239,37 @@ def build_result(acc: Accumulator, request: Any, *, elapsed: float, cancelled: b
 
 
 def _redacted(value: Any) -> Any:
-    """`value` (wire dicts and lists) with every string redacted, media data left as it is."""
+    """`value` (wire dicts and lists) with every string redacted, media data left as it is.
+    One redact over all its strings joined first: almost always nothing needs hiding, and one
+    call costs a twentieth of one per string (it matters for 1,000 rows). Any match in one
+    string is a match in the joined text too."""
+    strings: list = []
+    _strings(value, strings)
+    joined = "\n".join(strings)
+    if redact(joined) == joined:
+        return value
+    return _redact_each(value)
+
+
+def _strings(value: Any, out: list) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, list):
+        for v in value:
+            _strings(v, out)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k != "data":
+                _strings(v, out)
+
+
+def _redact_each(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, list):
-        return [_redacted(v) for v in value]
+        return [_redact_each(v) for v in value]
     if isinstance(value, dict):
-        return {k: v if k == "data" else _redacted(v) for k, v in value.items()}
+        return {k: v if k == "data" else _redact_each(v) for k, v in value.items()}
     return value
 
 
@@ -370,6 +298,10 @@ def run(
     with _watching(cancel_event, state):
         error, answers = _drive(request, turn, state, observers, backend, settings,
                                 cancel_event, fast_stream)
+    if state.cancelled:
+        _usage_after_stop(state)
+    if state.resumed:
+        state.notes.append(resumed_note(state.resumed))
     result = build_result(state.acc, request, elapsed=time.monotonic() - start,
                           cancelled=state.cancelled, error=error or state.loop_error,
                           notes=state.notes,
@@ -398,9 +330,10 @@ def _drive(request: Request, turn: TurnStart, state: _Run, observers: list,
             backend, _ = resolve_backend(settings or {})
         where = backend.label
         state.client = get_client(backend)
+        sender = Sender(state.client, fast=fast_stream, on_fallback=_note_fallback)
         prefix = list(turn.history) + [turn.ustep]
-        answers.extend(rounds(state.client, turn.body, request, state, observers, cancel_event,
-                              fast_stream, prefix))
+        answers.extend(rounds(sender, turn.body, request, state, observers, cancel_event,
+                              prefix))
     except KeyboardInterrupt:
         state.cancelled = True
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one sentence
@@ -409,6 +342,31 @@ def _drive(request: Request, turn: TurnStart, state: _Run, observers: list,
                            partial=state.acc.answer_length > 0,
                            continued=bool(turn.prev_id)), answers
     return None, answers
+
+
+def _usage_after_stop(state: _Run) -> None:
+    """A stopped answer's tokens: the stream was closed before the server counted them, so
+    they are read from the cancel's answer, else from one GET when the cancel was answered
+    without them (never when the server did not answer the cancel: a stop must not wait)."""
+    acc = state.acc
+    answer = state.cancel_answer
+    if answer is None or (acc.usage or {}).get("total_output_tokens"):
+        return
+    usage = _usage_of(answer)
+    if not usage.get("total_output_tokens"):
+        try:
+            usage = _usage_of(state.client.interactions.get(acc.id, timeout=CANCEL_TIMEOUT_S))
+        except Exception:  # noqa: BLE001 - the stop stands without its count
+            return
+    if usage:
+        acc.usage = usage
+
+
+def _usage_of(interaction: Any) -> dict:
+    usage = getattr(interaction, "usage", None)
+    if usage is not None and hasattr(usage, "model_dump"):
+        usage = usage.model_dump(mode="json", exclude_none=True)
+    return dict(usage) if isinstance(usage, dict) else {}
 
 
 @contextmanager

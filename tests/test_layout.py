@@ -31,8 +31,8 @@ TIERS = {
     3: {"widgets", "jobs", "batch"},
     2: {"live", "display", "rows"},
     1: {"runner", "cell"},
-    0: {"request", "args", "options", "stream", "conversation", "result", "client", "render",
-        "markdown_text", "blocks",
+    0: {"request", "args", "options", "stream", "sender", "conversation", "result", "client",
+        "render", "markdown_text", "blocks",
         "loop", "errors", "prompt", "media", "images", "tools", "functions", "schema", "replay",
         "catalog", "server_process", "rowcache", "session", "redact"},
 }

@@ -96,3 +96,69 @@ def test_the_cell_returns_with_a_status_line_that_becomes_the_summary(shell, mon
         assert status["data"]["text/plain"].startswith("3 of 3 rows ok, 0 from the cache")
     finally:
         srv.stop()
+
+
+def test_a_batch_gone_from_the_server_ends_its_poller_with_one_sentence(shell):
+    """The poller's error path: the batch is deleted on the server while it runs; the next
+    poll's 404 ends the polling at once (no retries), with one sentence in the status line
+    and from `%gemini wait`."""
+    from gemini_magics.client import get_client
+
+    eng = EchoEngine(delay=2.0)  # long enough to be deleted while it runs
+    srv = start_server(engine=eng)
+    m = magics_of(shell)
+    m.base_url, m.poll_interval = srv.base_url, 0.05
+    try:
+        shell.user_ns["words"] = ["a", "b"]
+        shell.user_ns.pop("out", None)
+        ok(run_cell(shell, "%%gemini --over words --batch -o out\nSay {item}"))
+        job = shell.user_ns["_gemini_batch"]
+        assert not job.ended.is_set()
+        get_client(m._backend()).batches.delete(name=job.name)
+        assert job.ended.wait(10)
+        assert job.problem.startswith("could not be followed (the server no longer has it (404")
+        assert "Traceback" not in job.problem and "\n" not in job.problem
+        cap = run_cell(shell, f"%gemini wait {job.name}")
+        assert str(cap.error).startswith(f"Batch {job.name} could not be followed (")
+        assert "out" not in shell.user_ns
+    finally:
+        srv.stop()
+
+
+def test_the_poll_policy_tolerates_failures_in_a_row_but_not_a_404():
+    """Jobs and batches share it: failed polls are retried up to MAX_POLL_FAILURES in a row
+    (a success starts the count again), a 404 ends it at once, a deadline bounds it."""
+    from gemini_magics.sender import MAX_POLL_FAILURES, PollPolicy, PollTimeout
+
+    class Failed(Exception):
+        def __init__(self, status_code):
+            super().__init__(f"HTTP {status_code}")
+            self.status_code = status_code
+
+    def script(*answers):
+        calls = []
+
+        def poll():
+            answer = answers[min(len(calls), len(answers) - 1)]
+            calls.append(answer)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return poll, calls
+
+    policy = PollPolicy(0.05)
+    flaky = [Failed(503)] * (MAX_POLL_FAILURES - 1)
+    poll, calls = script(*flaky, "running", *flaky, "done")
+    seen = []
+    assert policy.follow(poll, lambda v: v == "done", on_status=seen.append) == "done"
+    assert len(calls) == 2 * MAX_POLL_FAILURES and "running" in seen
+    poll, calls = script(*[Failed(503)] * MAX_POLL_FAILURES, "done")
+    with pytest.raises(Failed):
+        policy.follow(poll, lambda v: v == "done")
+    assert len(calls) == MAX_POLL_FAILURES
+    poll, calls = script(Failed(404), "done")
+    with pytest.raises(Failed):
+        policy.follow(poll, lambda v: v == "done")
+    assert len(calls) == 1
+    with pytest.raises(PollTimeout):
+        PollPolicy(0.05, deadline=0.1).follow(lambda: "running", lambda v: v == "done")
