@@ -307,6 +307,8 @@ def _background(m: GeminiMagics, request: Any, backend: Any) -> None:
         raise GeminiError(f"The background job was not started: "
                           f"{explain(exc, model=request.model, where=backend.label)}") from None
     ns["_gemini_job"] = job
+    if request.out:  # bound at once to the live result (it becomes the answer)
+        ns[request.out] = job.live
     if not notebook:
         print(f"Started background job {job.id}; %gemini wait {job.id} shows the answer, "
               f"%gemini cancel {job.id} stops it.")

@@ -41,8 +41,6 @@ def test_a_job_that_cannot_be_followed_fills_its_live_result_with_the_sentence(f
     assert job.live.error.startswith("Background job v1_not_there not found on echo")
 
 
-@pytest.mark.xfail(strict=True, reason="magics._background must bind -o to job.live at once "
-                                       "(3 lines in magics.py, owned by another change)")
 def test_the_cells_out_variable_is_bound_at_once(shell, fresh_jobs):
     magics_of(shell).poll_interval = 0.05
     shell.user_ns.pop("job", None)
