@@ -269,7 +269,6 @@ _MODEL, _CONVERSATION, _OUTPUT = "Model & generation", "Conversation", "Output"
 _MEDIA, _TOOLS, _JOBS, _LIVE = ("Media & images", "Tools & functions", "Background & agents",
                                 "Live view")
 _ROWS = "Rows (a prompt over every row)"
-_COST = "Cost"
 
 OPTIONS: tuple = (
     Option("model", str, DEFAULT_MODEL, setting="Model used when a cell gives no -m/--model.",
@@ -465,7 +464,7 @@ OPTIONS: tuple = (
                                         "standard, flex and batch, and the time; --estimate N "
                                         "first runs N sample rows to measure the answers.",
                        metavar="N", optional=0),),
-           group=_COST, check=_estimate, example="3"),
+           group=_ROWS, check=_estimate, example="3"),
     Option("budget", float, request=False,
            setting="A hard cap in USD on what this session spends (%gemini budget off: none); "
                    "a cell, panel turn or row past it is refused, a stream crossing it stopped.",
