@@ -24,7 +24,7 @@ from .client import answers_offline
 from .errors import GeminiError
 from .session import Session, current
 
-__all__ = ["Ledger", "ledger", "billed", "record", "refusal", "check_before", "after_row",
+__all__ = ["Ledger", "ledger", "billed", "record", "row_cost", "refusal", "check_before", "after_row",
            "BudgetReached", "Guard", "usage_table", "budget_line", "Estimate", "estimate",
            "api_counter", "prompt_text"]
 
@@ -142,6 +142,19 @@ def record(session: Optional[Session], result: Any, *, tier: Optional[str] = Non
     if result.usage or detail.estimated or result.id:  # a request that reached the model
         ledger(session).add(result, detail)
     return detail
+
+
+def row_cost(result: Any, *, tier: Optional[str] = None,
+             session: Optional[Session] = None) -> Optional[float]:
+    """A row's `gemini_cost`: its answer's price in USD (None when unknown). A row from the
+    cache is priced too (what its answer cost), but not added to this session's usage."""
+    session = session or current()
+    settings = session.settings()
+    try:
+        return pricing.price(result, tier=tier, billed=billed(settings, session),
+                             override=_override(settings)).total
+    except Exception:  # noqa: BLE001 - a price must never fail the rows
+        return None
 
 
 def _counts(settings: Mapping[str, Any], session: Session) -> bool:
