@@ -359,9 +359,10 @@ class Estimate:
                  f"{self.input_tokens:,} input tokens, {self.how}."]
         low = self.output_low or 0
         if self.output_high is None:
-            lines.append("  Output tokens are not estimated (--estimate N runs N rows to "
-                         "measure them; --max-tokens bounds them): the costs are for the "
-                         "input alone.")
+            how = "--max-tokens bounds them" if self.rows == 1 else (
+                "--estimate N runs N rows to measure them; --max-tokens bounds them")
+            lines.append(f"  Output tokens are not estimated ({how}): the costs are for the "
+                         f"input alone.")
         else:
             lines.append(f"  Output: {low:,}–{self.output_high:,} tokens a row "
                          f"({self.output_how}).")
