@@ -15,7 +15,7 @@ import genai_prices
 import pandas as pd
 import pytest
 
-from gemini_magics import pricing, render, rows, spend
+from gemini_magics import live, pricing, render, rows, spend
 from gemini_magics.pricing import CostDetail
 from gemini_magics.result import GeminiResult
 from gemini_magics.server import start_server
@@ -32,6 +32,7 @@ WIRED_FOOTER = "≈ $0.50" in render.footer_text(
     GeminiResult(model="m", usage={"total_tokens": 1}, cost_detail=CostDetail(0.5)))
 WIRED_ROWS = "gemini_cost" in inspect.getsource(rows.assemble)
 WIRED_ROWS_BUDGET = "spend." in inspect.getsource(rows.send_rows)
+WIRED_LIVE = "spend.Guard" in inspect.getsource(live.StreamJob._run)
 
 
 def ok(cap):
@@ -356,3 +357,68 @@ def test_over_stops_sending_rows_at_the_cap_and_keeps_the_rows_done(ip):
     assert 1 <= len(done) <= 3
     assert "not sent" in cap.stdout + "".join(d.get("text/plain", "") for d in cap.final)
     assert all(r.stopped for r in out if not r.ok)
+
+
+# -- billed or not, and the other paths the magics own ------------------------------------------
+
+@pytest.mark.parametrize("settings, key, paid", [
+    ({}, None, False),                                        # no key: the local server
+    ({}, "k", True),                                          # Google
+    ({"offline": True}, "k", False),                          # forced offline
+    ({"base_url": "http://127.0.0.1:9"}, "k", False),         # a server on this machine
+    ({"base_url": "http://localhost:8080/"}, "k", False),
+    ({"base_url": "https://gemini-proxy.example.com"}, "k", True),
+])
+def test_only_answers_from_google_or_a_remote_endpoint_are_billed(monkeypatch, settings, key,
+                                                                    paid):
+    from gemini_magics.session import Session
+
+    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    if key:
+        monkeypatch.setenv("GEMINI_API_KEY", key)
+    assert spend.billed(settings, Session()) is paid
+
+
+def test_rows_past_the_budget_are_refused_before_any_is_sent(ip):
+    eng = EchoEngine()
+    srv = start_server(engine=eng)
+    try:
+        m = magics_of(ip)
+        m.base_url = srv.base_url
+        m.price_override = OVERRIDE
+        m.budget_offline = True
+        m.budget = 0.2
+        ok(run_cell(ip, "%%gemini\nhello there world"))  # $0.33
+        ip.user_ns["xs"] = ["a", "b"]
+        cap = run_cell(ip, "%%gemini --over xs\nsay {item}")
+        assert str(cap.error).startswith("The session's budget of $0.20 is reached")
+        assert eng.requests == 1
+    finally:
+        srv.stop()
+
+
+def test_a_background_answer_is_counted_when_it_ends(ip):
+    m = magics_of(ip)
+    m.price_override = OVERRIDE
+    m.poll_interval = 0.05
+    ok(run_cell(ip, "%%gemini --background -o out\nhello there world"))
+    book = spend.ledger(m.session)
+    _wait_for(lambda: book.lines)
+    out = ip.user_ns["_gemini_job"].wait(30)
+    assert out.cost == pytest.approx(out.usage["total_input_tokens"] * IN
+                                     + out.usage["total_output_tokens"] * OUT)
+    assert book.spent(offline_too=True) == pytest.approx(out.cost)
+
+
+@pytest.mark.skipif(not WIRED_LIVE, reason="live.StreamJob does not run the budget guard yet")
+def test_a_ui_answer_crossing_the_budget_is_stopped_and_counted(ip):
+    m = magics_of(ip)
+    m.price_override = OVERRIDE
+    m.budget_offline = True
+    m.budget = 1.0
+    ok(run_cell(ip, "%%gemini --ui -o r\n/words 2000"))
+    r = ip.user_ns["r"].wait(30)
+    assert r.done and r.stopped and words(r.answer) < 200
+    assert r.notes[-1].startswith("Stopped at the session's budget of $1.00")
+    assert spend.ledger(m.session).spent(offline_too=True) == pytest.approx(r.cost)
