@@ -15,9 +15,9 @@ from typing import Any, Callable, Optional
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
-from traitlets import TraitError
+from traitlets import Float, Int, TraitError
 
-from . import options, render
+from . import options, pricing, render, spend
 from .args import ArgsError, cell_arguments, parse, parse_line
 from .cell import backend_failure, complete, finish, resolve_names, warn_unknown_name
 from .client import answers_offline, get_client, resolve_backend
@@ -75,6 +75,38 @@ def _widgets(word: str) -> Callable[[Any, Optional[str]], Any]:
     return run
 
 
+def _usage(m: Any, rest: Optional[str]) -> Any:
+    """`%gemini usage [reset]`: this session's calls, tokens and cost per model, and the total."""
+    words = _split_words(rest or "")
+    if words and [w.lower() for w in words] != ["reset"]:
+        raise GeminiError("Use %gemini usage to see this session's usage and cost, or %gemini "
+                          "usage reset to start counting again.")
+    if words:
+        spend.ledger(m.session).reset()
+        print("Usage cleared: this session's calls, tokens and cost start again from zero "
+              "(the budget counts from zero too).")
+        return None
+    print(spend.budget_line(m.session))
+    return spend.usage_table(m.session)
+
+
+def _prices(m: Any, rest: Optional[str]) -> None:
+    """`%gemini prices [MODEL]`: the prices used, with their source and date."""
+    words = _split_words(rest or "")
+    if len(words) > 1:
+        raise GeminiError("Give one model name, e.g. %gemini prices gemini-3.5-flash, or none "
+                          "for the models of this session.")
+    book = spend.ledger(m.session)
+    with book.lock:
+        used = [name for name, _ in book.lines]
+    models = words or list(dict.fromkeys([m.model, *used]))
+    try:
+        override = pricing.parse_override(m.price_override)
+    except ValueError:
+        override = None
+    print("\n".join(pricing.prices_text(name, override) for name in models))
+
+
 def _jobs(m: Any, rest: Optional[str]) -> None:
     from . import jobs  # deferred: jobs loads the runner, whose function loop loads pydantic
 
@@ -107,6 +139,12 @@ LINE_COMMANDS: tuple = (
                 lambda m, rest: print(_cassette_command(m, "replay", rest)), takes_words=True),
     LineCommand("%gemini cassette [off]", "which cassette is in use; off stops using it",
                 lambda m, rest: print(_cassette_command(m, "cassette", rest)), takes_words=True),
+    LineCommand("%gemini usage [reset]", "this session's calls, tokens and cost per model; "
+                "reset starts counting again", _usage, takes_words=True),
+    LineCommand("%gemini budget USD|off", "a hard cap on what this session spends (the budget "
+                "setting); off removes it"),
+    LineCommand("%gemini prices [MODEL]", "the prices answers are priced at, their source and "
+                "date", _prices, takes_words=True),
     LineCommand("%gemini help", "this help", _print(lambda m: m.gemini.__doc__)),
 )
 _RUNS = {c.word: c for c in LINE_COMMANDS if c.run is not None}
@@ -151,6 +189,8 @@ class GeminiMagics(Magics):
         try:
             if value.strip().lower() == "default":
                 new = trait.default()
+            elif value.strip().lower() in ("off", "none") and isinstance(trait, (Float, Int)):
+                new = None  # e.g. %gemini budget off (traitlets refuse it unless allow_none)
             else:
                 new = trait.from_string(value.strip())
             setattr(self, name, new)
@@ -217,6 +257,9 @@ class GeminiMagics(Magics):
             return _over(self, request, ns)
         request = complete(request, ns)
         warn_unknown_name(request, answers_offline(settings, self.session), self.session)
+        if request.estimate is not None:  # nothing is generated
+            return _estimate(self, request, [request])
+        spend.check_before(self.session, request)
         backend = self._backend()
         if request.background:  # a server-side job, followed by a poller thread (jobs.py)
             return _background(self, request, backend)
@@ -225,9 +268,12 @@ class GeminiMagics(Magics):
 
             run_live(self, request, backend, cell_id=current_cell_id(self.shell))
             return None
+        # The guard first: it prices the answer (and stops it at the budget) before the
+        # display writes the footer.
+        guard = spend.Guard(self.session, request, self.cancel_event)
         result = run(
-            request, backend=backend, observers=self._observers(request),
-            cancel_event=self.cancel_event, conversation=self.session.conversation,
+            request, backend=backend, observers=[guard, *self._observers(request)],
+            cancel_event=guard.cancel_event, conversation=self.session.conversation,
             cell_id=current_cell_id(self.shell), fast_stream=self.fast_stream,
         )
         self._finish(request, result, ns)
@@ -296,6 +342,7 @@ def _background(m: GeminiMagics, request: Any, backend: Any) -> None:
     notebook = m.display_mode() == "notebook"
 
     def on_result(result: Any) -> None:  # on the poller thread, when the job ends
+        spend.record(m.session, result)
         m._finish(request, result, ns)
 
     try:
@@ -374,6 +421,9 @@ def _over(m: GeminiMagics, request: Any, ns: Any) -> None:
         raise GeminiError(str(exc)) from None
     read = rows.read_rows(rows.lookup_rows(request.over, ns), request.over)
     rendered = rows.render_rows(request, read, ns)  # every row, before anything is sent
+    if request.estimate is not None:
+        return _estimate(m, request, [r.request for r in rendered], read, rendered)
+    spend.check_before(m.session, request)
     backend = m._backend()
     if request.batch:
         return _batch(m, request, read, rendered, backend, ns)
@@ -383,12 +433,43 @@ def _over(m: GeminiMagics, request: Any, ns: Any) -> None:
     return None
 
 
+def _estimate(m: GeminiMagics, request: Any, requests: list, read: Any = None,
+              rendered: Optional[list] = None) -> None:
+    """`--estimate [N]`: count the input tokens of the cell (or of every row), run N sample
+    rows if asked, and print the expected cost per tier and the time; nothing else is sent."""
+    backend = m._backend()
+    sample: list = []
+    if request.estimate and rendered:  # the sample rows are real answers: they are billed
+        from . import rows  # deferred: rows loads the runner (pydantic)
+
+        spend.check_before(m.session, request)
+        n = min(request.estimate, len(rendered))
+        part = read._replace(labels=read.labels[:n], fields=read.fields[:n],
+                             source=read.source.iloc[:n] if read.kind == "frame" else None)
+        _, run = rows.run_over(request, part, rendered[:n], backend, m.session.settings(),
+                               progress=False)
+        _record_rows(m, run)
+        sample = [r for r in run.results if r is not None]
+    counter = spend.api_counter(get_client(backend, m.session), request.model,
+                                request.concurrency or 1)
+    try:
+        override = pricing.parse_override(m.price_override)
+    except ValueError:
+        override = None
+    found = spend.estimate([spend.prompt_text(r) for r in requests], request.model,
+                           concurrency=request.concurrency or 1, counter=counter,
+                           sample=sample, max_tokens=request.max_tokens, override=override)
+    print(found.text())
+    return None
+
+
 def _rows_done(m: GeminiMagics, request: Any, value: Any, run: Any, read: Any, ns: Any,
                handle: Any = None) -> None:
     """An --over run's value to `_gemini` and -o; its preview and summary shown (into
     `handle` when a --batch status line is there)."""
     from . import rows  # deferred: rows loads the runner (pydantic)
 
+    _record_rows(m, run, "batch" if request.batch else None)
     m.session.last_result = value
     ns["_gemini"] = value
     if request.out:
@@ -405,6 +486,14 @@ def _rows_done(m: GeminiMagics, request: Any, value: Any, run: Any, read: Any, n
     else:
         display(shown)
     m._note(line)
+
+
+def _record_rows(m: GeminiMagics, run: Any, tier: Optional[str] = None) -> None:
+    """The rows answered now (not those from the cache) into the session's usage (once: rows
+    already recorded as they arrived are not counted again)."""
+    for i, result in enumerate(run.results):
+        if result is not None and i not in run.cached:
+            spend.record(m.session, result, tier=tier)
 
 
 def _batch(m: GeminiMagics, request: Any, read: Any, rendered: list, backend: Any,

@@ -23,6 +23,7 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, validate
 
 from .catalog import (ASPECT_RATIOS, BUILTIN_TOOLS, DEFAULT_MODEL, IMAGE_SIZES, THINKING_LEVELS,
                       normalize_aspect_ratio, normalize_image_size)
+from .pricing import parse_override
 from .tools import parse_tools
 
 __all__ = ["Flag", "Option", "SettingError", "OPTIONS", "SETTINGS", "REQUEST_DEFAULTS", "PANEL_SETTINGS",
@@ -39,6 +40,7 @@ class Flag:
     help: str
     action: Optional[str] = None      # "store_true", "store_false" or "append"; None: takes a value
     metavar: Optional[str] = None
+    optional: Any = None              # not None: the value may be left out, and is then this
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class Option:
                 kw["type"] = self.kind
             if f.metavar:
                 kw["metavar"] = f.metavar
+            if f.optional is not None:
+                kw.update(nargs="?", const=f.optional)
             out.append(argument(*f.names, **kw))
         return out
 
@@ -237,6 +241,18 @@ def _model_setting(value: Any) -> Any:
     if not _is_word(value):
         raise ValueError(f"a model name is one word, e.g. {DEFAULT_MODEL}")
     return value
+
+
+def _price_override(value: Any) -> Any:
+    parse_override(value)  # ValueError: the sentence saying what it takes
+    return value
+
+
+def _estimate(n: Any) -> Any:
+    if n is not None and not 0 <= n <= 100:
+        raise ValueError(f"--estimate N runs N sample rows to measure their answers (0 to 100; "
+                         f"--estimate alone runs none), not {n}.")
+    return n
 
 
 def _poll_interval(value: Any) -> Any:
@@ -442,6 +458,24 @@ OPTIONS: tuple = (
     Option("cache_dir", str, request=False,
            setting="Folder of the --over row cache (default: env GEMINI_MAGICS_CACHE_DIR, else "
                    "the user's cache folder).", example="/tmp/gemini-rows"),
+    Option("estimate", int,
+           flags=(Flag(("--estimate",), "Send nothing to generate: count the input tokens (of "
+                                        "every row with --over) and print the expected cost for "
+                                        "standard, flex and batch, and the time; --estimate N "
+                                        "first runs N sample rows to measure the answers.",
+                       metavar="N", optional=0),),
+           group=_ROWS, check=_estimate, example="3"),
+    Option("budget", float, request=False,
+           setting="A hard cap in USD on what this session spends (%gemini budget off: none); "
+                   "a cell, panel turn or row past it is refused, a stream crossing it stopped.",
+           validate=_at_least("budget", 0, " USD"), example="0.5"),
+    Option("budget_offline", bool, False, request=False,
+           setting="Count offline answers (priced as if on the named model, never billed) "
+                   "toward the budget, e.g. to try a budget without a key.", example="True"),
+    Option("price_override", str, request=False,
+           setting="Price every model at these USD per 1M tokens instead of genai-prices' data, "
+                   "e.g. input=1.25,output=10[,cached=0.125] (thinking billed as output).",
+           validate=_price_override, example="input=1,output=2"),
 )
 
 _BY_NAME = {o.name: o for o in OPTIONS}

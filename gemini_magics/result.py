@@ -35,6 +35,8 @@ class GeminiResult:
     value: Any = None  # --schema: the parsed answer (a model instance for pydantic models)
     notes: list = field(default_factory=list)  # one-line remarks shown under the answer
     skipped_events: int = 0  # `data:` lines that were not JSON, skipped (the footer says so)
+    # pricing.CostDetail: the answer's price, its parts, tier and source (set once priced)
+    cost_detail: Any = field(default=None, repr=False)
     interaction_data: dict = field(default_factory=dict, repr=False)
     _interaction: Any = field(default=None, repr=False)
     _images: Optional[list] = field(default=None, repr=False)
@@ -103,6 +105,12 @@ class GeminiResult:
         from .images import save_images  # deferred: PIL
 
         return save_images(self.image_parts, path_or_dir, stem=stem)
+
+    @property
+    def cost(self) -> Optional[float]:
+        """The answer's price in USD (None when unknown or not priced): see `cost_detail`."""
+        detail = self.cost_detail
+        return detail.total if detail is not None else None
 
     @property
     def total_tokens(self) -> Optional[int]:

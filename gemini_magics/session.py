@@ -4,8 +4,8 @@ Every `GeminiMagics` owns one (`magics.session`); `gemini_magics.map` outside a 
 process's plain one. It holds what used to be spread over module globals: the settings (read
 from their owner), the conversation, the SDK clients and the servers started for it, the
 cassette, the names warned about once, and the slots the background machinery fills (jobs,
-batches, live answers, the panel). Passing it explicitly is what lets two sessions (or two
-tests) not see each other's state.
+batches, live answers, the panel, the usage ledger). Passing it explicitly is what lets two
+sessions (or two tests) not see each other's state.
 """
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ class Session:
         default_factory=weakref.WeakValueDictionary, repr=False)
     # widgets.py: the `%gemini ui` Panel, once opened
     panel: Any = None
+    # spend.py: this session's usage and cost per model (`%gemini usage`), made on first use
+    ledger: Any = None
 
     def settings(self) -> dict:
         """The current settings as a plain dict (what args.parse and the client read)."""

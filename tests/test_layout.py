@@ -34,7 +34,7 @@ TIERS = {
     0: {"request", "args", "options", "stream", "sender", "conversation", "result", "client",
         "render", "markdown_text", "blocks",
         "loop", "errors", "prompt", "media", "images", "tools", "functions", "schema", "replay",
-        "catalog", "server_process", "rowcache", "session", "redact"},
+        "catalog", "server_process", "rowcache", "session", "redact", "pricing", "spend"},
 }
 CORE = 0
 SHARED = "catalog"                 # the one client module server/ may import
@@ -42,7 +42,8 @@ SERVER_USERS = {"client", "cli"}   # the client modules that may import server/
 # Third-party modules slow enough to defer (measured with python -X importtime).
 HEAVY = {"google.genai", "ipywidgets", "PIL", "xllamacpp", "httpx", "jsonschema", "pydantic",
          "nbclient", "nbformat", "jupyter_client", "uvicorn", "starlette", "IPython", "traitlets",
-         "jupyterlab", "numpy", "pandas", "tqdm", "referencing", "mcp", "httpx2"}
+         "jupyterlab", "numpy", "pandas", "tqdm", "referencing", "mcp", "httpx2",
+         "genai_prices"}
 
 
 def _module_name(path: Path) -> str:
