@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Optional
 
+from . import spend
 from .client import Backend, get_client
 from .errors import GeminiError, explain, server_message, status_code
 from .result import GeminiResult
@@ -113,6 +114,7 @@ def _result_of(inline: Any, request: Any) -> GeminiResult:
                                  "total_tokens": prompt + output})
     if request.schema_obj is not None:
         result.error = structured_value(result, request.schema_obj, request.schema)
+    spend.record(None, result, tier="batch")
     return result
 
 

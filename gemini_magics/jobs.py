@@ -20,6 +20,7 @@ import time
 import uuid
 from typing import Any, Callable, Optional
 
+from . import spend
 from . import render
 from .display import publish_bundle
 from .errors import explain, status_code
@@ -161,6 +162,7 @@ class BackgroundJob:
         result = self.live.fill(result_from_interaction(data, self.request, elapsed=self.elapsed,
                                                         sdk_object=sdk_object))
         self.result = result
+        spend.record(None, result)
         if self.on_done is not None:
             try:
                 self.on_done(self)

@@ -20,6 +20,7 @@ import time
 import weakref
 from typing import Any, Callable, Optional
 
+from . import spend
 from .cell import backend_failure
 from .client import redact_live, resolve_backend
 from .errors import explain
@@ -249,7 +250,8 @@ class StreamJob:
                 self.backend, self.notice = resolve_backend(self.settings)
             except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
                 return self._failed(exc, starting=True)
-        return run(self.request, backend=self.backend, observers=[self],
+        return run(self.request, backend=self.backend,
+                   observers=[spend.Guard(None, self.request, self.cancel_event), self],
                    cancel_event=self.cancel_event, conversation=self.conversation,
                    cell_id=self.cell_id, fast_stream=self.fast_stream)
 

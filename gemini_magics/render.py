@@ -19,6 +19,7 @@ import json
 import re
 from typing import Any, NamedTuple, Optional
 
+from . import pricing
 from .markdown_text import code_block, hard_breaks
 from .tools import cite, render_step_markdown
 
@@ -201,6 +202,7 @@ def _facts(r: Any) -> list[str]:
         out = r.usage.get("total_output_tokens")
         if total is not None:
             facts.append(f"{total} tokens" + (f" ({out} out)" if out is not None else ""))
+    facts += [p for p in [pricing.footer_piece(r)] if p]
     facts.append(f"{r.elapsed:.1f} s")
     if r.stopped:
         facts.append("stopped")
@@ -244,6 +246,7 @@ def footer_markdown(r: Any) -> str:
                  for k in keys if r.usage.get(k) is not None]
         if parts:
             lines.append("- tokens: " + ", ".join(parts))
+    lines += [c for c in [pricing.footer_line(r)] if c]
     lines.append(f"- elapsed: {r.elapsed:.2f} s")
     lines += ["", "</details>"]
     return "\n".join(lines)

@@ -32,6 +32,7 @@ from .args import ArgsError, parse
 from .cell import build_parts, lookup_dotted, resolve_names
 from .client import Backend, get_client, resolve_backend
 from .conversation import user_step
+from . import spend
 from .errors import GeminiError, explain, is_connection_error, status_code
 from .media import MediaError
 from .options import SETTINGS
@@ -369,12 +370,13 @@ def send_rows(rendered: list, labels: list, backend: Backend, *, concurrency: in
                 continue
             received += 1
             run.add(i, result, False, labels[i])
+            spend.after_row(result)
             if bar is not None:
                 bar.set_postfix_str(run.postfix(), refresh=False)
                 bar.update(1)
             if on_progress is not None:
                 on_progress(run)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, spend.BudgetReached) as exc:
         stop.set()
         run.stopped = True
         while True:  # what ended meanwhile is kept
@@ -385,7 +387,8 @@ def send_rows(rendered: list, labels: list, backend: Backend, *, concurrency: in
             run.add(i, result, False, labels[i])
         for i, r in enumerate(run.results):
             if r is None:
-                run.results[i] = _failed(STOPPED, rendered[i].request, stopped=True)
+                run.results[i] = _failed(getattr(exc, "sentence", STOPPED), rendered[i].request,
+                                         stopped=True)
     finally:
         stop.set()
         if bar is not None:
@@ -455,6 +458,7 @@ def assemble(rows: Rows, run: RowRun, request: Any) -> Any:
     for name, key in (("gemini_input_tokens", "total_input_tokens"),
                       ("gemini_output_tokens", "total_output_tokens")):
         frame[name] = _column([int((r.usage or {}).get(key) or 0) for r in results])
+    frame["gemini_cost"] = _column([spend.row_cost(r) for r in results])
     return frame
 
 

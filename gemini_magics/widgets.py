@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional
 import ipywidgets as W
 from IPython.display import display
 
+from . import spend
 from . import render
 from .catalog import LOCAL_MODEL, PANEL_TOOLS, model_choices, unknown_name_warning
 from .cell import finish, prepare
@@ -701,6 +702,10 @@ class Panel:
             request = self._request(text)
         except (GeminiError, ValueError) as exc:  # one sentence: bad prompt, media, functions
             self._say(str(exc))
+            return None
+        refused = spend.refusal(self.magics.session, request)
+        if refused:
+            self._say(refused)
             return None
         turn = {"prompt": text, "result": None, "style": render.style_for(request)}
         self.turns.append(turn)

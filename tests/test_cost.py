@@ -236,7 +236,9 @@ def test_a_stream_crossing_the_budget_is_stopped_and_kept(ip):
     r = ip.user_ns["r"]
     assert r.stopped and 40 <= words(r.answer) < 200
     assert r.notes[-1].startswith("Stopped at the session's budget of $1.00")
-    assert r.cost >= 1.0 and r.cost_detail.estimated  # priced for what it used
+    # priced for what it used: the tokens the server reports for the stopped turn (the sender
+    # asks), which is at least what was shown
+    assert r.cost >= 1.0 and r.usage.get("total_output_tokens", 0) >= words(r.answer)
     assert run_cell(ip, "%%gemini\nmore").error is not None  # and the next cell is refused
 
 

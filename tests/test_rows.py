@@ -122,7 +122,7 @@ def test_schema_gives_one_typed_column_per_field(shell):
     ok(run_cell(shell, "%%gemini --over df --schema Review -o out\nReview: {text}"))
     out = shell.user_ns["out"]
     assert list(out.columns) == ["text", "stars", "summary", "gemini_error",
-                                 "gemini_input_tokens", "gemini_output_tokens"]
+                                 "gemini_input_tokens", "gemini_output_tokens", "gemini_cost"]
     assert list(out["stars"]) == [0, 0] and pd.api.types.is_integer_dtype(out["stars"])
     assert list(out["summary"]) == ["Review: good", "Review: bad"]  # echo fills strings
 
