@@ -26,6 +26,7 @@ from .rowcache import open_cache, request_key
 from .rows import RowRun, Rows, cache_value, cached_result, assemble, backend_id
 from .runner import structured_value
 from .sender import PollPolicy, PollTimeout
+from .session import Session, current
 
 __all__ = ["check_batch", "inline_request", "start_batch", "wait_batch", "BatchRun",
            "UNSUPPORTED"]
@@ -33,7 +34,6 @@ __all__ = ["check_batch", "inline_request", "start_batch", "wait_batch", "BatchR
 UNSUPPORTED = (("--tools", "tools"), ("--thinking", "thinking"),
                ("--show-thoughts", "show_thoughts"), ("--aspect", "aspect"), ("--size", "size"))
 _ENDED = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")
-_known: dict = {}  # batch name -> BatchRun started in this kernel
 MAX_BATCH_S = 48 * 3600   # the Batch API expires a job after 48 hours
 
 
@@ -140,11 +140,12 @@ def _collect(job: Any, batch: BatchRun, cache: Any) -> None:
 
 def start_batch(request: Any, rows: Rows, rendered: list, backend: Backend,
                 settings: Mapping[str, Any], *, poll_interval: float = 1.0,
-                on_status: Optional[Callable] = None,
-                on_done: Optional[Callable] = None) -> Optional[BatchRun]:
-    """Send the rows not cached as one batch job and poll it on a thread: `on_status(batch)`
-    after each poll, `on_done(batch)` once `batch.value` is assembled. Returns None (and calls
-    nothing) when every row came from the cache: then `rows.assemble` is all there is to do."""
+                on_status: Optional[Callable] = None, on_done: Optional[Callable] = None,
+                session: Optional[Session] = None) -> BatchRun:
+    """Send the rows not cached as one batch job (listed in `session`, default the current
+    one) and poll it on a thread: `on_status(batch)` after each poll, `on_done(batch)` once
+    `batch.value` is assembled. When every row came from the cache the BatchRun has no client
+    and nothing is called: then `rows.assemble` is all there is to do."""
     where = backend_id(backend, settings)
     rendered = [r._replace(key=request_key(r.body, where)) for r in rendered]
     check_batch(request, rendered)
@@ -167,7 +168,9 @@ def start_batch(request: Any, rows: Rows, rendered: list, backend: Backend,
     except Exception as exc:  # noqa: BLE001 - one sentence, nothing was started
         raise GeminiError(f"The batch was not started: {explain(exc, model=request.model)}") from None
     batch = BatchRun(job.name, request, rows, rendered, run, todo, client)
-    _known[job.name] = batch
+    session = session or current()
+    with session.lock:
+        session.batches[job.name] = batch
     started = time.monotonic()
 
     def ended(current: Any) -> bool:
@@ -194,12 +197,14 @@ def start_batch(request: Any, rows: Rows, rendered: list, backend: Backend,
 
 
 def wait_batch(name: str, backend: Backend, settings: Mapping[str, Any],
-               poll_interval: float = 1.0) -> Any:
+               poll_interval: float = 1.0, session: Optional[Session] = None) -> Any:
     """`%gemini wait batches/ID`: the batch's value when it ends. A batch started in this kernel
     gives what its cell would (DataFrame / list / dict); another (after a restart) a list of
     results in row order, whose answers also go to the cache, so re-running the `--batch`
     cell assembles them without a new batch."""
-    known = _known.get(name)
+    session = session or current()
+    with session.lock:
+        known = session.batches.get(name)
     if known is not None:
         known.ended.wait()
         if known.problem:

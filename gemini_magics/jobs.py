@@ -12,6 +12,8 @@ Why this shape:
   `--out` is filled.
 - Every wait is bounded (`MAX_JOB_S`), and polling failures become one sentence in the status
   output instead of a thread traceback.
+- A kernel's jobs are its Session's (`session.jobs`, interaction id -> job): `%gemini jobs`
+  lists them, `%gemini wait ID` follows one through its own poller.
 """
 from __future__ import annotations
 
@@ -27,19 +29,17 @@ from .errors import explain, status_code
 from .result import GeminiResult, LiveResult
 from .runner import build_result, turn_start
 from .sender import PollPolicy, PollTimeout
+from .session import Session, current
 from .stream import Accumulator
 
 __all__ = ["BackgroundJob", "start_job", "find_job", "jobs_table", "wait_job", "cancel_job",
-           "JOBS", "TERMINAL_STATUSES"]
+           "TERMINAL_STATUSES"]
 
 # `idle` (google-genai 3.5+) is the end of all processing too: such a job is shown, not polled on.
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "incomplete",
                                "requires_action", "budget_exceeded", "idle"})
 MAX_JOB_S = 6 * 3600          # a poller gives up after this long
 DEFAULT_POLL_S = 1.0
-
-JOBS: "dict[str, BackgroundJob]" = {}   # this kernel's jobs, by interaction id
-_LOCK = threading.Lock()
 
 Publish = Callable[[dict, str, bool], None]
 
@@ -105,8 +105,6 @@ class BackgroundJob:
 
     # -- polling --------------------------------------------------------------------------------
     def start(self) -> "BackgroundJob":
-        with _LOCK:
-            JOBS[self.id] = self
         self._thread = threading.Thread(target=self._poll_loop, name=f"gemini-job-{self.id[:12]}",
                                         daemon=True)
         self._thread.start()
@@ -206,8 +204,9 @@ def result_from_interaction(data: dict, request: Any = None, *, elapsed: float =
 def start_job(request: Any, *, client: Any, backend_label: str, conversation: Any = None,
               cell_id: Optional[str] = None, poll_interval: float = DEFAULT_POLL_S,
               publish: Optional[Publish] = None, on_result: Optional[Callable] = None,
-              show: bool = True) -> BackgroundJob:
-    """Create the interaction with `background=true`, show its status output, start polling.
+              show: bool = True, session: Optional[Session] = None) -> BackgroundJob:
+    """Create the interaction with `background=true`, show its status output, start polling;
+    the job is listed in `session` (default: the current one).
 
     `on_result(result)` runs on the poller thread when the job ends (after the conversation
     records a completed turn). Errors creating the job propagate (the magic explains them).
@@ -230,18 +229,24 @@ def start_job(request: Any, *, client: Any, backend_label: str, conversation: An
                         on_done=on_done, status=getattr(created, "status", None) or "in_progress",
                         show=show)
     job.show()
+    session = session or current()
+    with session.lock:
+        session.jobs[job.id] = job
     return job.start()
 
 
-def find_job(ident: str) -> Optional[BackgroundJob]:
-    with _LOCK:
-        return JOBS.get(ident)
+def find_job(ident: str, session: Optional[Session] = None) -> Optional[BackgroundJob]:
+    """The job `ident` started or followed in `session` (default: the current one), or None."""
+    session = session or current()
+    with session.lock:
+        return session.jobs.get(ident)
 
 
-def jobs_table() -> str:
+def jobs_table(session: Optional[Session] = None) -> str:
     """`%gemini jobs`: one line per background job of this kernel."""
-    with _LOCK:
-        jobs = list(JOBS.values())
+    session = session or current()
+    with session.lock:
+        jobs = list(session.jobs.values())
     if not jobs:
         return ("No background jobs in this kernel (start one with %%gemini --background; "
                 "%gemini wait ID follows a job started elsewhere).")
@@ -256,11 +261,12 @@ def jobs_table() -> str:
 
 def wait_job(ident: str, *, client: Any, backend_label: str, timeout: Optional[float] = None,
              poll_interval: float = DEFAULT_POLL_S, publish: Optional[Publish] = None,
-             show: bool = True) -> BackgroundJob:
+             show: bool = True, session: Optional[Session] = None) -> BackgroundJob:
     """Wait for job `ident` with a status output in the calling cell; returns the job holding
     the result. A job of this kernel is followed through its own poller; a job this kernel
-    does not know (e.g. after a restart) is picked up from its id alone."""
-    known = find_job(ident)
+    does not know (e.g. after a restart) is picked up from its id alone (and then listed)."""
+    session = session or current()
+    known = find_job(ident, session)
     view = BackgroundJob(ident, client=client, backend_label=backend_label,
                          request=known.request if known else None,
                          prompt=known.prompt if known else "", publish=publish,
@@ -281,8 +287,8 @@ def wait_job(ident: str, *, client: Any, backend_label: str, timeout: Optional[f
             view.done.set()
         return view
     view.show()
-    with _LOCK:
-        JOBS.setdefault(ident, view)
+    with session.lock:
+        session.jobs.setdefault(ident, view)
     view._thread = threading.Thread(target=view._poll_loop, name=f"gemini-wait-{ident[:12]}",
                                     daemon=True)
     view._thread.start()

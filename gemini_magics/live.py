@@ -27,8 +27,9 @@ from .errors import explain
 from .markdown_text import open_fence
 from .result import GeminiResult, LiveResult
 from .runner import run
+from .session import Session, current
 
-__all__ = ["StreamJob", "LiveJobs", "JOBS", "stop_all", "live_markdown", "MAX_MESSAGES_PER_S",
+__all__ = ["StreamJob", "LiveJobs", "jobs_of", "live_markdown", "MAX_MESSAGES_PER_S",
            "TICK_S", "LIVE_CHARS", "STATES", "WAITING_AFTER_S"]
 
 MAX_MESSAGES_PER_S = 20
@@ -87,20 +88,23 @@ class LiveJobs:
                 f"partial text is kept.")
 
 
-JOBS = LiveJobs()  # owned by Session once wired: then each kernel passes its own
+def jobs_of(session: Session) -> LiveJobs:
+    """The session's LiveJobs, made on first use."""
+    return session.own("live_jobs", LiveJobs)
 
 
 class StreamJob:
     """Runs one request with `runner.run` in a worker thread. A ticker thread calls
     `on_tick(job)` every `tick` seconds while it runs and `on_finish(job)` once at the end, so
-    views are refreshed at a bounded rate whatever the event rate. `stop()` cancels for real."""
+    views are refreshed at a bounded rate whatever the event rate. `stop()` cancels for real.
+    `jobs` is the kernel's LiveJobs it is listed in (default: the current session's)."""
 
     def __init__(self, request: Any, *, settings: Optional[dict] = None, backend: Any = None,
                  conversation: Any = None, cell_id: Optional[str] = None, fast_stream: bool = True,
                  on_tick: Optional[Callable] = None, on_finish: Optional[Callable] = None,
                  tick: float = TICK_S, jobs: Optional[LiveJobs] = None):
         self.request = request
-        self.jobs = jobs if jobs is not None else JOBS
+        self.jobs = jobs if jobs is not None else jobs_of(current())
         self.settings = dict(settings or {})
         self.backend = backend
         self.conversation = conversation
@@ -300,8 +304,3 @@ def live_markdown(text: str, limit: int = LIVE_CHARS) -> str:
     note = (f"*… {start:,} earlier characters are hidden while streaming; the whole answer is "
             f"written out when it ends.*\n\n")
     return note + (fence + "\n" if fence else "") + text[start:]
-
-
-def stop_all(jobs: Optional[LiveJobs] = None) -> str:
-    """`%gemini stop` for `jobs` (the default instance until the Session passes its own)."""
-    return (jobs if jobs is not None else JOBS).stop_all()

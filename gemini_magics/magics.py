@@ -110,7 +110,7 @@ def _prices(m: Any, rest: Optional[str]) -> None:
 def _jobs(m: Any, rest: Optional[str]) -> None:
     from . import jobs  # deferred: jobs loads the runner, whose function loop loads pydantic
 
-    print(jobs.jobs_table())
+    print(jobs.jobs_table(m.session))
 
 
 LINE_COMMANDS: tuple = (
@@ -161,7 +161,7 @@ class GeminiMagics(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
-        self.session = Session(read_settings=self.settings)
+        self.session = Session(read_settings=self.settings, read_namespace=self._ns)
         # Set by a caller (the widgets panel) to stop the running cell from another thread.
         self.cancel_event: Optional[threading.Event] = None
 
@@ -275,6 +275,7 @@ class GeminiMagics(Magics):
             request, backend=backend, observers=[guard, *self._observers(request)],
             cancel_event=guard.cancel_event, conversation=self.session.conversation,
             cell_id=current_cell_id(self.shell), fast_stream=self.fast_stream,
+            session=self.session,
         )
         self._finish(request, result, ns)
         if result.error:  # a stop asked for is no error: the display said so above the footer
@@ -349,7 +350,7 @@ def _background(m: GeminiMagics, request: Any, backend: Any) -> None:
         job = jobs.start_job(request, client=get_client(backend, m.session),
                              backend_label=backend.label, conversation=m.session.conversation,
                              cell_id=current_cell_id(m.shell), poll_interval=m.poll_interval,
-                             on_result=on_result, show=notebook)
+                             on_result=on_result, show=notebook, session=m.session)
     except Exception as exc:  # noqa: BLE001 - one sentence, nothing was started
         raise GeminiError(f"The background job was not started: "
                           f"{explain(exc, model=request.model, where=backend.label)}") from None
@@ -373,7 +374,7 @@ def _job_command(m: GeminiMagics, head: str, rest: Optional[str]) -> Any:
     ident = words[0]
     if ident.startswith("batches/") and head == "wait":
         return _wait_batch(m, ident)
-    known = jobs.find_job(ident)
+    known = jobs.find_job(ident, m.session)
     try:
         backend, _ = resolve_backend(m.session.settings(), m.session)
         client = get_client(backend, m.session)
@@ -388,7 +389,8 @@ def _job_command(m: GeminiMagics, head: str, rest: Optional[str]) -> Any:
         return None
     try:
         job = jobs.wait_job(ident, client=client, backend_label=label,
-                            poll_interval=m.poll_interval, show=m.display_mode() == "notebook")
+                            poll_interval=m.poll_interval, show=m.display_mode() == "notebook",
+                            session=m.session)
     except KeyboardInterrupt:  # the stop button stops the waiting, not the job
         m._note(f"Stopped waiting; background job {ident} goes on on the server "
                 f"(%gemini wait {ident} follows it again).")
@@ -518,7 +520,8 @@ def _batch(m: GeminiMagics, request: Any, read: Any, rendered: list, backend: An
         _rows_done(m, request, job.value, job.run, read, ns, handle)
 
     job = batch.start_batch(request, read, rendered, backend, m.session.settings(),
-                            poll_interval=m.poll_interval, on_status=on_status, on_done=on_done)
+                            poll_interval=m.poll_interval, on_status=on_status, on_done=on_done,
+                            session=m.session)
     if job.client is None:  # every row came from the cache
         from . import rows  # deferred: rows loads the runner (pydantic)
 
@@ -537,7 +540,7 @@ def _wait_batch(m: GeminiMagics, name: str) -> None:
 
     try:
         value = batch.wait_batch(name, m._backend(), m.session.settings(),
-                                 poll_interval=m.poll_interval)
+                                 poll_interval=m.poll_interval, session=m.session)
     except KeyboardInterrupt:
         m._note(f"Stopped waiting; batch {name} goes on on the server "
                 f"(%gemini wait {name} follows it again).")

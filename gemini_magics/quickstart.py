@@ -112,20 +112,16 @@ def kernel_env(mode: str = "offline", notebook: Any = None,
     return env
 
 
-_ipython_dirs: list = []
-
-
 def replay_ipython_dir() -> str:
-    """An IPython directory (made once per process, removed at exit) whose kernel config holds
-    REPLAY_KERNEL_CONFIG; a replaying kernel also ignores the user's own IPython profile."""
-    if not _ipython_dirs:
-        root = tempfile.mkdtemp(prefix="gemini-magics-replay-ipython-")
-        atexit.register(shutil.rmtree, root, ignore_errors=True)
-        profile = Path(root, "profile_default")
-        profile.mkdir()
-        (profile / "ipython_kernel_config.py").write_text(REPLAY_KERNEL_CONFIG, encoding="utf-8")
-        _ipython_dirs.append(root)
-    return _ipython_dirs[0]
+    """A new IPython directory (removed at exit) whose kernel config holds REPLAY_KERNEL_CONFIG;
+    a replaying kernel also ignores the user's own IPython profile. One per replay run: a few
+    bytes each, and no state shared between runs."""
+    root = tempfile.mkdtemp(prefix="gemini-magics-replay-ipython-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    profile = Path(root, "profile_default")
+    profile.mkdir()
+    (profile / "ipython_kernel_config.py").write_text(REPLAY_KERNEL_CONFIG, encoding="utf-8")
+    return root
 
 
 def sections(nb: Any) -> list[Section]:

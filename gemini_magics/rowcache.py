@@ -131,6 +131,8 @@ class RowCache:
         return f"<RowCache {self.path}: {len(self)} rows>"
 
 
+# A process cache, not session state: the cache is a file shared by every session (and kernel),
+# and one RowCache per file keeps its one connection and lock for all the threads writing rows.
 _open: dict = {}
 _open_lock = threading.Lock()
 

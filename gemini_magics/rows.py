@@ -42,6 +42,7 @@ from .result import GeminiResult
 from .rowcache import DefaultCache, open_cache, request_key
 from .runner import build_result, structured_value
 from .sender import Link, RowSender, resumed_note
+from .session import current
 from .stream import Accumulator
 
 __all__ = ["read_rows", "render_rows", "send_rows", "assemble", "run_over", "map_rows",
@@ -559,8 +560,8 @@ def map_rows(template: str, rows: Any, *, progress: Optional[bool] = None, **opt
     max_tokens, thinking, tools, images, files, schema, concurrency, cache) and any setting
     (base_url, engine, offline, cache_dir, ...); a `schema` may be the schema object itself. In a kernel with the extension loaded the magics' settings and
     variables apply; elsewhere the defaults (GEMINI_API_KEY, else the local server)."""
-    settings, user_ns = _session()
-    ns = dict(user_ns)
+    session = current()
+    settings, ns = session.settings(), dict(session.read_namespace())
     schema = options.pop("schema", None)
     if schema is not None and not isinstance(schema, str):
         label = getattr(schema, "__name__", None)
@@ -586,27 +587,13 @@ def map_rows(template: str, rows: Any, *, progress: Optional[bool] = None, **opt
         raise GeminiError(str(exc)) from None
     read = read_rows(rows, "rows")
     rendered = render_rows(request, read, ns)
-    backend, _ = resolve_backend(merged)
+    backend, _ = resolve_backend(merged, session)
     if progress is None:  # the progress setting (on outside a notebook)
         progress = bool(merged.get("progress", True))
     value, _ = run_over(request, read, rendered, backend, merged, progress=progress)
     return value
 
 
-def _session() -> tuple:
-    """(settings, notebook variables) of the running IPython with the extension loaded, else
-    ({}, {})."""
-    try:
-        from IPython import get_ipython  # deferred: IPython
-    except ImportError:
-        return {}, {}
-    ip = get_ipython()
-    magics = ip.magics_manager.registry.get("GeminiMagics") if ip is not None else None
-    if magics is None:
-        return {}, {}
-    return magics.settings(), ip.user_ns
-
-
 def row_cache() -> Any:
     """`gemini_magics.cache`: the cache the next run uses (the magics' cache_dir setting)."""
-    return DefaultCache(lambda: _session()[0].get("cache_dir"))
+    return DefaultCache(lambda: current().settings().get("cache_dir"))

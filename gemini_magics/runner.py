@@ -19,6 +19,7 @@ from .loop import ROUNDS_SENTENCE, FunctionLoop
 from .request import Request
 from .result import GeminiResult
 from .sender import FALLBACK_NOTE, Link, Sender, resumed_note
+from .session import Session, current
 from .stream import Accumulator, output_text, split_start
 
 __all__ = ["run", "rounds", "build_result", "turn_start", "Observer"]
@@ -38,8 +39,9 @@ class Observer:
 class _Run(Link):
     """Mutable state shared with the cancel watcher thread (the open stream, the cancel)."""
 
-    def __init__(self) -> None:
+    def __init__(self, session: Optional[Session] = None) -> None:
         super().__init__()
+        self.session = session                 # whose notes are said once (None: current())
         self.acc = Accumulator()
         self.client: Any = None
         self.server_cancelled = False
@@ -73,14 +75,11 @@ def _watch(cancel_event: threading.Event, finished: threading.Event, state: _Run
             return
 
 
-# Said once per process (a process-wide fact about the installed google-genai): process state.
-_fallback_noted = False
-
-
-def _note_fallback(state: Any) -> None:
-    global _fallback_noted
-    if not _fallback_noted:
-        _fallback_noted = True
+def _note_fallback(state: _Run) -> None:
+    """Say once per session that the SDK's raw stream is missing (a fact about the installed
+    google-genai: repeating it under every answer would be noise). The Sender hands back the
+    link it streamed for: the run's state."""
+    if (state.session or current()).once(FALLBACK_NOTE):
         state.notes.append(FALLBACK_NOTE)
 
 
@@ -283,16 +282,18 @@ def run(
     conversation: Optional[Conversation] = None,
     cell_id: Optional[str] = None,
     fast_stream: bool = True,
+    session: Optional[Session] = None,
 ) -> GeminiResult:
     """Send `request`, feed observers while the answer arrives, and return the result.
 
     The conversation (if given) supplies the parent turn and records the turn when it
     completed; `cell_id` drives re-run forking. `settings` are used to resolve the backend
-    when `backend` is not given.
+    when `backend` is not given. `session` is the one whose notes are said once (default: the
+    current one).
     """
     observers = list(observers)
     start = time.monotonic()
-    state = _Run()
+    state = _Run(session)
     turn = turn_start(request, conversation, cell_id)
     _call(observers, "on_start", state.acc)
     with _watching(cancel_event, state):

@@ -28,6 +28,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,9 +183,6 @@ def _start_lock(engine: str) -> Iterator[None]:
         os.close(fd)
 
 
-_children: list = []  # servers this process started (kept so they are reaped, not zombies)
-
-
 def shared_server(engine: str = "local") -> SharedServer:
     """The user's shared server for `engine`: found through its discovery file, or started."""
     found = discover(engine)
@@ -214,7 +212,10 @@ def _start(engine: str) -> SharedServer:
     with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=log, start_new_session=True, close_fds=True, umask=0o077)
-    _children.append(proc)
+    # Reaped when it exits (idle, or killed), so no zombie is left; a daemon thread per server
+    # started, which is one per engine in a kernel's life.
+    threading.Thread(target=proc.wait, name=f"gemini-server-reaper-{proc.pid}",
+                     daemon=True).start()
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import sys
 import threading
-import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, TypeVar
 
 from .conversation import Conversation
+
+if TYPE_CHECKING:  # the classes of the slots the modules above fill; never imported at run time
+    from .live import LiveJobs
+    from .widgets import Panels
+
+T = TypeVar("T")
 
 __all__ = ["Session", "current"]
 
@@ -25,10 +30,12 @@ class Session:
     """The state of one kernel (or of `gemini_magics.map` outside one).
 
     `read_settings` returns the current settings (the magics' traitlets; `dict` for the plain
-    session: every default). The containers are guarded by `lock` where threads share them.
+    session: every default), `read_namespace` the notebook's variables. The containers are guarded by `lock` where threads share them.
     """
 
     read_settings: Callable[[], Mapping[str, Any]] = dict
+    # the notebook's variables, which `gemini_magics.map` fills a template from ({} outside one)
+    read_namespace: Callable[[], Mapping[str, Any]] = dict
     conversation: Conversation = field(default_factory=Conversation)
     last_result: Any = None               # `%gemini last`
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -47,19 +54,29 @@ class Session:
     jobs: dict = field(default_factory=dict, repr=False)
     # batch.py: batch name -> BatchRun started here
     batches: dict = field(default_factory=dict, repr=False)
-    # live.py: the StreamJobs still streaming (`%gemini stop` stops them)
-    live: weakref.WeakSet = field(default_factory=weakref.WeakSet, repr=False)
-    # widgets.py: cell id -> the --ui StreamJob of that cell (a re-run stops the old one)
-    live_by_cell: weakref.WeakValueDictionary = field(
-        default_factory=weakref.WeakValueDictionary, repr=False)
-    # widgets.py: the `%gemini ui` Panel, once opened
-    panel: Any = None
+    # live.py: the answers streaming into --ui views and the panel (`%gemini stop` stops them);
+    # made on first use by live.jobs_of
+    live_jobs: Optional[LiveJobs] = field(default=None, repr=False)
+    # widgets.py: the `%gemini ui` panel and each cell's running --ui answer; made on first use
+    # by widgets.panels_of
+    panels: Optional[Panels] = field(default=None, repr=False)
     # spend.py: this session's usage and cost per model (`%gemini usage`), made on first use
     ledger: Any = None
 
     def settings(self) -> dict:
         """The current settings as a plain dict (what args.parse and the client read)."""
         return dict(self.read_settings())
+
+    def own(self, slot: str, make: Callable[[], T]) -> T:
+        """What `slot` holds, made by `make()` on first use (under the lock, so two threads
+        get the same one): the modules above own their slot's class, and session.py imports
+        none of them."""
+        with self.lock:
+            found = getattr(self, slot)
+            if found is None:
+                found = make()
+                setattr(self, slot, found)
+            return found
 
     def once(self, what: Any) -> bool:
         """True the first time `what` is asked about in this session, then False: for things
@@ -97,7 +114,8 @@ class Session:
         return cassette
 
 
-# The plain session, made on first use: a process with no kernel has exactly one.
+# The plain session, made on first use: a process with no kernel has exactly one (process state
+# by definition: it is what "no kernel" means).
 _plain: list = []
 _plain_lock = threading.Lock()
 

@@ -13,8 +13,8 @@
   it. A panel turn's request comes from the cell pipeline (`cell.prepare`), as a cell's does.
 - The widget outputs carry metadata `{"gemini_magics": {"kind": "panel" | "live view"}}`, by
   which the JupyterLab extension shows a saved one's text when its kernel is gone.
-- A kernel's widget state (its panel, the `--ui` answer of each cell, the live jobs) is a
-  `Panels`; the entry points take one (`PANELS` until the kernel's Session passes its own).
+- A kernel's widget state (its panel, the `--ui` answer of each cell) is a `Panels` its
+  Session owns (`panels_of(magics.session)`), with the session's live jobs (`live.jobs_of`).
 - The panel's prompt box is a small anywidget textarea (`PromptBox`): Enter sends, Shift+Enter
   inserts a newline. Without anywidget installed it is a plain Textarea (Send button only).
 - CSS classes for tests and styling: `gemini-panel`, `gemini-conversation`, `gemini-turn`,
@@ -40,9 +40,10 @@ from .cell import finish, prepare
 from .client import answers_offline
 from .display import publish_bundle
 from .errors import GeminiError
-from .live import JOBS, STATES, LiveJobs, StreamJob, live_markdown
+from .live import STATES, LiveJobs, StreamJob, jobs_of, live_markdown
 from .options import PANEL_SETTINGS
 from .result import GeminiResult
+from .session import Session
 
 try:  # the prompt box's Enter-to-send is a few lines of frontend code, run by anywidget
     import anywidget
@@ -50,7 +51,7 @@ try:  # the prompt box's Enter-to-send is a few lines of frontend code, run by a
 except ImportError:  # pragma: no cover - anywidget is a dependency; a plain Textarea then
     anywidget = None
 
-__all__ = ["LiveView", "Panel", "SettingsPickers", "Panels", "PANELS", "PromptBox", "run_live",
+__all__ = ["LiveView", "Panel", "SettingsPickers", "Panels", "panels_of", "PromptBox", "run_live",
            "show_panel", "line_command", "user_functions"]
 
 _FN_PREFIX = "fn:"
@@ -367,15 +368,14 @@ class LiveView:
 
 
 def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optional[str] = None,
-             publish: Optional[Callable[..., None]] = None,
-             panels: Optional["Panels"] = None) -> LiveView:
+             publish: Optional[Callable[..., None]] = None) -> LiveView:
     """Start `request` in the background with a live view, and return at once (the kernel stays
     free). The view is `_gemini_live`; `--out VAR` is bound at once to the live result (it
     fills in as the answer streams; `VAR.wait()` returns when it has ended), and at the end
     `_gemini` gets the result and `--out` follows `cell.assign_out` (with --schema: the parsed
     value) — unless VAR was bound to something else meanwhile."""
     _require_notebook(magics, "--ui (a live view with a Stop button)", "drop --ui")
-    panels = panels if panels is not None else PANELS
+    panels = panels_of(magics.session)
     view = LiveView(publish=publish, media=_may_draw(request))
     view.show()
     job = StreamJob(request, settings=magics.settings(), backend=backend,
@@ -610,7 +610,7 @@ class Panel:
                  jobs: Optional[LiveJobs] = None):
         self.magics = magics
         self._publish = publish or publish_bundle
-        self._jobs = jobs
+        self._jobs = jobs if jobs is not None else jobs_of(magics.session)
         self.pickers = SettingsPickers(magics, say=self._say, changed=self._later_cells,
                                        on_model=self._model_changed)
         self.turns: list[dict] = []       # {"prompt", "result", "style"}; result None while running
@@ -866,25 +866,24 @@ def _close_tree(widget: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 class Panels:
-    """A kernel's widget state: one panel per magics instance (`%gemini ui` shows the same one
+    """A kernel's widget state, owned by its Session: its panel (`%gemini ui` shows the same one
     again, turns and all), the running `--ui` answer of each cell id (re-running the cell stops
     it: its output is gone), and the live jobs `%gemini stop` stops (`live.LiveJobs`)."""
 
-    def __init__(self, jobs: Optional[LiveJobs] = None):
-        self.jobs = jobs if jobs is not None else JOBS
-        self._panels: "weakref.WeakKeyDictionary[Any, Panel]" = weakref.WeakKeyDictionary()
+    def __init__(self, jobs: LiveJobs):
+        self.jobs = jobs
+        self._panel: Optional[Panel] = None
         self._by_cell: "weakref.WeakValueDictionary[str, StreamJob]" = weakref.WeakValueDictionary()
 
     def panel(self, magics: Any, *, publish: Optional[Callable[..., None]] = None) -> Panel:
-        """The panel of `magics`, made on first use."""
-        panel = self._panels.get(magics)
-        if panel is None:
-            panel = self._panels[magics] = Panel(magics, publish=publish, jobs=self.jobs)
-        return panel
+        """The panel, made on first use."""
+        if self._panel is None:
+            self._panel = Panel(magics, publish=publish, jobs=self.jobs)
+        return self._panel
 
-    def forget(self, magics: Any) -> None:
-        """Close and drop the panel of `magics` (the next `%gemini ui` makes a new one)."""
-        panel = self._panels.pop(magics, None)
+    def forget(self) -> None:
+        """Close and drop the panel (the next `%gemini ui` makes a new one)."""
+        panel, self._panel = self._panel, None
         if panel is not None:
             panel.close()
 
@@ -898,7 +897,9 @@ class Panels:
         self._by_cell[cell_id] = job
 
 
-PANELS = Panels()  # owned by Session once wired: then each kernel passes its own
+def panels_of(session: Session) -> Panels:
+    """The session's Panels, made on first use."""
+    return session.own("panels", lambda: Panels(jobs_of(session)))
 
 
 def _require_notebook(magics: Any, what: str, instead: str) -> None:
@@ -908,12 +909,11 @@ def _require_notebook(magics: Any, what: str, instead: str) -> None:
                           f"{instead}.")
 
 
-def show_panel(magics: Any, *, publish: Optional[Callable[..., None]] = None,
-               panels: Optional[Panels] = None) -> Panel:
+def show_panel(magics: Any, *, publish: Optional[Callable[..., None]] = None) -> Panel:
     """`%gemini ui`: show this session's panel (the same one again, turns and all)."""
     _require_notebook(magics, "The %gemini ui panel",
                       "use %%gemini cells, and %gemini NAME VALUE to change settings")
-    panel = (panels if panels is not None else PANELS).panel(magics, publish=publish)
+    panel = panels_of(magics.session).panel(magics, publish=publish)
     panel.show()
     shell = getattr(magics, "shell", None)
     if shell is not None:
@@ -921,13 +921,12 @@ def show_panel(magics: Any, *, publish: Optional[Callable[..., None]] = None,
     return panel
 
 
-def line_command(magics: Any, word: str, panels: Optional[Panels] = None) -> Any:
-    """`%gemini ui` and `%gemini stop`."""
-    panels = panels if panels is not None else PANELS
+def line_command(magics: Any, word: str) -> Any:
+    """`%gemini ui` and `%gemini stop` (of the magics' session)."""
     if word == "ui":
-        show_panel(magics, panels=panels)
+        show_panel(magics)
         return None
     if word == "stop":
-        print(panels.jobs.stop_all())
+        print(jobs_of(magics.session).stop_all())
         return None
     raise ValueError(f"Unknown widgets command {word!r}; use %gemini ui or %gemini stop.")

@@ -5,6 +5,7 @@ import pytest
 from gemini_magics import jobs
 from gemini_magics.client import Backend, get_client
 from gemini_magics.request import Request
+from gemini_magics.session import Session
 
 from magics_fixtures import magics_of, run_cell, shell  # noqa: F401
 
@@ -12,19 +13,19 @@ WAIT = 30
 
 
 @pytest.fixture()
-def fresh_jobs():
-    jobs.JOBS.clear()
-    yield
-    for job in list(jobs.JOBS.values()):
+def session():
+    """A session of the test's own; its jobs' pollers are stopped after the test."""
+    own = Session()
+    yield own
+    for job in list(own.jobs.values()):
         job.stop_polling()
-    jobs.JOBS.clear()
 
 
-def test_a_job_has_a_live_result_from_the_start_that_becomes_the_answer(echo_server, fresh_jobs):
+def test_a_job_has_a_live_result_from_the_start_that_becomes_the_answer(echo_server, session):
     client = get_client(Backend("custom", echo_server.base_url, "k", 1, None))
     request = Request(text="/words 30 delay=0.05", parts=["/words 30 delay=0.05"])
     job = jobs.start_job(request, client=client, backend_label="echo", poll_interval=0.05,
-                         show=False)
+                         show=False, session=session)
     live = job.live
     assert not live.done and not live.ok and live.id == job.id
     assert live.status == "in_progress" and "streaming" in repr(live)
@@ -32,8 +33,7 @@ def test_a_job_has_a_live_result_from_the_start_that_becomes_the_answer(echo_ser
     assert job.result is live and live.text == " ".join(f"w{i}" for i in range(1, 31))
 
 
-def test_a_job_that_cannot_be_followed_fills_its_live_result_with_the_sentence(fresh_jobs,
-                                                                              echo_server):
+def test_a_job_that_cannot_be_followed_fills_its_live_result_with_the_sentence(echo_server):
     client = get_client(Backend("custom", echo_server.base_url, "k", 1, None))
     job = jobs.BackgroundJob("v1_not_there", client=client, backend_label="echo",
                              poll_interval=0.05, show=False).start()
@@ -41,7 +41,7 @@ def test_a_job_that_cannot_be_followed_fills_its_live_result_with_the_sentence(f
     assert job.live.error.startswith("Background job v1_not_there not found on echo")
 
 
-def test_the_cells_out_variable_is_bound_at_once(shell, fresh_jobs):
+def test_the_cells_out_variable_is_bound_at_once(shell):
     magics_of(shell).poll_interval = 0.05
     shell.user_ns.pop("job", None)
     try:
@@ -53,3 +53,4 @@ def test_the_cells_out_variable_is_bound_at_once(shell, fresh_jobs):
         assert shell.user_ns["job"] is live
     finally:
         shell.user_ns.pop("job", None)
+        magics_of(shell).session.jobs.clear()

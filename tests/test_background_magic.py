@@ -35,11 +35,11 @@ def published(monkeypatch):
 def bg(shell, published):
     m = magics_of(shell)
     m.poll_interval = 0.1
-    jobs.JOBS.clear()
+    m.session.jobs.clear()
     yield shell
-    for job in list(jobs.JOBS.values()):
+    for job in list(m.session.jobs.values()):
         job.stop_polling()
-    jobs.JOBS.clear()
+    m.session.jobs.clear()
     for name in ("_gemini_job", "out"):
         shell.user_ns.pop(name, None)
 
@@ -147,7 +147,7 @@ def test_unknown_ids_and_bad_commands_are_one_sentence(bg, published):
 def test_options_that_cannot_run_in_the_background(bg, options, words):
     cap = run_cell(bg, f"%%gemini --background {options}\nhello")
     assert cap.error.__class__.__name__ == "GeminiError" and words in str(cap.error)
-    assert not jobs.JOBS
+    assert not magics_of(bg).session.jobs
 
 
 def test_background_schema_and_agent(bg, published):

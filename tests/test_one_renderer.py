@@ -56,7 +56,7 @@ def test_plain_ui_panel_and_background_save_the_same_answer(shell, monkeypatch):
     ui = _written_later(shell, published, "--ui", "_gemini_live")
 
     run_cell(shell, "%gemini reset")
-    widgets.PANELS.forget(m)
+    widgets.panels_of(m.session).forget()
     run_cell(shell, "%gemini ui")
     panel = shell.user_ns["_gemini_panel"]
     try:
@@ -66,7 +66,7 @@ def test_plain_ui_panel_and_background_save_the_same_answer(shell, monkeypatch):
         transcript = _last(published, panel.transcript_id)["text/markdown"]
     finally:
         panel.close()
-        widgets.PANELS.forget(m)
+        widgets.panels_of(m.session).forget()
     quoted = "> " + PROMPT + "\n\n"
     assert quoted in transcript
     turn = transcript.split(quoted, 1)[1].rsplit("\n\n</details>", 1)[0]

@@ -3,7 +3,6 @@
 import pandas as pd
 import pytest
 
-from gemini_magics import batch as batch_mod
 from gemini_magics.server import start_server
 from gemini_magics.server.engines.echo import EchoEngine
 
@@ -55,7 +54,7 @@ def test_wait_picks_a_batch_up_after_a_restart_and_fills_the_cache(shell, engine
     ok(run_cell(shell, "%%gemini --over words --batch\nHi {item}"))
     job = shell.user_ns["_gemini_batch"]
     job.ended.wait(30)
-    batch_mod._known.clear()  # what a kernel restart forgets
+    magics_of(shell).session.batches.clear()  # what a kernel restart forgets
     shell.user_ns.pop("_gemini", None)
     ok(run_cell(shell, f"%gemini wait {job.name}"))
     assert [r.text for r in shell.user_ns["_gemini"]] == [echoed("Hi x"), echoed("Hi y")]

@@ -9,6 +9,7 @@ from gemini_magics import render, runner
 from gemini_magics.client import Backend, get_client
 from gemini_magics.request import Request
 from gemini_magics.runner import run
+from gemini_magics.session import Session
 
 from magics_fixtures import ScriptedServer, scripted, sse_events_for  # noqa: F401
 from test_stream import RICH, RICH_INTERACTION
@@ -153,9 +154,9 @@ def test_without_the_raw_response_the_sdk_iterator_answers_with_one_note(base_ur
     create = client.interactions.create
     monkeypatch.setattr(client.interactions, "create",
                         lambda **kw: _StreamWithoutResponse(create(**kw)))
-    monkeypatch.setattr(runner, "_fallback_noted", False)
-    first = run(request, backend=backend)
-    second = run(request, backend=backend)
+    session = Session()  # a session that has not said it yet
+    first = run(request, backend=backend, session=session)
+    second = run(request, backend=backend, session=session)
     assert first.error is None and first.text == fast.text == " ".join(f"w{i}" for i in range(1, 41))
     assert first.notes == [runner.FALLBACK_NOTE] and "\n" not in runner.FALLBACK_NOTE
     assert runner.FALLBACK_NOTE in render.markdown(first)[0]

@@ -56,7 +56,7 @@ def test_the_panel_picker_offers_current_models_and_warns_about_a_typed_unknown_
                                                                                     monkeypatch):
     record_publishes(monkeypatch)
     m = magics_of(offline)
-    widgets.PANELS.forget(m)
+    widgets.panels_of(m.session).forget()
     run_cell(offline, "%gemini ui")
     panel = offline.user_ns["_gemini_panel"]
     try:
@@ -67,4 +67,4 @@ def test_the_panel_picker_offers_current_models_and_warns_about_a_typed_unknown_
         assert m.model == "gemini-3.5-flsh" and panel.status_line == WARNING
     finally:
         panel.close()
-        widgets.PANELS.forget(m)
+        widgets.panels_of(m.session).forget()

@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from gemini_magics import jobs
 from magics_fixtures import (ScriptedServer, _Handler, _Server, magics_of, record_publishes,  # noqa: F401
                              run_cell, scripted, shell)
 
@@ -70,7 +69,7 @@ def test_a_background_job_ending_idle_shows_its_answer_without_the_prompt(shell,
     published = record_publishes(monkeypatch)
     m = magics_of(shell)
     m.base_url, m.poll_interval = gettable.base_url, 0.05
-    jobs.JOBS.clear()
+    m.session.jobs.clear()
     gettable.script = [{"json": interaction("v1_bg", status="in_progress", steps=[])},
                        {"json": interaction("v1_next", steps=[ANSWER])}]
     gettable.got = interaction("v1_bg", status="idle")
@@ -87,6 +86,6 @@ def test_a_background_job_ending_idle_shows_its_answer_without_the_prompt(shell,
         sent = json.dumps(gettable.requests[-1]["body"]["input"])
         assert sent.count(PROMPT) == 1
     finally:
-        for job in list(jobs.JOBS.values()):
+        for job in list(m.session.jobs.values()):
             job.stop_polling()
-        jobs.JOBS.clear()
+        m.session.jobs.clear()

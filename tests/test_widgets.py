@@ -44,7 +44,7 @@ def saved(calls, display_id):
 @pytest.fixture()
 def panel(shell, published):
     m = magics_of(shell)
-    widgets.PANELS.forget(m)
+    widgets.panels_of(m.session).forget()
     run_cell(shell, "%gemini ui")
     p = shell.user_ns["_gemini_panel"]
     yield p
@@ -52,7 +52,7 @@ def panel(shell, published):
         p.job.stop()
         p.job.wait(WAIT)
     p.close()
-    widgets.PANELS.forget(m)
+    widgets.panels_of(m.session).forget()
 
 
 @pytest.fixture()
@@ -69,7 +69,7 @@ def last_turn_markdown(p):
 def test_panel_lists_models_tools_and_the_users_functions(shell, published):
     run_cell(shell, "def lookup_price(item: str) -> float:\n    return 1.0\n_private = lambda: 0")
     m = magics_of(shell)
-    widgets.PANELS.forget(m)
+    widgets.panels_of(m.session).forget()
     cap = run_cell(shell, "%gemini ui")
     assert cap.error is None
     p = shell.user_ns["_gemini_panel"]
@@ -85,7 +85,7 @@ def test_panel_lists_models_tools_and_the_users_functions(shell, published):
         assert saved(published, p.transcript_id)["text/plain"].startswith("Gemini panel")
     finally:
         p.close()
-        widgets.PANELS.forget(m)
+        widgets.panels_of(m.session).forget()
         shell.user_ns.pop("lookup_price", None)
 
 

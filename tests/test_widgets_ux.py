@@ -16,6 +16,7 @@ from gemini_magics import live, widgets
 from gemini_magics.args import parse
 from gemini_magics.client import Backend
 from gemini_magics.result import GeminiResult, LiveResult
+from gemini_magics.session import Session
 from magics_fixtures import magics_of, run_cell, scripted, sse_events_for, shell  # noqa: F401
 from test_widgets import panel, published, saved, wait_for  # noqa: F401  (fixtures and helpers)
 
@@ -182,13 +183,14 @@ def test_waiting_behind_another_answer_of_the_local_model_says_how_many(shell, s
     scripted.script = [{"sse": events[:1] + [3.0] + events[1:]}]
     local = Backend("local", scripted.base_url, "k", 1, None)  # as the embedded server is labelled
     m = magics_of(shell)
-    jobs = live.LiveJobs()  # a kernel's own (its Session's), not the default one
+    jobs = live.jobs_of(m.session)  # the kernel's own, its Session's
     first = live.StreamJob(parse("", "first", m.settings()), backend=local, jobs=jobs).start()
     second = live.StreamJob(parse("", "second", m.settings()), backend=local, jobs=jobs).start()
     try:
         wait_for(lambda: "1 earlier answer is still running; the local model answers one "
                          "request at a time" in second.status_text(), what="the queue note")
-        assert jobs.ahead(first) == 0 and live.JOBS.ahead(second) == 0
+        assert jobs.ahead(first) == 0
+        assert live.jobs_of(Session()).ahead(second) == 0  # another session's see none of them
     finally:
         for job in (first, second):
             job.stop()
@@ -218,14 +220,14 @@ def test_the_live_view_text_is_above_stop_and_the_answer_replaces_the_view(shell
 def test_widget_outputs_say_what_they_are_in_their_metadata(shell, published):
     """The JupyterLab extension finds our dead widget outputs by this metadata."""
     m = magics_of(shell)
-    widgets.PANELS.forget(m)
+    widgets.panels_of(m.session).forget()
     cap = run_cell(shell, "%gemini ui")
     panel_out = [o for o in cap.outputs if WIDGET_MIME in o["data"]]
     assert [o["metadata"] for o in panel_out] == [{"gemini_magics": {"kind": "panel"}}]
     transcript_id = shell.user_ns["_gemini_panel"].transcript_id
     transcript = [c for c in published if c["display_id"] == transcript_id]
     assert transcript and transcript[0]["metadata"] == {}  # ordinary Markdown, not a widget
-    widgets.PANELS.forget(m)
+    widgets.panels_of(m.session).forget()
 
     assert run_cell(shell, "%%gemini --ui\nhello").error is None
     view = shell.user_ns["_gemini_live"]
