@@ -245,6 +245,47 @@ class _Step:
             self.content[-1].setdefault("annotations", []).extend(annotations)
             self.chunks = [self.content[-1]["text"]]  # later text still extends this item
 
+    def apply(self, kind: str, delta: dict) -> Optional[str]:
+        """A delta of this step other than answer text; returns the thought text it carried
+        (None if it carried none), which the accumulator also keeps in arrival order."""
+        if kind == "text":  # some servers stream a thought's text as plain text deltas
+            text = delta.get("text") or ""
+            if self.summary is None:
+                self.summary = []
+            self.summary.append({"type": "text", "text": text})
+            return text
+        if kind == "thought_summary":
+            return self._add_summary(delta.get("content") or {})
+        if kind == "thought_signature":
+            self.data["signature"] = delta.get("signature")
+        elif kind == "arguments_delta":
+            if self.args is None:
+                self.args = []
+            self.args.append(delta.get("arguments") or "")
+        elif kind == "text_annotation_delta":
+            self.add_annotations(list(delta.get("annotations") or []))
+        elif kind in _MEDIA_DELTAS:
+            self.add_content(dict(delta))
+        else:
+            # Tool call/result deltas carry the step's own fields (arguments, result, ...).
+            for k, v in delta.items():
+                if k != "type":
+                    self.data[k] = v
+        return None
+
+    def _add_summary(self, item: dict) -> Optional[str]:
+        """A thought summary item; text extends the summary's last text item."""
+        if "type" not in item and isinstance(item.get("text"), str):
+            item = {"type": "text", **item}
+        if self.summary is None:
+            self.summary = []
+        if self.summary and item.get("type") == "text" and self.summary[-1].get("type") == "text":
+            self.summary[-1] = {**self.summary[-1],
+                                "text": self.summary[-1]["text"] + (item.get("text") or "")}
+        else:
+            self.summary.append(dict(item))
+        return (item.get("text") or "") if item.get("type") == "text" else None
+
     def materialize(self) -> dict:
         self._close_text()
         out = dict(self.data)
@@ -466,44 +507,14 @@ class Accumulator:
         kind = delta.get("type")
         if kind is None:  # Google's published deep-research stream leaves delta types out
             delta, kind = _typed_delta(delta)
-        if kind == "text":
+        if kind == "text" and st.data.get("type") != "thought":
             text = delta.get("text") or ""
-            if st.data.get("type") == "thought":
-                # Some servers stream thought text as plain text deltas.
-                if st.summary is None:
-                    st.summary = []
-                st.summary.append({"type": "text", "text": text})
-                self._thoughts.append(text)
-                return
             st.add_text(text)
             self._answer_add(event["index"] + self._offset, text)
-        elif kind == "thought_summary":
-            item = delta.get("content") or {}
-            if "type" not in item and isinstance(item.get("text"), str):
-                item = {"type": "text", **item}
-            if st.summary is None:
-                st.summary = []
-            if st.summary and item.get("type") == "text" and st.summary[-1].get("type") == "text":
-                st.summary[-1] = {**st.summary[-1], "text": st.summary[-1]["text"] + (item.get("text") or "")}
-            else:
-                st.summary.append(dict(item))
-            if item.get("type") == "text":
-                self._thoughts.append(item.get("text") or "")
-        elif kind == "thought_signature":
-            st.data["signature"] = delta.get("signature")
-        elif kind == "arguments_delta":
-            if st.args is None:
-                st.args = []
-            st.args.append(delta.get("arguments") or "")
-        elif kind == "text_annotation_delta":
-            st.add_annotations(list(delta.get("annotations") or []))
-        elif kind in _MEDIA_DELTAS:
-            st.add_content(dict(delta))
-        else:
-            # Tool call/result deltas carry the step's own fields (arguments, result, ...).
-            for k, v in delta.items():
-                if k != "type":
-                    st.data[k] = v
+            return
+        thought = st.apply(kind, delta)
+        if thought is not None:
+            self._thoughts.append(thought)
 
     def _stop(self, event: dict) -> None:
         st = self.steps.get(event["index"] + self._offset)

@@ -19,6 +19,7 @@ import hashlib
 import io
 import random
 import re
+from typing import Optional
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
@@ -199,26 +200,7 @@ def _draw_scene(seed: str, prompt: str, width: int, height: int) -> Image.Image:
     elif features:
         draw.rectangle((0, horizon, W, H), fill=ground)
     if "city" in features:
-        lit = (255, 220, 120) if mood != "day" else (180, 210, 235)
-        body = _mix((25, 25, 40), sky[-1], 0.15 if mood != "day" else 0.35)
-        x = 0.0
-        while x < W:
-            bw = W * (0.035 + rng.random() * 0.06)
-            top = horizon - H * (0.12 + rng.random() * 0.45)
-            shade = _mix(body, accents[0], 0.3) if accents and rng.random() < 0.3 else body
-            draw.rectangle((x, top, x + bw, horizon), fill=shade)
-            if rng.random() < 0.3:  # spire
-                draw.line((x + bw / 2, top, x + bw / 2, top - H * 0.05), fill=shade, width=2 * unit)
-            win, gap = max(unit, bw / 9), max(unit, bw / 9)
-            y = top + gap
-            while y + win < horizon - gap:
-                wx = x + gap
-                while wx + win < x + bw - gap / 2:
-                    if rng.random() < 0.45:
-                        draw.rectangle((wx, y, wx + win, y + win), fill=lit)
-                    wx += win + gap
-                y += win + gap * 1.5
-            x += bw + W * rng.random() * 0.01
+        _draw_city(draw, rng, (W, H), horizon, mood, sky[-1], accents[0] if accents else None)
     if "tree" in features:
         for _ in range(40):
             tx, th = rng.random() * W, H * (0.08 + rng.random() * 0.15)
@@ -238,6 +220,33 @@ def _draw_scene(seed: str, prompt: str, width: int, height: int) -> Image.Image:
             else:
                 draw.polygon(((cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)), fill=colour)
     return img
+
+
+def _draw_city(draw: ImageDraw.ImageDraw, rng: random.Random, size: tuple[int, int],
+               horizon: float, mood: str, sky_low: tuple, accent: Optional[tuple]) -> None:
+    """A skyline of lit windows standing on the horizon (the scene's randomness, in order)."""
+    W, H = size
+    unit = max(1, min(W, H) // 256)
+    lit = (255, 220, 120) if mood != "day" else (180, 210, 235)
+    body = _mix((25, 25, 40), sky_low, 0.15 if mood != "day" else 0.35)
+    x = 0.0
+    while x < W:
+        bw = W * (0.035 + rng.random() * 0.06)
+        top = horizon - H * (0.12 + rng.random() * 0.45)
+        shade = _mix(body, accent, 0.3) if accent and rng.random() < 0.3 else body
+        draw.rectangle((x, top, x + bw, horizon), fill=shade)
+        if rng.random() < 0.3:  # spire
+            draw.line((x + bw / 2, top, x + bw / 2, top - H * 0.05), fill=shade, width=2 * unit)
+        win, gap = max(unit, bw / 9), max(unit, bw / 9)
+        y = top + gap
+        while y + win < horizon - gap:
+            wx = x + gap
+            while wx + win < x + bw - gap / 2:
+                if rng.random() < 0.45:
+                    draw.rectangle((wx, y, wx + win, y + win), fill=lit)
+                wx += win + gap
+            y += win + gap * 1.5
+        x += bw + W * rng.random() * 0.01
 
 
 # ----------------------------------------------------------------------------- editing
