@@ -8,10 +8,14 @@ cassette recording in the kernel records only the kernel's requests.
 import subprocess
 import sys
 
+from gemini_magics import jobs, live
 from gemini_magics.client import get_client, resolve_backend
+from gemini_magics.request import Request
 from gemini_magics.session import Session, current
 
 from magics_fixtures import ROOT_DIR, magics_of, run_cell, shell  # noqa: F401
+
+WAIT = 30
 
 
 def test_the_kernel_state_is_the_magics_session(shell):
@@ -55,3 +59,27 @@ def test_outside_a_kernel_there_is_one_plain_session():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT_DIR, timeout=120)  # this checkout's package first
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_the_kernels_jobs_and_stop_are_its_own(shell, echo_server):
+    """A background job or a streaming answer of another session (another kernel's, or
+    gemini_magics.map's) is neither listed by the kernel's `%gemini jobs` nor stopped by its
+    `%gemini stop`; its own session lists and stops it."""
+    other = Session(read_settings=lambda: {"base_url": echo_server.base_url, "retries": 0})
+    backend, _ = resolve_backend(other.settings(), other)
+    slow = Request(text="/words 200 delay=0.05", parts=["/words 200 delay=0.05"])
+    job = jobs.start_job(Request(text="/words 5", parts=["/words 5"]),
+                         client=get_client(backend, other), backend_label="echo",
+                         poll_interval=0.05, show=False, session=other)
+    answer = live.StreamJob(slow, backend=backend, jobs=live.jobs_of(other)).start()
+    try:
+        assert job.id not in run_cell(shell, "%gemini jobs").stdout
+        assert jobs.find_job(job.id, other) is job and job.id in jobs.jobs_table(other)
+        assert run_cell(shell, "%gemini stop").stdout.startswith("Nothing to stop")
+        assert answer.running and live.jobs_of(other).running() == [answer]
+        assert live.jobs_of(other).stop_all().startswith("Stopping 1 answer")
+        assert answer.wait(WAIT).stopped
+    finally:
+        answer.stop()
+        answer.wait(WAIT)
+        job.stop_polling()

@@ -158,6 +158,15 @@ def test_an_idle_server_exits_and_removes_its_discovery_file(shared, monkeypatch
     assert again.pid != srv.pid and again.running
 
 
+def test_a_server_that_exits_is_reaped_not_left_a_zombie(shared, monkeypatch):
+    """The kernel that started the server waits for it: once it exits (here: idle) no zombie
+    stays in the process table for the kernel's whole life."""
+    monkeypatch.setenv(server_process.IDLE_ENV, "1")
+    srv = server_process.shared_server("echo")
+    _wait_for(lambda: not _alive(srv.pid), "the idle server to exit")
+    _wait_for(lambda: not Path(f"/proc/{srv.pid}").exists(), "the exited server to be reaped")
+
+
 def test_a_bad_server_mode_is_one_sentence(monkeypatch):
     monkeypatch.setenv(server_process.MODE_ENV, "cloud")
     with pytest.raises(ValueError, match="must be 'shared' or 'inprocess'"):
