@@ -30,7 +30,8 @@ class Session:
     """The state of one kernel (or of `gemini_magics.map` outside one).
 
     `read_settings` returns the current settings (the magics' traitlets; `dict` for the plain
-    session: every default), `read_namespace` the notebook's variables. The containers are guarded by `lock` where threads share them.
+    session: every default), `read_namespace` the notebook's variables. The containers are
+    guarded by `lock` where threads share them.
     """
 
     read_settings: Callable[[], Mapping[str, Any]] = dict
