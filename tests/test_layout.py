@@ -1,6 +1,7 @@
 """The package's layout, read from its source with `ast` (nothing is imported or run).
 
-- No import circles, counting imports inside functions too.
+- No import circles, counting imports inside functions too (not those under `if TYPE_CHECKING:`,
+  which never run).
 - Imports go down the tiers below, never up or sideways (README "Layout" draws them).
 - Outside `server/` only `client.py` and `cli.py` import the server; `server/` imports nothing
   of the client but `catalog.py`, the vocabulary both share.
