@@ -27,6 +27,7 @@ from .redact import redact
 __all__ = ["CellLog", "CellRecord", "is_gemini_cell"]
 
 KEEP = 200               # cells kept
+IMAGE_CELLS = 20         # the latest cells whose images are kept (older ones keep their text)
 MAX_SOURCE = 8000        # characters of a cell's source kept
 MAX_TEXT = 4000          # characters of printed text kept per cell (the end is kept)
 MAX_OUTPUTS = 20         # displayed outputs kept per cell
@@ -159,6 +160,9 @@ class CellLog:
         source = getattr(info, "raw_cell", None) or ""
         self.current = CellRecord(source=redact(source[:MAX_SOURCE]))
         self.records.append(self.current)
+        if len(self.records) > IMAGE_CELLS:  # bounded memory: old cells' images go
+            old = self.records[-IMAGE_CELLS - 1]
+            old.outputs = [o for o in old.outputs if o["kind"] != "image"]
         self.thread = threading.current_thread()
         self._wrap_publisher(getattr(self.shell, "display_pub", None))
         self._tee()
