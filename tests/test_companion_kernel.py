@@ -5,11 +5,13 @@ import time
 
 import pytest
 
-from kernel_fixtures import KERNEL_TIMEOUT, Kernel, errors_of, kernel_env, setup_source, stream_text  # noqa: F401
+from kernel_fixtures import (KERNEL_TIMEOUT, Kernel, errors_of, kernel_env,  # noqa: F401
+                             setup_source, stream_text)
 
 pytestmark = pytest.mark.slow
 
-WEATHER = ("calls = []\ndef get_weather(city: str) -> dict:\n    '''Current weather for a city.'''\n"
+WEATHER = ("calls = []\ndef get_weather(city: str) -> dict:\n"
+           "    '''Current weather for a city.'''\n"
            "    calls.append(city)\n    return {'city': city, 'temp': 21}")
 
 
