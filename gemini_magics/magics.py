@@ -147,6 +147,18 @@ LINE_COMMANDS: tuple = (
                 "date", _prices, takes_words=True),
     LineCommand("%gemini help", "this help", _print(lambda m: m.gemini.__doc__)),
 )
+# -- #20 companion: %gemini fix, %gemini export (companion.py, export.py) -----------------------
+from . import export as _export  # noqa: E402 - kept inside this block
+
+LINE_COMMANDS = LINE_COMMANDS + (
+    LineCommand("%gemini fix [WORDS]", "explain the last failing cell and put the corrected "
+                "code into a new cell below (not run); %%gemini fix adds the cell's words",
+                lambda m, rest: m._ask("--fix", rest) if rest and not rest.startswith("-")
+                else m._ask(f"--fix {rest or ''}".strip(), None), takes_words=True),
+    LineCommand("%gemini export PATH", "write the conversation to a .md, .ipynb or .json file",
+                lambda m, rest: print(_export.command(m, rest)), takes_words=True),
+)
+# -- end #20 companion -------------------------------------------------------------------------
 _RUNS = {c.word: c for c in LINE_COMMANDS if c.run is not None}
 
 

@@ -29,12 +29,13 @@ TIERS = {
     5: {"__init__", "quickstart"},
     4: {"magics"},
     3: {"widgets", "jobs", "batch"},
-    2: {"live", "display", "rows"},
+    2: {"live", "display", "rows", "export"},
     1: {"runner", "cell"},
     0: {"request", "args", "options", "stream", "sender", "conversation", "result", "client",
         "render", "markdown_text", "blocks",
         "loop", "errors", "prompt", "media", "images", "tools", "functions", "schema", "replay",
-        "catalog", "server_process", "rowcache", "session", "redact", "pricing", "spend"},
+        "catalog", "server_process", "rowcache", "session", "redact", "pricing", "spend",
+        "cell_log", "companion", "variables"},
 }
 CORE = 0
 SHARED = "catalog"                 # the one client module server/ may import
