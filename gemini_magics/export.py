@@ -50,10 +50,11 @@ def command(m: Any, rest: Optional[str]) -> str:
     fetch = None
     if any(t.stored and t.interaction_id for t in chain):
         # deferred: the runner's function loop loads pydantic
-        from .runner import _interaction_dict, _redacted
+        from .runner import _redacted
+        from .sender import interaction_dict
 
         client = get_client(m._backend(), m.session)
-        fetch = lambda ident: _redacted(_interaction_dict(  # noqa: E731
+        fetch = lambda ident: _redacted(interaction_dict(  # noqa: E731
             client.interactions.get(ident, include_input=True)))
     turns = turns_of(chain, fetch)
     write(path, turns)
