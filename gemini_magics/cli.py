@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--key-tokens", type=int, metavar="N",
                        help="with --keys: at most N tokens in total per key (finished turns' "
                             "usage; kept in --db across restarts)")
+    # -- the teacher's console and TLS (issue #23; server/teacher.py) --
+    serve.add_argument("--teacher-key-env", metavar="VAR",
+                       help="with --keys: open the teacher's console at /teacher, behind the key "
+                            "in this environment variable (never on the command line)")
+    serve.add_argument("--certfile", metavar="PEM",
+                       help="serve HTTPS with this certificate (with --keyfile)")
+    serve.add_argument("--keyfile", metavar="PEM", help="the private key of --certfile")
     keys = sub.add_parser(
         "keys", help="print a keys file for serve --keys, a random key per name",
         description="Print 'name: key' lines with fresh random keys, for `gemini-magics serve "
@@ -138,6 +145,14 @@ def serve(args: argparse.Namespace) -> int:
             keys = KeyRing.from_file(args.keys, rate=args.key_rate, tokens=args.key_tokens)
         except ValueError as e:
             return _fail(str(e))
+    teacher_key = None
+    if args.teacher_key_env:
+        if args.keys is None:
+            return _fail("--teacher-key-env goes with --keys FILE (classroom mode).")
+        teacher_key = os.environ.get(args.teacher_key_env, "").strip()
+        if not teacher_key:
+            return _fail(f"--teacher-key-env names {args.teacher_key_env}, which is not set; "
+                         f"put the teacher's key in that environment variable.")
     if args.engine != "openai" and (args.engine_url or args.engine_model or args.engine_key_env):
         return _fail("--engine-url, --engine-model and --engine-key-env go with --engine openai.")
     engine = args.engine
@@ -161,7 +176,9 @@ def serve(args: argparse.Namespace) -> int:
     try:
         srv = start_server(engine=engine, db=args.db, host=args.host, port=args.port,
                            api_key=api_key, model_path=args.model_path,
-                           allow_code_execution=args.allow_code_execution, keys=keys)
+                           allow_code_execution=args.allow_code_execution, keys=keys,
+                           teacher_key=teacher_key, certfile=args.certfile,
+                           keyfile=args.keyfile)
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError, RuntimeError) as e:
@@ -187,6 +204,9 @@ def serve(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     print(f"gemini-magics: {_code_execution_status(srv.code_execution, sandbox_refusal())}",
           file=sys.stderr, flush=True)
+    if teacher_key:
+        print(f"gemini-magics: the teacher's console is at {srv.base_url}/teacher.",
+              file=sys.stderr, flush=True)
     try:
         while not stop.wait(0.5):
             if not srv.running:
