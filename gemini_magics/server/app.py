@@ -67,10 +67,10 @@ class InteractionService:
         self._api_key = api_key
         self.keys = keys
         if keys is not None:
-            keys.load_usage(store.key_usage())
             for label in keys.load_settings(store.students()):
                 log.warning("the student %r added in the console is left out: the keys file "
                             "now gives that label another key", label)
+            keys.load_usage(store.key_usage())
         self.live: dict[str, TurnRecorder] = {}
         self._owners: dict[str, str] = {}  # live turn id -> its key's id (classroom mode)
         self._jobs: dict[str, Job] = {}
