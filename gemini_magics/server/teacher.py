@@ -55,8 +55,9 @@ MAX_SESSIONS = 64            # the oldest session goes first past this many logi
 DEFAULT_TRANSCRIPTS, MAX_TRANSCRIPTS = 20, 200
 MAX_BUDGET = 10 ** 12
 _SAFE = ("GET", "HEAD")
+# "same-origin", not "no-referrer": that would send `Origin: null` with the page's own changes
 _HEADERS = {"cache-control": "no-store", "x-frame-options": "DENY",
-            "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+            "x-content-type-options": "nosniff", "referrer-policy": "same-origin"}
 _PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
              "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 _LOGIN_CSP = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "

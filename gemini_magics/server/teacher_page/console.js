@@ -56,7 +56,8 @@ function makeRow(label) {
                  "last", "budget", "actions"];
   const tr = el("tr", { "data-label": label });
   for (const name of names) {
-    cells[name] = el("td", { class: ["requests", "tokens", "cost", "left", "rate"].includes(name) ? "num" : name });
+    const num = ["requests", "tokens", "cost", "left", "rate"].includes(name);
+    cells[name] = el("td", { class: num ? `num col-${name}` : `col-${name}` });
     tr.append(cells[name]);
   }
   const budgetInput = el("input", { class: "budget", type: "number", min: "0", step: "1",
@@ -201,6 +202,7 @@ function stepNode(step) {
     for (const item of step.summary) node.append(contentNode(item || {}));
   } else {
     const { type, signature, ...rest } = step;
+    if (!Object.keys(rest).length) return null;  // a thought's signature alone: nothing to read
     node.append(el("pre", {}, JSON.stringify(rest, null, 2)));
   }
   return node;
@@ -216,7 +218,7 @@ async function loadTranscripts(label) {
     const head = [it.created ? new Date(it.created).toLocaleString() : "", it.status, it.model || it.agent || "",
                   `${fmt(usage.total_tokens)} tokens`].filter(Boolean).join(" · ");
     return el("article", { class: "interaction", "data-id": it.id }, el("h3", {}, head),
-              ...(it.steps || []).map(stepNode));
+              ...(it.steps || []).map(stepNode).filter(Boolean));
   });
   list.replaceChildren(...(items.length ? items : [el("p", { class: "muted" }, "No conversations yet.")]));
 }
