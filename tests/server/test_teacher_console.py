@@ -14,6 +14,7 @@ import io
 import ipaddress
 import logging
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -439,6 +440,7 @@ def _certificate(tmp_path):
 
 SDK_SCRIPT = """
 import os
+import ssl
 from google import genai
 client = genai.Client()
 made = client.interactions.create(model="m", input="over tls")
@@ -473,7 +475,8 @@ def test_tls_serves_the_sdk_and_marks_the_cookie_secure(tmp_path):
         with pytest.raises(httpx.HTTPError):  # and nothing is served in plain HTTP
             httpx.get(srv.base_url.replace("https", "http") + "/teacher/api/usage",
                       headers=as_(TEACHER), timeout=5)
-        browser = httpx.Client(base_url=srv.base_url, verify=cert, timeout=10)
+        browser = httpx.Client(base_url=srv.base_url, verify=ssl.create_default_context(cafile=cert),
+                               timeout=10)
         r = browser.post("/teacher/login", data={"key": TEACHER}, headers={"origin": srv.base_url})
         assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
         assert usage_of(browser, "alice")["requests"] == 2
