@@ -19,7 +19,6 @@ import os
 import queue
 import re
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -140,8 +140,8 @@ def test_the_console_in_a_browser(classroom, pg):
     # a budget change takes effect at once
     _row(pg, "alice").locator("input.budget").fill("100")
     _row(pg, "alice").get_by_role("button", name="Set").click()
-    pg.wait_for_function("""() => document.querySelector('#class tr[data-label="alice"] td.col-meter')
-                                  .textContent.includes('/ 100')""")
+    pg.wait_for_function("""() => document.querySelector(
+        '#class tr[data-label="alice"] td.col-meter').textContent.includes('/ 100')""")
     student = classroom.keys.by_label("alice")
     assert classroom.keys.budget_of(student) == 100
     with pytest.raises(errors.RateLimitError):

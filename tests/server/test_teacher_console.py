@@ -88,7 +88,8 @@ def test_the_teacher_sees_both_students_usage_and_transcripts(classroom):
     bobs = bob.interactions.create(model="m", input="bob asks something")
     console = teacher(classroom)
     a, b = usage_of(console, "alice"), usage_of(console, "bob")
-    assert a["requests"] == 2 and a["tokens"] == first.usage.total_tokens + second.usage.total_tokens
+    assert a["requests"] == 2
+    assert a["tokens"] == first.usage.total_tokens + second.usage.total_tokens
     assert b["requests"] == 1 and b["tokens"] == bobs.usage.total_tokens
     assert a["last_active"] and a["answering"] == 0 and a["cost"] is None and not a["disabled"]
     assert a["fingerprint"] and a["fingerprint"] not in ALICE
@@ -258,7 +259,8 @@ def test_login_sets_a_strict_httponly_cookie_and_changes_need_the_consoles_origi
         r = browser.post("/teacher/login", data={"key": key}, headers={"origin": url})
         assert r.status_code == code and "set-cookie" not in r.headers
         assert words in html.unescape(r.text)
-    r = browser.post("/teacher/login", data={"key": TEACHER}, headers={"origin": "https://evil.example"})
+    r = browser.post("/teacher/login", data={"key": TEACHER},
+                     headers={"origin": "https://evil.example"})
     assert r.status_code == 403 and "set-cookie" not in r.headers
     r = browser.post("/teacher/login", data={"key": TEACHER}, headers={"origin": url})
     assert r.status_code == 303 and r.headers["location"] == "/teacher"
@@ -278,7 +280,8 @@ def test_login_sets_a_strict_httponly_cookie_and_changes_need_the_consoles_origi
         r = browser.post("/teacher/api/students", json={"label": "mallory"}, headers=headers)
         assert r.status_code == 403
     assert not usage_of(teacher(classroom), "alice")["disabled"]
-    r = browser.patch("/teacher/api/students/alice", json={"disabled": True}, headers={"origin": url})
+    r = browser.patch("/teacher/api/students/alice", json={"disabled": True},
+                      headers={"origin": url})
     assert r.status_code == 200 and r.json()["disabled"]
     browser.post("/teacher/logout", headers={"origin": url})
     assert browser.get("/teacher/api/usage").status_code == 401
@@ -475,8 +478,8 @@ def test_tls_serves_the_sdk_and_marks_the_cookie_secure(tmp_path):
         with pytest.raises(httpx.HTTPError):  # and nothing is served in plain HTTP
             httpx.get(srv.base_url.replace("https", "http") + "/teacher/api/usage",
                       headers=as_(TEACHER), timeout=5)
-        browser = httpx.Client(base_url=srv.base_url, verify=ssl.create_default_context(cafile=cert),
-                               timeout=10)
+        trusted = ssl.create_default_context(cafile=cert)
+        browser = httpx.Client(base_url=srv.base_url, verify=trusted, timeout=10)
         r = browser.post("/teacher/login", data={"key": TEACHER}, headers={"origin": srv.base_url})
         assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
         assert usage_of(browser, "alice")["requests"] == 2
