@@ -7,8 +7,9 @@ bad input is a 4xx, a store that cannot be read a 500 saying so, a bug a 500 poi
 
 The key gate (`_App`): when the server has keys (classroom mode, or one `--api-key`), a request
 without a valid one is answered 401 before routing, whatever its path or method, so a 404,
-405, 501 or batch refusal says nothing to a stranger. The request's student (classroom mode) is
-left in its scope for the routes (`student_of`).
+405 or 501 says nothing to a stranger. The request's student (classroom mode) is left in its
+scope for the routes (`student_of`). With a teacher's console (`teacher.py`), `/teacher`
+requests are the console's to admit instead: the teacher's key or session, never a student's.
 """
 from __future__ import annotations
 
@@ -109,27 +110,18 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return _error(ApiError(500, "Internal error in the local server; see its log."))
 
 
-def _is_batch_route(route: Route) -> bool:
-    return "/batches" in route.path or ":batchGenerateContent" in route.path
-
-
-def _no_batches(route: Route) -> Route:
-    """A Batch API route of a classroom server: a 501 (past the key gate), as its batches would
-    not be kept per key."""
-    async def refuse(request: Request) -> Response:
-        raise ApiError(501, "The Batch API is off on this classroom server (batches are not "
-                            "kept per key); send each request to interactions.create instead.",
-                       status="UNIMPLEMENTED")
-    return Route(route.path, _guard(refuse), methods=sorted(route.methods or ()))
-
-
 class _App(Starlette):
-    """The routes behind the key gate (`state.service.check_key`, once per request)."""
+    """The routes behind the key gate (`state.service.check_key`, once per request; the
+    console's own gate for its paths)."""
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope.get("path") != PROOF_PATH:  # the proof sends no key
             # uvicorn's receive is a method of the request cycle, which holds the transport.
             set_nodelay(getattr(getattr(receive, "__self__", None), "transport", None))
+            console = self.state.console
+            if console is not None and console.owns(scope.get("path", "")):
+                await console.serve(scope, receive, send, super().__call__)
+                return
             try:
                 scope[_STUDENT] = self.state.service.check_key(Request(scope))
             except ApiError as e:
@@ -157,9 +149,10 @@ def _proof_route(api_key: Optional[str]) -> Route:
     return Route(PROOF_PATH, prove, methods=["GET"])
 
 
-def create_app(service) -> Starlette:
+def create_app(service, teacher_key: Optional[str] = None) -> Starlette:
     """The ASGI app for an `app.InteractionService` (create, get, cancel, delete, what
-    `unsupported` and `batches` add); the gate and the HTTP protocol read `state.service`."""
+    `unsupported` and `batches` add, and with `teacher_key` the teacher's console); the gate
+    and the HTTP protocol read `state.service`."""
     p = "/{prefix:path}/interactions"
     routes = [
         _proof_route(getattr(service, "_api_key", None)),  # before the gate: it sends no key
@@ -169,10 +162,16 @@ def create_app(service) -> Starlette:
         Route(p + "/{id}", _guard(service.delete), methods=["DELETE"]),
         Route(p + "/{id}/cancel", _guard(service.cancel), methods=["POST"]),
     ]
-    routes = add_routes(routes, service)  # the Batch API, and the engine's admit() on POSTs
-    if getattr(service, "keys", None) is not None:
-        routes = [_no_batches(r) if _is_batch_route(r) else r for r in routes]
+    # the Batch API (its batches the key's), and the engine's admit() on POSTs
+    routes = add_routes(routes, service, owner_of=student_of)
+    console = None
+    if teacher_key is not None:
+        from .teacher import Console  # deferred: it builds on this module
+
+        console = Console(service, teacher_key)
+        routes = console.routes() + routes
     app = _App(routes=routes, exception_handlers={HTTPException: _http_error,
                                                   Exception: _internal_error})
     app.state.service = service
+    app.state.console = console
     return app
