@@ -104,6 +104,7 @@ class CreateRequest:
     previous_interaction_id: Optional[str] = None
     echo: dict = field(default_factory=dict)  # request fields to echo on the resource
     client: str = ""  # who asked (set by the server from the key and peer): turns share fairly
+    custom_agent: Optional[dict] = None  # the custom agent `agent` names (agents.py), if any
 
     @property
     def name(self) -> str:
@@ -249,7 +250,7 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
         raise bad(f"'response_format' must be an object or a list of objects, not a {_kind(rf)}.")
     for name in ("tools", "response_format", "generation_config"):  # where schemas can be
         check_refs(body.get(name), name)
-    _check_tools(tools)
+    check_tools(tools)
     _check_response_schema(rf)
     env = body.get("environment")
     if env is not None and not isinstance(env, (str, dict)):
@@ -300,7 +301,7 @@ def _refs(value: Any, where: str):
                 stack.append((child, (path, key)))
 
 
-def _check_tools(tools: list) -> None:
+def check_tools(tools: list) -> None:
     """Tools the local server can honour: function declarations with a valid parameter schema
     (their arguments are decoded against it) and the built-in tools it emulates."""
     for i, tool in enumerate(tools):

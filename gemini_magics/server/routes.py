@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..catalog import PROOF_PATH, key_proof
-from . import sse, unsupported
+from . import agents, sse, unsupported
 from .batches import add_routes
 from .classroom import Student
 from .http_guard import set_nodelay
@@ -170,6 +170,7 @@ def create_app(service) -> Starlette:
         Route(p + "/{id}/cancel", _guard(service.cancel), methods=["POST"]),
     ]
     routes = add_routes(routes, service)  # the Batch API, and the engine's admit() on POSTs
+    routes = agents.add_routes(routes, service, _guard)  # custom agents, ahead of the 501s
     if getattr(service, "keys", None) is not None:
         routes = [_no_batches(r) if _is_batch_route(r) else r for r in routes]
     app = _App(routes=routes, exception_handlers={HTTPException: _http_error,
