@@ -170,7 +170,8 @@ def _page_args(request: Request) -> tuple[str, int]:
                   f"not {shown(size)}.")
     token = q.get("page_token") or q.get("pageToken") or ""
     try:
-        after = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode() if token else ""
+        after = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_",
+                                 validate=True).decode() if token else ""
     except (binascii.Error, ValueError):
         after = None
     if after is None or (after and not _ID.fullmatch(after)):
