@@ -34,6 +34,7 @@ TIERS = {
     0: {"request", "args", "options", "stream", "conversation", "result", "client", "render",
         "markdown_text", "blocks",
         "loop", "errors", "prompt", "media", "images", "tools", "functions", "schema", "replay",
+        "agents_cmd",
         "catalog", "server_process", "rowcache", "session", "redact"},
 }
 CORE = 0
