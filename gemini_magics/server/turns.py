@@ -28,6 +28,7 @@ from .engines.base import (Engine, EngineError, EngineRequest, EngineResult, Gen
 from .event_ids import event_id
 from .protocol import CreateRequest
 from .store import StoreError
+from .webhooks import deliver
 
 log = logging.getLogger(__name__)
 
@@ -605,7 +606,7 @@ class MeteredEngine(Engine):
 
 def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> None:
     """Produce the turn, `keep` it (store it; None when store=false), then end it with
-    interaction.completed.
+    interaction.completed and send it to the request's webhooks (`webhooks.deliver`).
 
     Kept before anyone can see it end, so no answer claims what was not kept: if `keep` raises,
     the turn ends `failed` with an `error` event carrying the store's one-sentence reason. A
@@ -636,6 +637,9 @@ def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> 
                 rec.emit("error", {"error": dict(error)})
                 resource, last = rec.closing(outcome)
         rec.end(resource, last)
+        deliver(ctx.request.echo.get("webhook_config"),
+                resource_with_steps(resource, rec.input_steps, rec.steps(), False),
+                resource["updated"])
     finally:
         if not rec.done.is_set():  # a bug above: readers must still end
             rec.done.set()
