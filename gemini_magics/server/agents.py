@@ -42,8 +42,9 @@ FIELDS = ("id", "base_agent", "system_instruction", "tools", "base_environment",
 _KINDS = {"id": str, "base_agent": str, "system_instruction": str, "tools": list,
           "description": str, "agent_config": dict}
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-MAX_AGENTS = 1000              # per key (or per server without keys)
-MAX_AGENT_CHARS = 1024 * 1024  # one agent's JSON
+# Per key (or per server without keys), so agents cannot fill the disk the interactions share.
+MAX_AGENTS = 100
+MAX_AGENT_CHARS = 1024 * 1024  # the JSON of all of a key's agents together
 DEFAULT_PAGE = 50
 MAX_PAGE = 1000
 NOBODY = ""                    # the owner of an agent on a server without keys
@@ -94,18 +95,21 @@ class AgentStore:
         return self.store.transact(action, with_table)
 
     def create(self, owner: str, agent: dict) -> dict:
-        """Keep a new agent: 409 if this owner has one of that id, 400 past MAX_AGENTS."""
+        """Keep a new agent: 409 if this owner has one of that id; 413 for one larger than
+        MAX_AGENT_CHARS; 400 past MAX_AGENTS or MAX_AGENT_CHARS for all of the owner's."""
         text = json.dumps(agent, separators=(",", ":"), ensure_ascii=False)
         if len(text) > MAX_AGENT_CHARS:
             raise ApiError(413, f"This agent is {len(text):,} characters of JSON, more than the "
-                                f"{MAX_AGENT_CHARS:,} one agent may take; shorten its "
-                                f"instructions or tools.")
+                                f"{MAX_AGENT_CHARS:,} the local server keeps for a key's "
+                                f"agents; shorten its instructions or tools.")
 
         def insert(db: sqlite3.Connection) -> Optional[ApiError]:
-            count = db.execute("SELECT COUNT(*) FROM agents WHERE owner = ?", (owner,)).fetchone()
-            if count[0] >= MAX_AGENTS:
-                return ApiError(400, f"This key already has {MAX_AGENTS} agents, the most the "
-                                     f"local server keeps; delete some first.",
+            count, size = db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(agent)), 0) FROM "
+                                     "agents WHERE owner = ?", (owner,)).fetchone()
+            if count >= MAX_AGENTS or size + len(text) > MAX_AGENT_CHARS:
+                return ApiError(400, f"This key's agents would pass what the local server keeps "
+                                     f"for a key ({MAX_AGENTS} agents, {MAX_AGENT_CHARS:,} "
+                                     f"characters of JSON); delete some first.",
                                 status="FAILED_PRECONDITION")
             try:
                 db.execute("INSERT INTO agents VALUES (?, ?, ?)", (owner, agent["id"], text))

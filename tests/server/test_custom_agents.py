@@ -149,3 +149,21 @@ def test_agents_survive_a_restart_with_a_db(tmp_path):
             warnings.simplefilter("ignore")
             turn = client.interactions.create(agent="keeper", input="hi")
         assert _answer(turn).startswith('[system: "Remember me."]')
+
+
+def test_a_keys_agents_are_bounded(srv):
+    from gemini_magics.server.agents import MAX_AGENT_CHARS, MAX_AGENTS
+
+    url = srv.base_url + "/v1beta/agents"
+    huge = httpx.post(url, json={"id": "huge", "system_instruction": "x" * MAX_AGENT_CHARS})
+    assert huge.status_code == 413 and "shorten its instructions" in huge.json()["error"]["message"]
+    half = "y" * (MAX_AGENT_CHARS // 2)
+    assert httpx.post(url, json={"id": "half1", "system_instruction": half}).status_code == 200
+    second = httpx.post(url, json={"id": "half2", "system_instruction": half})
+    assert second.status_code == 400 and "delete some first" in second.json()["error"]["message"]
+    httpx.delete(url + "/half1")
+    with httpx.Client() as http:
+        codes = {http.post(url, json={"id": f"a{i:03d}"}).status_code
+                 for i in range(MAX_AGENTS + 1)}
+    assert codes == {200, 400}
+    assert len(sdk(srv).agents.list(page_size=1000).agents) == MAX_AGENTS
