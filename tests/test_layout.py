@@ -35,7 +35,7 @@ TIERS = {
         "render", "markdown_text", "blocks",
         "loop", "errors", "prompt", "media", "images", "tools", "functions", "schema", "replay",
         "catalog", "server_process", "rowcache", "session", "redact", "pricing", "spend",
-        "cell_log", "companion", "variables"},
+        "cell_log", "companion", "variables", "agents_cmd"},
 }
 CORE = 0
 SHARED = "catalog"                 # the one client module server/ may import

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import sse
+from .agents import AgentStore, with_custom_agent
 from .classroom import KeyRing, Student
 from .engines.base import Engine
 from .event_ids import resume_position
@@ -64,6 +65,7 @@ class InteractionService:
                  keys: Optional[KeyRing] = None):
         self.engine = engine
         self.store = store
+        self.agents = AgentStore(store)  # custom agents (agents.py), in the same database
         self._api_key = api_key
         self.keys = keys
         if keys is not None:
@@ -134,6 +136,7 @@ class InteractionService:
         """Parse and validate the body, then read the conversation it continues (a thread)."""
         req = parse_create(parse_json_body(raw), query_stream)
         req.client = client
+        req = with_custom_agent(req, self.agents, owner)
         return req, self._history(req, owner)
 
     def _history(self, req: CreateRequest, owner: Optional[str] = None) -> list[dict]:

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..catalog import PROOF_PATH, key_proof
-from . import sse, unsupported
+from . import agents, sse, unsupported
 from .batches import add_routes
 from .classroom import Student
 from .http_guard import set_nodelay
@@ -164,6 +164,7 @@ def create_app(service, teacher_key: Optional[str] = None) -> Starlette:
     ]
     # the Batch API (its batches the key's), and the engine's admit() on POSTs
     routes = add_routes(routes, service, owner_of=student_of)
+    routes = agents.add_routes(routes, service, _guard)  # custom agents, ahead of the 501s
     console = None
     if teacher_key is not None:
         from .teacher import Console  # deferred: it builds on this module

@@ -37,7 +37,7 @@ import shlex
 import sqlite3
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..catalog import human_size
 
@@ -379,6 +379,16 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def transact(self, action: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """`fn(db)` in one transaction under the lock, for agents.py's table; StoreError if not."""
+        with self._lock:  # TEMPORARY on branch h-agents: for the store's owner to reconcile
+            try:
+                with self._db:  # commits, or rolls back on any exception
+                    self._db.execute("BEGIN IMMEDIATE")
+                    return fn(self._db)
+            except sqlite3.Error as e:
+                raise self._failed(action, e) from None
 
 
 def size_at_least(value: Any) -> int:
