@@ -113,6 +113,12 @@ def _jobs(m: Any, rest: Optional[str]) -> None:
     print(jobs.jobs_table())
 
 
+def _agents_table(m: Any) -> str:
+    from .agents_cmd import agents_table  # deferred: it reaches the backend (google.genai)
+
+    return agents_table(m.session)
+
+
 LINE_COMMANDS: tuple = (
     LineCommand("%gemini PROMPT", "ask in one line"),
     LineCommand("%gemini history", "the turns of the conversation so far",
@@ -127,6 +133,8 @@ LINE_COMMANDS: tuple = (
     LineCommand("%gemini stop", "stop the --ui answers still streaming",
                 _widgets("stop")),
     LineCommand("%gemini jobs", "this kernel's --background jobs", _jobs),
+    LineCommand("%gemini agents", "the custom agents on the backend (use one with "
+                "%%gemini --agent NAME)", lambda m, rest: print(_agents_table(m))),
     LineCommand("%gemini wait ID", "follow a background job in this cell (also after a restart)",
                 lambda m, rest: _job_command(m, "wait", rest), takes_words=True),
     LineCommand("%gemini wait batches/ID",

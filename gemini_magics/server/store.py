@@ -382,7 +382,7 @@ class Store:
 
     def transact(self, action: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """`fn(db)` in one transaction under the lock, for agents.py's table; StoreError if not."""
-        with self._lock:  # TEMPORARY on branch h-agents: for the store's owner to reconcile
+        with self._lock:
             try:
                 with self._db:  # commits, or rolls back on any exception
                     self._db.execute("BEGIN IMMEDIATE")
