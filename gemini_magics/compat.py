@@ -2,9 +2,10 @@
 
 We patch or read things google-genai, uvicorn and CPython do not promise to keep: the SDK's
 per-call pydantic classes, its raw HTTP stream, its lenient parser and its HTTP client;
-uvicorn's H11 protocol and its request cycle's transport; `PyThreadState_SetAsyncExc`. Each
-function's docstring names the library, the internal, the versions checked and what happens
-when it moves (the fallback: the slower or plainer public path, never a crash).
+uvicorn's H11 protocol and its request cycle's transport; asyncio's socket and its report of
+an accept() out of descriptors; `PyThreadState_SetAsyncExc`. Each function's docstring names
+the library, the internal, the versions checked and what happens when it moves (the fallback:
+the slower or plainer public path, never a crash).
 `tests/test_compat.py` checks every one on the installed versions and fails naming the library
 and what moved. Heavy libraries are imported only inside the functions, and nothing of the
 package is imported, so `server/` may use this module too (tests/test_layout.py).
@@ -20,7 +21,7 @@ from typing import Any, Iterable, Iterator, Optional
 __all__ = ["reuse_sdk_model_classes", "sdk_interaction_from_dict", "raw_sse_lines",
            "split_sse_lines", "sdk_sent_request", "sdk_http_client", "guarded_h11_protocol",
            "H11_METHODS", "H11_SILENCED", "H11_ATTRIBUTES", "request_transport", "set_nodelay",
-           "raise_in_thread"]
+           "is_accept_exhaustion", "raise_in_thread"]
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,19 @@ def set_nodelay(transport: Any) -> None:
 
 
 # -- CPython -----------------------------------------------------------------------------------
+
+ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
+
+
+def is_accept_exhaustion(context: dict) -> bool:
+    """Whether an asyncio exception-handler `context` is the selector loop's report of a failed
+    accept() (out of file descriptors), which it logs with a traceback for every retry.
+
+    Internal: the message text of `asyncio.selector_events.BaseSelectorEventLoop.
+    _accept_connection`; checked on CPython 3.11. When it moves: False, and asyncio logs each
+    failed accept() itself (noisy, harmless)."""
+    return str(context.get("message", "")).startswith(ACCEPT_EXHAUSTED)
+
 
 def raise_in_thread(thread_ident: int, exc_type: type) -> bool:
     """Raise `exc_type` inside the thread `thread_ident` at its next Python bytecode (a thread

@@ -9,9 +9,13 @@ import importlib
 import inspect
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -283,6 +287,52 @@ def test_set_nodelay_sets_the_option_on_a_real_asyncio_connection():
     assert seen["before"] == 0, "asyncio now sets TCP_NODELAY itself: set_nodelay may go"
     assert seen["after"] == 1, moved("asyncio", "transport.get_extra_info('socket') "
                                      "(no setsockopt)", "answers wait ~40 ms for Nagle")
+
+
+# A server process with almost no free descriptors left: the first connections it accepts run it
+# out, and asyncio reports the failed accept() to the loop's handler.
+_OUT_OF_DESCRIPTORS = """
+import asyncio, os, resource
+from gemini_magics import compat
+
+async def main():
+    loop = asyncio.get_running_loop()
+    seen = loop.create_future()
+
+    def handler(loop, context):
+        if not seen.done():
+            seen.set_result((compat.is_accept_exhaustion(context), context.get("message")))
+
+    loop.set_exception_handler(handler)
+    server = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    free = os.open(os.devnull, os.O_RDONLY)
+    os.close(free)
+    resource.setrlimit(resource.RLIMIT_NOFILE,
+                       (free + 2, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    print(server.sockets[0].getsockname()[1], flush=True)
+    print(*await asyncio.wait_for(seen, 20), sep="|", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_asyncio_still_reports_accept_out_of_descriptors_as_compat_reads_it():
+    pytest.importorskip("resource")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    with subprocess.Popen([sys.executable, "-c", _OUT_OF_DESCRIPTORS], stdout=subprocess.PIPE,
+                          text=True, env=env) as proc:
+        try:
+            port = int(proc.stdout.readline())
+            clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(8)]
+            seen = proc.stdout.readline().strip()
+        finally:
+            proc.kill()
+        for c in clients:
+            c.close()
+    assert seen.startswith("True|"), moved(
+        "asyncio", f"its report of a failed accept() (now {seen!r})",
+        "a descriptor flood logs a traceback per retry again")
 
 
 class _Stop(Exception):

@@ -20,7 +20,7 @@ from typing import Optional
 
 from starlette.requests import ClientDisconnect, Request
 
-from ..compat import guarded_h11_protocol, set_nodelay
+from ..compat import guarded_h11_protocol, is_accept_exhaustion, set_nodelay
 from .protocol import MAX_BODY_BYTES, ApiError
 
 try:
@@ -252,7 +252,7 @@ def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
     last = [0.0]
 
     def handler(loop, context) -> None:
-        if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+        if is_accept_exhaustion(context):
             now = time.monotonic()
             if now - last[0] >= 10:
                 last[0] = now
