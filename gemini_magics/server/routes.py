@@ -25,10 +25,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..catalog import PROOF_PATH, key_proof
+from ..compat import request_transport, set_nodelay
 from . import agents, sse, unsupported
 from .batches import add_routes
 from .classroom import Student
-from .http_guard import set_nodelay
 from .protocol import ApiError, shown
 from .store import StoreError
 
@@ -116,8 +116,7 @@ class _App(Starlette):
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope.get("path") != PROOF_PATH:  # the proof sends no key
-            # uvicorn's receive is a method of the request cycle, which holds the transport.
-            set_nodelay(getattr(getattr(receive, "__self__", None), "transport", None))
+            set_nodelay(request_transport(receive))
             console = self.state.console
             if console is not None and console.owns(scope.get("path", "")):
                 await console.serve(scope, receive, send, super().__call__)
