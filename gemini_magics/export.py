@@ -25,6 +25,7 @@ from . import render
 from .client import get_client
 from .errors import GeminiError, explain
 from .result import GeminiResult
+from .sender import interaction_dict
 from .stream import output_text
 
 __all__ = ["command", "turns_of", "write", "FORMATS"]
@@ -50,8 +51,7 @@ def command(m: Any, rest: Optional[str]) -> str:
     fetch = None
     if any(t.stored and t.interaction_id for t in chain):
         # deferred: the runner's function loop loads pydantic
-        from .runner import _redacted
-        from .sender import interaction_dict
+        from .runner import _redacted  # deferred: the runner's function loop loads pydantic
 
         client = get_client(m._backend(), m.session)
         fetch = lambda ident: _redacted(interaction_dict(  # noqa: E731

@@ -18,6 +18,7 @@ from IPython.display import display
 from traitlets import Float, Int, TraitError
 
 from . import options, pricing, render, spend
+from .agents_cmd import agents_table
 from .args import ArgsError, cell_arguments, parse, parse_line
 from .cell import backend_failure, complete, finish, resolve_names, warn_unknown_name
 from .client import answers_offline, get_client, resolve_backend
@@ -114,8 +115,6 @@ def _jobs(m: Any, rest: Optional[str]) -> None:
 
 
 def _agents_table(m: Any) -> str:
-    from .agents_cmd import agents_table  # deferred: it reaches the backend (google.genai)
-
     return agents_table(m.session)
 
 

@@ -38,6 +38,7 @@ import os
 import re
 import secrets
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Optional, Union
@@ -317,8 +318,6 @@ def _tls_files(certfile: Optional[str], keyfile: Optional[str]) -> dict:
         return {}
     if not certfile or not keyfile:
         raise ValueError("Give both --certfile and --keyfile (PEM files) to serve HTTPS.")
-    import ssl
-
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as e:

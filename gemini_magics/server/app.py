@@ -35,7 +35,8 @@ from .http_guard import (IDLE_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, WRITE_TIMEO
 from .producers import pick_producer
 from .protocol import (ApiError, CreateRequest, bad, parse_bool_param, parse_create,
                        parse_json_body, shown)
-from .routes import EventStream, Json, create_app, student_of
+from .responses import EventStream, Json, student_of
+from .routes import create_app
 from .scheduler import MAX_WORKERS, FairPool, Job
 from .store import Store, StoreError
 from .turns import (TurnContext, TurnRecorder, begin, make_usage, not_run, now_iso,

@@ -13,84 +13,27 @@ requests are the console's to admit instead: the teacher's key or session, never
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Optional
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..catalog import PROOF_PATH, key_proof
 from ..compat import request_transport, set_nodelay
-from . import agents, sse, unsupported
+from . import agents, unsupported
 from .batches import add_routes
-from .classroom import Student
 from .protocol import ApiError, shown
-from .store import StoreError
+from .responses import _STUDENT, EventStream, Json, _error, _guard, student_of
+from .teacher import Console
 
 __all__ = ["create_app", "EventStream", "Json", "student_of"]
 
 log = logging.getLogger(__name__)
-
-_STUDENT = "gemini_magics.student"  # the scope key the gate leaves the request's student under
-
-
-class EventStream(StreamingResponse):
-    """An SSE response that runs `on_close` however it ends (done, error or disconnect)."""
-
-    def __init__(self, content, on_close=None):
-        super().__init__(content, media_type=sse.MEDIA_TYPE, headers=sse.SSE_HEADERS)
-        self.on_close = on_close
-
-    async def __call__(self, scope, receive, send):
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            if self.on_close is not None:
-                self.on_close()
-
-
-class Json(JSONResponse):
-    def render(self, content) -> bytes:
-        # "replace": a lone surrogate from an engine must not turn an answer into a 500.
-        return json.dumps(content, ensure_ascii=False, allow_nan=False,
-                          separators=(",", ":")).encode("utf-8", "replace")
-
-
-def student_of(request: Request) -> Optional[Student]:
-    """Whose key the request carries (classroom mode; None otherwise), as the gate found it."""
-    return request.scope.get(_STUDENT)
-
-
-def _error(err: ApiError) -> Response:
-    headers = dict(getattr(err, "headers", None) or {})
-    if err.close:
-        headers["connection"] = "close"
-    return Json(err.body(), status_code=err.code, headers=headers or None)
-
-
-def _guard(handler):
-    """Turn ApiError, a store fault and any bug into a Google-style error body; a client that
-    went away is normal (no log, no answer anyone reads)."""
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ApiError as e:
-            return _error(e)
-        except ClientDisconnect:
-            return Response(status_code=499)
-        except StoreError as e:
-            log.warning("%s %s: %s", request.method, shown(request.url.path), e)
-            return _error(ApiError(500, str(e)))
-        except Exception:
-            log.exception("unexpected error on %s %s", request.method, shown(request.url.path))
-            return _error(ApiError(500, "Internal error in the local server; see its log."))
-    return endpoint
-
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     path = shown(request.url.path)
@@ -166,8 +109,6 @@ def create_app(service, teacher_key: Optional[str] = None) -> Starlette:
     routes = agents.add_routes(routes, service, _guard)  # custom agents, ahead of the 501s
     console = None
     if teacher_key is not None:
-        from .teacher import Console  # deferred: it builds on this module
-
         console = Console(service, teacher_key)
         routes = console.routes() + routes
     app = _App(routes=routes, exception_handlers={HTTPException: _http_error,

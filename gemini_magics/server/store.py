@@ -108,7 +108,57 @@ class TooBig(StoreError):
     """One interaction larger than what one interaction (of its owner) may store."""
 
 
-class Store:
+class _ClassRecords:
+    """What classroom mode keeps beside the interactions, in the same database and under the
+    same lock (a Store is one): each key's usage, the console's students, and one transaction
+    for a caller's own table (agents.py)."""
+
+    _db: sqlite3.Connection
+    _lock: Any
+
+    def key_usage(self) -> dict[str, tuple]:
+        """What each owner used so far (classroom mode): {owner: (tokens, requests,
+        last_active)}."""
+        return {owner: rest for owner, *rest in self._read(
+            "SELECT owner, tokens, requests, last_active FROM key_usage", ())}
+
+    def add_key_usage(self, owner: str, tokens: int, requests: int = 1) -> None:
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO key_usage (owner, tokens, requests, last_active) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(owner) DO UPDATE SET "
+                    "tokens = tokens + excluded.tokens, requests = requests + excluded.requests, "
+                    "last_active = excluded.last_active", (owner, tokens, requests, time.time()))
+        except sqlite3.Error as e:
+            raise self._failed("record token usage in", e) from None
+
+    def students(self) -> list[tuple]:
+        """The console's changes: (owner, label, added, token_budget, disabled) rows."""
+        return self._read("SELECT owner, label, added, token_budget, disabled FROM students", ())
+
+    def save_student(self, owner: str, label: str, added: bool, token_budget: Optional[int],
+                     disabled: bool) -> None:
+        """Keep one student's console settings (and, for one added at runtime, its digest)."""
+        try:
+            with self._lock:
+                self._db.execute("INSERT OR REPLACE INTO students VALUES (?, ?, ?, ?, ?)",
+                                 (owner, label, int(added), token_budget, int(disabled)))
+        except sqlite3.Error as e:
+            raise self._failed("save the student's settings in", e) from None
+
+    def transact(self, action: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """`fn(db)` in one transaction under the lock, for agents.py's table; StoreError if not."""
+        with self._lock:
+            try:
+                with self._db:  # commits, or rolls back on any exception
+                    self._db.execute("BEGIN IMMEDIATE")
+                    return fn(self._db)
+            except sqlite3.Error as e:
+                raise self._failed(action, e) from None
+
+
+class Store(_ClassRecords):
     """Interactions by id; see the module docstring for the bounds."""
 
     def __init__(self, path: Optional[str] = None, max_items: int = DEFAULT_MAX_ITEMS,
@@ -332,37 +382,6 @@ class Store:
                 raise self._failed("delete from", e) from None
             return self._count < before[0]
 
-    def key_usage(self) -> dict[str, tuple]:
-        """What each owner used so far (classroom mode): {owner: (tokens, requests,
-        last_active)}."""
-        return {owner: rest for owner, *rest in self._read(
-            "SELECT owner, tokens, requests, last_active FROM key_usage", ())}
-
-    def add_key_usage(self, owner: str, tokens: int, requests: int = 1) -> None:
-        try:
-            with self._lock:
-                self._db.execute(
-                    "INSERT INTO key_usage (owner, tokens, requests, last_active) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT(owner) DO UPDATE SET "
-                    "tokens = tokens + excluded.tokens, requests = requests + excluded.requests, "
-                    "last_active = excluded.last_active", (owner, tokens, requests, time.time()))
-        except sqlite3.Error as e:
-            raise self._failed("record token usage in", e) from None
-
-    def students(self) -> list[tuple]:
-        """The console's changes: (owner, label, added, token_budget, disabled) rows."""
-        return self._read("SELECT owner, label, added, token_budget, disabled FROM students", ())
-
-    def save_student(self, owner: str, label: str, added: bool, token_budget: Optional[int],
-                     disabled: bool) -> None:
-        """Keep one student's console settings (and, for one added at runtime, its digest)."""
-        try:
-            with self._lock:
-                self._db.execute("INSERT OR REPLACE INTO students VALUES (?, ?, ?, ?, ?)",
-                                 (owner, label, int(added), token_budget, int(disabled)))
-        except sqlite3.Error as e:
-            raise self._failed("save the student's settings in", e) from None
-
     def interactions_of(self, owner: str, limit: int) -> list[dict]:
         """One owner's newest `limit` interactions, newest first: {"resource", "input",
         "steps"} each (the teacher's console)."""
@@ -380,15 +399,6 @@ class Store:
         with self._lock:
             self._db.close()
 
-    def transact(self, action: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """`fn(db)` in one transaction under the lock, for agents.py's table; StoreError if not."""
-        with self._lock:
-            try:
-                with self._db:  # commits, or rolls back on any exception
-                    self._db.execute("BEGIN IMMEDIATE")
-                    return fn(self._db)
-            except sqlite3.Error as e:
-                raise self._failed(action, e) from None
 
 
 def size_at_least(value: Any) -> int:

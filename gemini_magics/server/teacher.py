@@ -42,7 +42,7 @@ from starlette.routing import Route
 from .classroom import KeyRing, Student, key_id
 from .http_guard import read_body
 from .protocol import ApiError, parse_json_body
-from .routes import Json, _guard
+from .responses import Json, _guard
 from .store import StoreError
 from .turns import resource_with_steps
 
