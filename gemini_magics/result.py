@@ -36,6 +36,7 @@ class GeminiResult:
     value: Any = None  # --schema: the parsed answer (a model instance for pydantic models)
     notes: list = field(default_factory=list)  # one-line remarks shown under the answer
     skipped_events: int = 0  # `data:` lines that were not JSON, skipped (the footer says so)
+    code: Optional[str] = None  # --code / %gemini fix: the answer's code (also put in a new cell)
     # pricing.CostDetail: the answer's price, its parts, tier and source (set once priced)
     cost_detail: Any = field(default=None, repr=False)
     interaction_data: dict = field(default_factory=dict, repr=False)
