@@ -3,6 +3,8 @@
 `%load_ext gemini_magics` must stay fast, so loading registers the magics and nothing else:
 google.genai (about a second to import) and the local server start on the first request.
 """
+from .cell_log import CellLog
+
 __version__ = "0.1.0"
 
 
@@ -32,11 +34,20 @@ def load_ipython_extension(ipython):
     from .magics import GeminiMagics
 
     ipython.register_magics(GeminiMagics)
+    # What each cell runs and shows, from now on (--context, %gemini fix): the session's.
+    session = ipython.magics_manager.registry["GeminiMagics"].session
+    if getattr(session, "cell_log", None) is None:
+        session.cell_log = CellLog(ipython).attach()
 
 
 def unload_ipython_extension(ipython):
-    """Remove the magics again (`%unload_ext gemini_magics`)."""
+    """Remove the magics again (`%unload_ext gemini_magics`) and stop logging cells."""
     manager = ipython.magics_manager
+    magics = manager.registry.get("GeminiMagics")
+    log = getattr(getattr(magics, "session", None), "cell_log", None)
+    if log is not None:
+        log.detach()
+        magics.session.cell_log = None
     for kind in ("line", "cell"):
         manager.magics[kind].pop("gemini", None)
     manager.registry.pop("GeminiMagics", None)

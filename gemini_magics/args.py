@@ -157,13 +157,39 @@ def _closest_flag(given: str) -> str:
     return close[0] if close else ""
 
 
-def parse_options(line: str) -> Any:
-    """The argparse namespace for a magic line; ArgsError with one sentence on bad input."""
+def parse_options(line: str, prompt_words: bool = False) -> Any:
+    """The argparse namespace for a magic line; ArgsError with one sentence on bad input.
+    `prompt_words`: the line's words are a prompt (`%gemini --code write a parser`)."""
     try:
         # POSIX shell quoting, so --system "Be brief." arrives without its quotes.
-        return _options.parser.parse_args(shlex.split(line))
+        words = _code_language(shlex.split(line), prompt_words)
+        return _options.parser.parse_args(words)
     except (UsageError, ValueError) as exc:  # argparse's, and shlex's unclosed quotes
         raise ArgsError(_explain_usage(str(exc))) from None
+
+
+# `--code LANG` in a one-line prompt: a word after --code is its language only if it is one of
+# these (`%gemini --code sort a list` asks for Python); on a %%gemini line any word is.
+_LANGUAGES = frozenset((
+    "python", "py", "sql", "bash", "sh", "shell", "r", "julia", "javascript", "js",
+    "typescript", "ts", "java", "c", "cpp", "c++", "csharp", "go", "rust", "html", "css",
+    "json", "yaml", "toml", "latex", "markdown", "regex", "scala", "kotlin", "swift", "ruby",
+    "php", "perl", "lua", "haskell", "matlab", "powershell", "dockerfile", "makefile",
+))
+
+
+def _code_language(words: list, prompt_words: bool) -> list:
+    """`--code` takes an optional language: give argparse `python` when none follows."""
+    out = list(words)
+    for i, w in enumerate(out):
+        if w != "--code":
+            continue
+        nxt = out[i + 1] if i + 1 < len(out) else None
+        is_lang = nxt is not None and not nxt.startswith("-") and (
+            not prompt_words or nxt.lower() in _LANGUAGES)
+        if not is_lang:
+            out.insert(i + 1, "python")
+    return out
 
 
 def _merge(opts: Any, settings: Mapping[str, Any]) -> dict:
@@ -183,6 +209,35 @@ def _validate(values: dict, functions_given: bool = False) -> None:
             except ValueError as exc:
                 raise ArgsError(str(exc)) from None
     _validate_combinations(values, functions_given)
+
+
+def _check_companion(values: dict, opts: Any) -> None:
+    """--context, --code, --confirm and fix (issue #20): their values, normalised, and the
+    options they cannot go with (the answer's code needs the cell to wait for it)."""
+    context = values["context"]
+    if isinstance(context, str) and context.strip().lower() in ("", "none", "off"):
+        context = None
+    elif context is not None:
+        word = str(context).strip().lower()
+        if word != "all" and not (word.isdigit() and int(word) > 0):
+            raise ArgsError(f"--context needs a number of cells (1 or more) or all, not "
+                            f"{context!r}.")
+        context = word if word == "all" else str(int(word))
+    values["context"] = context
+    code = values["code"]
+    if code is not None:
+        if not re.match(r"^[A-Za-z][\w+#.-]{0,30}$", code):
+            raise ArgsError(f"--code takes a language name such as python or sql, not {code!r}.")
+        values["code"] = code.lower()
+    if getattr(opts, "confirm_functions", None) and not values["functions"]:
+        raise ArgsError("--confirm only applies to --functions; add --functions NAMES or drop it.")
+    wants_code = "--code" if values["code"] else ("fix" if values["fix"] else None)
+    if wants_code:
+        clash = [flag for flag, on in (("--ui", values["ui"]), ("--background",
+                 values["background"]), ("--over", values["over"])) if on]
+        if clash:
+            raise ArgsError(f"{wants_code} puts the answer's code into a new cell, which needs "
+                            f"the cell to wait for the answer; drop {clash[0]}.")
 
 
 def _validate_combinations(values: dict, functions_given: bool) -> None:
@@ -206,8 +261,10 @@ def _validate_combinations(values: dict, functions_given: bool) -> None:
 def parse(line: str, cell: Optional[str], defaults: Mapping[str, Any] = {}) -> Request:
     """Parse a `%%gemini` line and cell into a Request, with `defaults` (the settings) filling
     every option not given. Raises ArgsError (one sentence) on bad input or an empty prompt."""
-    opts = parse_options(line or "")
+    opts = parse_options(line or "", prompt_words=cell is None)
     words = list(getattr(opts, "words", None) or [])
+    if cell is not None and [w.lower() for w in words] == ["fix"]:  # `%%gemini fix`
+        opts.fix, words = True, []
     if cell is not None and words:
         raise ArgsError(
             f"Unexpected text {' '.join(words)!r} on the %%gemini line; options start with "
@@ -218,6 +275,9 @@ def parse(line: str, cell: Optional[str], defaults: Mapping[str, Any] = {}) -> R
     values = _merge(opts, defaults)
     _check_agent_options(opts, values)
     _validate(values, functions_given=getattr(opts, "functions", None) is not None)
+    _check_companion(values, opts)
+    if values["fix"]:  # the prompt is made from the failing cell; the cell's words are extra
+        return Request(text=text, parts=[text], **values)
     if not text or not text.strip():
         raise ArgsError("The prompt is empty; write your question in the cell below %%gemini.")
     return Request(text=text, parts=[text], **values)

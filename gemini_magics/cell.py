@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
+from . import companion
 from .args import ArgsError, parse, parse_line, with_parts
 from .catalog import unknown_name_warning
 from .errors import GeminiError, explain
 from .media import MediaError, check_inline_size, is_media_value, media_part, media_parts
-from .prompt import PromptError, interpolate_parts
+from .prompt import Prompt, PromptError, interpolate_parts
 from .request import Request, function_tool
 
 __all__ = ["prepare", "complete", "build_parts", "resolve_names", "finish", "assign_out", "save_images_line",
@@ -36,7 +37,7 @@ def complete(request: Request, ns: Any) -> Request:
     try:
         request = with_parts(request, build_parts(request, ns))
         resolve_names(request, ns)
-    except (ArgsError, PromptError, MediaError) as exc:
+    except (ArgsError, PromptError, MediaError, companion.CompanionError) as exc:
         raise GeminiError(str(exc)) from None
     return request
 
@@ -57,11 +58,26 @@ def warn_unknown_name(request: Any, offline: bool, session: Any) -> Optional[str
 
 
 def build_parts(request: Any, user_ns: Any) -> list:
-    """The prompt as content: --image and --file attachments first (Gemini's advice for media
-    prompts), then the cell text with `{var}` media (PIL images, media bytes) placed where they
-    are written. Every part is checked before anything is sent: MediaError on bad input."""
-    prompt = interpolate_parts(request.text, user_ns, keep=is_media_value)
+    """The prompt as content: --context's cells first, then --image and --file attachments
+    (Gemini's advice for media prompts), then the cell text with `{var}` media (PIL images,
+    media bytes) placed where they are written; `fix` makes the text from the failing cell,
+    --code asks for code after it. Every part is checked before anything is sent: MediaError
+    on bad input, CompanionError when there is nothing to fix."""
+    text = request.text
+    log = companion.find_log() if (request.fix or request.context) else None
+    if request.fix:  # the failing cell makes the prompt; the cell's own words are added
+        text = companion.fix_text(log, user_ns, interpolate_parts(text, user_ns).text,
+                                  companion.lang_of(request))
+    elif request.code:
+        text += companion.code_instruction(request.code)
+    # the fix prompt quotes code: its braces are not {references}
+    prompt = Prompt([text]) if request.fix else interpolate_parts(text, user_ns,
+                                                                    keep=is_media_value)
     parts: list = []
+    if request.context:
+        context, note = companion.context_parts(log, request.context, request.context_tokens)
+        print(note)
+        parts += context
     if request.images:
         parts += media_parts(request.images, kind="image", user_ns=user_ns)
     if request.files:
@@ -69,9 +85,13 @@ def build_parts(request: Any, user_ns: Any) -> list:
     for p in prompt.parts:
         parts.append(p if isinstance(p, str) else media_part(p))
     check_inline_size([p for p in parts if isinstance(p, dict)])
-    if not any(isinstance(p, dict) for p in parts):
-        return prompt.parts
-    return parts
+    merged: list = []  # neighbouring texts as one (a text-only prompt stays one string)
+    for p in parts:
+        if isinstance(p, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += p
+        else:
+            merged.append(p)
+    return merged or [""]
 
 
 def lookup_dotted(option: str, name: str, user_ns: Mapping[str, Any]) -> Any:
@@ -97,6 +117,10 @@ def resolve_names(request: Any, user_ns: Any) -> None:
 
         try:
             request.callables = resolve_functions(",".join(request.functions), user_ns)
+            if request.confirm_functions:  # asked about before each call (loop.py)
+                from .loop import confirming  # deferred: loop loads functions (pydantic)
+
+                request.callables = [confirming(fn) for fn in request.callables]
             for fn in request.callables:
                 function_tool(fn)  # a parameter type without a JSON schema fails here
         except ValueError as exc:
@@ -114,30 +138,43 @@ def resolve_names(request: Any, user_ns: Any) -> None:
 
 def finish(request: Any, result: Any, ns: Any, owner: Any) -> str:
     """After a run: the result goes to `_gemini`, `owner.last_result` (`%gemini last`; the
-    Session, or the magics for the widgets) and
-    `--out VAR`, and `--save` writes its images. Returns what --save did in one sentence (''
-    without --save); GeminiError (one sentence) if the images cannot be written."""
+    Session, or the magics for the widgets) and `--out VAR`, the code of a --code or fix
+    answer into a new cell, and `--save` writes its images. Returns what was done in one line
+    each ('' for nothing); GeminiError (one sentence) if the images cannot be written."""
     owner.last_result = result
     ns["_gemini"] = result
+    said = [companion.CODE_NOTE] if _offer_code(request, result) else []
     assign_out(ns, request, result)
     if request.save and result.image_parts:
         from .images import ImageError  # deferred: images loads PIL
 
         try:
-            return save_images_line(result, request.save)
+            said.append(save_images_line(result, request.save))
         except ImageError as exc:
             raise GeminiError(str(exc), result=result) from None
-    if request.save and result.ok:
-        return ("Nothing saved: the answer has no images (image models such as "
-                "gemini-3.1-flash-image draw them).")
-    return ""
+    elif request.save and result.ok:
+        said.append("Nothing saved: the answer has no images (image models such as "
+                    "gemini-3.1-flash-image draw them).")
+    return "\n".join(said)
+
+
+def _offer_code(request: Any, result: Any) -> bool:
+    """--code and fix: the answer's code into `result.code` and a new cell below (not run)."""
+    lang = companion.lang_of(request)
+    if lang is None or not result.ok:
+        return False
+    result.code = companion.extract_code(result.text or result.answer, lang)
+    return companion.offer_code(result.code)
 
 
 def assign_out(ns: Any, request: Any, result: Any) -> None:
-    """`--out VAR`: the result object, or with --schema the parsed value (only when it parsed)."""
+    """`--out VAR`: the result object, the code with --code, or with --schema the parsed
+    value (only when it parsed)."""
     if not request.out:
         return
-    if request.schema_obj is None:
+    if getattr(request, "code", None) and getattr(result, "code", None) is not None:
+        ns[request.out] = result.code
+    elif request.schema_obj is None:
         ns[request.out] = result
     elif result.ok and result.value is not None:
         ns[request.out] = result.value

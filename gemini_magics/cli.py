@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "the number of keys)")
     serve.add_argument("--key-items", type=int, metavar="N",
                        help="with --keys: each key's share of --max-items")
+    # -- the teacher's console and TLS (issue #23; server/teacher.py) --
+    serve.add_argument("--teacher-key-env", metavar="VAR",
+                       help="with --keys: open the teacher's console at /teacher, behind the key "
+                            "in this environment variable (never on the command line)")
+    serve.add_argument("--certfile", metavar="PEM",
+                       help="serve HTTPS with this certificate (with --keyfile)")
+    serve.add_argument("--keyfile", metavar="PEM", help="the private key of --certfile")
     keys = sub.add_parser(
         "keys", help="print a keys file for serve --keys, a random key per name",
         description="Print 'name: key' lines with fresh random keys, for `gemini-magics serve "
@@ -139,50 +146,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     return serve(args)
 
 
+class _Refused(Exception):
+    """A `serve` option that cannot work: the message is the one sentence the user reads."""
+
+
 def serve(args: argparse.Namespace) -> int:
     from .server import sandbox_refusal, start_server  # deferred: starlette, uvicorn
-    from .server.engines import make_engine  # deferred: with the server
 
     logging.basicConfig(level=logging.WARNING, format="gemini-magics: %(name)s: %(message)s")
-    if args.idle_exit < 0:
-        return _fail(f"--idle-exit must be 0 (never) or a number of seconds, not {args.idle_exit:g}.")
-    if not 0 <= args.port <= 65535:
-        return _fail(f"--port must be between 0 and 65535, not {args.port}.")
-    if args.model_path and not os.path.isfile(args.model_path):
-        return _fail(f"--model-path {args.model_path!r} is not a file; give the path of a .gguf "
-                     f"model file.")
-    if args.keys is None and (args.key_rate is not None or args.key_tokens is not None):
-        return _fail("--key-rate and --key-tokens go with --keys FILE (classroom mode).")
-    if args.keys is not None and args.api_key:
-        return _fail("Give either --keys (a key per student) or --api-key (one key for "
-                     "everyone), not both.")
-    # with --keys, a key in the environment is not the server's (it may be the shared one's)
-    api_key = None if args.keys else (args.api_key or os.environ.get(API_KEY_ENV) or None)
-    keys = None
-    if args.keys is not None:
-        from .server.classroom import KeyRing  # deferred: with the server
-
-        try:
-            keys = KeyRing.from_file(args.keys, rate=args.key_rate, tokens=args.key_tokens)
-        except ValueError as e:
-            return _fail(str(e))
-    if args.engine != "openai" and (args.engine_url or args.engine_model or args.engine_key_env):
-        return _fail("--engine-url, --engine-model and --engine-key-env go with --engine openai.")
-    engine = args.engine
-    if args.parallel != 1:
-        if args.engine != "local":
-            return _fail("--parallel is for the local engine (an openai engine batches itself).")
-        try:
-            engine = make_engine("local", model_path=args.model_path, parallel=args.parallel)
-        except (ValueError, OSError) as e:
-            return _fail(str(e))
-    if engine == "openai":
-        try:
-            engine = make_engine("openai", engine_url=args.engine_url,
-                                 engine_model=args.engine_model,
-                                 engine_key_env=args.engine_key_env)
-        except ValueError as e:
-            return _fail(str(e))
+    try:
+        _check_serve_options(args)
+        api_key, keys, teacher_key = _serve_keys(args)
+        engine = _serve_engine(args)
+    except _Refused as e:
+        return _fail(str(e))
     os.umask(0o077)  # what the server writes (store, logs, sandbox files) is this user's only
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -191,7 +168,9 @@ def serve(args: argparse.Namespace) -> int:
                            api_key=api_key, model_path=args.model_path,
                            allow_code_execution=args.allow_code_execution, keys=keys,
                            storage_mb=args.storage_mb, max_items=args.max_items,
-                           key_storage_mb=args.key_storage_mb, key_items=args.key_items)
+                           key_storage_mb=args.key_storage_mb, key_items=args.key_items,
+                           teacher_key=teacher_key, certfile=args.certfile,
+                           keyfile=args.keyfile)
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError, RuntimeError) as e:
@@ -203,18 +182,7 @@ def serve(args: argparse.Namespace) -> int:
         except OSError as e:
             srv.stop()
             return _fail(f"cannot write the discovery file {args.discovery_file} ({e.strerror}).")
-    print(srv.base_url, flush=True)
-    note = "; requests must send the x-goog-api-key header" if api_key else ""
-    if keys is not None:
-        limits = [f"{keys.rate} requests per minute" if keys.rate else "",
-                  f"{keys.tokens:,} tokens" if keys.tokens else ""]
-        limits = " and ".join(x for x in limits if x)
-        note = (f"; classroom mode: {len(keys)} keys from {args.keys}, each seeing only its own "
-                f"interactions" + (f", at most {limits} per key" if limits else ""))
-    where = f" at {engine.url}" if isinstance(getattr(engine, "url", None), str) else ""
-    print(f"gemini-magics: serving the Interactions API with the {args.engine} engine{where}{note}. "
-          f"Use it with GOOGLE_GEMINI_BASE_URL={srv.base_url}. Ctrl-C to stop.",
-          file=sys.stderr, flush=True)
+    _announce(args, srv, engine, api_key, keys, teacher_key)
     try:  # the sandbox probe (up to ~1 s) may meet Ctrl-C: the same clean stop as below
         print(f"gemini-magics: {_code_execution_status(srv.code_execution, sandbox_refusal())}",
               file=sys.stderr, flush=True)
@@ -238,6 +206,84 @@ def serve(args: argparse.Namespace) -> int:
         print(f"gemini-magics: tokens used per key: {used}.", file=sys.stderr, flush=True)
     print("gemini-magics: stopped.", file=sys.stderr, flush=True)
     return 0
+
+
+def _check_serve_options(args: argparse.Namespace) -> None:
+    """Options that contradict each other or cannot be met, each as one sentence."""
+    if args.idle_exit < 0:
+        raise _Refused(f"--idle-exit must be 0 (never) or a number of seconds, not "
+                       f"{args.idle_exit:g}.")
+    if not 0 <= args.port <= 65535:
+        raise _Refused(f"--port must be between 0 and 65535, not {args.port}.")
+    if args.model_path and not os.path.isfile(args.model_path):
+        raise _Refused(f"--model-path {args.model_path!r} is not a file; give the path of a .gguf "
+                       f"model file.")
+    if args.keys is None and (args.key_rate is not None or args.key_tokens is not None):
+        raise _Refused("--key-rate and --key-tokens go with --keys FILE (classroom mode).")
+    if args.keys is not None and args.api_key:
+        raise _Refused("Give either --keys (a key per student) or --api-key (one key for "
+                       "everyone), not both.")
+    if args.teacher_key_env and args.keys is None:
+        raise _Refused("--teacher-key-env goes with --keys FILE (classroom mode).")
+    if args.engine != "openai" and (args.engine_url or args.engine_model or args.engine_key_env):
+        raise _Refused("--engine-url, --engine-model and --engine-key-env go with --engine openai.")
+    if args.parallel != 1 and args.engine != "local":
+        raise _Refused("--parallel is for the local engine (an openai engine batches itself).")
+
+
+def _serve_keys(args: argparse.Namespace) -> tuple:
+    """(the one API key or None, the classroom KeyRing or None, the teacher's key or None)."""
+    # with --keys, a key in the environment is not the server's (it may be the shared one's)
+    api_key = None if args.keys else (args.api_key or os.environ.get(API_KEY_ENV) or None)
+    keys = None
+    if args.keys is not None:
+        from .server.classroom import KeyRing  # deferred: with the server
+
+        try:
+            keys = KeyRing.from_file(args.keys, rate=args.key_rate, tokens=args.key_tokens)
+        except ValueError as e:
+            raise _Refused(str(e)) from None
+    teacher_key = None
+    if args.teacher_key_env:
+        teacher_key = os.environ.get(args.teacher_key_env, "").strip()
+        if not teacher_key:
+            raise _Refused(f"--teacher-key-env names {args.teacher_key_env}, which is not set; "
+                           f"put the teacher's key in that environment variable.")
+    return api_key, keys, teacher_key
+
+
+def _serve_engine(args: argparse.Namespace):
+    """The engine name, or an engine made here when its options need it (--parallel, openai)."""
+    from .server.engines import make_engine  # deferred: with the server
+
+    try:
+        if args.parallel != 1:
+            return make_engine("local", model_path=args.model_path, parallel=args.parallel)
+        if args.engine == "openai":
+            return make_engine("openai", engine_url=args.engine_url,
+                               engine_model=args.engine_model, engine_key_env=args.engine_key_env)
+    except (ValueError, OSError) as e:
+        raise _Refused(str(e)) from None
+    return args.engine
+
+
+def _announce(args, srv, engine, api_key, keys, teacher_key) -> None:
+    """The URL on stdout (what scripts read), then what is served, on stderr."""
+    print(srv.base_url, flush=True)
+    note = "; requests must send the x-goog-api-key header" if api_key else ""
+    if keys is not None:
+        limits = [f"{keys.rate} requests per minute" if keys.rate else "",
+                  f"{keys.tokens:,} tokens" if keys.tokens else ""]
+        limits = " and ".join(x for x in limits if x)
+        note = (f"; classroom mode: {len(keys)} keys from {args.keys}, each seeing only its own "
+                f"interactions" + (f", at most {limits} per key" if limits else ""))
+    where = f" at {engine.url}" if isinstance(getattr(engine, "url", None), str) else ""
+    print(f"gemini-magics: serving the Interactions API with the {args.engine} engine{where}{note}. "
+          f"Use it with GOOGLE_GEMINI_BASE_URL={srv.base_url}. Ctrl-C to stop.",
+          file=sys.stderr, flush=True)
+    if teacher_key:
+        print(f"gemini-magics: the teacher's console is at {srv.base_url}/teacher.",
+              file=sys.stderr, flush=True)
 
 
 def _code_execution_status(allowed: bool, refusal: Optional[str]) -> str:

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+from .compat import reuse_sdk_model_classes
 from .redact import KEY_ENV_VARS, redact, redact_live, remember
 from .server_process import server_mode, shared_server
 from .session import Session, current
@@ -170,44 +171,3 @@ def get_client(backend: Backend, session: Optional[Session] = None) -> Any:
     with session.lock:
         return session.clients.setdefault(cache_key, client)
 
-
-_MODEL_CLASSES_MAX = 512
-
-
-def reuse_sdk_model_classes() -> bool:
-    """Make google-genai reuse the pydantic model classes it builds per call.
-
-    google-genai 3.x (`_gaos.utils.serializers`) builds a throwaway pydantic model class with
-    `create_model` for every request body it marshals and every response it unmarshals: ~12 ms
-    of CPU each here, ~25 ms a request (measured: 31.6 ms of client CPU per streamed create,
-    6.9 ms with classes reused). A notebook does not feel it; 1,000 rows (`--over`) do: the
-    client, not the server, becomes the bottleneck. The classes depend only on their name, type
-    and config, so the same arguments get the same class. Guarded: if the SDK has no such
-    function (another version), nothing changes. Returns True when the reuse is in place."""
-    try:
-        from google.genai._gaos.utils import serializers  # deferred: google.genai
-    except ImportError:
-        return False
-    original = getattr(serializers, "create_model", None)
-    if original is None or getattr(original, "reuses_classes", False):
-        return original is not None
-    classes: dict = {}
-
-    def create_model(name, **fields):
-        try:
-            key = (name, tuple(sorted((k, tuple(sorted(v.items())) if isinstance(v, dict) else v)
-                                      for k, v in fields.items())))
-            hash(key)
-        except TypeError:  # an unhashable field spec: build it as the SDK would
-            return original(name, **fields)
-        model = classes.get(key)
-        if model is None:
-            model = original(name, **fields)
-            if len(classes) < _MODEL_CLASSES_MAX:
-                classes[key] = model
-        return model
-
-    create_model.reuses_classes = True
-    create_model.classes = classes
-    serializers.create_model = create_model
-    return True

@@ -9,7 +9,6 @@ bounds each call so a hanging function cannot freeze the kernel.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import inspect
 import json
@@ -20,6 +19,8 @@ from typing import Any, Callable, Optional
 
 import pydantic
 import pydantic_core
+
+from .compat import raise_in_thread
 
 __all__ = [
     "FunctionTimeout",
@@ -343,8 +344,7 @@ async def _await(awaitable):
 def _interrupt(thread: threading.Thread) -> None:
     """Best effort: raise FunctionTimeout inside `thread` at its next Python bytecode."""
     if thread.ident is not None and thread.is_alive():
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread.ident), ctypes.py_object(FunctionTimeout))
+        raise_in_thread(thread.ident, FunctionTimeout)
 
 
 def _bind(fn: Callable, arguments: Optional[dict]) -> tuple[list, dict]:

@@ -11,11 +11,17 @@ input, stateless (`store=false`) with the whole history re-sent, as the quicksta
 """
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any, Callable, Iterable, Optional
 
 from .functions import call_function, declared_name, function_result_step
 
-__all__ = ["FunctionLoop", "ROUNDS_SENTENCE"]
+__all__ = ["FunctionLoop", "ROUNDS_SENTENCE", "confirming", "ask_user"]
+
+# The attribute that marks a callable to be confirmed before each call (--confirm).
+CONFIRM = "gemini_confirm"
+_YES = ("y", "yes", "allow", "a", "ok")
 
 ROUNDS_SENTENCE = ("The model was still calling functions after {n} round{s} (the last calls "
                    "are shown above); stopped there: raise --max-rounds, or reword the prompt "
@@ -45,6 +51,11 @@ class FunctionLoop:
             known = ", ".join(sorted(self.by_name)) or "none"
             return (f"There is no function named {name!r}; the functions you can call are: "
                     f"{known}."), True
+        if getattr(fn, CONFIRM, False):
+            allowed, why = ask_user(name, step.get("arguments"))
+            if not allowed:
+                return (f"{why}: {name} was not run. Go on without its result, and do not "
+                        f"call it again unless the user asks."), True
         return call_function(fn, step.get("arguments"), timeout=self.timeout)
 
     def answer(self, calls: list[dict], acc: Any, observers: Iterable[Any] = ()) -> list[dict]:
@@ -72,3 +83,33 @@ class FunctionLoop:
             nxt["previous_interaction_id"] = acc.id
         nxt.pop("continuation_token", None)
         return nxt
+
+
+def confirming(fn: Callable) -> Callable:
+    """`fn`, to be confirmed by the user before each call (--confirm); declared as `fn` is."""
+    @functools.wraps(fn)
+    def confirmed(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    setattr(confirmed, CONFIRM, True)
+    return confirmed
+
+
+def ask_user(name: str, arguments: Any) -> tuple[bool, str]:
+    """Ask Allow / Deny for one call on stdin: (allowed, why not). A prompt on stdin, not
+    buttons: while a cell runs the kernel handles no widget messages, but it does answer
+    `input()` (the frontend shows a text box). No way to ask (a frontend without stdin) is
+    a Deny."""
+    shown = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}"
+                      for k, v in (arguments or {}).items()) if isinstance(arguments, dict) \
+        else json.dumps(arguments)
+    try:
+        answer = input(f"Allow the call {name}({shown})? Type y to allow, anything else to "
+                       f"deny: ")
+    except KeyboardInterrupt:
+        raise
+    except Exception:  # noqa: BLE001 - EOFError, or ipykernel's StdinNotImplementedError
+        return False, "The call could not be confirmed (this frontend takes no input)"
+    if answer.strip().lower() in _YES:
+        return True, ""
+    return False, "The user declined this call"

@@ -18,6 +18,7 @@ from IPython.display import display
 from traitlets import Float, Int, TraitError
 
 from . import options, pricing, render, spend
+from .agents_cmd import agents_table
 from .args import ArgsError, cell_arguments, parse, parse_line
 from .cell import backend_failure, complete, finish, resolve_names, warn_unknown_name
 from .client import answers_offline, get_client, resolve_backend
@@ -113,6 +114,10 @@ def _jobs(m: Any, rest: Optional[str]) -> None:
     print(jobs.jobs_table(m.session))
 
 
+def _agents_table(m: Any) -> str:
+    return agents_table(m.session)
+
+
 LINE_COMMANDS: tuple = (
     LineCommand("%gemini PROMPT", "ask in one line"),
     LineCommand("%gemini history", "the turns of the conversation so far",
@@ -127,6 +132,8 @@ LINE_COMMANDS: tuple = (
     LineCommand("%gemini stop", "stop the --ui answers still streaming",
                 _widgets("stop")),
     LineCommand("%gemini jobs", "this kernel's --background jobs", _jobs),
+    LineCommand("%gemini agents", "the custom agents on the backend (use one with "
+                "%%gemini --agent NAME)", lambda m, rest: print(_agents_table(m))),
     LineCommand("%gemini wait ID", "follow a background job in this cell (also after a restart)",
                 lambda m, rest: _job_command(m, "wait", rest), takes_words=True),
     LineCommand("%gemini wait batches/ID",
@@ -147,6 +154,18 @@ LINE_COMMANDS: tuple = (
                 "date", _prices, takes_words=True),
     LineCommand("%gemini help", "this help", _print(lambda m: m.gemini.__doc__)),
 )
+# -- #20 companion: %gemini fix, %gemini export (companion.py, export.py) -----------------------
+from . import export as _export  # noqa: E402 - kept inside this block
+
+LINE_COMMANDS = LINE_COMMANDS + (
+    LineCommand("%gemini fix [WORDS]", "explain the last failing cell and put the corrected "
+                "code into a new cell below (not run); %%gemini fix adds the cell's words",
+                lambda m, rest: m._ask("--fix", rest) if rest and not rest.startswith("-")
+                else m._ask(f"--fix {rest or ''}".strip(), None), takes_words=True),
+    LineCommand("%gemini export PATH", "write the conversation to a .md, .ipynb or .json file",
+                lambda m, rest: print(_export.command(m, rest)), takes_words=True),
+)
+# -- end #20 companion -------------------------------------------------------------------------
 _RUNS = {c.word: c for c in LINE_COMMANDS if c.run is not None}
 
 

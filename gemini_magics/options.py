@@ -476,6 +476,35 @@ OPTIONS: tuple = (
            setting="Price every model at these USD per 1M tokens instead of genai-prices' data, "
                    "e.g. input=1.25,output=10[,cached=0.125] (thinking billed as output).",
            validate=_price_override, example="input=1,output=2"),
+    # -- #20 companion: fix, --code, --context, --confirm (their checks: args._check_companion) --
+    Option("fix", bool, False,
+           flags=(Flag(("--fix",), "Explain and correct the last cell that failed; the corrected "
+                                   "code goes into a new cell below, not run (the same as "
+                                   "%%%%gemini fix or %%gemini fix; the cell adds your words).",
+                       "store_true"),),
+           group=_OUTPUT),
+    Option("code", str,
+           flags=(Flag(("--code",), "Ask for the answer as code (Python unless LANG is given); "
+                                    "it is shown and put into a new cell below, not run; -o gets "
+                                    "the code text.", metavar="[LANG]"),),
+           group=_OUTPUT, example="sql"),
+    Option("context", str,
+           setting="Cells sent with every prompt: a number of the latest cells, all, or None.",
+           flags=(Flag(("--context",), "Send the cells run before this one (source and what they "
+                                       "showed), the last N or all, within context_tokens.",
+                       metavar="N|all"),),
+           group=_CONVERSATION, example="all"),
+    Option("context_tokens", int, 8000,
+           setting="Token budget of --context (about 4 characters a token); older cells are "
+                   "left out first.",
+           validate=_at_least("context_tokens", 100), example="2000"),
+    Option("confirm_functions", bool, False,
+           setting="Ask before each --functions call (Allow / Deny).",
+           flags=(Flag(("--confirm",), "With --functions: show each call (name, arguments) and "
+                                       "run it only if you allow it; a denied call tells the "
+                                       "model you declined.", "store_true"),),
+           group=_TOOLS, example="True", needs="--functions get_weather"),
+    # -- end #20 companion ----------------------------------------------------------------------
 )
 
 _BY_NAME = {o.name: o for o in OPTIONS}

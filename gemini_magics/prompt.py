@@ -5,12 +5,18 @@ Prompts are full of braces that are not placeholders (JSON, code, set literals),
 *reference* — a name followed by `.attr`, `[int]` or `['key']` parts, e.g. `{df}`, `{obj.attr}`,
 `{In[3]}`, `{Out[2]}`, `{cfg["k"]}` — is expanded; `{{`/`}}` escape to single braces (when they pair up); every
 other brace stays exactly as typed.
+
+A DataFrame, Series, numpy array, large container or very long text becomes a bounded
+description (variables.describe: shape, columns and dtypes, a few head rows), so `{df}` of a
+10,000-row table costs a few hundred tokens; `{df!s}` sends `str(df)` in full.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
+
+from .variables import describe
 
 __all__ = ["Prompt", "PromptError", "interpolate", "interpolate_parts"]
 
@@ -20,7 +26,8 @@ _PART = rf"(?:\.{_IDENT}|\[\s*-?\d+\s*\]|\[\s*'[^'\]]*'\s*\]|\[\s*\"[^\"\]]*\"\s
 _REF = re.compile(rf"{_IDENT}{_PART}*")
 _PART_RE = re.compile(rf"\.({_IDENT})|\[\s*(-?\d+)\s*\]|\[\s*'([^'\]]*)'\s*\]|\[\s*\"([^\"\]]*)\"\s*\]")
 # One scanner over the text: escapes, a candidate {reference}, or anything else.
-_TOKEN = re.compile(r"\{\{|\}\}|\{(" + _REF.pattern + r")\}")
+# `!s` after a reference asks for the whole str() instead of a description.
+_TOKEN = re.compile(r"\{\{|\}\}|\{(" + _REF.pattern + r")(!s)?\}")
 
 
 class PromptError(ValueError):
@@ -86,11 +93,13 @@ def _raised(ref: str, doing: str, exc: BaseException) -> PromptError:
                        f"{{{{{ref}}}}} to keep the braces as text.")
 
 
-def _text_of(ref: str, value: Any) -> str:
+def _text_of(ref: str, value: Any, full: bool = False) -> str:
+    """The text a value stands for in the prompt: a bounded description, or with `full`
+    (`{ref!s}`) its whole str()."""
     if isinstance(value, str):
         return value
     try:
-        return str(value)
+        return (None if full else describe(value)) or str(value)
     except Exception as exc:  # noqa: BLE001 - the user's own __str__
         raise _raised(ref, "turning it into text", exc) from None
 
@@ -116,7 +125,7 @@ def _tokens(text: str) -> list:
             else:
                 toks.append(("text", "}}"))
         else:
-            toks.append(("ref", m.group(1)))
+            toks.append(("full" if m.group(2) else "ref", m.group(1)))
     if pos < len(text):
         toks.append(("text", text[pos:]))
     return toks
@@ -142,7 +151,7 @@ def interpolate_parts(
                 buf = []
             parts.append(value)
         else:
-            buf.append(_text_of(val, value))
+            buf.append(_text_of(val, value, full=kind == "full"))
     if buf:
         parts.append("".join(buf))
     return Prompt([p for p in parts if not (isinstance(p, str) and p == "")] or [""])

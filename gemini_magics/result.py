@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
+from .compat import sdk_interaction_from_dict
 from .render import footer_markdown, hard_breaks
 
 __all__ = ["GeminiResult", "LiveResult"]
@@ -35,6 +36,7 @@ class GeminiResult:
     value: Any = None  # --schema: the parsed answer (a model instance for pydantic models)
     notes: list = field(default_factory=list)  # one-line remarks shown under the answer
     skipped_events: int = 0  # `data:` lines that were not JSON, skipped (the footer says so)
+    code: Optional[str] = None  # --code / %gemini fix: the answer's code (also put in a new cell)
     # pricing.CostDetail: the answer's price, its parts, tier and source (set once priced)
     cost_detail: Any = field(default=None, repr=False)
     interaction_data: dict = field(default_factory=dict, repr=False)
@@ -59,7 +61,7 @@ class GeminiResult:
     def interaction(self) -> Any:
         """The `google.genai` Interaction object (built once, lazily)."""
         if self._interaction is None and self.interaction_data:
-            self._interaction = _sdk_interaction(self.interaction_data)
+            self._interaction = sdk_interaction_from_dict(self.interaction_data)
         return self._interaction
 
     @property
@@ -183,19 +185,3 @@ class LiveResult(GeminiResult):
         return ((self.answer or "") + "\n\n*(still streaming; `.wait()` returns when the answer "
                 "has ended)*")
 
-
-def _sdk_interaction(data: Mapping[str, Any]) -> Any:
-    """The SDK's Interaction object for a wire dict (with `output_text` filled like the SDK)."""
-    from google.genai import interactions  # deferred: google.genai
-
-    try:
-        return interactions.Interaction.model_validate(dict(data))
-    except Exception:  # noqa: BLE001 - lenient like the SDK: never fail on odd server data
-        # deferred: google.genai
-        from google.genai._gaos.google_genai import _add_output_properties_if_interaction
-        # deferred: google.genai
-        from google.genai._gaos.utils.serializers import construct_unvalidated
-
-        return _add_output_properties_if_interaction(
-            construct_unvalidated(dict(data), interactions.Interaction)
-        )

@@ -4,7 +4,7 @@ Used by the runner (cells, `--ui`, the panel), the rows (`--over`) and, for thei
 policy, background jobs and batches. Why this shape:
 
 - The SDK builds the request (auth, base URL, retries); we read the raw HTTP stream it opened
-  with `stream.iter_sse_events` (microseconds per event, against ~1.7 ms for the SDK's pydantic
+  (`compat.raw_sse_lines`) with `stream.iter_sse_events` (microseconds per event, against ~1.7 ms for the SDK's pydantic
   event models). If a google-genai keeps that response elsewhere, the SDK's own iterator
   answers instead and `on_fallback` is told once per answer, so the caller can say it.
 - A stream cut mid-answer (a proxy reset, a Wi-Fi blip, a server restarting on a persistent
@@ -24,13 +24,13 @@ policy, background jobs and batches. Why this shape:
 """
 from __future__ import annotations
 
-import codecs
 import itertools
 import json
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
+from .compat import raw_sse_lines, sdk_http_client, sdk_sent_request
 from .errors import is_connection_error, status_code
 from .stream import StreamProtocolError, interaction_events, iter_sse_events, sdk_event_to_dict
 
@@ -78,41 +78,6 @@ def is_stream(answer: Any) -> bool:
     """Whether create() handed back an event stream rather than an Interaction: the SDK's
     Stream (or anything iterated with next()); an Interaction (pydantic) and JSON are not."""
     return hasattr(type(answer), "__next__") and not hasattr(answer, "model_dump")
-
-
-def raw_lines(stream: Any) -> Optional[Iterable[str]]:
-    """The SSE lines of the HTTP response behind an SDK stream, or None when it is not there
-    (a google-genai that keeps it elsewhere)."""
-    response = getattr(stream, "response", None)
-    iter_bytes = getattr(response, "iter_bytes", None)
-    if callable(iter_bytes):
-        return _split_lines(iter_bytes())
-    iter_lines = getattr(response, "iter_lines", None)
-    return iter_lines() if callable(iter_lines) else None
-
-
-def _split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """SSE lines (ended by CRLF, LF or CR) from body chunks: httpx's own line reader costs a
-    fifth of a row's client CPU, str.split a tenth of that. A raw CR can only end a line (JSON
-    escapes it inside strings); a CR ending a chunk waits for the next, which may bring its LF."""
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    rest = ""
-    for chunk in chunks:
-        text = rest + decoder.decode(chunk)
-        if text.endswith("\r"):
-            text, rest = text[:-1], "\r"
-        else:
-            rest = ""
-        if "\r" in text:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        lines = text.split("\n")
-        rest = lines.pop() + rest
-        yield from lines
-    rest += decoder.decode(b"", final=True)
-    if rest.endswith("\r"):
-        rest = rest[:-1]
-    if rest:
-        yield from rest.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def interaction_dict(interaction: Any) -> dict:
@@ -248,7 +213,7 @@ class Sender:
         return stream
 
     def _read(self, stream: Any, link: Link) -> Iterator[dict]:
-        lines = raw_lines(stream) if self.fast else None
+        lines = raw_sse_lines(stream) if self.fast else None
         if lines is not None:
             return _events_to_the_end(iter(lines))
         if self.fast and self.on_fallback is not None:
@@ -342,10 +307,8 @@ class RowSender:
             if self._checked:
                 return
             self._checked = True
-            request = getattr(getattr(opened, "response", None), "request", None)
-            http = getattr(getattr(getattr(self.client, "interactions", None),
-                                   "sdk_configuration", None), "client", None)
-            if request is None or http is None or not hasattr(http, "build_request"):
+            request, http = sdk_sent_request(opened), sdk_http_client(self.client)
+            if request is None or http is None:
                 return
             try:
                 sent = json.loads(request.content)

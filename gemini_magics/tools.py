@@ -212,6 +212,33 @@ def _file_result(s: dict) -> str:
     return f"**File search results:** {len(rows)}" + ("\n" + "\n".join(lines) if lines else "")
 
 
+def _tool_search_call(s: dict) -> str:
+    names = (s.get("arguments") or {}).get("function_names") or []
+    return "**Tool search:** " + (", ".join(_code(n) for n in names) or "*(any tool)*")
+
+
+def _tool_search_result(s: dict) -> str:
+    found = [f for f in s.get("result") or [] if isinstance(f, dict)]
+    if s.get("is_error"):
+        return f"{_WARN} **Tool search failed.**"
+    lines = [f"- {_code(f.get('name') or '?')}" + (f": {_esc(f['description'][:200])}"
+                                                    if f.get("description") else "")
+             for f in found]
+    return f"**Tools found:** {len(found)}" + ("\n" + "\n".join(lines) if lines else "")
+
+
+def _retrieval_call(s: dict) -> str:
+    queries = (s.get("arguments") or {}).get("queries") or []
+    kind = f" ({_esc(s['retrieval_type'])})" if s.get("retrieval_type") else ""
+    return f"**Retrieval{kind}:** " + (" · ".join(_code(q) for q in queries) or "*(no query)*")
+
+
+def _retrieval_result(s: dict) -> str:
+    if s.get("is_error"):
+        return f"{_WARN} **Retrieval failed.**"
+    return "**Retrieval results received**"
+
+
 def _function_call(s: dict) -> str:
     args = s.get("arguments") or {}
     shown = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
@@ -248,6 +275,10 @@ _RENDERERS = {
     "function_result": _function_result,
     "mcp_server_tool_call": _function_call,
     "mcp_server_tool_result": _function_result,
+    "tool_search_call": _tool_search_call,
+    "tool_search_result": _tool_search_result,
+    "retrieval_call": _retrieval_call,
+    "retrieval_result": _retrieval_result,
 }
 
 

@@ -238,7 +238,7 @@ def test_rows_without_the_raw_stream_are_read_with_the_sdk_iterator(ns, echo_ser
 def test_sse_lines_are_split_as_httpx_splits_them_whatever_the_chunks(size):
     """CRLF, LF and CR line ends, a CR and its LF in different chunks, multi-byte characters
     cut between chunks, a last line without its end."""
-    from gemini_magics.sender import _split_lines
+    from gemini_magics.compat import split_sse_lines as _split_lines
 
     body = ("event: a\r\ndata: {\"t\": \"é漢\u2028x\"}\r\n\r\ndata: 1\n\ndata: 2\r\rdata: 3\r\n"
             "\r\ndata: [DONE]").encode()

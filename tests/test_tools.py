@@ -234,8 +234,8 @@ def test_code_containing_backticks_keeps_its_fence():
 
 
 def test_unknown_steps_still_show_their_content():
-    md = render_step_markdown({"type": "tool_search_call", "id": "t", "arguments": {"function_names": ["f"]}})
-    assert md.startswith("**tool\\_search\\_call**") and '"function_names"' in md
+    md = render_step_markdown({"type": "teleport_call", "id": "t", "arguments": {"function_names": ["f"]}})
+    assert md.startswith("**teleport\\_call**") and '"function_names"' in md
     assert render_step_markdown({"type": "user_input", "content": [{"type": "text", "text": "hi"}]}) == ""
 
 

@@ -8,6 +8,9 @@ Public face:
     srv.stop()     # also a context manager
     start_server(..., keys=KeyRing.from_file(PATH, rate=N, tokens=N))  # classroom mode:
                    # one key per student, isolated interactions, per-key quotas (classroom.py)
+    start_server(..., keys=..., teacher_key=KEY)  # and the teacher's console (teacher.py)
+    start_server(..., certfile=PEM, keyfile=PEM)  # HTTPS (a warning when keys go over plain
+                   # HTTP to a host other machines reach)
     start_server(..., storage_mb=256, max_items=10_000,     # the store's bounds, and in
                  key_storage_mb=None, key_items=None)       # classroom mode each key's share
                    # (default: the bounds / the number of keys; store.py)
@@ -35,6 +38,7 @@ import os
 import re
 import secrets
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Optional, Union
@@ -142,7 +146,8 @@ class LocalServer:
                  model_path: Optional[str] = None, allow_code_execution: bool = False,
                  keys: Optional[KeyRing] = None, storage_mb: Optional[float] = None,
                  max_items: Optional[int] = None, key_storage_mb: Optional[float] = None,
-                 key_items: Optional[int] = None):
+                 key_items: Optional[int] = None, teacher_key: Optional[str] = None,
+                 certfile: Optional[str] = None, keyfile: Optional[str] = None):
         import uvicorn  # deferred: ~0.1 s, paid only by code that starts a server
 
         limits = _store_limits(keys, storage_mb, max_items, key_storage_mb, key_items)
@@ -153,10 +158,18 @@ class LocalServer:
         if not is_loopback(host) and not api_key and keys is None:
             raise ValueError(f"Host {host!r} is reachable from other machines: give an API key "
                              f"(--api-key) that clients must send, or bind to 127.0.0.1.")
+        if teacher_key is not None and keys is None:
+            raise ValueError("The teacher's console (--teacher-key-env) goes with --keys FILE "
+                             "(classroom mode).")
+        tls = _tls_files(certfile, keyfile)
+        if not tls and not is_loopback(host) and (api_key or keys is not None):
+            log.warning("keys are sent in plain HTTP to %s, which other machines can reach: "
+                        "anyone on the network can read them; serve with --certfile and "
+                        "--keyfile (TLS)", host)
         sock = _bind(host, port)
         self.host = host
         self.port = sock.getsockname()[1]
-        self.base_url = f"http://{_url_host(host)}:{self.port}"
+        self.base_url = f"{'https' if tls else 'http'}://{_url_host(host)}:{self.port}"
         self._owns_engine = not isinstance(engine, Engine)
         try:
             self.engine = make_engine(engine, model_path=model_path)
@@ -179,10 +192,18 @@ class LocalServer:
         # log_config=None: do not let uvicorn reconfigure the host process's logging (a kernel's).
         # No access log: request lines are noise, and a key sent as ?key= must never be logged.
         # http_protocol(): deadlines for heads, idle and stalled readers, JSON 400s (http_guard.py).
-        self._activity = _Activity(create_app(self.service))
+        try:
+            self._activity = _Activity(create_app(self.service, teacher_key=teacher_key))
+        except ValueError:
+            sock.close()
+            self.service.shutdown()
+            self.store.close()
+            if self._owns_engine:
+                self.engine.close()
+            raise
         config = uvicorn.Config(self._activity, http=http_protocol(), log_config=None,
                                 log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=3)
+                                timeout_graceful_shutdown=3, **tls)
         self._server = server_class()(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name=f"gemini-magics-server-{self.port}", daemon=True)
@@ -242,7 +263,8 @@ def start_server(engine: Union[str, Engine] = "local", db: Optional[str] = None,
                  allow_code_execution: bool = False,
                  keys: Optional[KeyRing] = None, storage_mb: Optional[float] = None,
                  max_items: Optional[int] = None, key_storage_mb: Optional[float] = None,
-                 key_items: Optional[int] = None) -> LocalServer:
+                 key_items: Optional[int] = None, teacher_key: Optional[str] = None,
+                 certfile: Optional[str] = None, keyfile: Optional[str] = None) -> LocalServer:
     """Start a server on a background thread; returns once its socket accepts connections.
 
     `api_key=None` serves anyone who reaches the port (allowed on loopback only, as for
@@ -251,11 +273,14 @@ def start_server(engine: Union[str, Engine] = "local", db: Optional[str] = None,
     `max_items` bound the store (`serve --storage-mb`, `--max-items`); `key_storage_mb` and
     `key_items` give each key its own share of it (`--key-storage-mb`, `--key-items`;
     default: the bounds divided by the number of keys), so no key can erase another's.
+    `teacher_key` (with `keys`) opens the teacher's console at `/teacher` (`teacher.py`);
+    `certfile` and `keyfile` (PEM) serve HTTPS (`base_url` then starts with https).
     """
     return LocalServer(engine=engine, db=db, host=host, port=port, api_key=api_key,
                        model_path=model_path, allow_code_execution=allow_code_execution,
                        keys=keys, storage_mb=storage_mb, max_items=max_items,
-                       key_storage_mb=key_storage_mb, key_items=key_items)
+                       key_storage_mb=key_storage_mb, key_items=key_items,
+                       teacher_key=teacher_key, certfile=certfile, keyfile=keyfile)
 
 
 _MIB = 1024 * 1024
@@ -284,6 +309,22 @@ def _store_limits(keys: Optional[KeyRing], storage_mb: Optional[float],
                                    else limits["max_bytes"] // len(keys))
         limits["key_max_items"] = key_items or max(1, limits["max_items"] // len(keys))
     return limits
+
+
+def _tls_files(certfile: Optional[str], keyfile: Optional[str]) -> dict:
+    """uvicorn's TLS settings for a PEM certificate and its key ({}: plain HTTP); ValueError
+    (one sentence) when one is missing or unreadable."""
+    if certfile is None and keyfile is None:
+        return {}
+    if not certfile or not keyfile:
+        raise ValueError("Give both --certfile and --keyfile (PEM files) to serve HTTPS.")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as e:
+        reason = getattr(e, "strerror", None) or getattr(e, "reason", None) or "not PEM"
+        raise ValueError(f"Cannot use --certfile {certfile!r} with --keyfile {keyfile!r} "
+                         f"({reason}); give a PEM certificate and its private key.") from None
+    return {"ssl_certfile": certfile, "ssl_keyfile": keyfile}
 
 
 _default: Optional[LocalServer] = None

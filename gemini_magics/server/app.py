@@ -9,8 +9,8 @@ and the error shapes are `routes.py`; the connection limits are `http_guard.py`.
 Classroom mode (`keys`, a `classroom.KeyRing`): every request needs one of the keys (the gate
 in `routes.py` asks `check_key`); each interaction belongs to the key that created it, and any
 other key is answered 404 for it, as if it did not exist (so ids cannot be probed); creates are
-held to the key's rate and token budget (429); fair slots are per key; the Batch API is off
-(its batches are not kept per key).
+held to the key's rate and token budget (429); fair slots are per key; a batch belongs to its
+key too (`batches.py`). The teacher's console (`teacher.py`) reads and changes the keys.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import sse
+from .agents import AgentStore, with_custom_agent
 from .classroom import KeyRing, Student
 from .engines.base import Engine
 from .event_ids import resume_position
@@ -34,7 +35,8 @@ from .http_guard import (IDLE_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, WRITE_TIMEO
 from .producers import pick_producer
 from .protocol import (ApiError, CreateRequest, bad, parse_bool_param, parse_create,
                        parse_json_body, shown)
-from .routes import EventStream, Json, create_app, student_of
+from .responses import EventStream, Json, student_of
+from .routes import create_app
 from .scheduler import MAX_WORKERS, FairPool, Job
 from .store import Store, StoreError
 from .turns import (TurnContext, TurnRecorder, begin, make_usage, not_run, now_iso,
@@ -64,9 +66,13 @@ class InteractionService:
                  keys: Optional[KeyRing] = None):
         self.engine = engine
         self.store = store
+        self.agents = AgentStore(store)  # custom agents (agents.py), in the same database
         self._api_key = api_key
         self.keys = keys
         if keys is not None:
+            for label in keys.load_settings(store.students()):
+                log.warning("the student %r added in the console is left out: the keys file "
+                            "now gives that label another key", label)
             keys.load_usage(store.key_usage())
         self.live: dict[str, TurnRecorder] = {}
         self._owners: dict[str, str] = {}  # live turn id -> its key's id (classroom mode)
@@ -86,6 +92,10 @@ class InteractionService:
                 raise ApiError(401, "Missing or unknown API key: send your own key from the "
                                     "server's keys file in the x-goog-api-key header "
                                     "(GEMINI_API_KEY for the SDKs and the magics).",
+                               status="UNAUTHENTICATED")
+            if student.disabled:
+                raise ApiError(401, "This API key has been disabled by whoever runs this "
+                                    "server; ask them to enable it again.",
                                status="UNAUTHENTICATED")
             return student
         if self._api_key is None:
@@ -127,6 +137,7 @@ class InteractionService:
         """Parse and validate the body, then read the conversation it continues (a thread)."""
         req = parse_create(parse_json_body(raw), query_stream)
         req.client = client
+        req = with_custom_agent(req, self.agents, owner)
         return req, self._history(req, owner)
 
     def _history(self, req: CreateRequest, owner: Optional[str] = None) -> list[dict]:
@@ -194,15 +205,18 @@ class InteractionService:
                          *rest) -> None:
         """A classroom turn's `keep`: count its tokens against its key's budget (and in the
         store), then store it (`keep`, None for store=false)."""
-        tokens = int((resource.get("usage") or {}).get("total_tokens") or 0)
-        self.keys.charge(student, tokens)
-        if tokens:
-            try:
-                self.store.add_key_usage(student.id, tokens)
-            except StoreError as e:  # the budget still holds until a restart
-                log.warning("token usage of key %s not stored: %s", student.label, e)
+        self.charge(student, int((resource.get("usage") or {}).get("total_tokens") or 0))
         if keep is not None:
             keep(resource, *rest)
+
+    def charge(self, student: Student, tokens: int, requests: int = 1) -> None:
+        """Count ended requests and their tokens against a key's budget, and in the store
+        (the console's usage; the budget across restarts)."""
+        self.keys.charge(student, tokens, requests)
+        try:
+            self.store.add_key_usage(student.id, tokens, requests)
+        except StoreError as e:  # the budget still holds until a restart
+            log.warning("token usage of key %s not stored: %s", student.label, e)
 
     def _live(self, interaction_id: str, owner: Optional[str]) -> Optional[TurnRecorder]:
         """The running turn with this id, if any (and, in classroom mode, `owner`'s)."""

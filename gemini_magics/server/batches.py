@@ -5,6 +5,11 @@ google-genai SDK's `client.batches` calls use, and puts an engine's `admit()` in
 request that starts work (an interactions create, a batch create), so the echo engine's
 `rps` / `fail_first` knobs answer a real HTTP 429 (with Retry-After and a RetryInfo detail, as
 Google sends them) or 503 before a turn is started. Engines without `admit` are not gated.
+
+In classroom mode each batch belongs to the key that created it: any other key gets 404 for it
+and never sees it listed; creating one counts against the key's rate, and each of its requests
+is charged to the key's token budget as it is answered (once the budget is used up, the rest
+are answered with a 429 error each instead of running).
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import math
 import secrets
 import threading
 import time
+from collections import Counter
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -68,8 +74,9 @@ def _error(code: int, message: str, status: str) -> Response:
 
 
 class _Batch:
-    def __init__(self, name: str, model: str, display_name: str, requests: list):
+    def __init__(self, name: str, model: str, display_name: str, requests: list, owner=None):
         self.name, self.model, self.display_name = name, model, display_name
+        self.owner = owner  # the classroom.Student who made it (None: anyone's)
         self.requests = requests
         self.state = "BATCH_STATE_PENDING"
         self.responses: list = []
@@ -133,8 +140,9 @@ class BatchStore:
     """The batches of one server, in memory; each runs on its own thread, one request at a
     time (the engine is the limit anyway)."""
 
-    def __init__(self, service):
+    def __init__(self, service, owner_of=lambda request: None):
         self.service = service
+        self.owner_of = owner_of  # a request's classroom.Student (None outside classroom mode)
         self.batches: dict = {}
         self.lock = threading.Lock()
 
@@ -144,20 +152,41 @@ class BatchStore:
             for inline in batch.requests:
                 if batch.cancel.is_set():
                     break
-                try:
-                    batch.responses.append(_answer(self.service.engine, batch.model, inline))
-                except Exception as e:  # noqa: BLE001 - one request's failure is its error
-                    log.warning("a request of batch %s failed", batch.name, exc_info=True)
-                    batch.responses.append({"error": {"code": 500, "message": public_message(e)},
-                                            **({"metadata": inline["metadata"]}
-                                               if "metadata" in inline else {})})
+                batch.responses.append(self._answer_one(batch, inline))
             batch.state = ("BATCH_STATE_CANCELLED" if batch.cancel.is_set()
                            else "BATCH_STATE_SUCCEEDED")
         except Exception:  # noqa: BLE001
             batch.state = "BATCH_STATE_FAILED"
         batch.updated = batch.ended = _now()
 
+    def _answer_one(self, batch: _Batch, inline: dict) -> dict:
+        """One request's answer or error, charged to the batch's owner."""
+        meta = {"metadata": inline["metadata"]} if "metadata" in inline else {}
+        student, keys = batch.owner, getattr(self.service, "keys", None)
+        refused = keys.over_budget(student) if student is not None else None
+        if refused is not None:
+            return {"error": {"code": 429, "message": refused.message,
+                              "status": "RESOURCE_EXHAUSTED"}, **meta}
+        try:
+            answer = _answer(self.service.engine, batch.model, inline)
+        except Exception as e:  # noqa: BLE001 - one request's failure is its error
+            log.warning("a request of batch %s failed", batch.name, exc_info=True)
+            answer = {"error": {"code": 500, "message": public_message(e)}, **meta}
+        if student is not None:
+            usage = (answer.get("response") or {}).get("usageMetadata") or {}
+            self.service.charge(student, int(usage.get("totalTokenCount") or 0))
+        return answer
+
+    def running(self) -> Counter:
+        """Pending or running batches by their owner's id (the console's live status)."""
+        with self.lock:
+            return Counter(j.owner.id for j in self.batches.values()
+                           if j.owner is not None and j.state not in _TERMINAL)
+
     async def create(self, request: Request) -> Response:
+        student = self.owner_of(request)
+        if student is not None:
+            self.service.keys.admit(student)  # a batch is one create for the rate
         model = request.path_params["model"]
         try:
             body = json.loads(await request.body() or b"{}")
@@ -176,16 +205,20 @@ class BatchStore:
                           "INVALID_ARGUMENT")
         check_refs(inline, "batch.inputConfig.requests.requests")  # their response schemas
         job = _Batch("batches/" + secrets.token_hex(8), model,
-                     str(batch.get("displayName") or ""), inline)
+                     str(batch.get("displayName") or ""), inline, owner=student)
         with self.lock:
             self.batches[job.name] = job
         threading.Thread(target=self._run, args=(job,), name="gm-batch", daemon=True).start()
         return JSONResponse(job.resource())
 
     def _find(self, request: Request):
+        """The batch a request names (None if unknown or another key's), and its verb."""
         spec = request.path_params["spec"]
         ident, _, verb = spec.partition(":")
-        return self.batches.get("batches/" + ident), verb
+        job = self.batches.get("batches/" + ident)
+        if job is not None and job.owner is not self.owner_of(request):
+            job = None
+        return job, verb
 
     async def get(self, request: Request) -> Response:
         job, _ = self._find(request)
@@ -212,8 +245,9 @@ class BatchStore:
         return JSONResponse({})
 
     async def list(self, request: Request) -> Response:
+        owner = self.owner_of(request)
         with self.lock:
-            jobs = list(self.batches.values())
+            jobs = [j for j in self.batches.values() if j.owner is owner]
         return JSONResponse({"operations": [j.resource() for j in reversed(jobs)]})
 
 
@@ -226,13 +260,15 @@ def _checked(handler):
             body = e.body() if hasattr(e, "body") else {
                 "error": {"code": 500, "message": "Internal error in the local server.",
                           "status": "INTERNAL"}}
-            return JSONResponse(body, status_code=code if isinstance(code, int) else 500)
+            return JSONResponse(body, status_code=code if isinstance(code, int) else 500,
+                                headers=getattr(e, "headers", None))
     return endpoint
 
 
-def add_routes(routes: list, service) -> list:
-    """`routes` with every POST gated by the engine's admission, plus the Batch API routes."""
-    store = BatchStore(service)
+def add_routes(routes: list, service, owner_of=lambda request: None) -> list:
+    """`routes` with every POST gated by the engine's admission, plus the Batch API routes;
+    `owner_of(request)`: whose batches a request may see (the key gate's student)."""
+    store = BatchStore(service, owner_of)
     service.batches = store
     batch_routes = [
         Route("/{prefix:path}/models/{model}:batchGenerateContent", _checked(store.create),

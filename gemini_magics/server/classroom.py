@@ -32,6 +32,10 @@ unknown one, is a 401. Per key:
   bounds divided by the number of keys). A key over its share loses its own least recently
   updated interactions, never another key's; one interaction bigger than the share is refused
   in one sentence (a 413 when its input alone is too big). The store enforces it (`store.py`).
+
+The teacher's console (`teacher.py`) changes a key at runtime: its own token budget (instead of
+`--key-tokens`), disabled (its next request is a 401), or a new student with a fresh key
+(`add`). Each change takes effect at once; the store keeps it (`students` table, digests only).
 """
 from __future__ import annotations
 
@@ -81,13 +85,24 @@ class QuotaError(ApiError):
 class Student:
     """One key's identity and quota state (never the key itself)."""
 
-    __slots__ = ("id", "label", "used", "_recent")
+    __slots__ = ("id", "label", "used", "requests", "last_active", "budget", "disabled",
+                 "added", "_recent")
 
     def __init__(self, ident: str, label: str):
         self.id = ident
         self.label = label
         self.used = 0                  # total tokens of its finished turns
+        self.requests = 0              # its turns (and batch requests) that ended
+        self.last_active: Optional[float] = None  # wall time of its last create or ended turn
+        self.budget: Optional[int] = None  # its own token budget (None: the class's)
+        self.disabled = False
+        self.added = False             # added at runtime (the console), not from the keys file
         self._recent: deque = deque()  # monotonic times of its creates in the rate window
+
+    @property
+    def fingerprint(self) -> str:
+        """What the console shows for a key: a short prefix of its digest, never the key."""
+        return self.id[:8]
 
     def __repr__(self) -> str:
         return f"<Student {self.label} used={self.used}>"
@@ -173,25 +188,52 @@ class KeyRing:
 
     # -- requests ------------------------------------------------------------------------
     def identify(self, key: str) -> Optional[Student]:
-        """The student a key belongs to, or None."""
+        """The student a key belongs to (disabled or not), or None."""
         return self._by_id.get(key_id(key)) if key else None
 
     def students(self) -> list[Student]:
         return list(self._by_id.values())
 
+    def by_label(self, label: str) -> Optional[Student]:
+        return next((s for s in self.students() if s.label == label), None)
+
+    def budget_of(self, student: Student) -> Optional[int]:
+        """The tokens `student` may use in all (None: no limit)."""
+        return self.tokens if student.budget is None else student.budget
+
+    def over_budget(self, student: Student) -> Optional[QuotaError]:
+        """The 429 for a key whose budget is used up, or None."""
+        budget = self.budget_of(student)
+        if budget is None or student.used < budget:
+            return None
+        return QuotaError(f"This key has used up its token budget of {budget:,} tokens "
+                          f"({student.used:,} used); ask whoever runs this server to raise "
+                          f"it (the teacher's console, or --key-tokens).")
+
+    def recent_requests(self, student: Student) -> int:
+        """Its creates in the last RATE_WINDOW_SECONDS."""
+        with self._lock:
+            return len(self._prune(student))
+
+    def _prune(self, student: Student) -> deque:
+        now = self._clock()
+        recent = student._recent
+        while recent and recent[0] <= now - RATE_WINDOW_SECONDS:
+            recent.popleft()
+        return recent
+
     def admit(self, student: Student) -> None:
         """Count one create against `student`'s rate, or raise QuotaError (rate or budget)."""
         with self._lock:
-            if self.tokens is not None and student.used >= self.tokens:
-                raise QuotaError(f"This key has used up its token budget of {self.tokens:,} "
-                                 f"tokens ({student.used:,} used); ask whoever runs this "
-                                 f"server to raise --key-tokens.")
-            if self.rate is None:
-                return
+            refused = self.over_budget(student)
+            if refused is not None:
+                raise refused
+            student.last_active = time.time()
             now = self._clock()
-            recent = student._recent
-            while recent and recent[0] <= now - RATE_WINDOW_SECONDS:
-                recent.popleft()
+            recent = self._prune(student)
+            if self.rate is None:
+                recent.append(now)  # counted for the console's "rate"
+                return
             if len(recent) >= self.rate:
                 wait = recent[0] + RATE_WINDOW_SECONDS - now
                 per = "request" if self.rate == 1 else "requests"
@@ -200,17 +242,59 @@ class KeyRing:
                                  retry_after=wait)
             recent.append(now)
 
-    def charge(self, student: Student, tokens: int) -> None:
+    def charge(self, student: Student, tokens: int, requests: int = 1) -> None:
         with self._lock:
             student.used += max(0, int(tokens or 0))
+            student.requests += requests
+            student.last_active = time.time()
 
     def load_usage(self, used: dict) -> None:
-        """Tokens already used, by student id (from the store)."""
+        """What each student used so far, by id (from the store): {id: (tokens, requests,
+        last_active)}."""
         with self._lock:
-            for ident, tokens in used.items():
+            for ident, (tokens, requests, last) in used.items():
                 student = self._by_id.get(ident)
                 if student is not None:
-                    student.used = int(tokens)
+                    student.used, student.requests = int(tokens), int(requests or 0)
+                    student.last_active = last
+
+    def load_settings(self, rows: Iterable[tuple]) -> list[str]:
+        """The console's changes kept in the store: (id, label, added, budget, disabled) rows.
+        A student added at runtime whose label the keys file now gives another key is left
+        out; the labels left out are returned (for a warning)."""
+        skipped = []
+        with self._lock:
+            for ident, label, added, budget, disabled in rows:
+                student = self._by_id.get(ident)
+                if student is None and added:
+                    if any(s.label == label for s in self._by_id.values()):
+                        skipped.append(label)
+                        continue
+                    student = self._by_id[ident] = Student(ident, label)
+                    student.added = True
+                if student is not None:
+                    student.budget = None if budget is None else int(budget)
+                    student.disabled = bool(disabled)
+        return skipped
+
+    def add(self, label: str) -> tuple[Student, str]:
+        """A new student with a fresh random key: (the student, the key, to be shown once).
+        ValueError (one sentence) for a bad or taken label."""
+        if not isinstance(label, str) or not _LABEL.fullmatch(label):
+            raise ValueError("A label is 1 to 64 letters, digits or '_.@-'.")
+        key = secrets.token_urlsafe(24)
+        student = Student(key_id(key), label)
+        student.added = True
+        with self._lock:
+            if any(s.label == label for s in self._by_id.values()):
+                raise ValueError(f"The label {label!r} is taken; pick another.")
+            self._by_id = {**self._by_id, student.id: student}  # readers see old or new, whole
+        return student, key
+
+    def discard(self, student: Student) -> None:
+        """Take back a student just added (its settings could not be stored)."""
+        with self._lock:
+            self._by_id = {i: s for i, s in self._by_id.items() if s is not student}
 
 
 def new_keys_text(labels: Iterable[str]) -> str:

@@ -20,6 +20,7 @@ from typing import Optional
 
 from starlette.requests import ClientDisconnect, Request
 
+from ..compat import guarded_h11_protocol, is_accept_exhaustion, set_nodelay
 from .protocol import MAX_BODY_BYTES, ApiError
 
 try:
@@ -27,7 +28,7 @@ try:
 except ImportError:  # Windows: no file-descriptor limit to watch
     _resource_limits = None
 
-__all__ = ["http_protocol", "server_class", "set_nodelay", "read_body", "READ_TIMEOUT_SECONDS",
+__all__ = ["http_protocol", "server_class", "read_body", "READ_TIMEOUT_SECONDS",
            "IDLE_TIMEOUT_SECONDS", "WRITE_TIMEOUT_SECONDS"]
 
 log = logging.getLogger(__name__)
@@ -80,18 +81,8 @@ async def read_body(request: Request, read_timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-def set_nodelay(transport) -> None:
-    """TCP_NODELAY on a connection (our listening socket has proto 0, so asyncio skips it)."""
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-
 @functools.lru_cache(maxsize=None)
-def http_protocol() -> type:
+def http_protocol() -> "type | str":
     """The uvicorn HTTP protocol to serve with: `uvicorn.Config(app, http=http_protocol())`.
 
     uvicorn's h11 protocol waits forever for a request head (a fresh connection, or bytes after
@@ -103,13 +94,12 @@ def http_protocol() -> type:
     flood of stalled connections cannot lock out real clients). The timeouts are read from the
     app's `state.service` per connection (tests shorten them on a running server).
     """
-    from uvicorn.protocols.http.h11_impl import H11Protocol  # deferred: uvicorn, only for serving
-
-    return type("GuardedH11Protocol", (_Guarded, H11Protocol), {})
+    return guarded_h11_protocol(_Guarded)
 
 
 class _Guarded:
-    """The additions to uvicorn's H11Protocol (mixed in before it by `http_protocol`)."""
+    """The additions to uvicorn's H11Protocol (mixed in before it by `http_protocol`): it
+    overrides compat.H11_METHODS and H11_SILENCED and reads compat.H11_ATTRIBUTES, no more."""
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -262,7 +252,7 @@ def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
     last = [0.0]
 
     def handler(loop, context) -> None:
-        if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+        if is_accept_exhaustion(context):
             now = time.monotonic()
             if now - last[0] >= 10:
                 last[0] = now

@@ -7,13 +7,16 @@ Reference: shared/interactions-protocol.md (sections 2, 4, 5 and 9).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
+import os
 import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 from ..catalog import (ASPECT_RATIOS, BUILTIN_TOOLS, IMAGE_SIZES, normalize_aspect_ratio,
                        normalize_image_size)
@@ -41,6 +44,12 @@ ECHOED_FIELDS = (
     "agent", "agent_config", "system_instruction", "tools", "generation_config", "response_format",
     "environment", "service_tier", "labels", "webhook_config", "safety_settings",
 )
+
+SERVICE_TIERS = ("standard", "flex", "priority", "deferred")  # google-genai 3.6's ServiceTier
+# webhook_config.uris: loopback hosts only (an offline server does not reach out), unless the
+# server runs with this set to "any" (webhooks.py delivers them).
+WEBHOOK_HOSTS_ENV = "GEMINI_MAGICS_WEBHOOK_HOSTS"
+MAX_WEBHOOK_URIS = 10
 
 _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                  404: "NOT_FOUND", 405: "INVALID_ARGUMENT", 408: "DEADLINE_EXCEEDED",
@@ -105,6 +114,7 @@ class CreateRequest:
     previous_interaction_id: Optional[str] = None
     echo: dict = field(default_factory=dict)  # request fields to echo on the resource
     client: str = ""  # who asked (set by the server from the key and peer): turns share fairly
+    custom_agent: Optional[dict] = None  # the custom agent `agent` names (agents.py), if any
 
     @property
     def name(self) -> str:
@@ -250,7 +260,7 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
         raise bad(f"'response_format' must be an object or a list of objects, not a {_kind(rf)}.")
     for name in ("tools", "response_format", "generation_config"):  # where schemas can be
         check_refs(body.get(name), name)
-    _check_tools(tools)
+    check_tools(tools)
     _check_response_schema(rf)
     env = body.get("environment")
     if env is not None and not isinstance(env, (str, dict)):
@@ -264,6 +274,10 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
     for name, kind in (("labels", dict), ("agent_config", dict), ("webhook_config", dict),
                        ("safety_settings", list), ("service_tier", str)):
         _opt(body, name, kind)
+    tier = body.get("service_tier")
+    if tier is not None and tier not in SERVICE_TIERS:
+        raise bad(f"'service_tier' is {shown(tier)}; use one of {', '.join(SERVICE_TIERS)}.")
+    check_webhook_config(body.get("webhook_config") or {})
     store = True if store is None else store
     if background and not store:
         raise bad("'background': true needs 'store': true, so the result can be fetched later.")
@@ -275,6 +289,44 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
         previous_interaction_id=prev or None,
         echo={k: body[k] for k in ECHOED_FIELDS if body.get(k) is not None},
     )
+
+
+def is_loopback(host: str) -> bool:
+    """A loopback host: `localhost` or a loopback IP literal (a name is never resolved)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_webhook_config(config: dict) -> None:
+    """A 400 naming the first field of `webhook_config` the server cannot honour."""
+    uris = config.get("uris")
+    if uris is None:
+        return
+    if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
+        raise bad("'webhook_config.uris' must be a list of URLs (strings).")
+    if len(uris) > MAX_WEBHOOK_URIS:
+        raise bad(f"'webhook_config.uris' has {len(uris)} URLs; give at most {MAX_WEBHOOK_URIS}.")
+    metadata = config.get("user_metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise bad("'webhook_config.user_metadata' must be an object.")
+    anywhere = os.environ.get(WEBHOOK_HOSTS_ENV, "").strip().lower() == "any"
+    for i, uri in enumerate(uris):
+        try:
+            parts = urlsplit(uri)
+            host = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError for a port that is not one
+        except ValueError:
+            host = None
+        if host is None or parts.scheme not in ("http", "https"):
+            raise bad(f"'webhook_config.uris[{i}]' is {shown(uri)}, not an http(s) URL.")
+        if not anywhere and not is_loopback(host):
+            raise bad(f"'webhook_config.uris[{i}]' is {shown(uri)}: the local server delivers "
+                      f"webhooks to loopback addresses only (127.0.0.1, ::1, localhost); start "
+                      f"it with {WEBHOOK_HOSTS_ENV}=any to allow other hosts.")
 
 
 def check_refs(value: Any, where: str) -> None:
@@ -301,7 +353,7 @@ def _refs(value: Any, where: str):
                 stack.append((child, (path, key)))
 
 
-def _check_tools(tools: list) -> None:
+def check_tools(tools: list) -> None:
     """Tools the local server can honour: function declarations with a valid parameter schema
     (their arguments are decoded against it), the built-in tools it emulates, and MCP servers
     it calls (`mcp_tools`)."""

@@ -7,89 +7,33 @@ bad input is a 4xx, a store that cannot be read a 500 saying so, a bug a 500 poi
 
 The key gate (`_App`): when the server has keys (classroom mode, or one `--api-key`), a request
 without a valid one is answered 401 before routing, whatever its path or method, so a 404,
-405, 501 or batch refusal says nothing to a stranger. The request's student (classroom mode) is
-left in its scope for the routes (`student_of`).
+405 or 501 says nothing to a stranger. The request's student (classroom mode) is left in its
+scope for the routes (`student_of`). With a teacher's console (`teacher.py`), `/teacher`
+requests are the console's to admit instead: the teacher's key or session, never a student's.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Optional
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..catalog import PROOF_PATH, key_proof
-from . import sse, unsupported
+from ..compat import request_transport, set_nodelay
+from . import agents, unsupported
 from .batches import add_routes
-from .classroom import Student
-from .http_guard import set_nodelay
 from .protocol import ApiError, shown
-from .store import StoreError
+from .responses import _STUDENT, EventStream, Json, _error, _guard, student_of
+from .teacher import Console
 
 __all__ = ["create_app", "EventStream", "Json", "student_of"]
 
 log = logging.getLogger(__name__)
-
-_STUDENT = "gemini_magics.student"  # the scope key the gate leaves the request's student under
-
-
-class EventStream(StreamingResponse):
-    """An SSE response that runs `on_close` however it ends (done, error or disconnect)."""
-
-    def __init__(self, content, on_close=None):
-        super().__init__(content, media_type=sse.MEDIA_TYPE, headers=sse.SSE_HEADERS)
-        self.on_close = on_close
-
-    async def __call__(self, scope, receive, send):
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            if self.on_close is not None:
-                self.on_close()
-
-
-class Json(JSONResponse):
-    def render(self, content) -> bytes:
-        # "replace": a lone surrogate from an engine must not turn an answer into a 500.
-        return json.dumps(content, ensure_ascii=False, allow_nan=False,
-                          separators=(",", ":")).encode("utf-8", "replace")
-
-
-def student_of(request: Request) -> Optional[Student]:
-    """Whose key the request carries (classroom mode; None otherwise), as the gate found it."""
-    return request.scope.get(_STUDENT)
-
-
-def _error(err: ApiError) -> Response:
-    headers = dict(getattr(err, "headers", None) or {})
-    if err.close:
-        headers["connection"] = "close"
-    return Json(err.body(), status_code=err.code, headers=headers or None)
-
-
-def _guard(handler):
-    """Turn ApiError, a store fault and any bug into a Google-style error body; a client that
-    went away is normal (no log, no answer anyone reads)."""
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ApiError as e:
-            return _error(e)
-        except ClientDisconnect:
-            return Response(status_code=499)
-        except StoreError as e:
-            log.warning("%s %s: %s", request.method, shown(request.url.path), e)
-            return _error(ApiError(500, str(e)))
-        except Exception:
-            log.exception("unexpected error on %s %s", request.method, shown(request.url.path))
-            return _error(ApiError(500, "Internal error in the local server; see its log."))
-    return endpoint
-
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     path = shown(request.url.path)
@@ -109,27 +53,17 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return _error(ApiError(500, "Internal error in the local server; see its log."))
 
 
-def _is_batch_route(route: Route) -> bool:
-    return "/batches" in route.path or ":batchGenerateContent" in route.path
-
-
-def _no_batches(route: Route) -> Route:
-    """A Batch API route of a classroom server: a 501 (past the key gate), as its batches would
-    not be kept per key."""
-    async def refuse(request: Request) -> Response:
-        raise ApiError(501, "The Batch API is off on this classroom server (batches are not "
-                            "kept per key); send each request to interactions.create instead.",
-                       status="UNIMPLEMENTED")
-    return Route(route.path, _guard(refuse), methods=sorted(route.methods or ()))
-
-
 class _App(Starlette):
-    """The routes behind the key gate (`state.service.check_key`, once per request)."""
+    """The routes behind the key gate (`state.service.check_key`, once per request; the
+    console's own gate for its paths)."""
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope.get("path") != PROOF_PATH:  # the proof sends no key
-            # uvicorn's receive is a method of the request cycle, which holds the transport.
-            set_nodelay(getattr(getattr(receive, "__self__", None), "transport", None))
+            set_nodelay(request_transport(receive))
+            console = self.state.console
+            if console is not None and console.owns(scope.get("path", "")):
+                await console.serve(scope, receive, send, super().__call__)
+                return
             try:
                 scope[_STUDENT] = self.state.service.check_key(Request(scope))
             except ApiError as e:
@@ -157,9 +91,10 @@ def _proof_route(api_key: Optional[str]) -> Route:
     return Route(PROOF_PATH, prove, methods=["GET"])
 
 
-def create_app(service) -> Starlette:
+def create_app(service, teacher_key: Optional[str] = None) -> Starlette:
     """The ASGI app for an `app.InteractionService` (create, get, cancel, delete, what
-    `unsupported` and `batches` add); the gate and the HTTP protocol read `state.service`."""
+    `unsupported` and `batches` add, and with `teacher_key` the teacher's console); the gate
+    and the HTTP protocol read `state.service`."""
     p = "/{prefix:path}/interactions"
     routes = [
         _proof_route(getattr(service, "_api_key", None)),  # before the gate: it sends no key
@@ -169,10 +104,15 @@ def create_app(service) -> Starlette:
         Route(p + "/{id}", _guard(service.delete), methods=["DELETE"]),
         Route(p + "/{id}/cancel", _guard(service.cancel), methods=["POST"]),
     ]
-    routes = add_routes(routes, service)  # the Batch API, and the engine's admit() on POSTs
-    if getattr(service, "keys", None) is not None:
-        routes = [_no_batches(r) if _is_batch_route(r) else r for r in routes]
+    # the Batch API (its batches the key's), and the engine's admit() on POSTs
+    routes = add_routes(routes, service, owner_of=student_of)
+    routes = agents.add_routes(routes, service, _guard)  # custom agents, ahead of the 501s
+    console = None
+    if teacher_key is not None:
+        console = Console(service, teacher_key)
+        routes = console.routes() + routes
     app = _App(routes=routes, exception_handlers={HTTPException: _http_error,
                                                   Exception: _internal_error})
     app.state.service = service
+    app.state.console = console
     return app

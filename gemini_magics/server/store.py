@@ -17,7 +17,9 @@ output steps and its SSE events (for `GET ...?stream=true` replay), each as JSON
 In classroom mode (`classroom.py`) each row also records its `owner` (the digest of the key
 that created it) and every read, chain and delete is limited to one owner; a file from before
 this column gets it added when opened (rows without an owner belong to no key). The tokens each
-key has used are kept in `key_usage`.
+key has used are kept in `key_usage` (with its request count and last activity), the teacher's
+console's changes in `students` (a budget, disabled, and the digests of students added at
+runtime: never a key).
 One connection guarded by a lock: the server calls it from worker threads, never from the event
 loop (a large write holds the lock).
 
@@ -35,7 +37,7 @@ import shlex
 import sqlite3
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..catalog import human_size
 
@@ -64,6 +66,13 @@ CREATE INDEX IF NOT EXISTS interactions_updated ON interactions(updated_at);
 CREATE TABLE IF NOT EXISTS key_usage (
     owner TEXT PRIMARY KEY,
     tokens INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS students (
+    owner TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    added INTEGER NOT NULL,
+    token_budget INTEGER,
+    disabled INTEGER NOT NULL
 );
 """
 _COLUMNS = "id, previous_id, updated_at, size, resource, input, steps, events, owner"
@@ -99,7 +108,57 @@ class TooBig(StoreError):
     """One interaction larger than what one interaction (of its owner) may store."""
 
 
-class Store:
+class _ClassRecords:
+    """What classroom mode keeps beside the interactions, in the same database and under the
+    same lock (a Store is one): each key's usage, the console's students, and one transaction
+    for a caller's own table (agents.py)."""
+
+    _db: sqlite3.Connection
+    _lock: Any
+
+    def key_usage(self) -> dict[str, tuple]:
+        """What each owner used so far (classroom mode): {owner: (tokens, requests,
+        last_active)}."""
+        return {owner: rest for owner, *rest in self._read(
+            "SELECT owner, tokens, requests, last_active FROM key_usage", ())}
+
+    def add_key_usage(self, owner: str, tokens: int, requests: int = 1) -> None:
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO key_usage (owner, tokens, requests, last_active) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(owner) DO UPDATE SET "
+                    "tokens = tokens + excluded.tokens, requests = requests + excluded.requests, "
+                    "last_active = excluded.last_active", (owner, tokens, requests, time.time()))
+        except sqlite3.Error as e:
+            raise self._failed("record token usage in", e) from None
+
+    def students(self) -> list[tuple]:
+        """The console's changes: (owner, label, added, token_budget, disabled) rows."""
+        return self._read("SELECT owner, label, added, token_budget, disabled FROM students", ())
+
+    def save_student(self, owner: str, label: str, added: bool, token_budget: Optional[int],
+                     disabled: bool) -> None:
+        """Keep one student's console settings (and, for one added at runtime, its digest)."""
+        try:
+            with self._lock:
+                self._db.execute("INSERT OR REPLACE INTO students VALUES (?, ?, ?, ?, ?)",
+                                 (owner, label, int(added), token_budget, int(disabled)))
+        except sqlite3.Error as e:
+            raise self._failed("save the student's settings in", e) from None
+
+    def transact(self, action: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """`fn(db)` in one transaction under the lock, for agents.py's table; StoreError if not."""
+        with self._lock:
+            try:
+                with self._db:  # commits, or rolls back on any exception
+                    self._db.execute("BEGIN IMMEDIATE")
+                    return fn(self._db)
+            except sqlite3.Error as e:
+                raise self._failed(action, e) from None
+
+
+class Store(_ClassRecords):
     """Interactions by id; see the module docstring for the bounds."""
 
     def __init__(self, path: Optional[str] = None, max_items: int = DEFAULT_MAX_ITEMS,
@@ -151,6 +210,10 @@ class Store:
             self._db.execute("ALTER TABLE interactions ADD COLUMN owner TEXT")
         self._db.execute("CREATE INDEX IF NOT EXISTS interactions_owner "
                          "ON interactions(owner, updated_at)")
+        usage = {row[1] for row in self._db.execute("PRAGMA table_info(key_usage)")}
+        for column, kind in (("requests", "INTEGER NOT NULL DEFAULT 0"), ("last_active", "REAL")):
+            if column not in usage:
+                self._db.execute(f"ALTER TABLE key_usage ADD COLUMN {column} {kind}")
 
     def _check_integrity(self) -> None:
         """Refuse a damaged file now rather than answer 500s later (quick_check reads every
@@ -319,18 +382,14 @@ class Store:
                 raise self._failed("delete from", e) from None
             return self._count < before[0]
 
-    def key_usage(self) -> dict[str, int]:
-        """Tokens used so far, by owner (classroom mode)."""
-        return {owner: tokens for owner, tokens in
-                self._read("SELECT owner, tokens FROM key_usage", ())}
-
-    def add_key_usage(self, owner: str, tokens: int) -> None:
-        try:
-            with self._lock:
-                self._db.execute("INSERT INTO key_usage VALUES (?, ?) ON CONFLICT(owner) DO "
-                                 "UPDATE SET tokens = tokens + excluded.tokens", (owner, tokens))
-        except sqlite3.Error as e:
-            raise self._failed("record token usage in", e) from None
+    def interactions_of(self, owner: str, limit: int) -> list[dict]:
+        """One owner's newest `limit` interactions, newest first: {"resource", "input",
+        "steps"} each (the teacher's console)."""
+        rows = self._read("SELECT resource, input, steps FROM interactions WHERE owner = ? "
+                          "AND updated_at >= ? ORDER BY updated_at DESC LIMIT ?",
+                          (owner, time.time() - self.ttl_seconds, limit))
+        return [{"resource": json.loads(r), "input": json.loads(i), "steps": json.loads(s)}
+                for r, i, s in rows]
 
     def count(self) -> int:
         with self._lock:
@@ -339,6 +398,7 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
 
 
 def size_at_least(value: Any) -> int:

@@ -16,6 +16,7 @@ import base64
 import dataclasses
 import json
 import logging
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -27,10 +28,18 @@ from .engines.base import (Engine, EngineError, EngineRequest, EngineResult, Gen
 from .event_ids import event_id
 from .protocol import CreateRequest
 from .store import StoreError
+from .webhooks import deliver
 
 log = logging.getLogger(__name__)
 
 FINISH_STATUS = {"stop": "completed", "length": "incomplete", "cancelled": "cancelled"}
+# How streams open a thought or model_output step. "delta" (the default): a bare step.start and
+# every piece of content in step.delta events, as Google's published streams show and its
+# published samples read (they print only `step.delta` text, so a first word sent in the start
+# would be lost). "start": the first text or summary and a thought's signature inside
+# step.start, the other shape the real API also sends (the client reads both; tests use it).
+STREAM_SHAPE_ENV = "GEMINI_MAGICS_STREAM_SHAPE"
+STREAM_SHAPES = ("delta", "start")
 # What a client is told when a producer raises (`public_message`): never the text of an
 # exception that is not ours, which may quote anything it touched (a jsonschema error quotes the
 # whole schema); the details go to the log.
@@ -60,13 +69,18 @@ class TurnRecorder:
 
     Written by the producer's thread, read by the event loop. `events` is append-only
     (event_type, json_data) pairs; event ids are opaque tokens of their 1-based positions
-    (`event_ids`). As in the real API, a step's `step.start` carries its first content (text,
-    thought summary) when there is some, so a streamed step's start waits for it (`_pending`),
-    and every `step.stop` carries the step's `step_usage` and the interaction's `usage` so far.
+    (`event_ids`). Every `step.stop` carries the step's `step_usage` and the interaction's
+    `usage` so far. `content_in_start` (default: the `STREAM_SHAPE_ENV` setting, read once per
+    turn): a step's `step.start` carries its first content (text, thought summary, signature),
+    so a streamed step's start waits for it (`_pending`); else starts are bare and content
+    comes in deltas (`bare_start`).
     """
 
-    def __init__(self, resource: dict, input_steps: list[dict]):
+    def __init__(self, resource: dict, input_steps: list[dict],
+                 content_in_start: Optional[bool] = None):
         self.resource = resource
+        self.content_in_start = (stream_shape() == "start" if content_in_start is None
+                                 else content_in_start)
         self.input_steps = input_steps
         self.events: list[tuple[str, str]] = []
         self.cancel_requested = threading.Event()
@@ -141,7 +155,14 @@ class TurnRecorder:
         with self._lock:
             index = len(self._steps)
             self._steps.append(dict(step))
-        payload = {"index": index, "step": announce or {"type": step["type"]}}
+        announce = announce or {"type": step["type"]}
+        if not self.content_in_start:
+            announce, deltas = bare_start(announce)
+            self.emit("step.start", {"index": index, "step": announce})
+            for delta in deltas:
+                self.emit("step.delta", {"index": index, "delta": delta})
+            return index
+        payload = {"index": index, "step": announce}
         if wait_for_content:
             with self._lock:
                 self._pending[index] = payload
@@ -241,6 +262,31 @@ class TurnRecorder:
                                    timeline)
 
 
+def stream_shape() -> str:
+    """The configured stream shape (`STREAM_SHAPE_ENV`): "delta" unless set to "start"."""
+    value = os.environ.get(STREAM_SHAPE_ENV, "").strip().lower()
+    return value if value in STREAM_SHAPES else "delta"
+
+
+def bare_start(announce: dict) -> tuple[dict, list[dict]]:
+    """A thought's or model_output's step.start without content, and the deltas that carry
+    it: a model_output's content items as they are (text, image), a thought's summary items
+    as `thought_summary` and then its signature as `thought_signature`, in that order, as
+    Google's published streams send them. Other steps are unchanged."""
+    kind = announce.get("type")
+    if kind == "model_output":
+        return ({k: v for k, v in announce.items() if k != "content"},
+                [dict(c) for c in announce.get("content") or []])
+    if kind == "thought":
+        deltas = [{"type": "thought_summary", "content": dict(c)}
+                  for c in announce.get("summary") or []]
+        if announce.get("signature"):
+            deltas.append({"type": "thought_signature", "signature": announce["signature"]})
+        return ({k: v for k, v in announce.items() if k not in ("summary", "signature")},
+                deltas)
+    return announce, []
+
+
 def resource_with_steps(resource: dict, input_steps: list[dict], steps: list[dict],
                         include_input: bool, timeline: bool = False) -> dict:
     """The Interaction resource, live or stored. Create and cancel answer with the output
@@ -280,8 +326,8 @@ StepProducer = Callable[[TurnContext], Outcome]
 
 
 def emit_thought(rec: TurnRecorder) -> None:
-    """A thought step carrying only a signature (in its step.start, no delta), as Gemini 3
-    models stream one first."""
+    """A thought step carrying only a signature, as Gemini 3 models stream one first (in a
+    `thought_signature` delta, or in its step.start: `TurnRecorder.content_in_start`)."""
     record_step(rec, {"type": "thought", "signature": step_signature(rec, rec.next_index())})
 
 
@@ -495,9 +541,14 @@ def record_step(recorder: TurnRecorder, step: dict, input_tokens: int = 0,
     """Emit a complete step through a `TurnRecorder` (start, deltas, stop, the stop counting
     the step's tokens); its index."""
     events = wire_events(0, step)
-    index = recorder.start_step(step, announce=events[0]["step"])
-    for event in events[1:-1]:
-        recorder.delta(index, event["delta"])
+    announce, deltas = events[0]["step"], [e["delta"] for e in events[1:-1]]
+    if step.get("type") == "thought" and not recorder.content_in_start:
+        announce, deltas = {**announce, "summary": list(step.get("summary") or [])}, []
+        if not announce["summary"]:
+            del announce["summary"]
+    index = recorder.start_step(step, announce=announce)
+    for delta in deltas:
+        recorder.delta(index, delta)
     recorder.stop_step(index, input_tokens, output_tokens)
     return index
 
@@ -555,7 +606,7 @@ class MeteredEngine(Engine):
 
 def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> None:
     """Produce the turn, `keep` it (store it; None when store=false), then end it with
-    interaction.completed.
+    interaction.completed and send it to the request's webhooks (`webhooks.deliver`).
 
     Kept before anyone can see it end, so no answer claims what was not kept: if `keep` raises,
     the turn ends `failed` with an `error` event carrying the store's one-sentence reason. A
@@ -586,6 +637,9 @@ def run_turn(ctx: TurnContext, producer: StepProducer, keep: Optional[Keep]) -> 
                 rec.emit("error", {"error": dict(error)})
                 resource, last = rec.closing(outcome)
         rec.end(resource, last)
+        deliver(ctx.request.echo.get("webhook_config"),
+                resource_with_steps(resource, rec.input_steps, rec.steps(), False),
+                resource["updated"])
     finally:
         if not rec.done.is_set():  # a bug above: readers must still end
             rec.done.set()
@@ -611,4 +665,5 @@ def begin(rec: TurnRecorder) -> None:
                                   "environment_id")
              if k in res}
     rec.emit("interaction.created", {"interaction": brief})
-    rec.emit("interaction.status_update", {"interaction_id": res["id"], "status": res["status"]})
+    rec.emit("interaction.status_update", {"interaction_id": res["id"], "status": res["status"],
+                                           "usage": res.get("usage") or make_usage(0, 0)})

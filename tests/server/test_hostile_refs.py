@@ -255,9 +255,10 @@ ROUTES = [  # (method, path, what it answers with a key)
     ("GET", "/v1beta/interactions", 405),
     ("GET", "/nope", 404),                                     # an unknown path
     ("GET", "/v1beta/interactions/x/y/z", 404),
-    ("POST", "/v1beta/models/m:batchGenerateContent", 501),    # the classroom batch refusal
-    ("GET", "/v1beta/batches", 501),
-    ("DELETE", "/v1beta/batches/123", 501),
+    ("POST", "/v1beta/models/m:batchGenerateContent", 400),    # the Batch API (empty body)
+    ("GET", "/v1beta/batches", 200),                           # this key's batches
+    ("DELETE", "/v1beta/batches/123", 404),
+    ("GET", "/teacher/api/usage", 404),                        # no console on this server
 ]
 
 

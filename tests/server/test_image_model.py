@@ -17,6 +17,8 @@ from conftest import run_seed
 from PIL import Image
 from strict import parse_sse, strict_event, strict_interaction
 
+from gemini_magics.server.turns import STREAM_SHAPE_ENV
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 IMAGE_MODEL = "gemini-3.1-flash-image"
 SKYLINE = "Generate an image of a futuristic city skyline at sunset"
@@ -82,17 +84,23 @@ def test_jpeg_on_request_and_image_output_for_any_model_asking_for_it(client):
     assert img.format == "JPEG" and img.size == (512, 512)
 
 
-def test_streamed_image_arrives_as_one_image_delta(client, http):
+@pytest.mark.parametrize("shape", ["delta", "start"])
+def test_streamed_image_arrives_as_one_image_delta(client, http, monkeypatch, shape):
+    monkeypatch.setenv(STREAM_SHAPE_ENV, shape)
     stream = client.interactions.create(model=IMAGE_MODEL, input=SKYLINE, stream=True,
                                         generation_config={"image_config": {"image_size": "512"}})
     events = list(stream)
     kinds = [e.event_type for e in events]
     assert kinds[0] == "interaction.created" and kinds[-1] == "interaction.completed"
     deltas = [e.delta for e in events if e.event_type == "step.delta"]
-    assert [d.type for d in deltas] == ["image"]  # the note is the step.start's first content
     output = [e.step for e in events if e.event_type == "step.start"][-1]
-    assert output.content[0].text.startswith("Offline rendering")
-    image = deltas[0]
+    if shape == "start":
+        assert [d.type for d in deltas] == ["image"]  # the note is the step.start's first content
+        assert output.content[0].text.startswith("Offline rendering")
+    else:  # as published: a bare start, the signature, the note and the image in deltas
+        assert [d.type for d in deltas] == ["thought_signature", "text", "image"]
+        assert output.content is None and deltas[1].text.startswith("Offline rendering")
+    image = deltas[-1]
     assert image.mime_type == "image/png" and pil(image).size == (512, 512)
     assert events[-1].interaction.status == "completed"
 

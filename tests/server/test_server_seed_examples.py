@@ -5,21 +5,30 @@ from __future__ import annotations
 import pytest
 from conftest import run_seed
 
+from gemini_magics.server.turns import STREAM_SHAPE_ENV
+
 
 def test_text(base_url):
     out = run_seed("text.py", base_url)
     assert out.strip().endswith("You said: Explain how AI works in a few words")
 
 
-def test_streaming(base_url):
+@pytest.mark.parametrize("shape", ["delta", "start"])
+def test_streaming(base_url, shape, monkeypatch):
+    monkeypatch.setenv(STREAM_SHAPE_ENV, shape)
     out = run_seed("streaming.py", base_url)
     kinds = [line.rsplit("event_type=", 1)[-1].split()[0] for line in out.splitlines()]
     assert kinds[:3] == ["'interaction.created'", "'interaction.status_update'", "'step.start'"]
     assert kinds[-1] == "'interaction.completed'"
-    # as the real API streams: the signature in the thought's step.start, the first text in
-    # the model_output's step.start, the rest as text deltas
-    assert "ThoughtStep(signature='" in out and "TextDelta(text=" in out
-    assert "ModelOutputStep(content=[TextContent(text=" in out
+    if shape == "start":
+        # the signature in the thought's step.start, the first text in the model_output's
+        # step.start, the rest as text deltas
+        assert "ThoughtStep(signature='" in out and "TextDelta(text=" in out
+        assert "ModelOutputStep(content=[TextContent(text=" in out
+    else:
+        # as Google's published streams: bare starts, the signature and every word in deltas
+        assert "ThoughtStep(signature=None" in out and "ThoughtSignatureDelta(signature='" in out
+        assert "ModelOutputStep(content=None" in out and "TextDelta(text='Echo: '" in out
     assert "UNKNOWN" not in out and "'error'" not in out
 
 

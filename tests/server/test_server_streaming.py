@@ -5,14 +5,27 @@ import pytest
 from strict import parse_sse, strict_event, streamed_text, text_pieces
 
 from gemini_magics.server.event_ids import event_id, resume_position
+from gemini_magics.server.turns import STREAM_SHAPE_ENV
 
-# As the real API streams: the thought's signature in its step.start (no delta), the answer's
-# first text in the model_output's step.start.
-EXPECTED_ORDER = [
-    ("interaction.created", None), ("interaction.status_update", None),
-    ("step.start", "thought"), ("step.stop", None),
-    ("step.start", "model_output"),
-]
+# As Google's published streams show (the default, "delta"): a bare thought start, its
+# signature in a thought_signature delta, a bare model_output start and every word in a delta.
+# The other shape the real API sends ("start", a server option): the thought's signature and the
+# answer's first text inside their step.start.
+EXPECTED_ORDER = {
+    "delta": [("interaction.created", None), ("interaction.status_update", None),
+              ("step.start", "thought"), ("step.delta", "thought_signature"),
+              ("step.stop", None), ("step.start", "model_output")],
+    "start": [("interaction.created", None), ("interaction.status_update", None),
+              ("step.start", "thought"), ("step.stop", None),
+              ("step.start", "model_output")],
+}
+
+
+@pytest.fixture(params=["delta", "start"])
+def shape(request, monkeypatch):
+    """Each stream shape the server can send (read per turn from its environment)."""
+    monkeypatch.setenv(STREAM_SHAPE_ENV, request.param)
+    return request.param
 
 
 def _shape(ev):
@@ -24,19 +37,26 @@ def _shape(ev):
     return (kind, None)
 
 
-def test_sdk_stream_has_the_full_typed_sequence(client):
+def test_sdk_stream_has_the_full_typed_sequence(client, shape):
     events = list(client.interactions.create(model="gemini-3.5-flash", input="Explain how AI works",
                                              stream=True))
     names = {type(e).__name__ for e in events}
     assert not any(n.startswith("Unknown") or n == "ErrorEvent" for n in names), names
     shapes = [_shape(e) for e in events]
-    assert shapes[:5] == EXPECTED_ORDER
+    head = len(EXPECTED_ORDER[shape])
+    assert shapes[:head] == EXPECTED_ORDER[shape]
     assert shapes[-2:] == [("step.stop", None), ("interaction.completed", None)]
-    assert set(shapes[5:-2]) == {("step.delta", "text")}
-    assert events[2].step.signature and events[4].step.content[0].text == "Echo: "
+    assert set(shapes[head:-2]) == {("step.delta", "text")}
+    if shape == "start":
+        assert events[2].step.signature and events[4].step.content[0].text == "Echo: "
+    else:
+        assert events[2].step.signature is None and events[3].delta.signature
+        assert events[5].step.content is None and events[6].delta.text == "Echo: "
     ids = [e.event_id for e in events]
     assert all(ids) and len(set(ids)) == len(ids)
-    assert [e.index for e in events if e.event_type.startswith("step.")] == [0, 0] + [1] * (len(events) - 5)
+    thought = head - 3
+    assert [e.index for e in events if e.event_type.startswith("step.")] == \
+        [0] * thought + [1] * (len(events) - 3 - thought)
 
     text = streamed_text(events)
     assert text == "Echo: I saw 1 user turn and 0 model turns. You said: Explain how AI works"
@@ -47,10 +67,17 @@ def test_sdk_stream_has_the_full_typed_sequence(client):
     assert created.id == done.id and created.status == "in_progress" and created.model == "gemini-3.5-flash"
 
 
-def test_each_word_is_one_delta(client):
+def test_each_word_is_one_delta(client, shape):
     events = list(client.interactions.create(model="m", input="/words 30", stream=True))
     assert text_pieces(events) == [f"w{i} " for i in range(1, 30)] + ["w30"]
-    assert events[4].step.content[0].text == "w1 "  # the first word starts the step
+    start = next(e for e in events if e.event_type == "step.start" and e.step.type == "model_output")
+    if shape == "start":
+        assert start.step.content[0].text == "w1 "  # the first word starts the step
+    else:
+        assert start.step.content is None  # every word, the first too, is a text delta
+        deltas = [e.delta.text for e in events if e.event_type == "step.delta"
+                  and e.delta.type == "text"]
+        assert deltas[0] == "w1 " and len(deltas) == 30
 
 
 def test_streamed_interaction_is_stored_with_the_same_text(client):

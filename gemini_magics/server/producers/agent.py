@@ -49,13 +49,18 @@ def environment_id(environment: Any) -> Optional[str]:
 
 def agent_producer(ctx: TurnContext) -> Outcome:
     """An agent turn: an offline-emulation thought, then code execution (and any tools the
-    request declared) in the local sandbox, then the answer."""
+    request or its custom agent declared) in the local sandbox, then the answer (a custom
+    agent's instructions are already the request's, `agents.with_custom_agent`)."""
     rec, req = ctx.recorder, ctx.request
     env = environment_id(req.echo.get("environment"))
     if env:
         rec.resource["environment_id"] = env
     where = f"environment {env}" if env else "a throwaway local sandbox"
-    note = (f"[offline] The agent {req.agent} is emulated by the local server: its steps run in "
+    custom = req.custom_agent
+    kind = "" if custom is None else (
+        f" (a custom agent over {custom['base_agent']})" if custom.get("base_agent")
+        else " (a custom agent)")
+    note = (f"[offline] The agent {req.agent}{kind} is emulated by the local server: its steps run in "
             f"{where} on this machine, with no network, and a small local model writes the "
             f"answer.")
     record_step(rec, {"type": "thought", "summary": [{"type": "text", "text": note}]})
