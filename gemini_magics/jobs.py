@@ -50,8 +50,10 @@ class BackgroundJob:
     def __init__(self, interaction_id: str, *, client: Any, backend_label: str = "the server",
                  request: Any = None, prompt: str = "", publish: Optional[Publish] = None,
                  poll_interval: float = DEFAULT_POLL_S, on_done: Optional[Callable] = None,
-                 status: str = "in_progress", show: bool = True):
+                 status: str = "in_progress", show: bool = True,
+                 session: Optional[Session] = None):
         self.id = interaction_id
+        self.session = session  # whose usage its answer counts in (None: the current one)
         self.client = client
         self.backend_label = backend_label
         self.request = request
@@ -160,7 +162,7 @@ class BackgroundJob:
         result = self.live.fill(result_from_interaction(data, self.request, elapsed=self.elapsed,
                                                         sdk_object=sdk_object))
         self.result = result
-        spend.record(None, result)
+        spend.record(self.session, result)
         if self.on_done is not None:
             try:
                 self.on_done(self)
@@ -224,12 +226,12 @@ def start_job(request: Any, *, client: Any, backend_label: str, conversation: An
         if on_result is not None and result is not None:
             on_result(result)
 
+    session = session or current()
     job = BackgroundJob(created.id, client=client, backend_label=backend_label, request=request,
                         prompt=prompt, publish=publish, poll_interval=poll_interval,
                         on_done=on_done, status=getattr(created, "status", None) or "in_progress",
-                        show=show)
+                        show=show, session=session)
     job.show()
-    session = session or current()
     with session.lock:
         session.jobs[job.id] = job
     return job.start()
@@ -270,7 +272,7 @@ def wait_job(ident: str, *, client: Any, backend_label: str, timeout: Optional[f
     view = BackgroundJob(ident, client=client, backend_label=backend_label,
                          request=known.request if known else None,
                          prompt=known.prompt if known else "", publish=publish,
-                         poll_interval=poll_interval, show=show)
+                         poll_interval=poll_interval, show=show, session=session)
     end = None if timeout is None else time.monotonic() + timeout
     if known is not None:
         view.started, view.status = known.started, known.status

@@ -63,6 +63,8 @@ class Session:
     panels: Optional[Panels] = field(default=None, repr=False)
     # spend.py: this session's usage and cost per model (`%gemini usage`), made on first use
     ledger: Any = None
+    # cell_log.py: what each cell ran and showed (--context, fix); attached by load_ipython_extension
+    cell_log: Any = None
 
     def settings(self) -> dict:
         """The current settings as a plain dict (what args.parse and the client read)."""

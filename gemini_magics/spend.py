@@ -84,11 +84,7 @@ class Ledger:
 
 def ledger(session: Optional[Session] = None) -> Ledger:
     """The session's ledger, made on first use."""
-    session = session or current()
-    with session.lock:
-        if session.ledger is None:
-            session.ledger = Ledger()
-        return session.ledger
+    return (session or current()).own("ledger", Ledger)
 
 
 def billed(settings: Mapping[str, Any], session: Optional[Session] = None) -> bool:
