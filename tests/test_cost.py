@@ -45,6 +45,7 @@ def ip(shell, tmp_path, monkeypatch):
     """The shell with this session's usage cleared and the row cache in a fresh folder."""
     monkeypatch.setenv("GEMINI_MAGICS_CACHE_DIR", str(tmp_path / "cache"))
     spend.ledger(magics_of(shell).session).reset()
+    shell.user_ns.pop("out", None)  # the shell is shared: an earlier test's -o out must not count
     yield shell
     spend.ledger(magics_of(shell).session).reset()
 
@@ -328,7 +329,9 @@ def test_batch_rows_are_priced_at_the_batch_rate(ip):
     ip.user_ns["xs"] = ["a", "b"]
     ok(run_cell(ip, "%%gemini --over xs --batch -m gemini-3-flash-preview -o out\nsay {item}"))
     book = spend.ledger(m.session)
-    _wait_for(lambda: sum(line.calls for line in book.lines.values()) == 2)
+    # the poller records the rows, then binds `out`: wait for both
+    _wait_for(lambda: sum(line.calls for line in book.lines.values()) == 2
+              and "out" in ip.user_ns)
     results = ip.user_ns["out"]
     want = sum(calc(r.usage, "gemini-3-flash-preview", processing="batch") for r in results)
     assert book.spent(offline_too=True) == pytest.approx(want)
