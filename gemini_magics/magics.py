@@ -8,6 +8,7 @@ The line commands are one table, `LINE_COMMANDS`, which `%%gemini?` lists.
 """
 from __future__ import annotations
 
+import html
 import shlex
 import threading
 from dataclasses import dataclass
@@ -174,6 +175,7 @@ class GeminiMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         self.session = Session(read_settings=self.settings)
+        _own_help(shell)
         # Set by a caller (the widgets panel) to stop the running cell from another thread.
         self.cancel_event: Optional[threading.Event] = None
 
@@ -342,6 +344,28 @@ class GeminiMagics(Magics):
         """`value` is the newest result: `%gemini last` and `_gemini`."""
         self.session.last_result = value
         self._ns()["_gemini"] = value
+
+
+def _own_help(shell: Any) -> None:
+    """`%%gemini?` shows our help as written, without the inspector's "Docstring:" and "File:"
+    frame: IPython's pager (`?`), JupyterLab's and Notebook 7's help payload and the contextual
+    help all come from `shell.inspector._get_info`, which this wraps once per shell (`??`
+    still shows the source)."""
+    inspector = getattr(shell, "inspector", None)
+    if inspector is None or getattr(inspector._get_info, "gemini_help", False):
+        return
+    original = inspector._get_info
+
+    def get_info(obj: Any, oname: str = "", formatter: Any = None, info: Any = None,
+                 detail_level: int = 0, omit_sections: Any = ()) -> dict:
+        owner = getattr(obj, "__self__", None)
+        if (not detail_level and getattr(obj, "__name__", "") == "gemini"
+                and type(owner).__name__ == "GeminiMagics" and obj.__doc__):
+            return {"text/plain": obj.__doc__, "text/html": f"<pre>{html.escape(obj.__doc__)}</pre>"}
+        return original(obj, oname, formatter, info, detail_level, omit_sections=omit_sections)
+
+    get_info.gemini_help = True  # type: ignore[attr-defined]
+    inspector._get_info = get_info
 
 
 # -- background jobs ---------------------------------------------------------------------------
