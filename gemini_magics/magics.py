@@ -310,8 +310,8 @@ class GeminiMagics(Magics):
     def _observers(self, request: Any) -> list:
         style = render.style_for(request)._asdict()  # the same style every driver renders with
         if self.display_mode() == "terminal":
-            return [TerminalDisplay(**style)]
-        return [NotebookDisplay(interval=self.update_interval, **style)]
+            return [TerminalDisplay(sent=request, **style)]
+        return [NotebookDisplay(interval=self.update_interval, sent=request, **style)]
 
     def _note(self, text: str, markdown: Optional[str] = None) -> None:
         """One neutral line after the cell's output (a stop asked for is not an error): in a
