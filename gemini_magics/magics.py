@@ -501,8 +501,8 @@ def _estimate(m: GeminiMagics, request: Any, requests: list, read: Any = None,
 
 def _rows_done(m: GeminiMagics, request: Any, value: Any, run: Any, read: Any, ns: Any,
                handle: Any = None) -> None:
-    """An --over run's value to `_gemini` and -o; its preview and summary shown (into
-    `handle` when a --batch status line is there)."""
+    """An --over run's value to `_gemini` and -o; its preview, then its summary line, the same
+    for --batch (the preview replaces the batch's status line)."""
     from . import rows  # deferred: rows loads the runner (pydantic)
 
     _record_rows(m, run, "batch" if request.batch else None)
@@ -512,12 +512,10 @@ def _rows_done(m: GeminiMagics, request: Any, value: Any, run: Any, read: Any, n
         ns[request.out] = value
     shown = rows.preview(value, read)
     line = rows.summary(run)
-    if handle is not None:
-        handle.update({"text/markdown": f"*{render.md_escape(line)}*", "text/plain": line},
-                      raw=True)
-        display(shown)
-        return
-    if m.display_mode() == "terminal" or isinstance(shown, str):
+    if handle is not None:  # the preview takes the status line's place: the summary follows
+        data, metadata = m.shell.display_formatter.format(shown)
+        handle.update(data, metadata=metadata, raw=True)
+    elif m.display_mode() == "terminal" or isinstance(shown, str):
         print(shown)
     else:
         display(shown)
@@ -544,7 +542,7 @@ def _batch(m: GeminiMagics, request: Any, read: Any, rendered: list, backend: An
 
     def on_status(job: Any) -> None:
         if handle is not None:
-            handle.update({"text/plain": job.status_line()}, raw=True)
+            handle.update(job.status_bundle(), raw=True)
 
     def on_done(job: Any) -> None:
         if job.problem:
