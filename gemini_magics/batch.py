@@ -200,9 +200,11 @@ def start_batch(request: Any, rows: Rows, rendered: list, backend: Backend,
         except Exception as exc:  # noqa: BLE001 - the poller must end with a sentence
             batch.problem = f"could not be followed ({_poll_sentence(exc)})"
         finally:
-            batch.ended.set()
-            if on_done is not None:
-                on_done(batch)
+            try:  # shown before waiters wake: `%gemini wait` ends under the preview and summary
+                if on_done is not None:
+                    on_done(batch)
+            finally:
+                batch.ended.set()
 
     threading.Thread(target=poll, name=f"gemini-batch-{job.name}", daemon=True).start()
     return batch
