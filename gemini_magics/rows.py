@@ -43,6 +43,7 @@ from .result import GeminiResult
 from .rowcache import DefaultCache, open_cache, request_key
 from .runner import build_result, structured_value
 from .sender import Link, RowSender, resumed_note
+from .session import current as current_session
 from .stream import Accumulator
 
 __all__ = ["read_rows", "render_rows", "send_rows", "assemble", "run_over", "map_rows",
@@ -566,7 +567,15 @@ def check_row_options(request: Any) -> None:
 
 
 def backend_id(backend: Backend, settings: Mapping[str, Any]) -> str:
-    """Which backend answered, for the cache key: no key, and no port of a local server."""
+    """Which backend answered, for the cache key: no key, and no port of a local server.
+    Under a cassette, recording or replaying, its file name: a replay then sends the same
+    --batch bodies (they carry the keys) as its recording did."""
+    try:
+        cassette = current_session().current_cassette()
+    except Exception:  # noqa: BLE001 - a bad cassette setting: resolve_backend says so
+        cassette = None
+    if cassette is not None:
+        return f"cassette:{os.path.basename(cassette.path)}"
     if backend.kind == "local":
         engine = settings.get("engine") or os.environ.get("GEMINI_MAGICS_ENGINE") or "local"
         return f"local:{engine}"
