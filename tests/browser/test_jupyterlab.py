@@ -649,7 +649,7 @@ def test_fix_and_code_put_the_code_in_a_new_cell_below(page):
     thumb = cell.locator(".gemini-sent img").first
     thumb.wait_for()
     size = thumb.evaluate("el => [el.complete ? el.naturalWidth : 0, "
-                          "el.getBoundingClientRect().height]")
+                          "el.clientHeight]")
     assert size[0] > 0 and abs(size[1] - THUMB_HEIGHT) < 2, size
     out = _output_text(cell)
     assert "sample.jpg" in out and "table.csv · CSV ·" in out, out
