@@ -36,10 +36,13 @@ bytes for 3.33x the words and time and 3.77x the characters (1,200 already gives
 After the answer come, in this order (`render.ending`, as in every driver): a stop sentence,
 notes, and a folded footer (model, tokens, elapsed, interaction id).
 
+Before anything is sent, the media the cell sends (--image, --file, `{var}`) are shown as one
+output above the answer: a thumbnail per image, a chip per other file (`media.sent_bundle`).
 Images in the answer (image deltas, or image items of a finished interaction) are looked for on
 every update, not only on throttled ticks, so they land in answer order: the text so far is
 finished first, then the image is displayed once as its original PNG/JPEG data (no decode, no
-re-encode) in an output the saved notebook keeps. The terminal prints a one-line placeholder.
+re-encode) in an output the saved notebook keeps, at most 512 px wide on screen (the output's
+metadata, `images.display_metadata`). The terminal prints a one-line placeholder.
 
 Tool work (searches, code and its output, URLs, places, function calls and results, and with
 `inline_thoughts` an agent's thoughts) is shown as each step finishes (`StepWatch`), as its own

@@ -556,12 +556,12 @@ def _sent_item(name: str, part: Mapping[str, Any]) -> tuple[str, str]:
     kind = _kind(mime, ctype)
     if not data:
         facts = f"{kind}, by URL"
-        return (f'<span style="{_CHIP}" title="{html.escape(str(part.get("uri")))}">🔗 '
+        return (f'<span style="{_CHIP}" title="{html.escape(str(part.get("uri")))}">'
                 f"{html.escape(name)} · {html.escape(kind)} · link</span>", f"{name} ({facts})")
     size = human_size(len(data) * 3 // 4 - data[-2:].count("="))
     thumb = _thumbnail(data) if ctype == "image" else None
     if thumb is None:
-        return (f'<span style="{_CHIP}">📄 {html.escape(name)} · {html.escape(kind)} · {size}</span>',
+        return (f'<span style="{_CHIP}">{html.escape(name)} · {html.escape(kind)} · {size}</span>',
                 f"{name} ({kind}, {size})")
     thumb_mime, thumb_data, (width, height) = thumb
     facts = f"{kind}, {width}×{height}, {size}"

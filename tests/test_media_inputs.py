@@ -389,7 +389,7 @@ def test_attachments_are_shown_above_the_answer_as_a_thumbnail_and_chips(shell, 
     (src,) = re.findall(r'<img src="data:image/jpeg;base64,([^"]+)" height="96"', page)
     thumb = Image.open(io.BytesIO(base64.b64decode(src)))
     assert thumb.height == 192 and thumb.width == 768 and len(src) < 40_000
-    assert "wide.png · " in page and "📄 table.csv · CSV · " in page and "🔗 talk.mp3 · MP3 audio · link" in page
+    assert "wide.png · " in page and ">table.csv · CSV · " in page and ">talk.mp3 · MP3 audio · link" in page
 
 
 def test_a_pil_variable_and_a_prompt_image_are_named_and_text_cells_show_nothing(shell, monkeypatch):
@@ -410,7 +410,7 @@ def test_a_huge_or_undecodable_image_gets_a_chip_not_a_decode(shell, monkeypatch
     part = {"type": "image", "data": base64.b64encode(header + b"\x08\x02\x00\x00\x00").decode(),
             "mime_type": "image/png"}
     shown = sent_bundle(Request(text="x", parts=[part, "x"], images=["bomb.png"]))
-    assert "<img" not in shown["text/html"] and "📄 bomb.png · PNG image · " in shown["text/html"]
+    assert "<img" not in shown["text/html"] and ">bomb.png · PNG image · " in shown["text/html"]
 
 
 def test_the_terminal_names_what_was_sent_first(shell):
