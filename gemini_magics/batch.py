@@ -14,6 +14,7 @@ refused with one sentence), and no interaction ids exist.
 """
 from __future__ import annotations
 
+import html
 import threading
 import time
 from typing import Any, Callable, Mapping, Optional
@@ -90,10 +91,24 @@ class BatchRun:
         self.ended = threading.Event()
 
     def status_line(self) -> str:
+        """Two short lines, the id whole on each: a text output breaks a long line anywhere."""
+        return "\n".join(self._status_parts())
+
+    def status_bundle(self) -> dict:
+        """The running batch's status output: HTML whose ids never wrap, and `status_line`."""
+        first, second = (html.escape(p) for p in self._status_parts())
+        name = html.escape(self.name)
+        nowrap = f'<code style="white-space:nowrap">{name}</code>'
+        first = first.replace(name, nowrap, 1)
+        second = second.replace(f"%gemini wait {name}",
+                                f'<code style="white-space:nowrap">%gemini wait {name}</code>', 1)
+        return {"text/html": f"<div>{first}<br>{second}</div>", "text/plain": self.status_line()}
+
+    def _status_parts(self) -> tuple:
         state = self.state.replace("JOB_STATE_", "").lower()
-        return (f"Batch {self.name}: {state}, {len(self.todo)} rows sent, "
-                f"{len(self.run.cached)} from the cache · {self.run.elapsed:.0f} s "
-                f"(%gemini wait {self.name} follows it)")
+        return (f"Batch {self.name}: {state} · {len(self.todo)} rows sent, "
+                f"{len(self.run.cached)} from the cache · {self.run.elapsed:.0f} s",
+                f"%gemini wait {self.name} follows it (also after a restart)")
 
 
 def _result_of(inline: Any, request: Any) -> GeminiResult:
@@ -188,9 +203,11 @@ def start_batch(request: Any, rows: Rows, rendered: list, backend: Backend,
         except Exception as exc:  # noqa: BLE001 - the poller must end with a sentence
             batch.problem = f"could not be followed ({_poll_sentence(exc)})"
         finally:
-            batch.ended.set()
-            if on_done is not None:
-                on_done(batch)
+            try:  # shown before waiters wake: `%gemini wait` ends under the preview and summary
+                if on_done is not None:
+                    on_done(batch)
+            finally:
+                batch.ended.set()
 
     threading.Thread(target=poll, name=f"gemini-batch-{job.name}", daemon=True).start()
     return batch

@@ -36,10 +36,13 @@ bytes for 3.33x the words and time and 3.77x the characters (1,200 already gives
 After the answer come, in this order (`render.ending`, as in every driver): a stop sentence,
 notes, and a folded footer (model, tokens, elapsed, interaction id).
 
+Before anything is sent, the media the cell sends (--image, --file, `{var}`) are shown as one
+output above the answer: a thumbnail per image, a chip per other file (`media.sent_bundle`).
 Images in the answer (image deltas, or image items of a finished interaction) are looked for on
 every update, not only on throttled ticks, so they land in answer order: the text so far is
 finished first, then the image is displayed once as its original PNG/JPEG data (no decode, no
-re-encode) in an output the saved notebook keeps. The terminal prints a one-line placeholder.
+re-encode) in an output the saved notebook keeps, at most 512 px wide on screen (the output's
+metadata, `images.display_metadata`). The terminal prints a one-line placeholder.
 
 Tool work (searches, code and its output, URLs, places, function calls and results, and with
 `inline_thoughts` an agent's thoughts) is shown as each step finishes (`StepWatch`), as its own
@@ -61,6 +64,7 @@ from IPython.display import display, update_display
 from .blocks import MAX_BLOCK, BlockSplitter, Cut, End, Show
 from .client import redact, redact_live
 from .markdown_text import hard_breaks
+from .media import sent_bundle
 from .render import ending, final_rewrite, image_bundle, thoughts_markdown
 from .result import GeminiResult
 from .tools import render_step_markdown
@@ -77,9 +81,14 @@ def publish_bundle(data: dict, display_id: str, update: bool,
     """Show a raw MIME bundle under `display_id`, or replace what that id shows: the one way
     answers, job statuses and live views write the outputs a saved notebook keeps. Text is
     redacted here (`client.redact`), so an API key a server reflects is shown nowhere.
-    `metadata` is the output's metadata (the widgets mark theirs for the JupyterLab extension)."""
+    `metadata` is the output's metadata (the widgets mark theirs for the JupyterLab extension);
+    an image gets its display width there (`images.display_metadata`)."""
     data = {mime: redact(v) if isinstance(v, str) and mime.startswith("text/") else v
             for mime, v in data.items()}
+    if metadata is None and ("image/png" in data or "image/jpeg" in data):
+        from .images import display_metadata  # deferred: PIL
+
+        metadata = display_metadata(data)
     if update:
         update_display(data, raw=True, display_id=display_id, metadata=metadata)
     else:
@@ -215,10 +224,12 @@ class NotebookDisplay:
         show_thoughts: bool = False,
         structured: bool = False,
         inline_thoughts: bool = False,
+        sent: Any = None,
         publish: Optional[Callable[[dict, str, bool], None]] = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.structured = structured
+        self.sent = sent  # the request: its media are shown above the answer
         self.show_thoughts = show_thoughts
         self.growth = growth      # the thoughts block is re-sent when it has grown this much
         self.min_step = min_step
@@ -275,7 +286,10 @@ class NotebookDisplay:
 
     # -- observer API -------------------------------------------------------------------------
     def on_start(self, acc: Any = None) -> None:
-        pass
+        """Before anything is sent: thumbnails and chips of the media the cell sends."""
+        shown = sent_bundle(self.sent) if self.sent is not None else None
+        if shown is not None:
+            self._output(shown)
 
     def on_update(self, acc: Any) -> None:
         for kind, value in self._steps.new(acc):
@@ -380,9 +394,10 @@ class TerminalDisplay:
     """Prints the answer as plain text as it arrives (plain terminal IPython), then a footer."""
 
     def __init__(self, stream: Any = None, *, interval: float = 0.05, show_thoughts: bool = False,
-                 structured: bool = False, inline_thoughts: bool = False,
+                 structured: bool = False, inline_thoughts: bool = False, sent: Any = None,
                  clock: Callable[[], float] = time.monotonic):
         self.structured = structured  # the JSON answer is printed once, pretty, at the end
+        self.sent = sent  # the request: one line names its media first
         self._steps = StepWatch(inline_thoughts)
         self._steps_printed = 0
         self.stream = stream
@@ -398,7 +413,10 @@ class TerminalDisplay:
         return self.stream if self.stream is not None else sys.stdout
 
     def on_start(self, acc: Any = None) -> None:
-        pass
+        shown = sent_bundle(self.sent) if self.sent is not None else None
+        if shown is not None:
+            self._out().write(shown["text/plain"] + "\n\n")
+            self._out().flush()
 
     def on_update(self, acc: Any) -> None:
         for kind, value in self._steps.new(acc):

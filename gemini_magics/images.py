@@ -216,6 +216,25 @@ def _header_size(data: str, mime: str) -> tuple[int, int]:
                      "not really an image.")
 
 
+# Generated images are shown at most this wide in a notebook (the output's metadata); the
+# saved PNG/JPEG and `result.image` keep every pixel.
+DISPLAY_WIDTH = 512
+
+
+def display_metadata(bundle: Mapping[str, Any]) -> dict | None:
+    """`{"image/png": {"width": 512}}` for an image bundle wider than DISPLAY_WIDTH (None
+    otherwise): a 2K picture is shown at a readable width, not across the whole screen."""
+    for mime in _DISPLAY_MIMES:
+        data = bundle.get(mime)
+        if isinstance(data, str):
+            try:
+                width, _ = _header_size(data, mime)
+            except ImageError:
+                return None
+            return {mime: {"width": DISPLAY_WIDTH}} if width > DISPLAY_WIDTH else None
+    return None
+
+
 def image_mimebundle(img: Any) -> dict:
     """`{"image/png"|"image/jpeg": base64, "text/plain": ...}` for `display(bundle, raw=True)`.
 

@@ -8,6 +8,7 @@ The line commands are one table, `LINE_COMMANDS`, which `%%gemini?` lists.
 """
 from __future__ import annotations
 
+import html
 import shlex
 import threading
 from dataclasses import dataclass
@@ -181,6 +182,7 @@ class GeminiMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         self.session = Session(read_settings=self.settings, read_namespace=self._ns)
+        _own_help(shell)
         # Set by a caller (the widgets panel) to stop the running cell from another thread.
         self.cancel_event: Optional[threading.Event] = None
 
@@ -316,8 +318,8 @@ class GeminiMagics(Magics):
     def _observers(self, request: Any) -> list:
         style = render.style_for(request)._asdict()  # the same style every driver renders with
         if self.display_mode() == "terminal":
-            return [TerminalDisplay(**style)]
-        return [NotebookDisplay(interval=self.update_interval, **style)]
+            return [TerminalDisplay(sent=request, **style)]
+        return [NotebookDisplay(interval=self.update_interval, sent=request, **style)]
 
     def _note(self, text: str, markdown: Optional[str] = None) -> None:
         """One neutral line after the cell's output (a stop asked for is not an error): in a
@@ -350,6 +352,28 @@ class GeminiMagics(Magics):
         """`value` is the newest result: `%gemini last` and `_gemini`."""
         self.session.last_result = value
         self._ns()["_gemini"] = value
+
+
+def _own_help(shell: Any) -> None:
+    """`%%gemini?` shows our help as written, without the inspector's "Docstring:" and "File:"
+    frame: IPython's pager (`?`), JupyterLab's and Notebook 7's help payload and the contextual
+    help all come from `shell.inspector._get_info`, which this wraps once per shell (`??`
+    still shows the source)."""
+    inspector = getattr(shell, "inspector", None)
+    if inspector is None or getattr(inspector._get_info, "gemini_help", False):
+        return
+    original = inspector._get_info
+
+    def get_info(obj: Any, oname: str = "", formatter: Any = None, info: Any = None,
+                 detail_level: int = 0, omit_sections: Any = ()) -> dict:
+        owner = getattr(obj, "__self__", None)
+        if (not detail_level and getattr(obj, "__name__", "") == "gemini"
+                and type(owner).__name__ == "GeminiMagics" and obj.__doc__):
+            return {"text/plain": obj.__doc__, "text/html": f"<pre>{html.escape(obj.__doc__)}</pre>"}
+        return original(obj, oname, formatter, info, detail_level, omit_sections=omit_sections)
+
+    get_info.gemini_help = True  # type: ignore[attr-defined]
+    inspector._get_info = get_info
 
 
 # -- background jobs ---------------------------------------------------------------------------
@@ -486,8 +510,8 @@ def _estimate(m: GeminiMagics, request: Any, requests: list, read: Any = None,
 
 def _rows_done(m: GeminiMagics, request: Any, value: Any, run: Any, read: Any, ns: Any,
                handle: Any = None) -> None:
-    """An --over run's value to `_gemini` and -o; its preview and summary shown (into
-    `handle` when a --batch status line is there)."""
+    """An --over run's value to `_gemini` and -o; its preview, then its summary line, the same
+    for --batch (the preview replaces the batch's status line)."""
     from . import rows  # deferred: rows loads the runner (pydantic)
 
     _record_rows(m, run, "batch" if request.batch else None)
@@ -497,12 +521,10 @@ def _rows_done(m: GeminiMagics, request: Any, value: Any, run: Any, read: Any, n
         ns[request.out] = value
     shown = rows.preview(value, read)
     line = rows.summary(run)
-    if handle is not None:
-        handle.update({"text/markdown": f"*{render.md_escape(line)}*", "text/plain": line},
-                      raw=True)
-        display(shown)
-        return
-    if m.display_mode() == "terminal" or isinstance(shown, str):
+    if handle is not None:  # the preview takes the status line's place: the summary follows
+        data, metadata = m.shell.display_formatter.format(shown)
+        handle.update(data, metadata=metadata, raw=True)
+    elif m.display_mode() == "terminal" or isinstance(shown, str):
         print(shown)
     else:
         display(shown)
@@ -529,7 +551,7 @@ def _batch(m: GeminiMagics, request: Any, read: Any, rendered: list, backend: An
 
     def on_status(job: Any) -> None:
         if handle is not None:
-            handle.update({"text/plain": job.status_line()}, raw=True)
+            handle.update(job.status_bundle(), raw=True)
 
     def on_done(job: Any) -> None:
         if job.problem:

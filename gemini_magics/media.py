@@ -9,6 +9,8 @@ bigger files belong behind a URL.
 from __future__ import annotations
 
 import base64
+import binascii
+import html
 import io
 import mimetypes
 import os
@@ -22,7 +24,8 @@ from typing import Any, Iterable, Mapping
 from .catalog import human_size
 
 __all__ = ["MediaError", "media_part", "media_parts", "is_media_value", "check_inline_size",
-           "sniff_mime", "content_type", "png_safe", "INLINE_LIMIT"]
+           "sniff_mime", "content_type", "png_safe", "INLINE_LIMIT", "sent_media", "sent_bundle",
+           "THUMB_HEIGHT"]
 
 # Gemini API docs: a request carrying inline data may total at most 20 MB, base64 text included.
 INLINE_LIMIT = 20_000_000
@@ -473,3 +476,108 @@ def is_media_value(value: Any) -> bool:
     if isinstance(value, Mapping):
         return value.get("type") in MEDIA_TYPES and bool(value.get("data") or value.get("uri"))
     return not isinstance(value, (str, os.PathLike)) and _sdk_part(value) is not None
+
+
+# ----------------------------------------------------------------------------- what was sent
+# Shown above the answer (display.py), saved in the notebook: a thumbnail THUMB_HEIGHT css px
+# high per image (drawn at twice that for sharp high-DPI screens), a chip (name, type, size)
+# per other file or link. Images over THUMB_MAX_PIXELS get a chip: never decode a hostile one.
+THUMB_HEIGHT = 96
+THUMB_MAX_PIXELS = 40_000_000
+_KIND_WORDS = {"application/pdf": "PDF", "text/plain": "text", "text/csv": "CSV",
+               "text/markdown": "Markdown", "text/html": "HTML", "text/x-python": "Python",
+               "application/json": "JSON", "application/xml": "XML",
+               **{mime: ext[1:].upper() for ext, mime in OFFICE_MIMES.items()}}
+_CHIP = ("display:inline-block;vertical-align:top;margin:0 8px 6px 0;padding:4px 10px;"
+         "border:1px solid #c8c8c8;border-radius:12px;font-size:12px;line-height:18px")
+_FIGURE = "display:inline-block;vertical-align:top;margin:0 8px 6px 0;text-align:center"
+_CAPTION = "display:block;font-size:11px;color:#666;max-width:288px;overflow-wrap:anywhere"
+
+
+def _label_of(value: Any) -> str:
+    """How a --image/--file value is named in the preview: a file's name, a URL's last part,
+    a variable's name."""
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value).strip()
+        if _looks_like_url(text):
+            tail = urllib.parse.urlsplit(text).path.rstrip("/").rsplit("/", 1)[-1]
+            return tail or text
+        return Path(text).name or text
+    return type(value).__name__
+
+
+def sent_media(request: Any) -> list:
+    """(name, part) of each medium `request` sends, in order: the --image and --file values by
+    the name they were given, then the `{var}` media of the prompt ("in the prompt"). With
+    --context the earlier cells' media come first and cannot be told apart: [] then."""
+    if getattr(request, "context", None):
+        return []
+    media = [p for p in getattr(request, "parts", None) or [] if isinstance(p, Mapping)]
+    names = [_label_of(v) for v in [*(request.images or []), *(request.files or [])]]
+    return [(names[i] if i < len(names) else "in the prompt", part) for i, part in enumerate(media)]
+
+
+def _kind(mime: str | None, ctype: str | None) -> str:
+    """'JPEG image', 'PDF', 'MP3 audio', 'CSV': a short name for a MIME type."""
+    mime = _normal(mime) or ""
+    if mime in _KIND_WORDS:
+        return _KIND_WORDS[mime]
+    sub = mime.split("/")[-1].removeprefix("x-")
+    if ctype in ("image", "audio", "video"):
+        return f"{sub.upper()} {ctype}" if sub and sub != ctype else ctype
+    return mime or ctype or "file"
+
+
+def _thumbnail(data: str) -> tuple[str, str, tuple[int, int]] | None:
+    """(MIME type, base64, (width, height)) of a small copy of an inline image; None when it
+    cannot (or should not) be decoded."""
+    from PIL import Image, UnidentifiedImageError  # deferred: PIL
+    try:
+        with Image.open(io.BytesIO(binascii.a2b_base64(data))) as img:
+            size = img.size
+            if size[0] * size[1] > THUMB_MAX_PIXELS:
+                return None
+            img.draft("RGB", (4 * THUMB_HEIGHT, 2 * THUMB_HEIGHT))  # JPEG: decode at a fraction
+            img.thumbnail((8 * THUMB_HEIGHT, 2 * THUMB_HEIGHT))  # up to 4:1 at full height
+            alpha = img.mode in ("RGBA", "LA", "P", "PA")
+            small = png_safe(img) if alpha else img.convert("RGB")
+            buf = io.BytesIO()
+            small.save(buf, format="PNG" if alpha else "JPEG", quality=85)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, binascii.Error,
+            Image.DecompressionBombError):
+        return None
+    return ("image/png" if alpha else "image/jpeg", base64.b64encode(buf.getvalue()).decode("ascii"),
+            size)
+
+
+def _sent_item(name: str, part: Mapping[str, Any]) -> tuple[str, str]:
+    """(HTML, plain text) of one medium: a thumbnail for an inline image, else a chip."""
+    ctype, mime, data = part.get("type"), part.get("mime_type"), part.get("data") or ""
+    kind = _kind(mime, ctype)
+    if not data:
+        facts = f"{kind}, by URL"
+        return (f'<span style="{_CHIP}" title="{html.escape(str(part.get("uri")))}">'
+                f"{html.escape(name)} · {html.escape(kind)} · link</span>", f"{name} ({facts})")
+    size = human_size(len(data) * 3 // 4 - data[-2:].count("="))
+    thumb = _thumbnail(data) if ctype == "image" else None
+    if thumb is None:
+        return (f'<span style="{_CHIP}">{html.escape(name)} · {html.escape(kind)} · {size}</span>',
+                f"{name} ({kind}, {size})")
+    thumb_mime, thumb_data, (width, height) = thumb
+    facts = f"{kind}, {width}×{height}, {size}"
+    shown = min(THUMB_HEIGHT, height)  # a small image is not blown up
+    return (f'<span style="{_FIGURE}"><img src="data:{thumb_mime};base64,{thumb_data}" '
+            f'height="{shown}" alt="{html.escape(name)}" title="{html.escape(f"{name} · {facts}")}" '
+            f'style="height:{shown}px;width:auto;border:1px solid #ddd;border-radius:4px">'
+            f'<span style="{_CAPTION}">{html.escape(name)} · {size}</span></span>', f"{name} ({facts})")
+
+
+def sent_bundle(request: Any) -> dict | None:
+    """The output shown above the answer: what the cell sent besides its text (a thumbnail per
+    image, a chip per other file), as HTML the saved notebook keeps and a line of text; None
+    when it sent no media."""
+    items = [_sent_item(name, part) for name, part in sent_media(request)]
+    if not items:
+        return None
+    return {"text/html": '<div class="gemini-sent">' + "".join(h for h, _ in items) + "</div>",
+            "text/plain": "Sent: " + "; ".join(t for _, t in items)}

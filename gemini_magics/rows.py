@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import html
 import os
 import queue
 import random
@@ -487,21 +488,59 @@ def summary(run: RowRun) -> str:
 
 def preview(value: Any, rows: Rows, limit: int = 10) -> Any:
     """What the cell shows of the answers: a DataFrame's first rows; for a list or dict a small
-    DataFrame (row, answer, error) when pandas is there, else text lines."""
+    DataFrame (row, answer, error) when pandas is there, else text lines. Answers show on one
+    line (a table would print a line break as a literal \\n), and when rows are left out a
+    line under the table says how many are shown."""
+    total = len(rows.labels)
     if rows.kind == "frame":
-        return value.head(limit) if len(value) > limit else value
-    results = list(value.values()) if rows.kind == "dict" else list(value)
-    shown = list(zip(rows.labels, results))[:limit]
-    try:
-        import pandas as pd  # deferred: pandas (optional: lists work without it)
-    except ImportError:
-        return "\n".join(f"{label!r}: {r.error or _short(r.text)}" for label, r in shown)
-    return pd.DataFrame({"index": [lbl for lbl, _ in shown],
-                         "gemini": [r.text if r.ok else None for _, r in shown],
-                         "gemini_error": [r.error or "" for _, r in shown]})
+        table = value.head(limit)
+    else:
+        results = list(value.values()) if rows.kind == "dict" else list(value)
+        shown = list(zip(rows.labels, results))[:limit]
+        try:
+            import pandas as pd  # deferred: pandas (optional: lists work without it)
+        except ImportError:
+            lines = [f"{label!r}: {r.error or _short(r.text)}" for label, r in shown]
+            return "\n".join(lines + ([_left_out(len(shown), total)] if len(shown) < total else []))
+        table = pd.DataFrame({"index": [lbl for lbl, _ in shown],
+                              "gemini": [r.text if r.ok else None for _, r in shown],
+                              "gemini_error": [r.error or "" for _, r in shown]})
+    table = _one_line(table)
+    return table if len(table) == total else Preview(table, _left_out(len(table), total))
+
+
+def _left_out(shown: int, total: int) -> str:
+    return f"{shown} of {total} rows shown; _gemini (and -o) holds all {total}"
+
+
+def _one_line(table: Any) -> Any:
+    """A copy of `table` whose text cells with line breaks or tabs read on one line."""
+    table = table.copy()
+    for column in table.columns:
+        values = table[column]
+        if values.dtype == object or str(values.dtype).startswith("str"):
+            if values.map(lambda v: isinstance(v, str) and any(c in v for c in "\n\r\t")).any():
+                table[column] = values.map(lambda v: _short(v, 10_000) if isinstance(v, str) else v)
+    return table
+
+
+class Preview:
+    """The first rows of an --over result and the line saying how many of them are shown: one
+    output, an HTML table with the line under it (text/plain the same as text)."""
+
+    def __init__(self, table: Any, caption: str):
+        self.table, self.caption = table, caption
+
+    def _repr_html_(self) -> str:
+        table = self.table._repr_html_() or self.table.to_html()
+        return f"{table}<p><em>{html.escape(self.caption)}</em></p>"
+
+    def __repr__(self) -> str:
+        return f"{self.table!r}\n{self.caption}"
 
 
 def _short(text: str, n: int = 80) -> str:
+    """`text` on one line (every run of whitespace one space), cut to `n` characters."""
     text = " ".join((text or "").split())
     return text if len(text) <= n else text[:n - 1] + "…"
 
@@ -528,7 +567,15 @@ def check_row_options(request: Any) -> None:
 
 
 def backend_id(backend: Backend, settings: Mapping[str, Any]) -> str:
-    """Which backend answered, for the cache key: no key, and no port of a local server."""
+    """Which backend answered, for the cache key: no key, and no port of a local server.
+    Under a cassette, recording or replaying, its file name: a replay then sends the same
+    --batch bodies (they carry the keys) as its recording did."""
+    try:
+        cassette = current().current_cassette()
+    except Exception:  # noqa: BLE001 - a bad cassette setting: resolve_backend says so
+        cassette = None
+    if cassette is not None:
+        return f"cassette:{os.path.basename(cassette.path)}"
     if backend.kind == "local":
         engine = settings.get("engine") or os.environ.get("GEMINI_MAGICS_ENGINE") or "local"
         return f"local:{engine}"

@@ -1,5 +1,7 @@
 """`%%gemini?` reads as plain text: usage lines, the options under group headings, examples, the
-line magics and the settings, all made from the options table and the magic's own commands."""
+line magics and the settings, all made from the options table and the magic's own commands, and
+nothing of IPython's inspector frame ("Docstring:", "File:") around it: in the terminal pager, in
+a kernel's help payload (what JupyterLab and Notebook 7 show) and in the contextual help."""
 import re
 
 import pytest
@@ -8,6 +10,7 @@ from gemini_magics import magics
 from gemini_magics.args import EXAMPLES, parse
 from gemini_magics.options import OPTIONS, SETTINGS, groups
 
+from kernel_fixtures import KERNEL_TIMEOUT, Kernel, kernel_env  # noqa: F401
 from magics_fixtures import run_cell, shell  # noqa: F401
 
 HEADINGS = ["Model & generation", "Conversation", "Output", "Media & images", "Tools & functions",
@@ -18,8 +21,38 @@ HEADINGS = ["Model & generation", "Conversation", "Output", "Media & images", "T
 def help_text(shell):
     cap = run_cell(shell, "%%gemini?")
     assert cap.error is None
-    text = re.sub(r"\x1b\[[0-9;]*m", "", cap.stdout)  # the inspector colours its own headers
-    return text.split("Docstring:", 1)[1].split("\nFile:", 1)[0].strip("\n")
+    return cap.stdout.strip("\n")
+
+
+FRAME = ("Docstring", "File:", "Signature", "\x1b[")
+
+
+def test_the_help_is_ours_alone_without_the_inspectors_frame(shell, help_text):
+    assert not any(word in help_text for word in FRAME)
+    for name in ("%%gemini", "%gemini", "gemini"):  # the contextual help (Shift+Tab, Ctrl+I)
+        bundle = shell.object_inspect_mime(name)
+        assert bundle["text/plain"].strip("\n") == help_text
+        assert bundle["text/html"].startswith("<pre>Usage:") and "<h1>" not in bundle["text/html"]
+    other = shell.object_inspect_mime("len")  # everything else is the inspector's as before
+    assert "Docstring" in re.sub(r"\x1b\[[0-9;]*m", "", other["text/plain"])
+    source = run_cell(shell, "%%gemini??").stdout  # ?? still shows the source
+    assert "Source:" in source and "self._ask(line, cell)" in source
+
+
+@pytest.mark.slow
+def test_a_kernel_pages_the_help_without_the_frame(kernel_env):
+    """What JupyterLab and Notebook 7 show for `%%gemini?`: the execute reply's page payload."""
+    kernel = Kernel()
+    try:
+        kernel.run_ok("%load_ext gemini_magics")
+        reply = kernel.kc.execute_interactive("%%gemini?", timeout=KERNEL_TIMEOUT)
+        (page,) = [p for p in reply["content"]["payload"] if p["source"] == "page"]
+        text = page["data"]["text/plain"]
+        assert text.startswith("Usage:\n  %%gemini [options]")
+        assert not any(word in text for word in FRAME)
+        assert "\nRows (a prompt over every row):\n" in text
+    finally:
+        kernel.close()
 
 
 def test_the_help_starts_with_usage_and_has_no_markup(help_text):

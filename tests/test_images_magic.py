@@ -36,11 +36,13 @@ def images_in(cap) -> list[Image.Image]:
 
 
 def kinds(cap) -> list[str]:
-    """Final outputs in order: 'text', 'image' or 'footer'."""
+    """Final outputs in order: 'sent' (the media the cell sent), 'text', 'image' or 'footer'."""
     out = []
     for data in cap.final:
         if "image/png" in data or "image/jpeg" in data:
             out.append("image")
+        elif data.get("text/plain", "").startswith("Sent: "):
+            out.append("sent")
         elif data.get("text/markdown", "").startswith("<details>"):
             out.append("footer")
         else:
@@ -172,7 +174,7 @@ def test_editing_a_generated_image(shell):
     assert edit.image.size == (1024, 688)  # the 3:2 source's proportions at the default 1K
     grey = edit.image.convert("RGB")
     assert all(len(set(grey.getpixel((x, 40)))) == 1 for x in range(0, 1000, 97))
-    assert kinds(cap) == ["text", "image", "footer"]
+    assert kinds(cap) == ["sent", "text", "image", "footer"]  # {first.image} shown as sent
     # the same, attaching the image as an option and continuing the conversation
     ok(run_cell(shell, f"%%gemini {IMAGE} --image first.image --size 512 -o again\ninvert the colours"))
     assert shell.user_ns["again"].text.startswith("Offline edit")

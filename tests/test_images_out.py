@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 from kernel_fixtures import run_notebook
+from magics_fixtures import shell  # noqa: F401
 from PIL import Image
 
 from gemini_magics.images import (ImageError, decode_image, image_config, image_mimebundle,
@@ -250,3 +251,19 @@ def test_displayed_images_are_kept_in_the_saved_notebook(tmp_path):
         img = Image.open(io.BytesIO(base64.b64decode(out.data["image/png"])))
         assert img.size == (512, 384)
         assert out.data["text/plain"] == "<PNG image 512x384>"
+
+
+# ----------------------------------------------------------------------------- shown at a readable width
+@pytest.mark.parametrize("size, width", [("1K", 512), ("512", None)])
+def test_a_generated_image_is_shown_at_most_512_px_wide_and_kept_whole(shell, monkeypatch, size, width):
+    from magics_fixtures import record_publishes, run_cell
+
+    published = record_publishes(monkeypatch)
+    cap = run_cell(shell, f"%%gemini -m gemini-3.1-flash-image --size {size} --aspect 16:9 -o r\n"
+                          f"{SKYLINE}")
+    assert cap.error is None, cap.stdout
+    (shown,) = [p for p in published if "image/png" in p["data"]]
+    assert shown["metadata"] == ({"image/png": {"width": width}} if width else {})
+    full = Image.open(io.BytesIO(base64.b64decode(shown["data"]["image/png"])))
+    assert full.size == shell.user_ns["r"].image.size  # the output keeps every pixel
+    assert full.width == (1024 if size == "1K" else 512)

@@ -7,8 +7,11 @@ import os
 import zipfile
 from pathlib import Path
 
+import re
+
 import pytest
 from conftest import run_seed
+from magics_fixtures import shell  # noqa: F401
 from PIL import Image
 
 from gemini_magics.media import (INLINE_LIMIT, MediaError, check_inline_size, is_media_value,
@@ -355,3 +358,70 @@ def test_quickstart_multimodal_example_runs_unchanged(base_url, tmp_path):
     assert built[0] == {"type": "image", "data": base64.b64encode((DATA / "photo.jpg").read_bytes()).decode(),
                         "mime_type": "image/jpeg"}
     assert built[1] == {"type": "audio", "uri": SAMPLE_MP3, "mime_type": "audio/mp3"}
+
+
+# ----------------------------------------------------------------------------- what was sent, shown
+def _sent_outputs(shell, monkeypatch, source: str) -> list:
+    """The final outputs of a cell, in the order they were first published."""
+    from magics_fixtures import final_outputs, record_publishes, run_cell
+
+    published = record_publishes(monkeypatch)
+    cap = run_cell(shell, source)
+    assert cap.error is None, (cap.stdout, cap.stderr)
+    return final_outputs([{"data": p["data"], "update": p["update"],
+                           "transient": {"display_id": p["display_id"]}} for p in published])
+
+
+def test_attachments_are_shown_above_the_answer_as_a_thumbnail_and_chips(shell, monkeypatch, tmp_path):
+    big = tmp_path / "wide.png"
+    Image.new("RGB", (1600, 400), (200, 30, 30)).save(big)
+    outs = _sent_outputs(shell, monkeypatch,
+                         f"%%gemini --image {big} --file {DATA / 'table.csv'} "
+                         f"--file https://example.com/talk.mp3\nWhat is here?")
+    sent, answer = outs[0], outs[1]
+    assert "Echo:" in answer["text/markdown"]  # the answer comes after what was sent
+    assert sent["text/plain"] == ("Sent: wide.png (PNG image, 1600×400, "
+                                  f"{human(big.stat().st_size)}); table.csv (CSV, "
+                                  f"{human((DATA / 'table.csv').stat().st_size)}); talk.mp3 "
+                                  "(MP3 audio, by URL)")
+    page = sent["text/html"]
+    # the thumbnail: a small JPEG in the page, shown 96 px high, its name under it
+    (src,) = re.findall(r'<img src="data:image/jpeg;base64,([^"]+)" height="96"', page)
+    thumb = Image.open(io.BytesIO(base64.b64decode(src)))
+    assert thumb.height == 192 and thumb.width == 768 and len(src) < 40_000
+    assert "wide.png · " in page and ">table.csv · CSV · " in page and ">talk.mp3 · MP3 audio · link" in page
+
+
+def test_a_pil_variable_and_a_prompt_image_are_named_and_text_cells_show_nothing(shell, monkeypatch):
+    shell.user_ns["pic"] = Image.new("RGBA", (40, 30), (0, 0, 255, 128))
+    outs = _sent_outputs(shell, monkeypatch, "%%gemini --image pic\nAnd {pic}?")
+    assert outs[0]["text/plain"].startswith("Sent: pic (PNG image, 40×30, ")
+    assert "; in the prompt (PNG image, 40×30, " in outs[0]["text/plain"]
+    assert outs[0]["text/html"].count('height="30"') == 2  # a small image is not blown up
+    outs = _sent_outputs(shell, monkeypatch, "%%gemini\nJust words")
+    assert not any("Sent:" in o.get("text/plain", "") for o in outs)
+
+
+def test_a_huge_or_undecodable_image_gets_a_chip_not_a_decode(shell, monkeypatch):
+    from gemini_magics.media import sent_bundle
+    from gemini_magics.request import Request
+
+    header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (20000).to_bytes(4, "big") * 2
+    part = {"type": "image", "data": base64.b64encode(header + b"\x08\x02\x00\x00\x00").decode(),
+            "mime_type": "image/png"}
+    shown = sent_bundle(Request(text="x", parts=[part, "x"], images=["bomb.png"]))
+    assert "<img" not in shown["text/html"] and ">bomb.png · PNG image · " in shown["text/html"]
+
+
+def test_the_terminal_names_what_was_sent_first(shell):
+    from magics_fixtures import magics_of, run_cell
+
+    magics_of(shell).display = "terminal"
+    cap = run_cell(shell, f"%%gemini --file {DATA / 'table.csv'}\nRows?")
+    assert cap.error is None
+    assert cap.stdout.startswith("Sent: table.csv (CSV, ") and "Echo:" in cap.stdout
+
+
+def human(n: int) -> str:
+    from gemini_magics.catalog import human_size
+    return human_size(n)

@@ -75,6 +75,35 @@ def test_a_dataframe_gets_a_gemini_column_in_input_order_with_errors_and_tokens(
     assert "3 of 3 rows ok, 0 from the cache" in cap.markdown + cap.stdout
 
 
+def _texts(cap) -> list:
+    return [o["data"].get("text/plain", "") for o in cap.outputs]
+
+
+def test_the_preview_says_how_many_rows_it_shows_and_answers_read_on_one_line(shell):
+    shell.user_ns["df"] = pd.DataFrame({"w": [f"w{i}" for i in range(12)]})
+    with pd.option_context("display.max_colwidth", 200):  # the whole answer in the table
+        cap = ok(run_cell(shell, "%%gemini --over df -o out\nFirst {w}\nthen a second line"))
+    assert shell.user_ns["out"]["gemini"][0] == echoed("First w0\nthen a second line")  # as written
+    (table,) = [o["data"] for o in cap.outputs if "text/html" in o["data"]]
+    assert table["text/html"].split("<tbody>")[1].count("<tr>") == 10
+    assert table["text/html"].rstrip().endswith(
+        "<p><em>10 of 12 rows shown; _gemini (and -o) holds all 12</em></p>")
+    assert table["text/plain"].endswith("\n10 of 12 rows shown; _gemini (and -o) holds all 12")
+    assert "You said: First w0 then a second line" in table["text/html"]
+    assert "\\n" not in table["text/html"] and "\\n" not in table["text/plain"]
+    # the summary line comes after the preview
+    texts = _texts(cap)
+    assert texts.index(table["text/plain"]) < [i for i, t in enumerate(texts)
+                                               if t.startswith("12 of 12 rows ok")][0]
+    # a list's preview says the same; all rows shown: nothing to say
+    shell.user_ns["words"] = [f"x{i}" for i in range(11)]
+    cap = ok(run_cell(shell, "%%gemini --over words\nSay {item}"))
+    assert any(t.endswith("\n10 of 11 rows shown; _gemini (and -o) holds all 11") for t in _texts(cap))
+    shell.user_ns["words"] = ["a", "b"]
+    cap = ok(run_cell(shell, "%%gemini --over words\nSay {item}"))
+    assert not any("rows shown" in t for t in _texts(cap))
+
+
 def test_a_list_gives_a_list_of_results_and_a_dict_a_dict(shell):
     shell.user_ns["words"] = ["sun", "moon"]
     ok(run_cell(shell, "%%gemini --over words -o out\nA poem about {item} ({index})"))

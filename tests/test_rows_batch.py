@@ -88,11 +88,23 @@ def test_the_cell_returns_with_a_status_line_that_becomes_the_summary(shell, mon
         assert "out" not in shell.user_ns and not job.ended.is_set()  # returned at once
         first = published[0]["data"]["text/plain"]
         assert first.startswith(("Starting the batch", f"Batch {job.name}: "))
-        ok(run_cell(shell, f"%gemini wait {job.name}"))  # started here: the cell's own value
+        running = [p["data"] for p in published if p["data"]["text/plain"].startswith("Batch ")]
+        assert running, "the status line was shown while the batch ran"
+        for data in running:  # the id whole on each line, never wrapped inside
+            assert all(len(line) <= 80 and job.name in line
+                       for line in data["text/plain"].splitlines())
+            assert f'<code style="white-space:nowrap">{job.name}</code>' in data["text/html"]
+            assert f'<code style="white-space:nowrap">%gemini wait {job.name}</code>' in data["text/html"]
+        cap = ok(run_cell(shell, f"%gemini wait {job.name}"))  # started here: the cell's own value
         assert shell.user_ns["_gemini"] is shell.user_ns["out"]
         assert [r.text for r in shell.user_ns["out"]] == [echoed(f"Say {w}") for w in "abc"]
+        # as in a plain run: the preview (in the status line's place), then the summary line
         status = [p for p in published if p["display_id"] == published[0]["display_id"]][-1]
-        assert status["data"]["text/plain"].startswith("3 of 3 rows ok, 0 from the cache")
+        assert "<table" in status["data"]["text/html"] and "Echo: I saw" in status["data"]["text/plain"]
+        said = [o["data"].get("text/plain", "") for o in cap.outputs]  # the wait cell's
+        summary = [i for i, t in enumerate(said) if t.startswith("3 of 3 rows ok, 0 from the cache")]
+        ended = [i for i, t in enumerate(said) if t.startswith(f"Batch {job.name} ended")]
+        assert summary and ended and summary[0] < ended[0], said
     finally:
         srv.stop()
 

@@ -6,7 +6,10 @@ on screen over several moments, a model picked in the `%gemini ui` panel is the 
 (the server echoes it back into the footer), an image model's answer shows as an `<img>`, the
 panel's prompt box sends on Enter, a `%%gemini` cell's text is highlighted as Markdown (an
 apostrophe does not open a Python string; adding `#` before the magic makes it Python again),
-and the saved notebook, reopened after its kernel is gone, shows no "Error displaying widget".
+the saved notebook, reopened after its kernel is gone, shows no "Error displaying widget", and
+(last) `%gemini fix` after a failing cell and a `%%gemini --code` cell each put their code into a
+new cell below, and a cell sending an image and a file shows a 96 px thumbnail and a chip above
+its answer (`fix-lab.png`, `code-nb7.png`, `thumb-lab.png`...).
 
 One Jupyter server on 127.0.0.1 (with a token, in a temporary root) serves both frontends: it
 is JupyterLab's, and Notebook 7's server extension adds `/notebooks/`. Each frontend opens its
@@ -56,6 +59,14 @@ _SDK_ENV = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGL
             "GEMINI_MAGICS_CASSETTE", "GEMINI_MAGICS_RECORD_MODE")
 # The fixture notebook's cells (see fixture.ipynb).
 LOAD, STREAM, PANEL, AFTER_PANEL, IMAGE, UI, ENGINE_LOCAL, LOCAL = 1, 2, 3, 4, 5, 6, 7, 8
+# ... and the companion cells, run last (each answer's code goes into a new cell below it).
+ECHO_AGAIN, FAILING, FIX, CODE, SENT = 9, 10, 11, 12, 13
+FAILING_CODE = 'total = sum([1, 2, "3"])'
+TIDIED_CODE = "def add(a,b): return a+b"   # the --code cell's fenced code, quoted back by echo
+IMAGE_WIDTH = 512          # generated images are shown at most this wide (images.DISPLAY_WIDTH)
+THUMB_HEIGHT = 96          # the thumbnail of a sent image (media.THUMB_HEIGHT)
+# the files the SENT cell attaches, copied next to the notebooks
+ATTACHED = (ROOT / "notebooks" / "sample.jpg", ROOT / "tests" / "data" / "table.csv")
 PICKED_MODEL = "gemini-2.5-flash-lite"
 APOSTROPHE_LINE = "Tell me about the robot's day"   # the `%%gemini --ui` cell's prompt
 ENTER_PROMPT = "Sent with the Enter key"
@@ -63,6 +74,7 @@ WIDGET_ERROR = "Error displaying widget"
 # frontend -> (page path of its notebook copy, screenshot prefix)
 FRONTENDS = {"lab": ("lab/tree/fixture.ipynb", ""),
              "notebook": ("notebooks/fixture-nb7.ipynb", "nb7-")}
+SHOT_SUFFIX = {"lab": "lab", "notebook": "nb7"}  # fix-lab.png, fix-nb7.png, ...
 EXTENSION = "gemini-magics"  # the JupyterLab extension's name (gemini_magics/labextension)
 
 # JupyterLab's own network chatter (news, update checks) off, so the page never waits on it.
@@ -147,6 +159,8 @@ def lab(tmp_path_factory):
     root.mkdir()
     for path, _prefix in FRONTENDS.values():
         shutil.copy(HERE / "fixture.ipynb", root / path.rsplit("/", 1)[1])
+    for attached in ATTACHED:
+        shutil.copy(attached, root / attached.name)
     settings = base / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(_NOTIFICATION_SETTINGS)
@@ -380,6 +394,8 @@ def test_streaming_panel_and_image(page):
     img.wait_for()
     width = img.evaluate("el => el.complete ? el.naturalWidth : 0")
     assert width > 0, "the image output did not decode in the browser"
+    shown = img.evaluate("el => el.getBoundingClientRect().width")
+    assert width > IMAGE_WIDTH and 0 < shown <= IMAGE_WIDTH, (width, shown)  # readable, whole
     image_cell.scroll_into_view_if_needed()
     _shot(page, "4-image")
     errors = [_output_text(_cell(pg, i)) for i in (LOAD, STREAM, PANEL, AFTER_PANEL, IMAGE)]
@@ -575,3 +591,72 @@ def test_real_local_model_answers_in_the_browser(page):
     cell.scroll_into_view_if_needed()
     _shot(page, "9-local-model")
 
+
+
+def _editor_text(cell) -> str:
+    return cell.locator(".cm-content").inner_text()
+
+
+def _wait_for_cell(pg, index: int, text: str):
+    """The cell at `index` once its editor holds `text` (a cell the kernel adds appears a
+    moment after its answer)."""
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while True:
+        cells = pg.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+        if cells.count() > index and text in _editor_text(cells.nth(index)):
+            return cells.nth(index)
+        assert time.monotonic() < deadline, f"no new cell with {text!r} at {index}"
+        time.sleep(0.2)
+
+
+def _shot_named(front: Front, name: str, element=None) -> Path:
+    """fix-lab.png, code-nb7.png, ...: the screenshots the README and reviewers look at."""
+    path = ARTIFACTS / f"{name}-{SHOT_SUFFIX[front.name]}.png"
+    (element or front.pg).screenshot(path=str(path))
+    return path
+
+
+def test_fix_and_code_put_the_code_in_a_new_cell_below(page):
+    """`%gemini fix` after a failing cell and a `%%gemini --code` cell: each answer's code
+    appears in a new cell right below, not run; then a cell that sends an image and a file
+    shows their thumbnail and chip above the answer. Runs last: its kernel is a fresh one
+    (after the reopen test), with the echo engine again."""
+    pg = page.pg
+    for index in (ECHO_AGAIN, FAILING):
+        _run(pg, index)
+        _wait_done(pg, index)
+    assert "TypeError" in _output_text(_cell(pg, FAILING))
+
+    _run(pg, FIX)
+    _wait_done(pg, FIX)
+    fixed = _wait_for_cell(pg, FIX + 1, FAILING_CODE)
+    assert "explain" in _output_text(_cell(pg, FIX)).lower()  # the answer, above the new cell
+    assert not any(ch.isdigit() for ch in _prompt(fixed)), "the new cell was run"
+    fixed.scroll_into_view_if_needed()
+    _cell(pg, FIX).scroll_into_view_if_needed()
+    _shot_named(page, "fix")
+
+    code = CODE + 1  # the fix's new cell is above it now
+    _run(pg, code)
+    _wait_done(pg, code)
+    tidied = _wait_for_cell(pg, code + 1, TIDIED_CODE)
+    assert _editor_text(tidied).strip() == TIDIED_CODE
+    assert not any(ch.isdigit() for ch in _prompt(tidied)), "the new cell was run"
+    tidied.scroll_into_view_if_needed()
+    _shot_named(page, "code")
+
+    sent = code + 2
+    _run(pg, sent)
+    _wait_done(pg, sent)
+    cell = _cell(pg, sent)
+    thumb = cell.locator(".gemini-sent img").first
+    thumb.wait_for()
+    size = thumb.evaluate("el => [el.complete ? el.naturalWidth : 0, "
+                          "el.clientHeight]")
+    assert size[0] > 0 and abs(size[1] - THUMB_HEIGHT) < 2, size
+    out = _output_text(cell)
+    assert "sample.jpg" in out and "table.csv · CSV ·" in out, out
+    assert out.index("sample.jpg · ") < out.index("You said: [Attached image"), out
+    cell.scroll_into_view_if_needed()
+    _shot_named(page, "thumb", cell)
+    assert "GeminiError" not in _notebook_text(pg)  # every %gemini cell answered
