@@ -36,6 +36,7 @@ from .producers import pick_producer
 from .protocol import (ApiError, CreateRequest, bad, parse_bool_param, parse_create,
                        parse_json_body, shown)
 from .responses import EventStream, Json, student_of
+from .resume import RESUME_GRACE_S, ResumeGrace
 from .routes import create_app
 from .scheduler import MAX_WORKERS, FairPool, Job
 from .store import Store, StoreError
@@ -63,7 +64,7 @@ class InteractionService:
                  read_timeout: float = READ_TIMEOUT_SECONDS,
                  idle_timeout: float = IDLE_TIMEOUT_SECONDS,
                  write_timeout: float = WRITE_TIMEOUT_SECONDS,
-                 keys: Optional[KeyRing] = None):
+                 keys: Optional[KeyRing] = None, resume_grace: float = RESUME_GRACE_S):
         self.engine = engine
         self.store = store
         self.agents = AgentStore(store)  # custom agents (agents.py), in the same database
@@ -78,6 +79,7 @@ class InteractionService:
         self._owners: dict[str, str] = {}  # live turn id -> its key's id (classroom mode)
         self._jobs: dict[str, Job] = {}
         self.pool = FairPool(max_workers, per_client)
+        self.resumes = ResumeGrace(self._abandon, self._forget, resume_grace)
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
@@ -122,9 +124,8 @@ class InteractionService:
         req, history = await asyncio.to_thread(self._prepare, raw, query_stream,
                                                _client_of(request, student), _id(student))
         rec = self.start(req, history, student=student)
-        if req.stream:
-            on_close = None if req.background else functools.partial(self._abandon, rec)
-            return EventStream(sse.frames(sse.follow(rec)), on_close=on_close)
+        if req.stream:  # a dropped stream's turn runs on for a while, for a resume (resume.py)
+            return self.resumes.stream(rec, new=None if req.background else req.store)
         if req.background:
             return Json(rec.snapshot())
         if not await self._wait_or_disconnect(request, rec):
@@ -184,9 +185,9 @@ class InteractionService:
             try:
                 run_turn(ctx, run, keep)
             finally:
-                self.live.pop(rec.id, None)
                 self._jobs.pop(rec.id, None)
-                self._owners.pop(rec.id, None)
+                if not self.resumes.ended(rec):
+                    self._forget(rec)
 
         self.live[rec.id] = rec
         if owner is not None:
@@ -251,7 +252,7 @@ class InteractionService:
         rec = self._live(interaction_id, owner)
         if rec is not None:
             if stream:
-                return EventStream(sse.frames(sse.follow(rec, start)))
+                return self.resumes.stream(rec, start)
             return Json(rec.snapshot(include_input, timeline=True))
         stored = await asyncio.to_thread(self.store.get, interaction_id, stream, owner)
         if stored is None:
@@ -293,6 +294,11 @@ class InteractionService:
             await asyncio.wait_for(sse.wait_done(rec), CANCEL_WAIT_SECONDS)
         except asyncio.TimeoutError:
             log.warning("interaction %s did not stop within %ss", rec.id, CANCEL_WAIT_SECONDS)
+
+    def _forget(self, rec: TurnRecorder) -> None:
+        """An ended turn is no longer live (the store has it, if it was stored)."""
+        self.live.pop(rec.id, None)
+        self._owners.pop(rec.id, None)
 
     def _abandon(self, rec: TurnRecorder) -> None:
         """Its client went away: cancel the turn without waiting (on the event loop)."""
