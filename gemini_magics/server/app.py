@@ -28,6 +28,8 @@ from starlette.responses import Response
 from . import sse
 from .agents import AgentStore, with_custom_agent
 from .classroom import KeyRing, Student
+from .costs import usage_cost
+from .costs import warm as warm_prices
 from .engines.base import Engine
 from .event_ids import resume_position
 from .http_guard import (IDLE_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, WRITE_TIMEOUT_SECONDS,
@@ -75,6 +77,7 @@ class InteractionService:
                 log.warning("the student %r added in the console is left out: the keys file "
                             "now gives that label another key", label)
             keys.load_usage(store.key_usage())
+            warm_prices()  # the first charged turn must not wait for the price data
         self.live: dict[str, TurnRecorder] = {}
         self._owners: dict[str, str] = {}  # live turn id -> its key's id (classroom mode)
         self._jobs: dict[str, Job] = {}
@@ -205,17 +208,22 @@ class InteractionService:
     def _charge_and_keep(self, student: Student, keep: Optional[Callable], resource: dict,
                          *rest) -> None:
         """A classroom turn's `keep`: count its tokens against its key's budget (and in the
-        store), then store it (`keep`, None for store=false)."""
-        self.charge(student, int((resource.get("usage") or {}).get("total_tokens") or 0))
+        store, with their cost at the model's price), then store it (`keep`, None for
+        store=false)."""
+        usage = resource.get("usage") or {}
+        self.charge(student, int(usage.get("total_tokens") or 0),
+                    cost=usage_cost(resource.get("model"), usage))
         if keep is not None:
             keep(resource, *rest)
 
-    def charge(self, student: Student, tokens: int, requests: int = 1) -> None:
+    def charge(self, student: Student, tokens: int, requests: int = 1,
+               cost: Optional[float] = None) -> None:
         """Count ended requests and their tokens against a key's budget, and in the store
-        (the console's usage; the budget across restarts)."""
-        self.keys.charge(student, tokens, requests)
+        (the console's usage; the budget across restarts); `cost` in USD, None when their
+        model has no known price."""
+        self.keys.charge(student, tokens, requests, cost)
         try:
-            self.store.add_key_usage(student.id, tokens, requests)
+            self.store.add_key_usage(student.id, tokens, requests, cost)
         except StoreError as e:  # the budget still holds until a restart
             log.warning("token usage of key %s not stored: %s", student.label, e)
 
