@@ -85,7 +85,8 @@ function fill(row, s) {
   c.status.replaceChildren(el("span", { class: `status ${state}` }, el("i", { class: "dot" }), words));
   c.requests.textContent = fmt(s.requests);
   c.tokens.textContent = fmt(s.tokens);
-  c.cost.textContent = money(s.cost) + (s.unpriced_tokens ? ` + ${fmt(s.unpriced_tokens)} tokens unpriced` : "");
+  const unpriced = s.unpriced_tokens ? `${fmt(s.unpriced_tokens)} tokens unpriced` : "";
+  c.cost.textContent = s.cost === null && unpriced ? unpriced : money(s.cost) + (unpriced ? ` + ${unpriced}` : "");
   c.cost.title = s.unpriced_tokens ? "tokens of models with no known price are not in the cost" : "";
   if (s.token_budget === null) {
     c.meter.replaceChildren(el("span", { class: "muted" }, "no budget"));
