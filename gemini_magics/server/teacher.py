@@ -211,7 +211,9 @@ class Console:
     # -- the API -------------------------------------------------------------------------
     def entries(self) -> list[dict]:
         """One entry per student: what the class table shows."""
-        answering = Counter(self.service._owners.values())
+        live = self.service.live  # ended turns kept for a resume (resume.py) are not answering
+        answering = Counter(owner for iid, owner in list(self.service._owners.items())
+                            if (rec := live.get(iid)) is not None and not rec.done.is_set())
         batches = getattr(self.service, "batches", None)
         if batches is not None:
             answering.update(batches.running())
