@@ -128,7 +128,7 @@ class InteractionService:
                                                _client_of(request, student), _id(student))
         rec = self.start(req, history, student=student)
         if req.stream:  # a dropped stream's turn runs on for a while, for a resume (resume.py)
-            return self.resumes.stream(rec, new=None if req.background else req.store)
+            return self.resumes.stream(rec)
         if req.background:
             return Json(rec.snapshot())
         if not await self._wait_or_disconnect(request, rec):
@@ -195,13 +195,15 @@ class InteractionService:
         self.live[rec.id] = rec
         if owner is not None:
             self._owners[rec.id] = owner
+        if req.stream and not req.background:  # its readers keep it running (resume.py)
+            self.resumes.watch(rec, stored=req.store)
         self._jobs[rec.id] = job = Job(req.client, work)  # before it can run (and end)
         try:
             self.pool.submit(job)
         except ApiError:
-            self.live.pop(rec.id, None)
             self._jobs.pop(rec.id, None)
-            self._owners.pop(rec.id, None)
+            self.resumes.ended(rec)
+            self._forget(rec)
             raise
         return rec
 

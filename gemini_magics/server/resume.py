@@ -52,11 +52,13 @@ class ResumeGrace:
         self._forget = forget
         self._turns: dict[str, _Watched] = {}
 
-    def stream(self, rec: TurnRecorder, start: int = 0, new: Optional[bool] = None) -> EventStream:
-        """The SSE response following `rec` from event `start`. `new` (a streamed create; its
-        value: whether the turn is stored) makes the turn one whose readers keep it running."""
-        if new is not None:
-            self._turns[rec.id] = _Watched(new)
+    def watch(self, rec: TurnRecorder, stored: bool) -> None:
+        """A streamed create's turn, before it can run: its readers keep it running."""
+        self._turns[rec.id] = _Watched(stored)
+
+    def stream(self, rec: TurnRecorder, start: int = 0) -> EventStream:
+        """The SSE response following `rec` from event `start` (counted as a reader of a
+        watched turn)."""
         body = sse.frames(sse.follow(rec, start))
         turn = self._turns.get(rec.id)
         if turn is None:  # a background or non-streamed turn: its readers do not matter

@@ -21,7 +21,7 @@ DEADLINE_S = 30  # every wait below ends well before this, or the test fails
 @pytest.fixture(scope="module")
 def server():
     srv = start_server(engine="echo")
-    getattr(srv.service, "resumes", None) and setattr(srv.service.resumes, "seconds", GRACE_S)
+    srv.service.resumes.seconds = GRACE_S  # read on every drop, like the other timeouts
     yield srv
     srv.stop()
 
@@ -103,14 +103,14 @@ def test_without_a_reader_the_turn_ends_cancelled_after_the_grace(server):
 
 
 def test_an_unstored_turn_that_ended_unread_is_still_resumable_within_the_grace(server):
-    first = _dropped(server.base_url, store=False)
-    getattr(server.service, "resumes", None) and setattr(server.service.resumes, "seconds", DEADLINE_S)  # this one ends unread first: ~4 s of words
+    server.service.resumes.seconds = DEADLINE_S  # this one ends unread first: ~4 s of words
     try:
+        first = _dropped(server.base_url, store=False)
         assert _status_when_ended(server.base_url,
                                   first[0]["interaction"]["id"])["status"] == "completed"
         _whole(first, _resume(server.base_url, first))
     finally:
-        getattr(server.service, "resumes", None) and setattr(server.service.resumes, "seconds", GRACE_S)
+        server.service.resumes.seconds = GRACE_S
 
 
 def test_a_resumed_stream_can_drop_and_be_resumed_again(server):
@@ -121,3 +121,28 @@ def test_a_resumed_stream_can_drop_and_be_resumed_again(server):
                       params={"stream": "true", "last_event_id": first[-1]["event_id"]}) as r:
             second = list(_events(r, 25))
     _whole(first + second, _resume(server.base_url, second, iid))
+
+
+def test_streams_read_to_the_end_leave_nothing_behind(server):
+    """A stream read whole is not held for a resume (a held turn would stay for the grace, made
+    longer than this test's wait here), whether its turn ended before the stream started or
+    after."""
+    ids = []
+    server.service.resumes.seconds = 2 * DEADLINE_S
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=DEADLINE_S) as c:
+            for store, prompt in [(s, p) for s in (True, False)
+                                  for p in ("/words 3", "/words 20 delay=0.01")] * 3:
+                with c.stream("POST", "/v1beta/interactions",
+                              json={"model": "m", "input": prompt, "stream": True,
+                                    "store": store}) as r:
+                    events = list(_events(r))
+                assert events[-1]["interaction"]["status"] == "completed"
+                ids.append(events[0]["interaction"]["id"])
+        deadline = time.monotonic() + DEADLINE_S  # the workers forget a turn just after its end
+        while any(i in server.service.live for i in ids) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not [i for i in ids
+                    if i in server.service.live or i in server.service.resumes._turns]
+    finally:
+        server.service.resumes.seconds = GRACE_S
