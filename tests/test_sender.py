@@ -21,10 +21,9 @@ NOTE = resumed_note(1)
 
 class CutProxy:
     """A loopback TCP proxy to `port` that cuts the first response after `cut` bytes: the
-    client gets those bytes and then a closed connection. The server's side is then read to
-    the end of its stream, so the server finishes the turn as if nothing happened (as after a
-    blip it did not notice), and closed. Every other connection is forwarded whole.
-    `requests` holds the request lines seen, in order."""
+    client gets those bytes and then a closed connection, and so does the server (it keeps
+    the turn running for its resume grace, server/resume.py). Every other connection is
+    forwarded whole. `requests` holds the request lines seen, in order."""
 
     def __init__(self, port: int, cut: int):
         self.port, self.cut = port, cut
@@ -73,13 +72,7 @@ class CutProxy:
                     _close(client)
                     with self._lock:
                         self.cuts += 1
-                    tail = data[-16:]
-                    while b"[DONE]" not in tail:  # the server finishes its stream unhindered
-                        more = upstream.recv(65536)
-                        if not more:
-                            break
-                        tail = tail[-16:] + more
-                    return
+                    return  # the server's side is closed too (finally)
                 client.sendall(data)
                 sent += len(data)
         except OSError:

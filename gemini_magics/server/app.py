@@ -28,6 +28,8 @@ from starlette.responses import Response
 from . import sse
 from .agents import AgentStore, with_custom_agent
 from .classroom import KeyRing, Student
+from .costs import usage_cost
+from .costs import warm as warm_prices
 from .engines.base import Engine
 from .event_ids import resume_position
 from .http_guard import (IDLE_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, WRITE_TIMEOUT_SECONDS,
@@ -36,6 +38,7 @@ from .producers import pick_producer
 from .protocol import (ApiError, CreateRequest, bad, parse_bool_param, parse_create,
                        parse_json_body, shown)
 from .responses import EventStream, Json, student_of
+from .resume import RESUME_GRACE_S, ResumeGrace
 from .routes import create_app
 from .scheduler import MAX_WORKERS, FairPool, Job
 from .store import Store, StoreError
@@ -63,7 +66,7 @@ class InteractionService:
                  read_timeout: float = READ_TIMEOUT_SECONDS,
                  idle_timeout: float = IDLE_TIMEOUT_SECONDS,
                  write_timeout: float = WRITE_TIMEOUT_SECONDS,
-                 keys: Optional[KeyRing] = None):
+                 keys: Optional[KeyRing] = None, resume_grace: float = RESUME_GRACE_S):
         self.engine = engine
         self.store = store
         self.agents = AgentStore(store)  # custom agents (agents.py), in the same database
@@ -74,10 +77,12 @@ class InteractionService:
                 log.warning("the student %r added in the console is left out: the keys file "
                             "now gives that label another key", label)
             keys.load_usage(store.key_usage())
+            warm_prices()  # the first charged turn must not wait for the price data
         self.live: dict[str, TurnRecorder] = {}
         self._owners: dict[str, str] = {}  # live turn id -> its key's id (classroom mode)
         self._jobs: dict[str, Job] = {}
         self.pool = FairPool(max_workers, per_client)
+        self.resumes = ResumeGrace(self._abandon, self._forget, resume_grace)
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
@@ -122,9 +127,8 @@ class InteractionService:
         req, history = await asyncio.to_thread(self._prepare, raw, query_stream,
                                                _client_of(request, student), _id(student))
         rec = self.start(req, history, student=student)
-        if req.stream:
-            on_close = None if req.background else functools.partial(self._abandon, rec)
-            return EventStream(sse.frames(sse.follow(rec)), on_close=on_close)
+        if req.stream:  # a dropped stream's turn runs on for a while, for a resume (resume.py)
+            return self.resumes.stream(rec)
         if req.background:
             return Json(rec.snapshot())
         if not await self._wait_or_disconnect(request, rec):
@@ -184,37 +188,44 @@ class InteractionService:
             try:
                 run_turn(ctx, run, keep)
             finally:
-                self.live.pop(rec.id, None)
                 self._jobs.pop(rec.id, None)
-                self._owners.pop(rec.id, None)
+                if not self.resumes.ended(rec):
+                    self._forget(rec)
 
         self.live[rec.id] = rec
         if owner is not None:
             self._owners[rec.id] = owner
+        if req.stream and not req.background:  # its readers keep it running (resume.py)
+            self.resumes.watch(rec, stored=req.store)
         self._jobs[rec.id] = job = Job(req.client, work)  # before it can run (and end)
         try:
             self.pool.submit(job)
         except ApiError:
-            self.live.pop(rec.id, None)
             self._jobs.pop(rec.id, None)
-            self._owners.pop(rec.id, None)
+            self.resumes.ended(rec)
+            self._forget(rec)
             raise
         return rec
 
     def _charge_and_keep(self, student: Student, keep: Optional[Callable], resource: dict,
                          *rest) -> None:
         """A classroom turn's `keep`: count its tokens against its key's budget (and in the
-        store), then store it (`keep`, None for store=false)."""
-        self.charge(student, int((resource.get("usage") or {}).get("total_tokens") or 0))
+        store, with their cost at the model's price), then store it (`keep`, None for
+        store=false)."""
+        usage = resource.get("usage") or {}
+        self.charge(student, int(usage.get("total_tokens") or 0),
+                    cost=usage_cost(resource.get("model"), usage))
         if keep is not None:
             keep(resource, *rest)
 
-    def charge(self, student: Student, tokens: int, requests: int = 1) -> None:
+    def charge(self, student: Student, tokens: int, requests: int = 1,
+               cost: Optional[float] = None) -> None:
         """Count ended requests and their tokens against a key's budget, and in the store
-        (the console's usage; the budget across restarts)."""
-        self.keys.charge(student, tokens, requests)
+        (the console's usage; the budget across restarts); `cost` in USD, None when their
+        model has no known price."""
+        self.keys.charge(student, tokens, requests, cost)
         try:
-            self.store.add_key_usage(student.id, tokens, requests)
+            self.store.add_key_usage(student.id, tokens, requests, cost)
         except StoreError as e:  # the budget still holds until a restart
             log.warning("token usage of key %s not stored: %s", student.label, e)
 
@@ -251,7 +262,7 @@ class InteractionService:
         rec = self._live(interaction_id, owner)
         if rec is not None:
             if stream:
-                return EventStream(sse.frames(sse.follow(rec, start)))
+                return self.resumes.stream(rec, start)
             return Json(rec.snapshot(include_input, timeline=True))
         stored = await asyncio.to_thread(self.store.get, interaction_id, stream, owner)
         if stored is None:
@@ -293,6 +304,11 @@ class InteractionService:
             await asyncio.wait_for(sse.wait_done(rec), CANCEL_WAIT_SECONDS)
         except asyncio.TimeoutError:
             log.warning("interaction %s did not stop within %ss", rec.id, CANCEL_WAIT_SECONDS)
+
+    def _forget(self, rec: TurnRecorder) -> None:
+        """An ended turn is no longer live (the store has it, if it was stored)."""
+        self.live.pop(rec.id, None)
+        self._owners.pop(rec.id, None)
 
     def _abandon(self, rec: TurnRecorder) -> None:
         """Its client went away: cancel the turn without waiting (on the event loop)."""

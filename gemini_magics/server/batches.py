@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .costs import price
 from .engines.base import EngineRequest, GenerationParams
 from .protocol import check_refs
 from .turns import public_message
@@ -174,7 +175,9 @@ class BatchStore:
             answer = {"error": {"code": 500, "message": public_message(e)}, **meta}
         if student is not None:
             usage = (answer.get("response") or {}).get("usageMetadata") or {}
-            self.service.charge(student, int(usage.get("totalTokenCount") or 0))
+            cost = price(batch.model, usage.get("promptTokenCount") or 0,
+                         usage.get("candidatesTokenCount") or 0)  # standard price, as turns
+            self.service.charge(student, int(usage.get("totalTokenCount") or 0), cost=cost)
         return answer
 
     def running(self) -> Counter:

@@ -86,7 +86,7 @@ class Student:
     """One key's identity and quota state (never the key itself)."""
 
     __slots__ = ("id", "label", "used", "requests", "last_active", "budget", "disabled",
-                 "added", "_recent")
+                 "added", "cost", "unpriced", "_recent")
 
     def __init__(self, ident: str, label: str):
         self.id = ident
@@ -97,6 +97,8 @@ class Student:
         self.budget: Optional[int] = None  # its own token budget (None: the class's)
         self.disabled = False
         self.added = False             # added at runtime (the console), not from the keys file
+        self.cost: Optional[float] = None  # USD of its priced tokens (costs.py; None: none yet)
+        self.unpriced = 0              # its tokens at no known price (costs.py)
         self._recent: deque = deque()  # monotonic times of its creates in the rate window
 
     @property
@@ -242,21 +244,30 @@ class KeyRing:
                                  retry_after=wait)
             recent.append(now)
 
-    def charge(self, student: Student, tokens: int, requests: int = 1) -> None:
+    def charge(self, student: Student, tokens: int, requests: int = 1,
+               cost: Optional[float] = None) -> None:
+        """Count ended requests: their tokens, and their `cost` in USD (None: no known price,
+        so their tokens are unpriced)."""
+        tokens = max(0, int(tokens or 0))
         with self._lock:
-            student.used += max(0, int(tokens or 0))
+            student.used += tokens
             student.requests += requests
             student.last_active = time.time()
+            if cost is None:
+                student.unpriced += tokens
+            else:
+                student.cost = (student.cost or 0.0) + cost
 
     def load_usage(self, used: dict) -> None:
         """What each student used so far, by id (from the store): {id: (tokens, requests,
-        last_active)}."""
+        last_active, cost, unpriced_tokens)}."""
         with self._lock:
-            for ident, (tokens, requests, last) in used.items():
+            for ident, (tokens, requests, last, cost, unpriced) in used.items():
                 student = self._by_id.get(ident)
                 if student is not None:
                     student.used, student.requests = int(tokens), int(requests or 0)
                     student.last_active = last
+                    student.cost, student.unpriced = cost, int(unpriced or 0)
 
     def load_settings(self, rows: Iterable[tuple]) -> list[str]:
         """The console's changes kept in the store: (id, label, added, budget, disabled) rows.

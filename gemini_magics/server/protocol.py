@@ -31,6 +31,10 @@ MAX_JSON_DEPTH = 100
 INT64 = 2 ** 63  # integer settings must fit an int64, as in the real API
 
 CONTENT_TYPES = {"text", "image", "audio", "video", "document"}
+# Media parts one request may carry: Gemini's own limit of images per request. Each is described
+# for the text model (describe.py: linear in its bytes, pixels decoded only for small images), so
+# this bounds the CPU one request can ask for (issue #18).
+MAX_MEDIA_PARTS = 3000
 # Top-level create fields the SDKs can send (protocol doc section 2.1). Anything else is a typo
 # the real API would reject too, so we name it instead of silently ignoring it.
 KNOWN_FIELDS = {
@@ -282,6 +286,7 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
     if background and not store:
         raise bad("'background': true needs 'store': true, so the result can be fetched later.")
     steps = normalise_input(body["input"])
+    check_media_parts(steps, "input")
     return CreateRequest(
         model=model, agent=agent, input_steps=steps, system_instruction=system,
         generation_config=gen, response_format=rf, tools=tools,
@@ -515,6 +520,22 @@ def normalise_input(value: Any, where: str = "input") -> list[dict]:
     if pending:
         steps.append({"type": "user_input", "content": pending})
     return steps
+
+
+def check_media_parts(steps: list[dict], where: str) -> None:
+    """A 400 for more than MAX_MEDIA_PARTS media parts in `steps` (their content, and the
+    content lists tool results carry), before any of them is decoded."""
+    count = 0
+    for step in steps:
+        for name in ("content", "result"):
+            items = step.get(name)
+            if isinstance(items, list):
+                count += sum(1 for c in items if isinstance(c, dict)
+                             and c.get("type") in CONTENT_TYPES and c.get("type") != "text")
+    if count > MAX_MEDIA_PARTS:
+        raise bad(f"'{where}' has {count:,} media parts (images, audio, video, documents); a "
+                  f"request may carry at most {MAX_MEDIA_PARTS:,}, as in Gemini's API; send "
+                  f"them over several requests.")
 
 
 def _turn(item: dict, path: str) -> dict:

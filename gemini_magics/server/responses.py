@@ -23,18 +23,24 @@ _STUDENT = "gemini_magics.student"  # the scope key the gate leaves the request'
 
 
 class EventStream(StreamingResponse):
-    """An SSE response that runs `on_close` however it ends (done, error or disconnect)."""
+    """An SSE response that runs `on_close(finished)` however it ends (done, error or
+    disconnect); `finished`: its whole body was handed to the connection."""
 
     def __init__(self, content, on_close=None):
         super().__init__(content, media_type=sse.MEDIA_TYPE, headers=sse.SSE_HEADERS)
         self.on_close = on_close
+        self.finished = False
+
+    async def stream_response(self, send) -> None:
+        await super().stream_response(send)
+        self.finished = True
 
     async def __call__(self, scope, receive, send):
         try:
             await super().__call__(scope, receive, send)
         finally:
             if self.on_close is not None:
-                self.on_close()
+                self.on_close(self.finished)
 
 
 class Json(JSONResponse):

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from ..catalog import PROOF_PATH, key_proof
 from ..compat import request_transport, set_nodelay
-from . import agents, unsupported
+from . import agents, counting, unsupported
 from .batches import add_routes
 from .protocol import ApiError, shown
 from .responses import _STUDENT, EventStream, Json, _error, _guard, student_of
@@ -107,6 +107,7 @@ def create_app(service, teacher_key: Optional[str] = None) -> Starlette:
     # the Batch API (its batches the key's), and the engine's admit() on POSTs
     routes = add_routes(routes, service, owner_of=student_of)
     routes = agents.add_routes(routes, service, _guard)  # custom agents, ahead of the 501s
+    routes = counting.add_routes(routes, service, _guard)  # countTokens, ahead of the 501s
     console = None
     if teacher_key is not None:
         console = Console(service, teacher_key)

@@ -6,7 +6,7 @@ reading there; a plain EOF would end them too). Each event is written as soon as
 go out in one write (see `follow`), never held back for more. We use starlette's StreamingResponse rather than a dependency
 such as sse-starlette: the format is two lines, and StreamingResponse already cancels the
 generator when the client disconnects (uvicorn's h11 protocol reports ASGI spec 2.3), which is
-how a dropped stream cancels its turn.
+how a dropped stream lets go of its turn (`resume.py` decides what happens to the turn).
 
 The worker thread wakes readers through `LoopWaker`, which coalesces wake-ups: at most one
 `call_soon_threadsafe` is pending per reader, however fast the engine emits.

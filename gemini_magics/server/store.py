@@ -17,7 +17,8 @@ output steps and its SSE events (for `GET ...?stream=true` replay), each as JSON
 In classroom mode (`classroom.py`) each row also records its `owner` (the digest of the key
 that created it) and every read, chain and delete is limited to one owner; a file from before
 this column gets it added when opened (rows without an owner belong to no key). The tokens each
-key has used are kept in `key_usage` (with its request count and last activity), the teacher's
+key has used are kept in `key_usage` (with its request count, last activity, cost in USD and
+tokens at no known price; costs.py), the teacher's
 console's changes in `students` (a budget, disabled, and the digests of students added at
 runtime: never a key).
 One connection guarded by a lock: the server calls it from worker threads, never from the event
@@ -118,18 +119,26 @@ class _ClassRecords:
 
     def key_usage(self) -> dict[str, tuple]:
         """What each owner used so far (classroom mode): {owner: (tokens, requests,
-        last_active)}."""
+        last_active, cost, unpriced_tokens)}."""
         return {owner: rest for owner, *rest in self._read(
-            "SELECT owner, tokens, requests, last_active FROM key_usage", ())}
+            "SELECT owner, tokens, requests, last_active, cost, unpriced_tokens FROM key_usage",
+            ())}
 
-    def add_key_usage(self, owner: str, tokens: int, requests: int = 1) -> None:
+    def add_key_usage(self, owner: str, tokens: int, requests: int = 1,
+                      cost: Optional[float] = None) -> None:
+        """Add ended requests to an owner's usage: their tokens and their `cost` in USD, or
+        (None: no known price) their tokens to its unpriced tokens."""
+        unpriced = tokens if cost is None else 0
         try:
             with self._lock:
                 self._db.execute(
-                    "INSERT INTO key_usage (owner, tokens, requests, last_active) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT(owner) DO UPDATE SET "
+                    "INSERT INTO key_usage (owner, tokens, requests, last_active, cost, "
+                    "unpriced_tokens) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(owner) DO UPDATE SET "
                     "tokens = tokens + excluded.tokens, requests = requests + excluded.requests, "
-                    "last_active = excluded.last_active", (owner, tokens, requests, time.time()))
+                    "last_active = excluded.last_active, cost = CASE WHEN excluded.cost IS NULL "
+                    "THEN cost ELSE COALESCE(cost, 0) + excluded.cost END, "
+                    "unpriced_tokens = unpriced_tokens + excluded.unpriced_tokens",
+                    (owner, tokens, requests, time.time(), cost, unpriced))
         except sqlite3.Error as e:
             raise self._failed("record token usage in", e) from None
 
@@ -204,16 +213,20 @@ class Store(_ClassRecords):
 
     def _migrate(self) -> None:
         """Bring a file from an older version up to the schema: add the `owner` column (and
-        the index each owner's share is counted by)."""
+        the index each owner's share is counted by) and key_usage's later columns (the
+        tokens a key used before costs were kept count as tokens at no known price)."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(interactions)")}
         if "owner" not in columns:
             self._db.execute("ALTER TABLE interactions ADD COLUMN owner TEXT")
         self._db.execute("CREATE INDEX IF NOT EXISTS interactions_owner "
                          "ON interactions(owner, updated_at)")
         usage = {row[1] for row in self._db.execute("PRAGMA table_info(key_usage)")}
-        for column, kind in (("requests", "INTEGER NOT NULL DEFAULT 0"), ("last_active", "REAL")):
+        for column, kind in (("requests", "INTEGER NOT NULL DEFAULT 0"), ("last_active", "REAL"),
+                             ("cost", "REAL"), ("unpriced_tokens", "INTEGER NOT NULL DEFAULT 0")):
             if column not in usage:
                 self._db.execute(f"ALTER TABLE key_usage ADD COLUMN {column} {kind}")
+                if column == "unpriced_tokens":
+                    self._db.execute("UPDATE key_usage SET unpriced_tokens = tokens")
 
     def _check_integrity(self) -> None:
         """Refuse a damaged file now rather than answer 500s later (quick_check reads every

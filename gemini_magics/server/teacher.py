@@ -17,8 +17,9 @@ site cannot make the teacher's browser act. `routes._App` sends `/teacher` reque
 
 A change takes effect at once (the key ring is what the gate and the quotas read) and is kept
 in the store, so a `--db` keeps it across restarts. The console never shows a key after it was
-created: only labels and fingerprints (a prefix of the key's digest). `cost` is null: prices
-are the client's (`gemini_magics.pricing`), which the server does not import.
+created: only labels and fingerprints (a prefix of the key's digest). `cost` is USD at each
+turn's model's standard price (`costs.py`), null while none of the key's tokens had a known price;
+`unpriced_tokens` are the tokens of models with no known price, which no cost includes.
 """
 from __future__ import annotations
 
@@ -62,6 +63,9 @@ _PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src '
              "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 _LOGIN_CSP = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
               "base-uri 'none'; frame-ancestors 'none'")
+COST_NOTE = ("cost: USD at each model's standard price (genai-prices), what the same tokens "
+             "would cost on Google's API; null until a key used a model with a known price. "
+             "unpriced_tokens: tokens of models with no known price, in no cost.")
 _ASSETS = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
 
 
@@ -207,7 +211,9 @@ class Console:
     # -- the API -------------------------------------------------------------------------
     def entries(self) -> list[dict]:
         """One entry per student: what the class table shows."""
-        answering = Counter(self.service._owners.values())
+        live = self.service.live  # ended turns kept for a resume (resume.py) are not answering
+        answering = Counter(owner for iid, owner in list(self.service._owners.items())
+                            if (rec := live.get(iid)) is not None and not rec.done.is_set())
         batches = getattr(self.service, "batches", None)
         if batches is not None:
             answering.update(batches.running())
@@ -216,7 +222,8 @@ class Console:
     def _entry(self, s: Student, answering: int = 0) -> dict:
         budget = self.keys.budget_of(s)
         return {"label": s.label, "fingerprint": s.fingerprint, "requests": s.requests,
-                "tokens": s.used, "cost": None, "token_budget": budget,
+                "tokens": s.used, "cost": None if s.cost is None else round(s.cost, 10),
+                "unpriced_tokens": s.unpriced, "token_budget": budget,
                 "budget_left": None if budget is None else max(0, budget - s.used),
                 "own_budget": s.budget is not None, "disabled": s.disabled,
                 "last_active": _iso(s.last_active), "rate": self.keys.recent_requests(s),
@@ -225,11 +232,11 @@ class Console:
     async def usage(self, request: Request) -> Response:
         return Json({"students": self.entries(),
                      "class": {"token_budget": self.keys.tokens, "rate_limit": self.keys.rate},
-                     "cost_note": "Costs are not computed by the local server."})
+                     "cost_note": COST_NOTE})
 
     async def usage_csv(self, request: Request) -> Response:
-        fields = ["label", "fingerprint", "requests", "tokens", "cost", "token_budget",
-                  "budget_left", "disabled", "last_active", "added"]
+        fields = ["label", "fingerprint", "requests", "tokens", "cost", "unpriced_tokens",
+                  "token_budget", "budget_left", "disabled", "last_active", "added"]
         out = io.StringIO()
         writer = csv.DictWriter(out, fields, extrasaction="ignore", lineterminator="\r\n")
         writer.writeheader()

@@ -581,6 +581,9 @@ class MeteredEngine(Engine):
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
+    def count_input(self, request: EngineRequest) -> int:
+        return self.inner.count_input(request)
+
     def generate(self, request: EngineRequest, on_text: OnText) -> EngineResult:
         streamed: list[str] = []
 
@@ -590,10 +593,8 @@ class MeteredEngine(Engine):
 
         try:
             result = self.inner.generate(request, counting)
-        except BaseException:
-            self._add(sum(self.count_tokens(m.get("content") or "") for m in request.messages
-                          if isinstance(m.get("content"), str)),
-                      self.count_tokens("".join(streamed)))
+        except BaseException:  # the plain rule, not the engine's own (it may be what failed)
+            self._add(Engine.count_input(self, request), self.count_tokens("".join(streamed)))
             raise
         self._add(result.input_tokens, result.output_tokens)
         return result

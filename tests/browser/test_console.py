@@ -102,11 +102,13 @@ def test_the_console_in_a_browser(classroom, pg):
     pg.evaluate("window.__notReloaded = true")
 
     # the table updates by itself while both students stream
-    def stream(client):
-        for _ in client.interactions.create(model="m", input=STREAM, stream=True):
+    def stream(client, model):
+        for _ in client.interactions.create(model=model, input=STREAM, stream=True):
             pass
 
-    threads = [threading.Thread(target=stream, args=(c,)) for c in (alice, bob)]
+    # bob's model has a known price, alice's ("m") none
+    threads = [threading.Thread(target=stream, args=(c, m))
+               for c, m in ((alice, "m"), (bob, "gemini-2.5-flash"))]
     for t in threads:
         t.start()
     try:
@@ -123,6 +125,8 @@ def test_the_console_in_a_browser(classroom, pg):
     assert pg.evaluate("window.__notReloaded") is True
     tokens = classroom.keys.by_label("bob").used
     assert _row(pg, "bob").locator("td.col-tokens").inner_text().replace(",", "") == str(tokens)
+    assert _row(pg, "bob").locator("td.col-cost").inner_text().startswith("$0.000")
+    assert _row(pg, "alice").locator("td.col-cost").inner_text().endswith(" tokens unpriced")
     _shot(pg, "after-streams")
 
     # a student's conversations: the prompt, the picture as a thumbnail, the answer

@@ -82,8 +82,12 @@ def test_cancel_stops_a_stream_from_another_request(client):
     assert client.interactions.get(iid).status == "cancelled"
 
 
-def test_client_disconnect_cancels_a_stream(client, http):
+def test_client_disconnect_cancels_a_stream_after_the_resume_grace(client, http, echo_server,
+                                                                   monkeypatch):
+    """Nobody resumes it (tests/server/test_resume_grace.py has the resumes)."""
     import json
+
+    monkeypatch.setattr(echo_server.service.resumes, "seconds", 0.5)
 
     with http.stream("POST", "/v1/interactions",
                      json={"model": "m", "input": SLOW, "stream": True}) as r:

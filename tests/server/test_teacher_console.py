@@ -91,7 +91,8 @@ def test_the_teacher_sees_both_students_usage_and_transcripts(classroom):
     assert a["requests"] == 2
     assert a["tokens"] == first.usage.total_tokens + second.usage.total_tokens
     assert b["requests"] == 1 and b["tokens"] == bobs.usage.total_tokens
-    assert a["last_active"] and a["answering"] == 0 and a["cost"] is None and not a["disabled"]
+    assert a["last_active"] and a["answering"] == 0 and not a["disabled"]
+    assert a["cost"] is None and a["unpriced_tokens"] == a["tokens"]  # "m" has no known price
     assert a["fingerprint"] and a["fingerprint"] not in ALICE
 
     r = console.get("/teacher/api/students/alice/interactions")
@@ -107,7 +108,8 @@ def test_the_teacher_sees_both_students_usage_and_transcripts(classroom):
     assert "my first question" not in r.text
 
     csv_text = console.get("/teacher/api/usage.csv").text.splitlines()
-    assert csv_text[0].startswith("label,fingerprint,requests,tokens,cost,token_budget")
+    assert csv_text[0].startswith("label,fingerprint,requests,tokens,cost,unpriced_tokens,"
+                                  "token_budget")
     assert csv_text[1].startswith(f"alice,{a['fingerprint']},2,{a['tokens']},")
 
 

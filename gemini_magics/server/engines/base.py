@@ -73,5 +73,11 @@ class Engine(ABC):
         """Approximate token count, for usage figures of inputs."""
         return max(1, len(text.split())) if text else 0
 
+    def count_input(self, request: EngineRequest) -> int:
+        """The input tokens `generate` would report for `request` (the server's countTokens).
+        By default each message's `count_tokens`, which is what the echo engine reports."""
+        return sum(self.count_tokens(m.get("content") or "") for m in request.messages
+                   if isinstance(m.get("content"), str))
+
     def close(self) -> None:
         """Release resources (model memory, threads)."""

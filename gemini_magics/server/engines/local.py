@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import json
 import os
 import secrets
 import threading
+import urllib.request
 from typing import Any, Optional
 
-from .base import Engine, EngineRejected, EngineRequest, EngineResult, OnText
+from .base import (Engine, EngineFailed, EngineRejected, EngineRequest, EngineResult,
+                   OnText)
 from .chat import ChunkStream, chat_body
 
 ENV_MODEL = "GEMINI_MAGICS_MODEL"
@@ -205,6 +208,26 @@ class LocalEngine(Engine):
             if self._loaded is not None:
                 self._loaded = None
                 _release(self.model_path, self.n_parallel)
+
+    def count_input(self, request: EngineRequest) -> int:
+        """What llama.cpp will count: the messages through the model's chat template, then its
+        tokenizer (the side listener's /apply-template and /tokenize, which need no slot)."""
+        prompt = self._side("/apply-template", {"messages": chat_body(request, 1)["messages"]})
+        return len(self._side("/tokenize", {"content": prompt["prompt"], "add_special": True,
+                                            "parse_special": True})["tokens"])
+
+    def _side(self, path: str, body: dict) -> dict:
+        server = self.load()
+        request = urllib.request.Request(
+            server.listening_address + path, data=json.dumps(body).encode(),
+            headers={"Authorization": "Bearer " + self._loaded.key,
+                     "Content-Type": "application/json"})
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no HTTP_PROXY
+        try:
+            with direct.open(request, timeout=30) as response:
+                return json.load(response)
+        except (OSError, ValueError) as e:
+            raise EngineFailed(f"The local model's tokenizer did not answer ({e}).") from None
 
     def generate(self, request: EngineRequest, on_text: OnText) -> EngineResult:
         body = self._chat_body(request)

@@ -20,6 +20,9 @@ function el(tag, attrs, ...children) {
 }
 
 const fmt = (n) => (n === null || n === undefined ? "—" : Number(n).toLocaleString("en-US"));
+// USD at the models' standard prices; a few tokens cost fractions of a cent, so those keep 2 digits
+const money = (c) => (c === null || c === undefined ? "—" : c >= 0.01 ? `$${c.toFixed(2)}`
+                      : c > 0 ? `$${c.toPrecision(2)}` : "$0");
 
 function ago(iso) {
   if (!iso) return "never";
@@ -82,7 +85,9 @@ function fill(row, s) {
   c.status.replaceChildren(el("span", { class: `status ${state}` }, el("i", { class: "dot" }), words));
   c.requests.textContent = fmt(s.requests);
   c.tokens.textContent = fmt(s.tokens);
-  c.cost.textContent = s.cost === null ? "—" : `$${Number(s.cost).toFixed(4)}`;
+  const unpriced = s.unpriced_tokens ? `${fmt(s.unpriced_tokens)} tokens unpriced` : "";
+  c.cost.textContent = s.cost === null && unpriced ? unpriced : money(s.cost) + (unpriced ? ` + ${unpriced}` : "");
+  c.cost.title = s.unpriced_tokens ? "tokens of models with no known price are not in the cost" : "";
   if (s.token_budget === null) {
     c.meter.replaceChildren(el("span", { class: "muted" }, "no budget"));
   } else {
@@ -116,14 +121,16 @@ function render(data) {
   }
   for (const [label, row] of rows) if (!seen.has(label)) { row.tr.remove(); rows.delete(label); }
   const t = data.students.reduce((a, s) => ({ tokens: a.tokens + s.tokens, requests: a.requests + s.requests,
-                                              answering: a.answering + (s.answering ? 1 : 0) }),
-                                 { tokens: 0, requests: 0, answering: 0 });
+                                              answering: a.answering + (s.answering ? 1 : 0),
+                                              cost: s.cost === null ? a.cost : (a.cost || 0) + s.cost }),
+                                 { tokens: 0, requests: 0, answering: 0, cost: null });
   const card = (value, what) => el("div", { class: "card" }, el("b", {}, value), el("span", {}, what));
   document.getElementById("summary").replaceChildren(
     card(fmt(data.students.length), "students"),
     card(fmt(t.answering), "answering now"),
     card(fmt(t.requests), "requests"),
     card(fmt(t.tokens), "tokens"),
+    card(money(t.cost), "cost at standard prices"),
     card(data.class.token_budget === null ? "none" : fmt(data.class.token_budget), "class budget per student"));
 }
 
