@@ -202,7 +202,8 @@ def serve(args: argparse.Namespace) -> int:
         if engine is not args.engine:
             engine.close()
     if keys is not None:
-        used = ", ".join(f"{st.label} {st.used:,}" for st in keys.students())
+        used = ", ".join(f"{st.label} {st.used:,}" + ("" if st.cost is None else f" (${st.cost:.4f})")
+                         for st in keys.students())
         print(f"gemini-magics: tokens used per key: {used}.", file=sys.stderr, flush=True)
     print("gemini-magics: stopped.", file=sys.stderr, flush=True)
     return 0

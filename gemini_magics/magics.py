@@ -496,7 +496,7 @@ def _estimate(m: GeminiMagics, request: Any, requests: list, read: Any = None,
         _record_rows(m, run)
         sample = [r for r in run.results if r is not None]
     counter = spend.api_counter(get_client(backend, m.session), request.model,
-                                request.concurrency or 1)
+                                request.concurrency or 1, offline=backend.kind == "local")
     try:
         override = pricing.parse_override(m.price_override)
     except ValueError:

@@ -312,10 +312,11 @@ def prompt_text(request: Any) -> str:
     return "\n".join(([system] if system else []) + parts)
 
 
-def api_counter(client: Any, model: str, concurrency: int = 8) -> Callable:
+def api_counter(client: Any, model: str, concurrency: int = 8, *, offline: bool = False) -> Callable:
     """A counter for `estimate`: texts -> (token counts, how they were counted), with the API's
-    countTokens (free, not charged to the budget); where the server cannot count (the offline
-    server) every count is estimated from the text instead, and said so."""
+    countTokens (free, not charged to the budget; `offline`: the local server's, which counts
+    with its model's own tokenizer); where the server cannot count, every count is estimated
+    from the text instead, and said so."""
     def count(texts: list) -> tuple:
         def one(text: str) -> int:
             return int(client.models.count_tokens(model=model, contents=text).total_tokens or 0)
@@ -325,7 +326,8 @@ def api_counter(client: Any, model: str, concurrency: int = 8) -> Callable:
             return [pricing.tokens_in(t) for t in texts], "estimated from the text (~4 characters a token)"
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, 16))) as pool:
             rest = list(pool.map(one, texts[1:]))
-        return first + rest, "counted by the API (countTokens)"
+        return first + rest, ("counted by the local server's tokenizer" if offline
+                              else "counted by the API (countTokens)")
     return count
 
 

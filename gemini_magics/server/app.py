@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import hmac
 import logging
 import secrets
 from typing import Callable, Optional
@@ -27,7 +26,7 @@ from starlette.responses import Response
 
 from . import sse
 from .agents import AgentStore, with_custom_agent
-from .classroom import KeyRing, Student
+from .classroom import KeyRing, Student, key_holder
 from .costs import usage_cost
 from .costs import warm as warm_prices
 from .engines.base import Engine
@@ -91,24 +90,8 @@ class InteractionService:
     def check_key(self, request: Request) -> Optional[Student]:
         """Refuse a request without the right key (401); in classroom mode, whose key it is.
         The app's gate asks this once per request, before routing (`routes._App`)."""
-        if self.keys is not None:
-            student = self.keys.identify(_key_of(request))
-            if student is None:
-                raise ApiError(401, "Missing or unknown API key: send your own key from the "
-                                    "server's keys file in the x-goog-api-key header "
-                                    "(GEMINI_API_KEY for the SDKs and the magics).",
-                               status="UNAUTHENTICATED")
-            if student.disabled:
-                raise ApiError(401, "This API key has been disabled by whoever runs this "
-                                    "server; ask them to enable it again.",
-                               status="UNAUTHENTICATED")
-            return student
-        if self._api_key is None:
-            return None
-        given = request.headers.get("x-goog-api-key", "")
-        if not hmac.compare_digest(given.encode(), self._api_key.encode()):
-            raise ApiError(401, "Missing or wrong API key: send the server's key in the "
-                                "x-goog-api-key header (GEMINI_API_KEY for the SDKs).")
+        return key_holder(self.keys, self._api_key, request.headers.get("x-goog-api-key", ""),
+                          _key_of(request))
 
     def shutdown(self) -> None:
         for rec in list(self.live.values()):

@@ -40,6 +40,7 @@ The teacher's console (`teacher.py`) changes a key at runtime: its own token bud
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 import secrets
@@ -319,3 +320,26 @@ def new_keys_text(labels: Iterable[str]) -> str:
     if len(set(labels)) != len(lines):
         raise ValueError("Labels must be unique.")
     return "\n".join(lines) + "\n"
+
+
+def key_holder(keys: Optional[KeyRing], api_key: Optional[str], header_key: str,
+               any_key: str) -> Optional[Student]:
+    """Who a request's key belongs to: in classroom mode its Student (`any_key`: the header or
+    the `key` query parameter), else None; an ApiError 401 when the key is missing, unknown,
+    disabled or (one `api_key` for the server, header only) wrong."""
+    if keys is not None:
+        student = keys.identify(any_key)
+        if student is None:
+            raise ApiError(401, "Missing or unknown API key: send your own key from the "
+                                "server's keys file in the x-goog-api-key header "
+                                "(GEMINI_API_KEY for the SDKs and the magics).",
+                           status="UNAUTHENTICATED")
+        if student.disabled:
+            raise ApiError(401, "This API key has been disabled by whoever runs this "
+                                "server; ask them to enable it again.",
+                           status="UNAUTHENTICATED")
+        return student
+    if api_key is not None and not hmac.compare_digest(header_key.encode(), api_key.encode()):
+        raise ApiError(401, "Missing or wrong API key: send the server's key in the "
+                            "x-goog-api-key header (GEMINI_API_KEY for the SDKs).")
+    return None
