@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from functools import lru_cache
 from typing import Optional, Union, get_args
 
@@ -17,7 +18,7 @@ __all__ = [
     "AGENTS", "sdk_names", "is_known", "unknown_name_warning",
     "BUILTIN_TOOLS", "PANEL_TOOLS", "COMPUTER_ENVIRONMENTS", "THINKING_LEVELS",
     "ASPECT_RATIOS", "IMAGE_SIZES", "normalize_aspect_ratio", "normalize_image_size",
-    "human_size", "PROOF_PATH", "key_proof",
+    "human_size", "PROOF_PATH", "key_proof", "is_loopback",
 ]
 
 DEFAULT_MODEL = "gemini-3.5-flash"
@@ -129,3 +130,17 @@ def key_proof(key: str, nonce: str) -> str:
     """HMAC-SHA256 of `nonce` under `key`, hex: what both sides of the proof compute."""
     return hmac.new(key.encode(), b"gemini-magics proof:" + nonce.encode(),
                     hashlib.sha256).hexdigest()
+
+
+def is_loopback(host: Optional[str]) -> bool:
+    """A loopback host: `localhost` or a loopback IP literal (brackets allowed); a name is never
+    resolved, since resolving it could already reach the network. One rule for the server (who
+    may connect, whom it may call) and the client (is an endpoint local?)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -11,7 +11,6 @@ billed, so they do not count toward the budget unless the `budget_offline` setti
 """
 from __future__ import annotations
 
-import ipaddress
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 from . import pricing
+from .catalog import is_loopback
 from .client import answers_offline
 from .errors import GeminiError
 from .session import Session, current
@@ -104,13 +104,7 @@ def billed(settings: Mapping[str, Any], session: Optional[Session] = None) -> bo
 
 
 def _loopback(url: str) -> bool:
-    host = (urlsplit(url if "//" in url else "//" + url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(urlsplit(url if "//" in url else "//" + url).hostname)
 
 
 def _override(settings: Mapping[str, Any]) -> Optional[dict]:

@@ -31,7 +31,6 @@ maps the same page-cache pages and only its small KV cache is private.
 from __future__ import annotations
 
 import atexit
-import ipaddress
 import logging
 import math
 import os
@@ -43,6 +42,7 @@ import threading
 import time
 from typing import Any, Optional, Union
 
+from ..catalog import is_loopback
 from .app import InteractionService
 from .classroom import KeyRing
 from .engines import Engine, make_engine
@@ -66,15 +66,6 @@ ENGINE_ENV = "GEMINI_MAGICS_ENGINE"
 def new_api_key() -> str:
     """A random key for a server that only its starter may use (the magics' embedded one)."""
     return secrets.token_urlsafe(32)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _calls_mcp(req: CreateRequest) -> bool:

@@ -19,13 +19,14 @@ What a request may make this server reach is the point of this module:
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import urlsplit
 
 import anyio
+
+from ..catalog import is_loopback
 
 __all__ = ["McpFailure", "McpServer", "McpTool", "TIMEOUT_S", "MAX_RESULT_CHARS",
            "MAX_RESPONSE_BYTES", "call_tool", "list_tools", "tool_problem"]
@@ -112,14 +113,7 @@ def _host_allowed(host: Optional[str], allow_remote: bool) -> bool:
     """Whether a connection to `host` (a URL's literal host, never resolved) may be made."""
     if allow_remote:
         return True
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a name: resolving it could already reach the network
+    return is_loopback(host)  # a name is never resolved: that could already reach the network
 
 
 def _refusal(server: McpServer) -> str:

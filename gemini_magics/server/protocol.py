@@ -7,7 +7,6 @@ Reference: shared/interactions-protocol.md (sections 2, 4, 5 and 9).
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import math
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from ..catalog import (ASPECT_RATIOS, BUILTIN_TOOLS, IMAGE_SIZES, normalize_aspect_ratio,
+from ..catalog import (ASPECT_RATIOS, BUILTIN_TOOLS, IMAGE_SIZES, is_loopback, normalize_aspect_ratio,
                        normalize_image_size)
 from .json_schema import check_schema, local_lookup
 from .mcp_tools import tool_problem
@@ -294,16 +293,6 @@ def parse_create(body: dict, query_stream: bool = False) -> CreateRequest:
         previous_interaction_id=prev or None,
         echo={k: body[k] for k in ECHOED_FIELDS if body.get(k) is not None},
     )
-
-
-def is_loopback(host: str) -> bool:
-    """A loopback host: `localhost` or a loopback IP literal (a name is never resolved)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_webhook_config(config: dict) -> None:
