@@ -294,3 +294,20 @@ def scripted():
     srv = ScriptedServer()
     yield srv
     srv.stop()
+
+
+class StreamWithoutResponse:
+    """An SDK stream as a google-genai that keeps its HTTP response elsewhere would hand it
+    back: iterable and closable, with no `.response`."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._stream)
+
+    def close(self):
+        self._stream.close()

@@ -13,7 +13,7 @@ from gemini_magics.request import Request
 from gemini_magics.runner import run
 from gemini_magics.sender import resumed_note
 
-from magics_fixtures import magics_of, run_cell, shell  # noqa: F401
+from magics_fixtures import StreamWithoutResponse, magics_of, run_cell, shell  # noqa: F401
 
 WORDS_200 = " ".join(f"w{i}" for i in range(1, 201))
 NOTE = resumed_note(1)
@@ -193,23 +193,6 @@ def test_a_row_whose_stream_is_cut_is_resumed_while_the_server_still_has_it(ns, 
     assert "2 of 2 rows ok" in cap.markdown + cap.stdout
 
 
-class _StreamWithoutResponse:
-    """An SDK stream as a google-genai that keeps its HTTP response elsewhere would hand it
-    back: iterable and closable, with no `.response`."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return next(self._stream)
-
-    def close(self):
-        self._stream.close()
-
-
 def test_rows_without_the_raw_stream_are_read_with_the_sdk_iterator(ns, echo_server,
                                                                     monkeypatch):
     shell = ns
@@ -218,7 +201,7 @@ def test_rows_without_the_raw_stream_are_read_with_the_sdk_iterator(ns, echo_ser
     client = get_client(Backend("custom", echo_server.base_url, LOCAL_API_KEY, 1, None))
     create = client.interactions.create
     monkeypatch.setattr(client.interactions, "create",
-                        lambda **kw: _StreamWithoutResponse(create(**kw)))
+                        lambda **kw: StreamWithoutResponse(create(**kw)))
     shell.user_ns["words"] = ["a", "b", "c"]
     cap = run_cell(shell, "%%gemini --over words --no-cache -o out\nSay {item}")
     assert cap.error is None, (cap.stdout, cap.stderr)

@@ -11,7 +11,8 @@ from gemini_magics.request import Request
 from gemini_magics.runner import run
 from gemini_magics.session import Session
 
-from magics_fixtures import ScriptedServer, scripted, sse_events_for  # noqa: F401
+from magics_fixtures import (ScriptedServer, StreamWithoutResponse, scripted,  # noqa: F401
+                             sse_events_for)
 from test_stream import RICH, RICH_INTERACTION
 
 # What the real API streams, beyond RICH: its user_input step, a thought summary and answer text
@@ -129,23 +130,6 @@ def test_fast_and_sdk_paths_agree_on_what_the_real_api_streams(scripted):
     assert "1 unreadable event skipped" in render.footer_text(slow)
 
 
-class _StreamWithoutResponse:
-    """An SDK stream as a google-genai that keeps its HTTP response elsewhere would hand it
-    back: iterable and closable, with no `.response`."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return next(self._stream)
-
-    def close(self):
-        self._stream.close()
-
-
 def test_without_the_raw_response_the_sdk_iterator_answers_with_one_note(base_url, monkeypatch):
     backend = Backend("custom", base_url, "k", 1, None)
     request = Request(text="/words 40", parts=["/words 40"])
@@ -153,7 +137,7 @@ def test_without_the_raw_response_the_sdk_iterator_answers_with_one_note(base_ur
     client = get_client(backend)  # the client run() uses: its create() hands back the wrapper
     create = client.interactions.create
     monkeypatch.setattr(client.interactions, "create",
-                        lambda **kw: _StreamWithoutResponse(create(**kw)))
+                        lambda **kw: StreamWithoutResponse(create(**kw)))
     session = Session()  # a session that has not said it yet
     first = run(request, backend=backend, session=session)
     second = run(request, backend=backend, session=session)
