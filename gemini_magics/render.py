@@ -211,8 +211,8 @@ def _facts(r: Any) -> list[str]:
         facts.append(f"incomplete: {incomplete_reason(r)}")
     elif r.status and r.status != "completed":
         facts.append(r.status)
-    elif cap_note(r):
-        facts.append(cap_note(r))
+    elif note := cap_note(r):
+        facts.append(note)
     skipped = r.skipped_events
     if skipped:  # data: lines that were not JSON (the answer went on without them)
         facts.append(f"{skipped} unreadable event{'s' if skipped != 1 else ''} skipped")
@@ -249,8 +249,8 @@ def footer_markdown(r: Any) -> str:
         lines.append(f"- environment id: `{r.environment_id}`")
     if r.status == "incomplete":
         lines.append(f"- status: incomplete, {incomplete_reason(r)}")
-    elif r.status == "completed" and cap_note(r):
-        lines.append(f"- status: completed ({cap_note(r)})")
+    elif r.status == "completed" and (note := cap_note(r)):
+        lines.append(f"- status: completed ({note})")
     elif r.status:
         lines.append(f"- status: {r.status}")
     if r.usage:
