@@ -109,22 +109,24 @@ def is_english(text: str) -> bool:
     return ascii_share >= 0.98 and stop_share >= 0.12
 
 
-def loops(text: str) -> bool:
-    if re.search(r"(\S)\1{9,}", text):
-        return True
+def loop_of(text: str) -> str:
+    """What repeats ('' if nothing does): a character 10 times in a row, or 4 words 3 times."""
+    run = re.search(r"(\S)\1{9,}", text)
+    if run:
+        return run.group(0)
     words = re.findall(r"\w+", text.lower())
     seen: dict = {}
     for i in range(len(words) - 3):
         gram = tuple(words[i:i + 4])
         seen[gram] = seen.get(gram, 0) + 1
         if seen[gram] >= 3:
-            return True
-    return False
+            return " ".join(gram)
+    return ""
 
 
 def score(text: str, expect: list[str]) -> Score:
     low = text.lower()
-    return Score(is_english(text), not loops(text), any(e in low for e in expect))
+    return Score(is_english(text), not loop_of(text), any(e in low for e in expect))
 
 
 def run(engine: LocalEngine, sampling: dict, max_tokens: int,
@@ -182,7 +184,8 @@ def main() -> None:
                   f"{len(rows)} sane ({time.perf_counter() - t0:.0f} s)", flush=True)
             if args.show:
                 for prompt, answer, s in rows:
-                    print(f"  [{s.marks()}] {prompt}\n      {' '.join(answer.split())[:400]}")
+                    loop = f" (repeats: {loop_of(answer)!r})" if not s.no_loop else ""
+                    print(f"  [{s.marks()}] {prompt}{loop}\n      {' '.join(answer.split())[:400]}")
 
     names = [n for n, _ in settings]
     print(f"\nOffline answers, seed 0, max {args.max_tokens} tokens "
