@@ -54,7 +54,7 @@ DEFAULT_SEED = 0
 # JSON-schema-constrained replies (function calls, --schema, function answers) keep llama.cpp's
 # defaults, which bench_function_answers measured: a repetition penalty would fight JSON's
 # repeated quotes and braces.
-DEFAULT_SAMPLING = {"temperature": 0.3, "top_p": 0.9, "repeat_penalty": 1.15, "repeat_last_n": 64}
+DEFAULT_SAMPLING = {"temperature": 0.3, "top_p": 0.9, "repeat_penalty": 1.15, "repeat_last_n": 256}
 # llama.cpp's in-RAM prompt cache defaults to 8 GiB; a small one is plenty for a notebook.
 PROMPT_CACHE_MIB = 128
 
