@@ -105,7 +105,9 @@ def find_local_model() -> str:
 
 def resolve_backend(settings: Mapping[str, Any],
                     session: Optional[Session] = None) -> tuple[Backend, Optional[str]]:
-    """(backend, notice): the notice is set when answers come from the local offline model.
+    """(backend, notice): the notice is set when answers come from the local offline model
+    and `session` has not said it yet (once per kernel, whichever shows it first: a cell or
+    the panel).
 
     A cassette in replay mode wins over everything: no key, server or base_url is needed,
     so a replayed notebook runs on a machine with no network and no model.
@@ -124,7 +126,8 @@ def resolve_backend(settings: Mapping[str, Any],
     if key and not settings.get("offline"):
         return Backend("api", None, key, attempts, timeout), None
     server = _local_server(settings.get("engine") or None, settings.get("server") or None, session)
-    notice = None if settings.get("offline") else OFFLINE_NOTICE
+    said = settings.get("offline") or not session.once(OFFLINE_NOTICE)
+    notice = None if said else OFFLINE_NOTICE
     # A local server does not fail transiently: one attempt, no backoff waits.
     return Backend("local", server.base_url.rstrip("/"), server.api_key or LOCAL_API_KEY, 1,
                    timeout), notice

@@ -338,8 +338,8 @@ class GeminiMagics(Magics):
             if _is_cassette_error(exc):  # e.g. a bad GEMINI_MAGICS_RECORD_MODE
                 raise GeminiError(str(exc)) from None
             raise GeminiError(backend_failure(exc)) from None
-        if notice and self.session.once(notice):
-            print(notice)
+        if notice:  # said once per session (resolve_backend), as a note like the others
+            self._note(notice)
         return backend
 
     def _finish(self, request: Any, result: Any, ns: Any) -> None:

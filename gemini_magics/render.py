@@ -25,7 +25,8 @@ from .tools import cite, render_step_markdown
 
 __all__ = ["Style", "style_for", "pieces", "ending", "markdown", "join", "is_image", "thoughts_markdown", "final_rewrite",
            "pretty_json", "image_bundle", "notes_markdown", "outcome_markdown",
-           "footer_markdown", "footer_text", "md_escape", "hard_breaks", "incomplete_reason"]
+           "footer_markdown", "footer_text", "md_escape", "hard_breaks", "incomplete_reason",
+           "cap_note"]
 
 
 class Style(NamedTuple):
@@ -212,6 +213,8 @@ def _facts(r: Any) -> list[str]:
         facts.append(f"incomplete: {incomplete_reason(r)}")
     elif r.status and r.status != "completed":
         facts.append(r.status)
+    elif note := cap_note(r):
+        facts.append(note)
     skipped = r.skipped_events
     if skipped:  # data: lines that were not JSON (the answer went on without them)
         facts.append(f"{skipped} unreadable event{'s' if skipped != 1 else ''} skipped")
@@ -227,6 +230,16 @@ def incomplete_reason(r: Any) -> str:
     return f"stopped at max tokens ({limit})" if limit else "stopped at max tokens"
 
 
+def cap_note(r: Any) -> str:
+    """Why a completed answer may end mid-sentence: the offline server's model stopped at its
+    own default cap (the request set no --max-tokens), which it reports as
+    `default_max_output_tokens_reached`; '' otherwise."""
+    cap = (getattr(r, "interaction_data", None) or {}).get("default_max_output_tokens_reached")
+    if not isinstance(cap, int) or isinstance(cap, bool):
+        return ""
+    return f"offline model stops at {cap} tokens; --max-tokens N for more"
+
+
 def footer_markdown(r: Any) -> str:
     """A folded details block: model, tokens, time, interaction id."""
     lines = [f"<details><summary>{' · '.join(_facts(r))}</summary>", ""]
@@ -238,6 +251,8 @@ def footer_markdown(r: Any) -> str:
         lines.append(f"- environment id: `{r.environment_id}`")
     if r.status == "incomplete":
         lines.append(f"- status: incomplete, {incomplete_reason(r)}")
+    elif r.status == "completed" and (note := cap_note(r)):
+        lines.append(f"- status: completed ({note})")
     elif r.status:
         lines.append(f"- status: {r.status}")
     if r.usage:

@@ -154,10 +154,8 @@ def _comparable(nb) -> list:
         outs = []
         for out in cell.outputs:
             out = {k: v for k, v in out.items() if k not in ("execution_count", "metadata")}
-            if out.get("output_type") == "stream":
-                out["text"] = out["text"].replace(OFFLINE_NOTICE + "\n", "")
-                if not out["text"]:
-                    continue
+            if out.get("data", {}).get("text/plain") == OFFLINE_NOTICE:
+                continue
             outs.append(clean(json.loads(json.dumps(out))))
         cells.append((cell.source, outs))
     return cells

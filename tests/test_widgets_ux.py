@@ -14,7 +14,7 @@ import pytest
 
 from gemini_magics import live, widgets
 from gemini_magics.args import parse
-from gemini_magics.client import Backend
+from gemini_magics.client import OFFLINE_NOTICE, Backend
 from gemini_magics.result import GeminiResult, LiveResult
 from gemini_magics.session import Session
 from magics_fixtures import magics_of, run_cell, scripted, sse_events_for, shell  # noqa: F401
@@ -149,6 +149,7 @@ def test_the_offline_notice_is_shown_once_not_in_every_status_line(panel, shell)
     m = magics_of(shell)
     m.base_url = ""      # no key, no base_url: the embedded server, with its notice
     m.engine = "echo"
+    m.session.warned.discard(OFFLINE_NOTICE)  # not said yet in this kernel
     lines = []
     for prompt in ("one", "two"):
         press_enter(panel, prompt)

@@ -133,9 +133,12 @@ class TurnRecorder:
         res["usage"] = make_usage(outcome.input_tokens, outcome.output_tokens)
         if outcome.errors:
             res["errors"] = outcome.errors
+        if outcome.capped_at:  # the engine's own default cap ended it (engines.base.own_cap)
+            res["default_max_output_tokens_reached"] = outcome.capped_at
         brief = {k: res[k] for k in ("id", "object", "status", "model", "agent", "created",
                                       "updated", "usage", "service_tier",
-                                      "previous_interaction_id", "environment_id", "errors")
+                                      "previous_interaction_id", "environment_id", "errors",
+                                      "default_max_output_tokens_reached")
                  if k in res}
         with self._lock:
             return res, self._encode("interaction.completed", {"interaction": brief})
@@ -320,6 +323,7 @@ class Outcome:
     input_tokens: int = 0
     output_tokens: int = 0
     errors: list = field(default_factory=list)
+    capped_at: Optional[int] = None  # EngineResult.capped_at of the answer
 
 
 StepProducer = Callable[[TurnContext], Outcome]
@@ -361,7 +365,7 @@ def stream_model_output(ctx: TurnContext, messages: Optional[list[dict]] = None,
         else:
             rec.stop_step(out, result.input_tokens, result.output_tokens)
     status = "cancelled" if rec.cancelled else FINISH_STATUS.get(result.finish, "completed")
-    return Outcome(status, result.input_tokens, result.output_tokens)
+    return Outcome(status, result.input_tokens, result.output_tokens, capped_at=result.capped_at)
 
 
 def generation_params(config: dict) -> GenerationParams:

@@ -333,5 +333,23 @@ def test_our_own_length_cap_completes_the_reply(engine, monkeypatch):
     monkeypatch.setattr(local, "DEFAULT_MAX_OUTPUT_TOKENS", 6)
     result, _ = ask(engine, STORY)
     assert result.output_tokens <= 6 and result.finish == "stop"
+    assert result.capped_at == 6  # the server tells the client (the footer says so)
     capped, _ = ask(engine, STORY, max_output_tokens=6)
-    assert capped.finish == "length"
+    assert capped.finish == "length" and capped.capped_at is None
+
+
+def test_default_sampling_applies_key_by_key_where_the_request_sets_none(engine):
+    """Free text gets local.DEFAULT_SAMPLING (issue #22: llama.cpp's defaults gave gibberish
+    and loops); a temperature the user sets wins, and the other defaults still apply."""
+    defaults = local.DEFAULT_SAMPLING
+    plain, _ = ask(engine, STORY, max_output_tokens=24)
+    spelled, _ = ask(engine, STORY, max_output_tokens=24, temperature=defaults["temperature"],
+                     top_p=defaults["top_p"])
+    assert plain.text == spelled.text
+    hot = LocalEngine(sampling=dict(defaults, temperature=1.0))
+    try:
+        expected, _ = ask(hot, STORY, max_output_tokens=24)
+    finally:
+        hot.close()
+    users, _ = ask(engine, STORY, max_output_tokens=24, temperature=1.0)
+    assert users.text == expected.text

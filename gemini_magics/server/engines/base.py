@@ -37,6 +37,20 @@ class EngineResult:
     output_tokens: int
     # "stop" (natural end or stop sequence), "length" (max_output_tokens), "cancelled"
     finish: str = "stop"
+    # Set (to the cap) when the engine's own default length cap ended the reply; see own_cap.
+    capped_at: Optional[int] = None
+
+
+def own_cap(result: EngineResult, request: EngineRequest, cap: int) -> EngineResult:
+    """`result`, told apart when the engine's own default cap (the request set no
+    max_output_tokens) cut it: that is the emulator's budget, not the caller's limit, so it ends
+    "stop" (completed; the quickstart's background poll waits for "completed" and would spin
+    forever on "incomplete") with `capped_at` set, which the server passes on so the footer can
+    say the reply was cut and how to get more."""
+    if result.finish == "length" and request.params.max_output_tokens is None:
+        result.finish = "stop"
+        result.capped_at = cap
+    return result
 
 
 OnText = Callable[[str], bool]

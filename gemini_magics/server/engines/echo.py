@@ -18,8 +18,10 @@ the first enum value or anyOf option, strings filled with the last user message,
 item, 0 for numbers, local `$ref`s (`#/$defs/...`) followed. So a function-planning schema
 (tools) makes it call the first allowed function with those arguments.
 
-Knobs for tests and benchmarks of many requests (`EchoEngine(delay=, rps=, fail_first=)`, or
-env GEMINI_MAGICS_ECHO="delay=0.05 rps=20 fail_first=2" for an engine made by name):
+Knobs for tests and benchmarks (`EchoEngine(delay=, rps=, fail_first=, cap=)`, or
+env GEMINI_MAGICS_ECHO="delay=0.05 rps=20 fail_first=2 cap=20" for an engine made by name):
+`cap` is a default reply cap for requests that set no max_output_tokens, as the local engine's
+512 tokens, so a test sees what a reply cut there looks like (`/words 600` with `cap=20`);
 `delay` sleeps S seconds once per request before replying; `rps` admits at most that many
 requests per second (bursts up to `rps`), the others get a 429 with Retry-After (the server asks `admit()` before a
 turn starts); `fail_first` answers the first N requests with a 503. `requests` counts the
@@ -36,14 +38,14 @@ import threading
 import time
 from typing import Optional
 
-from .base import Engine, EngineRequest, EngineResult, OnText
+from .base import Engine, EngineRequest, EngineResult, OnText, own_cap
 
 _CHUNK = re.compile(r"\S+\s*")  # one word and the whitespace after it = one token, one chunk
 _WORDS = re.compile(r"^/words\s+(\d+)(?:\s+delay=([0-9.]+))?\s*$")
 MAX_WORDS = 1_000_000
 MAX_DELAY_S = 5.0
 KNOBS_ENV = "GEMINI_MAGICS_ECHO"
-_KNOBS = {"delay": float, "rps": float, "fail_first": int}
+_KNOBS = {"delay": float, "rps": float, "fail_first": int, "cap": int}
 
 
 def knobs_from_env() -> dict:
@@ -70,11 +72,13 @@ class EchoEngine(Engine):
     describes_input = True
 
     def __init__(self, delay: Optional[float] = None, rps: Optional[float] = None,
-                 fail_first: Optional[int] = None):
-        env = knobs_from_env() if delay is None and rps is None and fail_first is None else {}
+                 fail_first: Optional[int] = None, cap: Optional[int] = None):
+        given = (delay, rps, fail_first, cap)
+        env = knobs_from_env() if all(k is None for k in given) else {}
         self.delay = min(float(delay if delay is not None else env.get("delay", 0.0)), MAX_DELAY_S)
         self.rps = rps if rps is not None else env.get("rps")
         self.fail_first = int(fail_first if fail_first is not None else env.get("fail_first", 0))
+        self.cap = cap if cap is not None else env.get("cap")  # None: no default cap
         self.requests = 0        # answered requests (generate calls)
         self.refused = 0         # requests refused by admit() (429 or 503)
         self._lock = threading.Lock()
@@ -117,7 +121,7 @@ class EchoEngine(Engine):
         input_tokens = sum(self.count_tokens(m.get("content") or "") for m in messages)
         words, delay = self._reply_words(request)
         params = request.params
-        limit = params.max_output_tokens
+        limit = params.max_output_tokens if params.max_output_tokens is not None else self.cap
         stops = [s for s in (params.stop_sequences or []) if s]
         produced: list[str] = []
         text = ""
@@ -141,8 +145,9 @@ class EchoEngine(Engine):
                     break
             if hit is not None:
                 break
-        return EngineResult(text=text, input_tokens=input_tokens,
-                            output_tokens=len(produced), finish=finish)
+        result = EngineResult(text=text, input_tokens=input_tokens,
+                              output_tokens=len(produced), finish=finish)
+        return own_cap(result, request, self.cap) if self.cap is not None else result
 
     def _reply_words(self, request: EngineRequest) -> tuple[list[str], float]:
         """The reply as chunks (each a word with its trailing whitespace) and a per-chunk delay."""

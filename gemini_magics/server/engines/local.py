@@ -33,7 +33,7 @@ import urllib.request
 from typing import Any, Optional
 
 from .base import (Engine, EngineFailed, EngineRejected, EngineRequest, EngineResult,
-                   OnText)
+                   OnText, own_cap)
 from .chat import ChunkStream, chat_body
 
 ENV_MODEL = "GEMINI_MAGICS_MODEL"
@@ -43,14 +43,21 @@ N_CTX = 4096
 # A reply length cap when the request sets none: the 135M model can ramble until the context is
 # full (~60 s); Gemini models also apply a default output limit. 512 tokens stay under ~15 s at
 # the 35 tokens/s of a busy 2-core machine (1024 ran past 30 s for the quickstart's "detailed
-# analysis"). Reaching this cap is the emulator's budget, not the caller's limit, so the reply
-# ends "stop" (completed), not "length" (incomplete): the quickstart's background poll waits for
-# "completed" and would spin forever on "incomplete".
+# analysis"). Reaching it completes the turn, and says so (base.own_cap).
 DEFAULT_MAX_OUTPUT_TOKENS = 512
 # The sampling seed when the request sets none: the same request gives the same reply, so a
 # notebook or test that passed once passes again (a small model's sampled replies vary from
 # "answers" to "rambles to the cap"); give generation_config.seed for other draws.
 DEFAULT_SEED = 0
+# Sampling for free text when the request sets none (a request's temperature or top_p wins,
+# key by key). llama.cpp's own defaults (temperature 0.8, no repetition penalty) made the 135M
+# model answer everyday prompts in Polish-looking gibberish or loop on the same words;
+# temperature 0 loops too. Chosen by measuring benchmarks/bench_offline_answers.py (16 everyday
+# prompts scored for English, on-topic, loop-free answers; the figures are in its docstring).
+# JSON-schema-constrained replies (function calls, --schema, function answers) keep llama.cpp's
+# defaults, which bench_function_answers measured: a repetition penalty would fight JSON's
+# repeated quotes and braces.
+DEFAULT_SAMPLING = {"temperature": 0.3, "top_p": 0.9, "repeat_penalty": 1.15, "repeat_last_n": 256}
 # llama.cpp's in-RAM prompt cache defaults to 8 GiB; a small one is plenty for a notebook.
 PROMPT_CACHE_MIB = 128
 
@@ -183,7 +190,7 @@ class LocalEngine(Engine):
     name = "local"
 
     def __init__(self, model_path: Optional[str] = None, n_threads: Optional[int] = None,
-                 n_parallel: int = 1):
+                 n_parallel: int = 1, sampling: Optional[dict] = None):
         self.model_path = find_model(model_path)
         if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
             raise ValueError(f"n_threads must be a whole number of at least 1, not {n_threads!r}.")
@@ -192,6 +199,8 @@ class LocalEngine(Engine):
                              f"{n_parallel!r}.")
         self.n_threads = n_threads or default_threads()
         self.n_parallel = n_parallel
+        # free-text sampling defaults (llama.cpp request keys); the benchmark passes others
+        self.sampling = dict(DEFAULT_SAMPLING if sampling is None else sampling)
         self._loaded: Optional[_Loaded] = None
         self._lock = threading.Lock()
 
@@ -237,10 +246,7 @@ class LocalEngine(Engine):
             server.handle_chat_completions(body, state.on_chunk)
         except ValueError as e:  # llama.cpp rejects the request before generating
             raise EngineRejected(f"The local model rejected the request: {e}") from None
-        result = state.result()
-        if result.finish == "length" and request.params.max_output_tokens is None:
-            result.finish = "stop"  # our own cap, not the caller's (DEFAULT_MAX_OUTPUT_TOKENS)
-        return result
+        return own_cap(state.result(), request, DEFAULT_MAX_OUTPUT_TOKENS)
 
     def _chat_body(self, request: EngineRequest) -> dict:
         if request.json_schema is not None:
@@ -248,6 +254,9 @@ class LocalEngine(Engine):
         # per-chunk timings carry the prompt size, so a cancelled reply still reports usage
         body = chat_body(request, DEFAULT_MAX_OUTPUT_TOKENS, extra={"timings_per_token": True})
         body.setdefault("seed", DEFAULT_SEED)  # same request, same reply, seed or not
+        if request.json_schema is None:
+            for key, value in self.sampling.items():
+                body.setdefault(key, value)
         return body
 
 

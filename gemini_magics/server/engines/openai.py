@@ -19,7 +19,7 @@ import json
 import threading
 from typing import Any, Optional
 
-from .base import Engine, EngineFailed, EngineRequest, EngineResult, OnText
+from .base import Engine, EngineFailed, EngineRequest, EngineResult, OnText, own_cap
 from .chat import ChunkStream, chat_body
 
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
@@ -105,10 +105,7 @@ class OpenAIEngine(Engine):
             raise EngineFailed(f"The engine at {self.url} could not be reached or stopped "
                                f"answering ({type(e).__name__}: {e}); check that it runs and "
                                f"--engine-url.") from None
-        result = state.result()
-        if result.finish == "length" and request.params.max_output_tokens is None:
-            result.finish = "stop"  # our own default cap, not the caller's (as the local engine)
-        return result
+        return own_cap(state.result(), request, DEFAULT_MAX_OUTPUT_TOKENS)
 
     def close(self) -> None:
         with self._lock:
