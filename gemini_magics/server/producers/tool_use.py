@@ -115,7 +115,8 @@ def tools_producer(ctx: TurnContext) -> Outcome:
     answer = stream_model_output(ctx, messages,
                                  cite=lambda text: offline_annotations(emulated, text))
     return Outcome(answer.status, usage.get("input_tokens", 0) + answer.input_tokens,
-                   usage.get("output_tokens", 0) + answer.output_tokens)
+                   usage.get("output_tokens", 0) + answer.output_tokens,
+                   capped_at=getattr(answer, "capped_at", None))
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,4 +222,5 @@ def _mcp_call_and_answer(ctx: TurnContext, tool: McpTool, arguments: dict, usage
         answer = stream_model_output(ctx, history_to_messages(req.system_instruction,
                                                               ctx.all_steps + steps))
     return Outcome(answer.status, usage.get("input_tokens", 0) + answer.input_tokens,
-                   usage.get("output_tokens", 0) + answer.output_tokens)
+                   usage.get("output_tokens", 0) + answer.output_tokens,
+                   capped_at=getattr(answer, "capped_at", None))
