@@ -54,9 +54,12 @@ def _fenced(text: str, lang: str = "") -> str:
     return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
 
 
-def _cell_parts(record: CellRecord) -> list:
-    """One recorded cell as prompt parts: its source and what it showed, images as images."""
-    label = f"In [{record.number}]" if record.number is not None else "A cell"
+def _cell_parts(record: CellRecord, back: int) -> list:
+    """One recorded cell as prompt parts: its source and what it showed, images as images.
+    `back`: how many cells before the question it ran (1: just before). Not the kernel's
+    execution count, which another run of the same notebook numbers differently."""
+    label = ("The cell run just before this question" if back == 1
+             else f"The cell run {back} before this question")
     text = [f"{label}:\n{_fenced(record.source, 'python')}"]
     parts: list = []
     if record.text.strip():
@@ -113,7 +116,8 @@ def context_parts(log: Any, how: str, budget: int) -> tuple:
                if r.source.strip() and not is_gemini_cell(r.source)]
     if how != "all":
         records = records[-int(how):]
-    cells, dropped = _fit([_cell_parts(r) for r in records], budget)
+    cells, dropped = _fit([_cell_parts(r, len(records) - i) for i, r in enumerate(records)],
+                          budget)
     if not cells:
         return [], "context: no cells have run before this one"
     head = ("Context: the notebook cells run before this question, oldest first, with what "
