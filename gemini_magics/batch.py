@@ -24,7 +24,7 @@ from .client import Backend, get_client
 from .errors import GeminiError, explain, server_message, status_code
 from .result import GeminiResult
 from .rowcache import open_cache, request_key
-from .rows import RowRun, Rows, cache_value, cached_result, assemble, backend_id
+from .rows import RowRun, Rows, assemble, backend_id, cache_value, take_cached
 from .runner import structured_value
 from .sender import PollPolicy, PollTimeout
 from .session import Session, current
@@ -165,14 +165,7 @@ def start_batch(request: Any, rows: Rows, rendered: list, backend: Backend,
     rendered = [r._replace(key=request_key(r.body, where)) for r in rendered]
     check_batch(request, rendered)
     cache = open_cache(settings.get("cache_dir")) if request.cache else None
-    found = cache.get_many([r.key for r in rendered]) if cache is not None else {}
-    run = RowRun(len(rendered))
-    todo = []
-    for i, row in enumerate(rendered):
-        if row.key in found:
-            run.add(i, cached_result(found[row.key], row.request), True, rows.labels[i])
-        else:
-            todo.append(i)
+    run, todo = take_cached(rendered, rows.labels, cache)
     if not todo:
         return BatchRun("(all rows cached)", request, rows, rendered, run, todo, None)
     client = get_client(backend)

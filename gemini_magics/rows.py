@@ -48,7 +48,7 @@ from .stream import Accumulator
 
 __all__ = ["read_rows", "render_rows", "send_rows", "assemble", "run_over", "map_rows",
            "check_row_options", "summary", "Rows", "RowRun", "Gate", "cache_value", "cached_result",
-           "preview", "lookup_rows", "backend_id", "row_cache"]
+           "take_cached", "preview", "lookup_rows", "backend_id", "row_cache"]
 
 ROW_RETRIES = 3            # attempts after the first for 5xx, timeouts, dropped connections
 MAX_RATE_WAITS = 30        # 429s one row waits out before it fails with the 429 sentence
@@ -337,6 +337,20 @@ def _send_row(sender: RowSender, row: Rendered, gate: Gate, stop: threading.Even
         return result
 
 
+def take_cached(rendered: list, labels: list, cache: Any) -> tuple:
+    """(a RowRun holding the rows `cache` already has, the indices of the rows still to send):
+    the one cache lookup of `--over` and `--batch`."""
+    run = RowRun(len(rendered))
+    found = cache.get_many([r.key for r in rendered]) if cache is not None else {}
+    missing = []
+    for i, row in enumerate(rendered):
+        if row.key in found:
+            run.add(i, cached_result(found[row.key], row.request), True, labels[i])
+        else:
+            missing.append(i)
+    return run, missing
+
+
 def send_rows(rendered: list, labels: list, backend: Backend, *, concurrency: int = 8,
               cache: Any = None, progress: bool = True,
               on_progress: Optional[Callable] = None) -> RowRun:
@@ -344,14 +358,10 @@ def send_rows(rendered: list, labels: list, backend: Backend, *, concurrency: in
     each row's result in input order. KeyboardInterrupt stops it: rows not done get the
     STOPPED sentence (the rows in flight still reach the cache when they end)."""
     start = time.monotonic()
-    run = RowRun(len(rendered))
-    found = cache.get_many([r.key for r in rendered]) if cache is not None else {}
+    run, missing = take_cached(rendered, labels, cache)
     todo: queue.Queue = queue.Queue()
-    for i, row in enumerate(rendered):
-        if row.key in found:
-            run.add(i, cached_result(found[row.key], row.request), True, labels[i])
-        else:
-            todo.put((i, row))
+    for i in missing:
+        todo.put((i, rendered[i]))
     pending = todo.qsize()
     run.gate = gate = Gate(concurrency)
     bar = _progress_bar(run, enabled=progress)
