@@ -211,6 +211,7 @@ _SEQUENCES = {
     "factorial": "values = [1]\nfor i in range(1, n):\n    values.append(values[-1] * i)\n",
     "square": "values = [i * i for i in range(1, n + 1)]\n",
 }
+_RANGE_RE = re.compile(r"\b(\d{1,4})\s*(?:to|through|thru|-|–|\.\.)\s*(\d{1,4})\b")
 _FILE_RE = re.compile(r"\b([\w-]+\.(?:txt|csv|json|md))\b")
 
 
@@ -231,15 +232,21 @@ def code_for_prompt(prompt: str) -> str:
     lower = prompt.lower()
     for word, body in _SEQUENCES.items():
         if word in lower:
+            span = _RANGE_RE.search(prompt)  # "squares of 1 to 10": the range, not its first number
             count = re.search(r"\b(\d{1,4})\b", prompt)
-            n = min(int(count.group(1)) if count else 10, 1000)
-            code = f"{header}n = {n}\n{body}"
+            if span and word == "square":
+                low, high = sorted(int(x) for x in span.groups())
+                code = f"{header}values = [i * i for i in range({low}, {min(high, low + 1000)} + 1)]\n"
+            else:
+                n = min(int(span.group(2)) if span else int(count.group(1)) if count else 10, 1000)
+                code = f"{header}n = {n}\n{body}"
             file = _FILE_RE.search(prompt)
             if file:
                 name = file.group(1)
                 return (code + f"with open({name!r}, 'w') as f:\n"
                         "    f.write('\\n'.join(map(str, values)) + '\\n')\n"
                         f"with open({name!r}) as f:\n    print(f.read(), end='')\n")
-            return code + "print(*values)\n"
+            total = re.search(r"\b(sum|total|add(?:ed)? up)\b", lower)
+            return code + ("print(sum(values))\n" if total else "print(*values)\n")
     return (f"{header}text = {prompt!r}\nwords = text.split()\n"
             'print(f"{len(words)} words, {len(text)} characters")\n')

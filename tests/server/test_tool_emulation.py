@@ -133,6 +133,16 @@ def test_the_quickstart_agent_prompt_runs_a_fibonacci_template_that_writes_its_f
     assert "is_error" not in result
 
 
+@pytest.mark.parametrize("prompt, printed", [
+    ("What is the sum of the squares of 1 to 10?", "385"),  # was `n = 1`, printing 1
+    ("List the squares from 3 to 5", "9 16 25"),
+    ("Add up the first 10 primes", "129"),
+])
+def test_code_templates_use_the_numbers_and_the_question_the_prompt_gives(prompt, printed):
+    call, result = emulate_builtin_tool("code_execution", prompt, ids())
+    assert result["result"].strip() == printed, call["arguments"]["code"]
+
+
 def test_code_from_a_fenced_block_runs_and_errors_are_results():
     prompt = "Run this:\n```python\nprint(sum(range(10)))\nraise ValueError('boom')\n```"
     call, result = emulate_builtin_tool("code_execution", prompt, ids())
