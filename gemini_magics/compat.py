@@ -15,10 +15,15 @@ from __future__ import annotations
 import codecs
 import ctypes
 import logging
+import os
+import pickle
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-__all__ = ["reuse_sdk_model_classes", "sdk_interaction_from_dict", "raw_sse_lines",
+__all__ = ["install_provider_prices", "reuse_sdk_model_classes", "sdk_interaction_from_dict", "raw_sse_lines",
            "split_sse_lines", "sdk_sent_request", "sdk_http_client", "guarded_h11_protocol",
            "H11_METHODS", "H11_SILENCED", "H11_ATTRIBUTES", "request_transport", "set_nodelay",
            "is_accept_exhaustion", "raise_in_thread"]
@@ -256,3 +261,46 @@ def raise_in_thread(thread_ident: int, exc_type: type) -> bool:
         set_async_exc(ctypes.c_ulong(thread_ident), None)
         return False
     return changed == 1
+
+
+# -- genai-prices ----------------------------------------------------------------------------------
+
+_DUMP_PROVIDER = ("import pickle, sys\nfrom genai_prices.data import providers\n"
+                  "sys.stdout.buffer.write(pickle.dumps([p for p in providers if p.id == sys.argv[1]]))")
+
+
+def install_provider_prices(provider_id: str, cache_dir: Path) -> bool:
+    """Load only one provider's price table into genai-prices; True if it was installed.
+
+    genai-prices (0.2.x) keeps every provider's prices in one module, `genai_prices.data`, which
+    costs a kernel ~6 MB once loaded, and we price one provider's models. So a child process
+    (which pays for the whole table) pickles that provider's objects once per genai-prices
+    version into `cache_dir` (a file only this user can write, like the row cache beside it);
+    here they are unpickled (only `genai_prices.types` is needed) and installed with
+    genai-prices' public `data_snapshot.set_custom_snapshot`. The internals relied on: the
+    module `genai_prices.data` with its `providers` list, and `DataSnapshot(providers=...,
+    from_auto_update=False)`. If either moved, or anything else fails, nothing is installed and
+    genai-prices loads its whole table as usual: the same prices, only more memory."""
+    try:
+        import genai_prices  # deferred: genai_prices (pydantic, 0.3 s)
+        from genai_prices import data_snapshot  # deferred: genai_prices
+
+        path = Path(cache_dir) / f"genai-prices-{genai_prices.__version__}-{provider_id}.pickle"
+        if not path.exists():
+            dumped = subprocess.run([sys.executable, "-c", _DUMP_PROVIDER, provider_id],
+                                    capture_output=True, timeout=120, check=True).stdout
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(dumped)
+            os.replace(tmp, path)
+        providers = pickle.loads(path.read_bytes())
+        if not providers or any(getattr(p, "id", None) != provider_id for p in providers):
+            return False
+        data_snapshot.set_custom_snapshot(
+            data_snapshot.DataSnapshot(providers=providers, from_auto_update=False))
+        return True
+    except Exception as exc:  # noqa: BLE001 - the whole table still prices the same
+        log.debug("genai-prices: the %s table alone could not be loaded (%s)", provider_id, exc)
+        return False

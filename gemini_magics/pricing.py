@@ -22,6 +22,9 @@ from datetime import date, datetime, timezone
 from functools import lru_cache
 from typing import Any, Mapping, Optional
 
+from .compat import install_provider_prices
+from .rowcache import cache_dir
+
 __all__ = ["CostDetail", "TIERS", "parse_override", "genai_usage", "price_usage", "price",
            "cost_of", "tokens_in", "money", "footer_piece", "footer_line", "source", "prices_text",
            "tier_of"]
@@ -127,10 +130,20 @@ def genai_usage(usage: Mapping[str, Any]) -> dict:
 
 
 @lru_cache(maxsize=1)
+def _prices() -> Any:
+    """genai_prices, with only Google's price table loaded (a kernel stays ~4 MB smaller;
+    compat.install_provider_prices, which falls back to the whole table)."""
+    import genai_prices  # deferred: genai_prices (pydantic, 0.3 s)
+
+    install_provider_prices(PROVIDER, cache_dir())
+    return genai_prices
+
+
+@lru_cache(maxsize=1)
 def source() -> str:
     """Where the prices come from: the genai-prices version and the newest date its Google
     price data says it was checked or changed (not after today)."""
-    import genai_prices  # deferred: genai_prices (pydantic, 0.3 s)
+    genai_prices = _prices()
     import genai_prices.data_snapshot as snap  # deferred: genai_prices (pydantic, 0.3 s)
 
     today = date.today().isoformat()
@@ -145,6 +158,7 @@ def source() -> str:
 
 def _model_info(model: str) -> Any:
     """genai-prices' ModelInfo for a Gemini model name, or None when it lists no price."""
+    _prices()
     import genai_prices.data_snapshot as snap  # deferred: genai_prices (pydantic, 0.3 s)
 
     try:
@@ -191,7 +205,7 @@ def price_usage(usage: Mapping[str, Any], model: Optional[str], *, tier: str = "
     if info is None:
         return CostDetail(None, tier=tier, billed=billed, source=source(),
                           note=f"genai-prices lists no price for {model or 'this model'}")
-    import genai_prices  # deferred: genai_prices (pydantic, 0.3 s)
+    genai_prices = _prices()
 
     when = when or datetime.now(timezone.utc)
     context = TIERS.get(tier)

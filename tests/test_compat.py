@@ -362,3 +362,31 @@ def test_raise_in_thread_stops_a_real_thread():
     assert caught == [True] and not thread.is_alive(), moved(
         "CPython", "PyThreadState_SetAsyncExc's behaviour", "a timed-out function runs on")
     assert compat.raise_in_thread(thread.ident, _Stop) is False  # a finished thread: nothing
+
+
+_PRICE_SCRIPT = """
+import json, sys
+from genai_prices import Usage, calc_price
+if sys.argv[1] == "google-only":
+    from gemini_magics.compat import install_provider_prices
+    assert install_provider_prices("google", sys.argv[2]), "genai-prices: not installed"
+usage = Usage(input_tokens=300_000, output_tokens=1_000, cache_read_tokens=100)
+prices = {m: float(calc_price(usage, model_ref=m, provider_id="google").total_price)
+          for m in ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-3-pro-preview")}
+print(json.dumps({"prices": prices, "whole_table": "genai_prices.data" in sys.modules}))
+"""
+
+
+def test_genai_prices_with_googles_table_alone_prices_the_same(tmp_path):
+    """compat.install_provider_prices: genai-prices' `genai_prices.data` module (every provider)
+    and `DataSnapshot(providers=...)`; if they moved this fails naming them."""
+    def run(mode):
+        out = subprocess.run([sys.executable, "-c", _PRICE_SCRIPT, mode, str(tmp_path)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, ("genai-prices moved: the one-provider table (its data "
+                                     "module or DataSnapshot) no longer loads: " + out.stderr)
+        return json.loads(out.stdout)
+    whole, alone = run("whole"), run("google-only")
+    assert alone["prices"] == whole["prices"] and all(alone["prices"].values())
+    assert whole["whole_table"] and not alone["whole_table"]  # the kernel never loads the rest
+    assert len(list(tmp_path.glob("genai-prices-*-google.pickle"))) == 1
