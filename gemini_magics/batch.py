@@ -129,7 +129,6 @@ def _result_of(inline: Any, request: Any) -> GeminiResult:
                                  "total_tokens": prompt + output})
     if request.schema_obj is not None:
         result.error = structured_value(result, request.schema_obj, request.schema)
-    spend.record(None, result, tier="batch")
     return result
 
 
@@ -232,6 +231,7 @@ def wait_batch(name: str, backend: Backend, settings: Mapping[str, Any],
     out = []
     for inline in inlined:
         result = _result_of(inline, _Plain(job))
+        spend.record(session, result, tier="batch")  # (a batch of this kernel: _rows_done does)
         key = (getattr(inline, "metadata", None) or {}).get("key")
         if result.ok and key:
             cache.put(key, cache_value(result))
