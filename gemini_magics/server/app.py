@@ -69,7 +69,7 @@ class InteractionService:
         self.engine = engine
         self.store = store
         self.agents = AgentStore(store)  # custom agents (agents.py), in the same database
-        self._api_key = api_key
+        self.api_key = api_key  # the one key of the server (None: open, or classroom keys)
         self.keys = keys
         if keys is not None:
             for label in keys.load_settings(store.students()):
@@ -90,7 +90,7 @@ class InteractionService:
     def check_key(self, request: Request) -> Optional[Student]:
         """Refuse a request without the right key (401); in classroom mode, whose key it is.
         The app's gate asks this once per request, before routing (`routes._App`)."""
-        return key_holder(self.keys, self._api_key, request.headers.get("x-goog-api-key", ""),
+        return key_holder(self.keys, self.api_key, request.headers.get("x-goog-api-key", ""),
                           _key_of(request))
 
     def shutdown(self) -> None:

@@ -97,7 +97,7 @@ def create_app(service, teacher_key: Optional[str] = None) -> Starlette:
     and the HTTP protocol read `state.service`."""
     p = "/{prefix:path}/interactions"
     routes = [
-        _proof_route(getattr(service, "_api_key", None)),  # before the gate: it sends no key
+        _proof_route(service.api_key),  # before the gate: it sends no key
         *unsupported.priority_routes(_guard, p), *unsupported.routes(_guard),  # 501s
         Route(p, _guard(service.create), methods=["POST"]),
         Route(p + "/{id}", _guard(service.get), methods=["GET"]),
