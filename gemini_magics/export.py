@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 from . import render
 from .client import get_client
 from .errors import GeminiError, explain
+from .redact import redact_tree
 from .result import GeminiResult
 from .sender import interaction_dict
 from .stream import output_text
@@ -50,11 +51,8 @@ def command(m: Any, rest: Optional[str]) -> str:
         raise GeminiError("Nothing to export: the conversation has no turns yet.")
     fetch = None
     if any(t.stored and t.interaction_id for t in chain):
-        # deferred: the runner's function loop loads pydantic
-        from .runner import _redacted  # deferred: the runner's function loop loads pydantic
-
         client = get_client(m._backend(), m.session)
-        fetch = lambda ident: _redacted(interaction_dict(  # noqa: E731
+        fetch = lambda ident: redact_tree(interaction_dict(  # noqa: E731
             client.interactions.get(ident, include_input=True)))
     turns = turns_of(chain, fetch)
     write(path, turns)

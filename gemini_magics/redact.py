@@ -12,7 +12,7 @@ import re
 import threading
 from typing import Any, Iterable
 
-__all__ = ["MASK", "KEY_ENV_VARS", "remember", "secrets", "redact", "redact_live"]
+__all__ = ["MASK", "KEY_ENV_VARS", "remember", "secrets", "redact", "redact_live", "redact_tree"]
 
 MASK = "***"
 KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -83,3 +83,38 @@ def _redact(s: str, keys: set, mask: str) -> str:
     for pattern in _SECRET_PLACES:
         s = pattern.sub(lambda m: m.group(1) + mask, s)
     return s
+
+
+def redact_tree(value: Any) -> Any:
+    """`value` (wire dicts and lists) with every string redacted, media data left as it is.
+    One redact over all its strings joined first: almost always nothing needs hiding, and one
+    call costs a twentieth of one per string (it matters for 1,000 rows). Any match in one
+    string is a match in the joined text too."""
+    strings: list = []
+    _strings(value, strings)
+    joined = "\n".join(strings)
+    if redact(joined) == joined:
+        return value
+    return _redact_each(value)
+
+
+def _strings(value: Any, out: list) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, list):
+        for v in value:
+            _strings(v, out)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k != "data":
+                _strings(v, out)
+
+
+def _redact_each(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_each(v) for v in value]
+    if isinstance(value, dict):
+        return {k: v if k == "data" else _redact_each(v) for k, v in value.items()}
+    return value

@@ -12,10 +12,11 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional
 
-from .client import Backend, get_client, redact, resolve_backend
+from .client import Backend, get_client, resolve_backend
 from .conversation import Conversation, user_step
 from .errors import KEPT, explain, outcome_sentence
 from .loop import ROUNDS_SENTENCE, FunctionLoop
+from .redact import redact, redact_tree
 from .request import Request
 from .result import GeminiResult
 from .sender import FALLBACK_NOTE, Link, Sender, resumed_note
@@ -218,7 +219,7 @@ def build_result(acc: Accumulator, request: Any, *, elapsed: float, cancelled: b
                                  background=background)
     # A server may reflect the API key into what it answers: nothing we show or keep holds it.
     original = acc.interaction_dict()
-    data = _redacted(original)
+    data = redact_tree(original)
     steps = data.get("steps") or []
     answer = redact(acc.answer_text())
     result = GeminiResult(
@@ -235,41 +236,6 @@ def build_result(acc: Accumulator, request: Any, *, elapsed: float, cancelled: b
     if result.ok and schema_obj is not None:
         result.error = structured_value(result, schema_obj, request.schema)
     return result
-
-
-def _redacted(value: Any) -> Any:
-    """`value` (wire dicts and lists) with every string redacted, media data left as it is.
-    One redact over all its strings joined first: almost always nothing needs hiding, and one
-    call costs a twentieth of one per string (it matters for 1,000 rows). Any match in one
-    string is a match in the joined text too."""
-    strings: list = []
-    _strings(value, strings)
-    joined = "\n".join(strings)
-    if redact(joined) == joined:
-        return value
-    return _redact_each(value)
-
-
-def _strings(value: Any, out: list) -> None:
-    if isinstance(value, str):
-        out.append(value)
-    elif isinstance(value, list):
-        for v in value:
-            _strings(v, out)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            if k != "data":
-                _strings(v, out)
-
-
-def _redact_each(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list):
-        return [_redact_each(v) for v in value]
-    if isinstance(value, dict):
-        return {k: v if k == "data" else _redact_each(v) for k, v in value.items()}
-    return value
 
 
 def run(
