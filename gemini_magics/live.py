@@ -97,14 +97,17 @@ class StreamJob:
     """Runs one request with `runner.run` in a worker thread. A ticker thread calls
     `on_tick(job)` every `tick` seconds while it runs and `on_finish(job)` once at the end, so
     views are refreshed at a bounded rate whatever the event rate. `stop()` cancels for real.
-    `jobs` is the kernel's LiveJobs it is listed in (default: the current session's)."""
+    `session` is whose answer it is (its usage and budget; default: the current one), `jobs`
+    the LiveJobs it is listed in (default: that session's)."""
 
     def __init__(self, request: Any, *, settings: Optional[dict] = None, backend: Any = None,
                  conversation: Any = None, cell_id: Optional[str] = None, fast_stream: bool = True,
                  on_tick: Optional[Callable] = None, on_finish: Optional[Callable] = None,
-                 tick: float = TICK_S, jobs: Optional[LiveJobs] = None):
+                 tick: float = TICK_S, jobs: Optional[LiveJobs] = None,
+                 session: Optional[Session] = None):
         self.request = request
-        self.jobs = jobs if jobs is not None else jobs_of(current())
+        self.session = session or current()
+        self.jobs = jobs if jobs is not None else jobs_of(self.session)
         self.settings = dict(settings or {})
         self.backend = backend
         self.conversation = conversation
@@ -255,9 +258,9 @@ class StreamJob:
             except Exception as exc:  # noqa: BLE001 - e.g. the local model cannot start
                 return self._failed(exc, starting=True)
         return run(self.request, backend=self.backend,
-                   observers=[spend.Guard(None, self.request, self.cancel_event), self],
+                   observers=[spend.Guard(self.session, self.request, self.cancel_event), self],
                    cancel_event=self.cancel_event, conversation=self.conversation,
-                   cell_id=self.cell_id, fast_stream=self.fast_stream)
+                   cell_id=self.cell_id, fast_stream=self.fast_stream, session=self.session)
 
     def _failed(self, exc: BaseException, starting: bool = False) -> GeminiResult:
         why = backend_failure(exc) if starting else explain(exc)

@@ -380,7 +380,8 @@ def run_live(magics: Any, request: Any, backend: Any = None, *, cell_id: Optiona
     view.show()
     job = StreamJob(request, settings=magics.settings(), backend=backend,
                     conversation=magics.conversation, cell_id=cell_id,
-                    fast_stream=getattr(magics, "fast_stream", True), jobs=panels.jobs)
+                    fast_stream=getattr(magics, "fast_stream", True), jobs=panels.jobs,
+                    session=magics.session)
     view.attach(job)
     finish_view = view._finish
     shell = getattr(magics, "shell", None)
@@ -720,7 +721,8 @@ class Panel:
         self.job = StreamJob(request, settings=self.magics.settings(),
                              conversation=self.magics.conversation,
                              fast_stream=getattr(self.magics, "fast_stream", True),
-                             on_tick=self._tick, on_finish=self._finish, jobs=self._jobs)
+                             on_tick=self._tick, on_finish=self._finish, jobs=self._jobs,
+                             session=getattr(self.magics, "session", None))
         self.send_button.disabled = True
         self.stop_button.disabled = False
         self.job.start()
